@@ -1,0 +1,29 @@
+//! capstan's pure core.
+//!
+//! Everything here is a pure, synchronous function of its inputs: samples, current
+//! capacity, state and `now` go in, a [`Decision`](decision::Decision) with its reasons
+//! comes out. No I/O, no async runtime, no wall clock (only [`clock::SystemClock`] reads
+//! it), no randomness that is not seeded. The daemon and the simulator run this same code.
+//!
+//! Module map:
+//! - [`model`]: services, tasks, capacity, samples.
+//! - [`clock`]: the [`Clock`](clock::Clock) trait, the system clock and a virtual clock.
+//! - [`metrics`]: per-source time-stamped windows and their freshness.
+//! - [`policy`]: the policies (target tracking, step, threshold, backlog per task,
+//!   scheduled), each a pure function to a [`Recommendation`](policy::Recommendation).
+//! - [`planner`]: combines recommendations and applies bounds, cooldowns, stabilization,
+//!   rate limits and fallbacks.
+//! - [`decision`]: the record of a decision and its one-line explanation.
+//! - [`victim`]: which tasks to stop on scale-in.
+
+pub mod clock;
+pub mod decision;
+pub mod metrics;
+pub mod model;
+pub mod planner;
+pub mod policy;
+pub mod victim;
+
+pub use clock::{Clock, SystemClock, VirtualClock};
+pub use jiff::Timestamp;
+pub use std::time::Duration;

@@ -1,0 +1,96 @@
+//! The things capstan reasons about: services, their tasks and capacity, and metric samples.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The identifier of one task (an ECS task ARN, a local process's id, ...).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskId(pub String);
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a task is in its life, reduced to what scaling needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Starting: counted in `pending`, not yet serving.
+    Pending,
+    /// Serving.
+    Running,
+    /// Refusing new work and finishing what it has (deregistering, draining).
+    Draining,
+    /// Told to stop; gone soon.
+    Stopping,
+    /// Gone.
+    Stopped,
+}
+
+/// One copy of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Its identifier.
+    pub id: TaskId,
+    /// When it started (or was asked to start).
+    pub started_at: Timestamp,
+    /// Availability zone (or host) it runs in, when known.
+    pub zone: Option<String>,
+    /// Lifecycle state.
+    pub state: TaskState,
+    /// Live sessions or workloads it reports (0 = idle).
+    pub sessions: u32,
+    /// Whether the task is protected from scale-in.
+    pub protected: bool,
+}
+
+/// How many tasks a service has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Capacity {
+    /// The count the target is told to keep (ECS `desiredCount`).
+    pub desired: u32,
+    /// Tasks serving now.
+    pub running: u32,
+    /// Tasks starting.
+    pub pending: u32,
+}
+
+/// Inclusive bounds on the desired count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bounds {
+    /// Never fewer than this.
+    pub min: u32,
+    /// Never more than this.
+    pub max: u32,
+}
+
+impl Bounds {
+    /// `n` clamped into `[min, max]`.
+    pub fn clamp(&self, n: u32) -> u32 {
+        n.clamp(self.min, self.max.max(self.min))
+    }
+}
+
+/// One metric value at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The value (finite; validated at the source boundary).
+    pub value: f64,
+    /// When it was observed.
+    pub at: Timestamp,
+}
+
+/// A service as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    /// Unique name.
+    pub name: String,
+    /// Static bounds from the configuration.
+    pub bounds: Bounds,
+    /// Current capacity.
+    pub capacity: Capacity,
+    /// Current tasks.
+    pub tasks: Vec<Task>,
+}

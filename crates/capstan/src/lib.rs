@@ -1,0 +1,1 @@
+//! capstan: config loading, the daemon, the CLI.
