@@ -1,0 +1,62 @@
+//! Typed, validated settings of a source, as compiled from the configuration.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What values a source may produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValueKind {
+    /// A count (queue depth, sessions): finite and ≥ 0.
+    #[default]
+    Count,
+    /// Any finite number (may be negative, e.g. a temperature delta).
+    Any,
+}
+
+/// One source, by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    /// Name policies refer to.
+    pub name: String,
+    /// Time between reads.
+    pub interval: Duration,
+    /// A read that takes longer is abandoned (and a command is killed).
+    pub timeout: Duration,
+    /// A sample older than this is stale.
+    pub max_age: Duration,
+    /// How much history is kept for the policies.
+    pub retention: Duration,
+    /// Which values are valid.
+    pub value: ValueKind,
+    /// The kind and its own settings.
+    pub kind: SourceKind,
+}
+
+/// The kinds of source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    /// Run a program and read one number from its standard output.
+    Command(CommandSpec),
+    /// GET a URL and pick a number from the JSON body.
+    Http(HttpSpec),
+}
+
+/// A `command` source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    /// Program and arguments (no shell unless you name one).
+    pub command: Vec<String>,
+    /// Extra environment for the program.
+    pub env: BTreeMap<String, String>,
+}
+
+/// An `http` source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSpec {
+    /// The URL to GET.
+    pub url: String,
+    /// JSON pointer (RFC 6901) to the number; empty = the whole body is the number.
+    pub pointer: String,
+    /// Extra request headers (values may hold secrets: never logged).
+    pub headers: BTreeMap<String, String>,
+}
