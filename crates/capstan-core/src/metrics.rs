@@ -267,3 +267,7 @@ mod tests {
         assert_eq!(last, vec![27.0, 28.0, 29.0]);
     }
 }
+
+/// Metric windows shared between the pollers that write them and the loops that read
+/// them. Critical sections are short and never held across an `.await`.
+pub type SharedObservations = std::sync::Arc<std::sync::Mutex<Observations>>;

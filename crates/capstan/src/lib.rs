@@ -1,1 +1,9 @@
-//! capstan: config loading, the daemon, the CLI.
+//! capstan: config loading and validation, the daemon's loops, the CLI.
+//!
+//! - [`config`]: the TOML file, compiled into typed settings with every error named.
+//! - [`cli`]: `validate` and `explain`.
+//! - [`daemon`]: `run`: pollers, one control loop per service, graceful shutdown.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;

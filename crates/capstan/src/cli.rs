@@ -1,0 +1,1 @@
+//! The `validate` and `explain` commands.

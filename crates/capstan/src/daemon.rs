@@ -1,0 +1,1 @@
+//! The `run` command: pollers, one control loop per service, graceful shutdown.
