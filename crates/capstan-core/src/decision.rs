@@ -2,11 +2,13 @@
 //! that changed the number, and the rule that won. Structured (serde) and as one
 //! sentence.
 
+use std::fmt::Write as _;
+
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::model::Capacity;
-use crate::policy::Recommendation;
+use crate::policy::{Ask, Recommendation};
 
 /// What the decision does to the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -126,9 +128,87 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The decision as one line, e.g.
-    /// `worker: scale out 3 → 6 (largest ask: queue asked 6 — 550 total / 100 per task; capped 7 → 6 by max 6)`.
+    /// The decision as one line: the action, the rule that won with the winner's ask and
+    /// reason, then every step in order, e.g.
+    /// `worker: scale out 3 → 6 — queue asked 7 (650 total / 100 per task → 7), largest of
+    /// 2 asks; capped 7 → 6 by max 6`. A dry-run starts with `[dry-run] `.
     pub fn sentence(&self) -> String {
-        unimplemented!("decision sentence")
+        let mut out = String::new();
+        if self.dry_run {
+            out.push_str("[dry-run] ");
+        }
+        let _ = match self.action {
+            Action::ScaleOut { from, to } => {
+                write!(out, "{}: scale out {from} → {to}", self.service)
+            }
+            Action::ScaleIn { from, to } => write!(out, "{}: scale in {from} → {to}", self.service),
+            Action::Hold { at } => write!(out, "{}: hold at {at}", self.service),
+        };
+        out.push_str(" — ");
+        let winner = self
+            .winner
+            .as_deref()
+            .and_then(|w| self.asks.iter().find(|r| r.policy == w));
+        let votes = self.asks.iter().filter(|r| casts_vote(&r.ask)).count();
+        match (self.rule, winner) {
+            (Rule::NoVotes, _) => out.push_str("no policy voted"),
+            (_, None) => {
+                let _ = write!(out, "combined {}", self.combined);
+            }
+            (rule, Some(rec)) => {
+                push_ask(&mut out, rec);
+                match rule {
+                    Rule::LargestScaleOut if votes > 1 => {
+                        let _ = write!(out, ", largest of {votes} asks");
+                    }
+                    Rule::ScaleInAllAgree if votes > 1 => {
+                        let _ = write!(out, ", largest of {votes} asks, all lower");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for step in &self.steps {
+            let (from, to, detail) = (step.from, step.to, &step.detail);
+            let _ = match step.kind {
+                StepKind::Fallback => write!(out, "; {detail}"),
+                StepKind::MissingData => write!(out, "; scale-in to {from} refused: {detail}"),
+                StepKind::Stabilization | StepKind::InCooldown => {
+                    write!(out, "; scale-in to {from} held at {to}: {detail}")
+                }
+                StepKind::OutCooldown => {
+                    write!(out, "; scale-out to {from} held at {to}: {detail}")
+                }
+                StepKind::RateLimitOut => {
+                    write!(out, "; scale-out limited {from} → {to}: {detail}")
+                }
+                StepKind::RateLimitIn => write!(out, "; scale-in limited {from} → {to}: {detail}"),
+                StepKind::Min => write!(out, "; raised {from} → {to} by {detail}"),
+                StepKind::Max => write!(out, "; capped {from} → {to} by {detail}"),
+                // Shown as the `[dry-run]` prefix.
+                StepKind::DryRun => Ok(()),
+            };
+        }
+        out
+    }
+}
+
+/// Whether the planner counts this ask as a vote (`NoData` votes through the fallback).
+fn casts_vote(ask: &Ask) -> bool {
+    matches!(ask, Ask::Desired { .. } | Ask::Hold | Ask::NoData { .. })
+}
+
+/// `name asked 6 (reason)`, `name holds (reason)`, `name has no data (reason)`, ...
+fn push_ask(out: &mut String, rec: &Recommendation) {
+    let name = &rec.policy;
+    let _ = match &rec.ask {
+        Ask::Desired { count } => write!(out, "{name} asked {count}"),
+        Ask::Hold => write!(out, "{name} holds"),
+        Ask::Abstain => write!(out, "{name} abstains"),
+        Ask::NoData { .. } => write!(out, "{name} has no data"),
+        Ask::Bounds { .. } => write!(out, "{name} sets bounds"),
+    };
+    if !rec.reason.is_empty() {
+        let _ = write!(out, " ({})", rec.reason);
     }
 }
