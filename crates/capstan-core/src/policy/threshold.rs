@@ -2,11 +2,26 @@
 //! above its max, down only if all are below their min, else hold. Asymmetric
 //! datapoints; step sizes fixed, linear or exponential while the condition persists;
 //! optional jitter from a seeded RNG.
+//!
+//! - Up when *any* metric's newest `datapoints.out` samples are all above its max.
+//! - Else down when *every* metric's newest `datapoints.in` samples are all below its min.
+//! - Else hold (which blocks other policies' scale-in).
+//!
+//! The step is `step_out` / `step_in`, grown while the same direction keeps firing on
+//! consecutive evaluations (linear: step × k on the k-th firing; exponential:
+//! step × 2^(k−1), saturating), then multiplied by a jitter factor uniform in
+//! [1 − f, 1 + f) drawn from the state's seeded RNG (rounded to nearest, at least 1). The
+//! streak resets when the direction changes, when the policy holds, and when data is
+//! missing. Up asks `capacity.desired + step`; down asks `capacity.desired − step`
+//! (saturating at 0). Any unusable metric → no data; on a last-known value the policy may
+//! go up but holds instead of going down.
 
+use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::{Datapoints, Outcome, PolicyError, PolicyInput};
+use super::target_tracking::{Data, Num, Streak, read, to_count, validate_datapoints};
+use super::{Ask, Datapoints, Outcome, PolicyError, PolicyInput};
 
 /// One metric's band.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,11 +99,235 @@ impl ThresholdState {
 impl Threshold {
     /// Checks the settings.
     pub fn validate(&self) -> Vec<PolicyError> {
-        unimplemented!("threshold validate")
+        let mut errors = Vec::new();
+        if self.metrics.is_empty() {
+            errors.push(PolicyError::new("metrics", "must list at least one metric"));
+        }
+        for (i, m) in self.metrics.iter().enumerate() {
+            if m.metric.trim().is_empty() {
+                errors.push(PolicyError::new(
+                    format!("metrics[{i}].metric"),
+                    "must name a source",
+                ));
+            } else if let Some(j) = self.metrics[..i].iter().position(|o| o.metric == m.metric) {
+                errors.push(PolicyError::new(
+                    format!("metrics[{i}].metric"),
+                    format!("`{}` is already listed at metrics[{j}]", m.metric),
+                ));
+            }
+            let finite = m.min.is_finite() && m.max.is_finite();
+            if !m.min.is_finite() {
+                errors.push(PolicyError::new(
+                    format!("metrics[{i}].min"),
+                    format!("must be a finite number (got {})", m.min),
+                ));
+            }
+            if !m.max.is_finite() {
+                errors.push(PolicyError::new(
+                    format!("metrics[{i}].max"),
+                    format!("must be a finite number (got {})", m.max),
+                ));
+            }
+            if finite && m.min >= m.max {
+                errors.push(PolicyError::new(
+                    format!("metrics[{i}].max"),
+                    format!("must be above min ({} ≤ {})", Num(m.max), Num(m.min)),
+                ));
+            }
+        }
+        validate_datapoints(self.datapoints, &mut errors);
+        if self.step_out == 0 {
+            errors.push(PolicyError::new("step_out", "must be at least 1"));
+        }
+        if self.step_in == 0 {
+            errors.push(PolicyError::new("step_in", "must be at least 1"));
+        }
+        if let Some(j) = self.jitter
+            && (!j.fraction.is_finite() || !(0.0..1.0).contains(&j.fraction))
+        {
+            errors.push(PolicyError::new(
+                "jitter.fraction",
+                format!("must be at least 0 and below 1 (got {})", j.fraction),
+            ));
+        }
+        errors
     }
 
     /// Evaluates the policy.
-    pub fn evaluate(&self, _input: &PolicyInput<'_>, _state: &mut ThresholdState) -> Outcome {
-        unimplemented!("threshold evaluate")
+    pub fn evaluate(&self, input: &PolicyInput<'_>, state: &mut ThresholdState) -> Outcome {
+        // Read every metric first: any unusable one means no decision.
+        let mut data = Vec::with_capacity(self.metrics.len());
+        let mut missing: Vec<String> = Vec::new();
+        let mut why_missing: Vec<String> = Vec::new();
+        for m in &self.metrics {
+            match read(input, &m.metric) {
+                Ok(d) => data.push((m, d)),
+                Err(why) => {
+                    missing.push(m.metric.clone());
+                    why_missing.push(why);
+                }
+            }
+        }
+        if !missing.is_empty() || data.is_empty() {
+            state.reset();
+            let why = if why_missing.is_empty() {
+                "no metrics configured".to_owned()
+            } else {
+                why_missing.join("; ")
+            };
+            return (Ask::NoData { sources: missing }, why, false);
+        }
+        let degraded = data.iter().any(|(_, d)| d.is_degraded());
+        let desired = input.capacity.desired;
+        let (out_n, in_n) = (self.datapoints.out, self.datapoints.r#in);
+
+        // Up: any metric above its max for `out_n` samples.
+        let mut short: Vec<String> = Vec::new();
+        for (m, d) in &data {
+            match d.streak(out_n, |v| v > m.max) {
+                Streak::Met => {
+                    let step = state.fire(self, 1);
+                    let count = desired.saturating_add(step);
+                    let why = format!(
+                        "up: {} {} > max {} ({}) → +{step}{} → {count}",
+                        m.metric,
+                        Num(d.newest()),
+                        Num(m.max),
+                        window(d, out_n),
+                        self.growth_note(state.streak),
+                    );
+                    return (Ask::Desired { count }, mark(why, degraded), degraded);
+                }
+                Streak::Short { have } => short.push(format!(
+                    "{} above max {} for {have} of {out_n} datapoints",
+                    m.metric,
+                    Num(m.max)
+                )),
+                Streak::Broken => {}
+            }
+        }
+
+        // Down: every metric below its min for `in_n` samples.
+        let mut all_below = true;
+        for (m, d) in &data {
+            match d.streak(in_n, |v| v < m.min) {
+                Streak::Met => {}
+                Streak::Short { have } => {
+                    all_below = false;
+                    short.push(format!(
+                        "{} below min {} for {have} of {in_n} datapoints",
+                        m.metric,
+                        Num(m.min)
+                    ));
+                }
+                Streak::Broken => all_below = false,
+            }
+        }
+        let values = data
+            .iter()
+            .map(|(m, d)| {
+                format!(
+                    "{} {} in [{}, {}]",
+                    m.metric,
+                    Num(d.newest()),
+                    Num(m.min),
+                    Num(m.max)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if all_below {
+            if degraded {
+                state.reset();
+                let why = format!(
+                    "every metric below its min ({values}); no scale-in on a last-known value: hold"
+                );
+                return (Ask::Hold, mark(why, degraded), degraded);
+            }
+            let step = state.fire(self, -1);
+            let count = desired.saturating_sub(step);
+            let why = format!(
+                "down: every metric below its min for {in_n} datapoints ({values}) → −{step}{} → {count}",
+                self.growth_note(state.streak)
+            );
+            return (Ask::Desired { count }, why, false);
+        }
+        state.reset();
+        let mut why = format!("hold: {values}");
+        if !short.is_empty() {
+            why.push_str(&format!(" ({})", short.join("; ")));
+        }
+        (Ask::Hold, mark(why, degraded), degraded)
     }
+
+    fn growth_note(&self, streak: u32) -> String {
+        let growth = match self.growth {
+            Growth::Fixed => return String::new(),
+            Growth::Linear => "linear",
+            Growth::Exponential => "exponential",
+        };
+        format!(" (firing #{streak}, {growth})")
+    }
+
+    /// The step for the `streak`-th consecutive firing in one direction, before jitter.
+    pub fn grown_step(&self, base: u32, streak: u32) -> u32 {
+        let k = streak.max(1);
+        match self.growth {
+            Growth::Fixed => base,
+            Growth::Linear => base.saturating_mul(k),
+            Growth::Exponential => {
+                let factor = 1u64.checked_shl(k - 1).unwrap_or(u64::MAX);
+                u32::try_from(u64::from(base).saturating_mul(factor)).unwrap_or(u32::MAX)
+            }
+        }
+    }
+}
+
+impl ThresholdState {
+    /// Ends the current streak (the condition stopped or data went missing).
+    pub fn reset(&mut self) {
+        self.direction = 0;
+        self.streak = 0;
+    }
+
+    /// Records one firing in `direction` (+1 up, −1 down) and returns the step to take:
+    /// grown by the streak, jittered, at least 1.
+    fn fire(&mut self, policy: &Threshold, direction: i8) -> u32 {
+        if self.direction == direction {
+            self.streak = self.streak.saturating_add(1);
+        } else {
+            self.direction = direction;
+            self.streak = 1;
+        }
+        let base = if direction > 0 {
+            policy.step_out
+        } else {
+            policy.step_in
+        };
+        let step = policy.grown_step(base, self.streak);
+        match policy.jitter {
+            Some(j) if j.fraction.is_finite() && j.fraction > 0.0 && j.fraction < 1.0 => {
+                // u in [0, 1): factor in [1 − f, 1 + f).
+                let u: f64 = self.rng.random();
+                let factor = 1.0 - j.fraction + 2.0 * j.fraction * u;
+                to_count((f64::from(step) * factor).round()).max(1)
+            }
+            _ => step.max(1),
+        }
+    }
+}
+
+/// "for 4 datapoints" or "last-known value".
+fn window(data: &Data<'_>, n: u32) -> String {
+    match data {
+        Data::LastKnown(_) => "last-known value".to_owned(),
+        Data::Fresh(_) => format!("for {n} datapoints"),
+    }
+}
+
+fn mark(mut why: String, degraded: bool) -> String {
+    if degraded {
+        why.push_str(" [last-known value]");
+    }
+    why
 }
