@@ -3,9 +3,9 @@
 //! Order: fallback for missing data → combine (scale out if any asks, the largest wins;
 //! scale in only if every voting policy allows, the largest of the smaller asks wins) →
 //! refuse scale-in on missing/stale/degraded data → scale-in stabilization (highest
-//! recommendation in the window) → cooldowns (a larger scale-out breaks through the
-//! out-cooldown; a scale-out cancels the in-cooldown) → rate limits → min/max (static,
-//! or a scheduled window's; never subject to cooldowns) → dry-run.
+//! recommendation in the window) → rate limits → cooldowns (a larger scale-out breaks
+//! through the out-cooldown; a scale-out cancels the in-cooldown) → min/max (static, or
+//! a scheduled window's; never subject to cooldowns) → dry-run.
 //!
 //! [`plan`] does all of this from a list of [`Recommendation`]s, so it can be driven
 //! (and tested) without any policy; [`Engine::evaluate`] evaluates the policies and calls
@@ -29,16 +29,18 @@
 //!   its combined count (after the missing-data rule) in [`PlannerState::history`]; a
 //!   scale-in goes no lower than the highest count recorded within the window. A zero
 //!   window switches it off.
-//! - **Cooldowns** (AWS). During the out-cooldown (for `cooldown.out` after the last
-//!   scale-out) a scale-out is allowed only if it goes above where the last one ended;
-//!   during the in-cooldown (for `cooldown.in` after the last scale-in) no scale-in. A
-//!   scale-out clears the in-cooldown ([`PlannerState::applied`]).
 //! - **Rate limits**, per direction, over a sliding `period`. Only changes in the
 //!   limit's own direction count: the count at the start of the period is the current
 //!   count minus the scale-outs (or plus the scale-ins) applied within the period. The
 //!   allowance is the larger of `tasks` and the `percent` of that starting count, the
 //!   percentage rounded up for scale-out and down for scale-in, and at least 1 when
 //!   `percent` is positive (so a percentage limit never freezes a small service).
+//! - **Cooldowns** (AWS). During the out-cooldown (for `cooldown.out` after the last
+//!   scale-out) a scale-out is allowed only if it goes above where the last one ended;
+//!   during the in-cooldown (for `cooldown.in` after the last scale-in) no scale-in. A
+//!   scale-out clears the in-cooldown ([`PlannerState::applied`]). Cooldowns come after
+//!   the rate limits so that they judge the number that would actually be applied: a
+//!   larger ask that a rate limit trims back to no more than the last scale-out is held.
 //! - **Bounds** come last and are subject to nothing else: the static `[min, max]`,
 //!   each side overridden by an active scheduled window (when several windows set the
 //!   same side, the later one in configuration order wins). When the resulting min is
@@ -459,10 +461,13 @@ pub fn plan(
         }
     }
 
-    result = cooldowns(config, state, current, result, now, &mut steps);
+    // Rate limits, then cooldowns: a cooldown judges the number that would be applied,
+    // so a breakthrough trimmed by a rate limit to no more than the last scale-out is
+    // held.
     state.change_horizon = config.rate_limits.longest_period();
     prune_changes(&mut state.changes, state.change_horizon, now);
     result = rate_limits(config, state, current, result, now, &mut steps);
+    result = cooldowns(config, state, current, result, now, &mut steps);
 
     // Bounds, last: never subject to cooldowns or rate limits.
     let describe = |side: &str, n: u32, source: BoundSource| match source {

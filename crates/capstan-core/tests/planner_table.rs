@@ -1099,3 +1099,49 @@ fn every_step_in_order() {
     assert_eq!(chain, vec![(1, 9), (9, 7), (7, 5), (5, 5)]);
     assert_eq!(d.action, Action::ScaleOut { from: 1, to: 5 });
 }
+
+#[test]
+fn a_breakthrough_trimmed_by_a_rate_limit_is_still_judged_by_the_cooldown() {
+    let clock = VirtualClock::at_epoch();
+    let mut cfg = config(0, 20);
+    cfg.cooldown.out = secs(300);
+    cfg.rate_limits.out = limit(Some(1), None, 60);
+    let mut state = PlannerState::default();
+    let d = plan(
+        &cfg,
+        &mut state,
+        "svc",
+        cap(8),
+        vec![want("p", 9)],
+        clock.now(),
+    );
+    state.applied(&d, clock.now());
+    assert_eq!(state.last_out.map(|l| l.to), Some(9));
+    // Desired fell to 5 meanwhile; an ask of 12 is larger than 9, but the rate limit
+    // trims it to 6, which is not: the cooldown holds.
+    clock.advance(secs(120));
+    let d = plan(
+        &cfg,
+        &mut state,
+        "svc",
+        cap(5),
+        vec![want("p", 12)],
+        clock.now(),
+    );
+    assert_eq!(d.action, Action::Hold { at: 5 });
+    assert_eq!(
+        kinds(&d),
+        vec![StepKind::RateLimitOut, StepKind::OutCooldown]
+    );
+    // After the cooldown the trimmed scale-out goes through.
+    clock.advance(secs(180));
+    let d = plan(
+        &cfg,
+        &mut state,
+        "svc",
+        cap(5),
+        vec![want("p", 12)],
+        clock.now(),
+    );
+    assert_eq!(d.action, Action::ScaleOut { from: 5, to: 6 });
+}
