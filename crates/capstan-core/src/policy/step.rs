@@ -504,6 +504,7 @@ impl StepScaling {
         };
         let over = match data {
             Data::LastKnown(_) => "last-known value".to_owned(),
+            Data::Fresh(_) if alarm.datapoints == 1 => "1 datapoint".to_owned(),
             Data::Fresh(_) => format!("{reduce} of {} datapoints", alarm.datapoints),
         };
         let band = alarm
@@ -535,8 +536,8 @@ pub fn add_signed(base: u32, delta: i64) -> u32 {
 
 /// AWS's `PercentChangeInCapacity` adjustment of `base` by `percent`: raw = base × p / 100;
 /// |raw| ≥ 1 rounds toward zero, 0 < |raw| < 1 becomes ±1, then `min_adjustment` raises
-/// the magnitude (with the sign of `percent`). Values within 1e-9 of an integer count as
-/// that integer (float noise).
+/// the magnitude (with the sign of `percent`). Values within 1e-9 (relative) of a non-zero
+/// integer count as that integer (float noise).
 pub fn percent_adjustment(base: u32, percent: f64, min_adjustment: Option<u32>) -> i64 {
     if percent.is_nan() || percent == 0.0 {
         return 0;
@@ -544,7 +545,7 @@ pub fn percent_adjustment(base: u32, percent: f64, min_adjustment: Option<u32>) 
     let raw = f64::from(base) * percent / 100.0;
     let snapped = {
         let r = raw.round();
-        if (raw - r).abs() <= 1e-9 * r.abs().max(1.0) {
+        if r != 0.0 && (raw - r).abs() <= 1e-9 * r.abs() {
             r
         } else {
             raw
