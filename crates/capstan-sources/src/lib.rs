@@ -4,7 +4,68 @@
 //! each source on its interval, validates the value at the boundary (NaN, infinite, or
 //! negative where a count is expected is a failed read) and feeds the shared metric
 //! windows.
+//!
+//! Module map:
+//! - [`spec`]: the compiled settings of a source ([`SourceSpec`]).
+//! - [`error`]: [`SourceError`] (which source failed) and [`ReadError`] (why).
+//! - [`command`]: runs a program and reads one number from its standard output.
+//! - [`http`]: GETs a URL and picks a number from the JSON body.
+//! - [`validate`]: the boundary check every value passes before it becomes a sample.
+//! - [`poller`]: one task per source, reading on its interval into the metric windows.
+//!
+//! Adding a kind: implement [`Source`] in a new module, add its settings to
+//! [`SourceKind`] and its constructor to [`build`].
 
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub mod command;
+pub mod error;
+pub mod http;
+pub mod poller;
 pub mod spec;
+pub mod validate;
 
+pub use error::{ReadError, SourceError};
+pub use poller::{read_once, run_poller, spawn_all};
 pub use spec::{CommandSpec, HttpSpec, SourceKind, SourceSpec, ValueKind};
+
+/// A boxed, `Send` future, so that sources can be held as `Box<dyn Source>`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A metric source: something that can be asked for one number.
+///
+/// Contract for implementations:
+/// - `read` returns the raw value; range checks (finite, non-negative counts) are done
+///   once by [`read_once`], not by each source.
+/// - A source enforces its own `timeout` where it can give a more precise error or must
+///   clean up (a command kills its process); [`read_once`] adds a backstop.
+/// - Dropping the future abandons the read and must not leak anything (processes,
+///   connections beyond the client's pool).
+/// - Errors never carry secrets (header values, passwords in URLs).
+pub trait Source: Send + Sync {
+    /// Reads the current value once.
+    fn read(&self) -> BoxFuture<'_, Result<f64, ReadError>>;
+}
+
+/// Builds the source described by `spec`, checking the settings it needs.
+///
+/// Fails with [`ReadError::Config`] if the interval or timeout is zero, or the kind's
+/// own settings are unusable (empty command, malformed URL or header, bad JSON pointer).
+pub fn build(spec: &SourceSpec) -> Result<Box<dyn Source>, SourceError> {
+    let fail = |reason: String| SourceError::new(&spec.name, ReadError::Config(reason));
+    if spec.interval == Duration::ZERO {
+        return Err(fail("interval must be greater than zero".into()));
+    }
+    if spec.timeout == Duration::ZERO {
+        return Err(fail("timeout must be greater than zero".into()));
+    }
+    let source: Box<dyn Source> = match &spec.kind {
+        SourceKind::Command(c) => {
+            Box::new(command::CommandSource::new(c, spec.timeout).map_err(fail)?)
+        }
+        SourceKind::Http(h) => Box::new(http::HttpSource::new(h, spec.timeout).map_err(fail)?),
+    };
+    Ok(source)
+}
