@@ -1,1 +1,215 @@
-//! capstan-control
+//! capstan's control loop: one per service, written once, generic over the clock and
+//! the target.
+//!
+//! [`ServiceLoop::tick`] is one evaluation: observe the target → evaluate the pure
+//! engine on the shared metric windows → carry the decision out through the target →
+//! record it in the decision log → log its sentence. [`ServiceLoop::run`] repeats it
+//! every interval until cancelled. The daemon runs it on the system clock against real
+//! targets; the simulator drives the same `tick` on virtual time against its world
+//! model. The loop touches the outside world only through the [`Target`], the
+//! [`Clock`], the shared observations and the [`DecisionLog`].
+
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use capstan_core::clock::Clock;
+use capstan_core::decision::{Action, Decision};
+use capstan_core::metrics::SharedObservations;
+use capstan_core::planner::{Engine, EngineState};
+use capstan_core::victim;
+use capstan_store::DecisionLog;
+use capstan_targets::{Target, TargetError};
+use tokio_util::sync::CancellationToken;
+
+/// A tick that did not complete. The engine's state is not updated, so the next tick
+/// starts from what the target reports then.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    /// The target could not be observed; nothing was evaluated.
+    #[error("service {service}: cannot observe the target: {source}")]
+    Observe {
+        /// The service.
+        service: String,
+        /// The target's error.
+        source: TargetError,
+    },
+    /// The decision was made but the target failed to carry it out.
+    #[error("service {service}: cannot carry out \"{sentence}\": {source}")]
+    Execute {
+        /// The service.
+        service: String,
+        /// The decision's sentence.
+        sentence: String,
+        /// The decision that was not carried out (not recorded in the log).
+        decision: Box<Decision>,
+        /// The target's error.
+        source: TargetError,
+    },
+}
+
+/// The control loop of one service.
+///
+/// Owns the service's engine state; shares the metric windows with the pollers (the
+/// lock is held only while evaluating, never across an `.await`) and the decision log
+/// with readers.
+pub struct ServiceLoop<T: Target, C: Clock> {
+    /// The pure decision engine: policies and planner settings.
+    engine: Engine,
+    /// What the engine remembers between ticks (policy streaks, cooldowns, history).
+    state: EngineState,
+    /// What is scaled.
+    target: T,
+    /// Where "now" comes from.
+    clock: C,
+    /// Metric windows written by the pollers.
+    obs: SharedObservations,
+    /// Where every decision is recorded.
+    log: Arc<dyn DecisionLog>,
+}
+
+impl<T: Target, C: Clock> ServiceLoop<T, C> {
+    /// A loop for `engine.service` scaling `target`, starting from the engine's initial
+    /// state.
+    pub fn new(
+        engine: Engine,
+        target: T,
+        clock: C,
+        obs: SharedObservations,
+        log: Arc<dyn DecisionLog>,
+    ) -> Self {
+        let state = engine.initial_state();
+        Self {
+            engine,
+            state,
+            target,
+            clock,
+            obs,
+            log,
+        }
+    }
+
+    /// The service's name.
+    pub fn service(&self) -> &str {
+        &self.engine.service
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The engine's state after the latest tick.
+    pub fn state(&self) -> &EngineState {
+        &self.state
+    }
+
+    /// The target.
+    pub fn target(&self) -> &T {
+        &self.target
+    }
+
+    /// Gives the target back (e.g. to shut it down).
+    pub fn into_target(self) -> T {
+        self.target
+    }
+
+    /// One evaluation: observe, decide, carry out, record, log.
+    ///
+    /// - A scale-out raises the target's desired count; a scale-in picks its victims
+    ///   with [`victim::choose`] among the observed tasks (as many as the desired count
+    ///   drops) and has the target stop exactly those.
+    /// - Holds and dry-runs carry out nothing.
+    /// - Only a change the target carried out is recorded in the engine's state
+    ///   (cooldowns, rate limits). A failed change is neither applied nor recorded in
+    ///   the log; it comes back as [`LoopError::Execute`].
+    pub async fn tick(&mut self) -> Result<Decision, LoopError> {
+        let service = self.engine.service.clone();
+        let observed = self
+            .target
+            .observe()
+            .await
+            .map_err(|source| LoopError::Observe {
+                service: service.clone(),
+                source,
+            })?;
+        let now = self.clock.now();
+        let decision = {
+            let obs = self.obs.lock().unwrap_or_else(PoisonError::into_inner);
+            self.engine
+                .evaluate(&mut self.state, observed.capacity, &obs, now)
+        };
+
+        let result = if decision.dry_run {
+            Ok(())
+        } else {
+            match decision.action {
+                Action::ScaleOut { to, .. } => self.target.scale_out(to).await,
+                Action::ScaleIn { to, .. } => {
+                    let count = observed.capacity.desired.saturating_sub(to);
+                    let victims =
+                        victim::choose(&observed.tasks, usize::try_from(count).unwrap_or(0));
+                    tracing::debug!(
+                        service = %service,
+                        victims = ?victims.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(),
+                        "victims chosen"
+                    );
+                    self.target.scale_in(to, &victims).await
+                }
+                Action::Hold { .. } => Ok(()),
+            }
+        };
+        if let Err(source) = result {
+            return Err(LoopError::Execute {
+                service,
+                sentence: decision.sentence(),
+                decision: Box::new(decision),
+                source,
+            });
+        }
+        self.state.applied(&decision, now);
+
+        if let Err(e) = self.log.record(&decision) {
+            tracing::warn!(service = %service, error = %e, "cannot record the decision");
+        }
+        let desired = decision.action.desired();
+        match decision.action {
+            Action::Hold { .. } => {
+                tracing::debug!(service = %service, desired, "{}", decision.sentence());
+            }
+            Action::ScaleOut { .. } | Action::ScaleIn { .. } => {
+                tracing::info!(service = %service, desired, dry_run = decision.dry_run, "{}", decision.sentence());
+            }
+        }
+        Ok(decision)
+    }
+
+    /// Ticks, then waits `interval`, until `cancel` fires (which also interrupts a tick
+    /// in progress: every `.await` of a tick is a cancellation point, and an interrupted
+    /// tick applies nothing to the engine's state). A failed tick is logged with the
+    /// service's name and the loop carries on. Gives the loop back so the caller can
+    /// shut its target down or inspect its state.
+    pub async fn run(mut self, interval: Duration, cancel: CancellationToken) -> Self {
+        tracing::info!(service = %self.engine.service, interval_s = interval.as_secs_f64(), "control loop started");
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                result = self.tick() => {
+                    if let Err(e) = result {
+                        tracing::warn!(service = %self.engine.service, error = %e, "tick failed; trying again next interval");
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+        tracing::info!(service = %self.engine.service, "control loop stopped");
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests;
