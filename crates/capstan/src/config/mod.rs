@@ -3,12 +3,126 @@
 //! Owns the file format (see `docs/config.md`), `${ENV}` interpolation, and the compiler
 //! that turns the spanned TOML tree into [`Config`], collecting every error with its key
 //! path and line:column (unknown keys get the closest valid key suggested).
+//!
+//! - [`load`] reads a file and compiles it with the process environment;
+//!   [`compile`] is the pure function underneath (tests pass their own environment).
+//! - [`error`]: [`ConfigError`] and [`ConfigErrors`] (`FILE:LINE:COL: KEY.PATH: message`).
+//! - [`duration`]: the `"1h30m"` syntax. [`interpolate`]: `${NAME}`.
+//! - [`schema`]: the one list of accepted keys per table (the docs are checked against it).
+//! - [`defaults`]: every default value.
+//! - `reader`, `compile`, `policies`: the spanned-table reader and the compiler itself.
 
+use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use capstan_core::planner::Engine;
-use capstan_sources::SourceSpec;
+use capstan_sources::{SourceKind, SourceSpec};
 use capstan_targets::TargetSpec;
+use toml::de::DeTable;
+
+mod compile;
+pub mod duration;
+pub mod error;
+pub mod interpolate;
+mod policies;
+mod reader;
+pub mod schema;
+
+pub use error::{ConfigError, ConfigErrors};
+
+/// Every default value of the configuration, in one place.
+pub mod defaults {
+    use std::time::Duration;
+
+    use capstan_core::policy::Datapoints;
+
+    /// `sources.NAME.interval`.
+    pub const SOURCE_INTERVAL: Duration = Duration::from_secs(5);
+    /// `sources.NAME.timeout` is `min(interval, this)` unless set.
+    pub const SOURCE_TIMEOUT_CAP: Duration = Duration::from_secs(10);
+    /// `sources.NAME.retention`.
+    pub const SOURCE_RETENTION: Duration = Duration::from_secs(15 * 60);
+    /// `services[].min`.
+    pub const SERVICE_MIN: u32 = 1;
+    /// `services[].interval`.
+    pub const SERVICE_INTERVAL: Duration = Duration::from_secs(10);
+    /// `services[].cooldown.out`.
+    pub const COOLDOWN_OUT: Duration = Duration::from_secs(30);
+    /// `services[].cooldown.in`.
+    pub const COOLDOWN_IN: Duration = Duration::from_secs(60);
+    /// `services[].scale_in.stabilization`.
+    pub const STABILIZATION: Duration = Duration::from_secs(60);
+    /// `services[].rate_limit.*.period`.
+    pub const RATE_LIMIT_PERIOD: Duration = Duration::from_secs(60);
+    /// `target.stop_timeout` of a process target.
+    pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `target.restart_delay` of a process target.
+    pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+    /// `tolerance` of target tracking and backlog per task.
+    pub const TOLERANCE: f64 = 0.1;
+    /// `datapoints` of target tracking, threshold and backlog per task (AWS's target
+    /// tracking alarms: 3 to scale out, 15 to scale in).
+    pub const DATAPOINTS: Datapoints = Datapoints { out: 3, r#in: 15 };
+    /// `out.datapoints` / `in.datapoints` of a step policy.
+    pub const STEP_DATAPOINTS: u32 = 1;
+    /// `target_refresh` of backlog per task.
+    pub const TARGET_REFRESH: Duration = Duration::from_secs(3600);
+    /// `target_min` of backlog per task.
+    pub const BACKLOG_TARGET_MIN: f64 = 1.0;
+    /// `target_max` of backlog per task.
+    pub const BACKLOG_TARGET_MAX: f64 = 1_000_000.0;
+}
+
+/// The candidate closest to `word` when it is close enough to be a likely typo (the
+/// rule behind every "did you mean" of the configuration).
+pub fn suggest_name(word: &str, candidates: &[&str]) -> Option<String> {
+    reader::suggest(word, candidates.iter().copied())
+}
+
+/// Reads `path` and compiles it, taking `${NAME}` values from the process environment.
+///
+/// Errors name the file as `path` is written.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::whole_file(&origin, format!("cannot read the file: {e}")))?;
+    compile(&text, &origin, &|name| std::env::var(name).ok())
+}
+
+/// Compiles configuration `text` (read from `origin`, used in messages), taking
+/// `${NAME}` values from `env`. Pure: no I/O.
+///
+/// Every error is reported: TOML syntax errors (then nothing else is checked), unknown
+/// keys, wrong types, bad values, references to undefined sources, and each policy's own
+/// validation.
+pub fn compile(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut ctx = reader::Ctx::new(origin, text, env);
+    // Only the first syntax error is reported: what follows it cannot be trusted (the
+    // parser's recovery mostly reports echoes of the first mistake).
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let path = reader::KeyPath::root();
+            ctx.error(&span, &path, format!("TOML syntax error: {}", e.message()));
+            return Err(ConfigErrors {
+                errors: ctx.into_errors(),
+            });
+        }
+    };
+    let config = compile::compile_document(&mut ctx, root.get_ref());
+    match config {
+        Some(c) if ctx.error_count() == 0 => Ok(c),
+        _ => Err(ConfigErrors {
+            errors: ctx.into_errors(),
+        }),
+    }
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,7 +153,9 @@ impl Default for LogSpec {
 }
 
 /// One `[[services]]` entry.
-#[derive(Debug, Clone)]
+///
+/// `Debug` redacts the target's environment values (they may hold secrets).
+#[derive(Clone)]
 pub struct ServiceSpec {
     /// Unique service name.
     pub name: String,
@@ -52,7 +168,9 @@ pub struct ServiceSpec {
 }
 
 /// A whole, valid configuration.
-#[derive(Debug, Clone)]
+///
+/// `Debug` redacts environment values and HTTP header values (they may hold secrets).
+#[derive(Clone)]
 pub struct Config {
     /// Logging.
     pub log: LogSpec,
@@ -60,4 +178,116 @@ pub struct Config {
     pub sources: Vec<SourceSpec>,
     /// Services, in file order.
     pub services: Vec<ServiceSpec>,
+}
+
+impl Config {
+    /// The source named `name`.
+    pub fn source(&self, name: &str) -> Option<&SourceSpec> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+const REDACTED: &str = "<redacted>";
+
+fn redact_values(map: &mut std::collections::BTreeMap<String, String>) {
+    for v in map.values_mut() {
+        REDACTED.clone_into(v);
+    }
+}
+
+impl fmt::Debug for ServiceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut target = self.target.clone();
+        match &mut target {
+            TargetSpec::Process(p) => redact_values(&mut p.env),
+        }
+        f.debug_struct("ServiceSpec")
+            .field("name", &self.name)
+            .field("interval", &self.interval)
+            .field("engine", &self.engine)
+            .field("target", &target)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sources: Vec<SourceSpec> = self
+            .sources
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                match &mut s.kind {
+                    SourceKind::Command(c) => redact_values(&mut c.env),
+                    SourceKind::Http(h) => redact_values(&mut h.headers),
+                }
+                s
+            })
+            .collect();
+        f.debug_struct("Config")
+            .field("log", &self.log)
+            .field("sources", &sources)
+            .field("services", &self.services)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let text = r#"
+[sources.api]
+kind = "http"
+url = "http://127.0.0.1:1/x"
+headers = { Authorization = "Bearer ${TOKEN}" }
+
+[sources.cmd]
+kind = "command"
+command = ["true"]
+env = { PASSWORD = "${TOKEN}" }
+
+[[services]]
+name = "w"
+max = 2
+target = { kind = "process", command = ["true"], env = { KEY = "${TOKEN}" } }
+[[services.policies]]
+kind = "target_tracking"
+metric = "api"
+mode = "total"
+target = 1
+"#;
+        let env = |n: &str| (n == "TOKEN").then(|| "hunter2".to_owned());
+        let config = match compile(text, "t.toml", &env) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("Authorization"));
+        let service = format!("{:?}", config.services[0]);
+        assert!(!service.contains("hunter2"), "{service}");
+        // The values themselves are intact.
+        match &config.sources[0].kind {
+            SourceKind::Http(h) => assert_eq!(h.headers["Authorization"], "Bearer hunter2"),
+            SourceKind::Command(_) => panic!("expected http"),
+        }
+    }
+
+    #[test]
+    fn unreadable_file_is_one_error() {
+        let err = load(Path::new("/nonexistent/capstan.toml")).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/capstan.toml: cannot read the file:")
+        );
+    }
 }

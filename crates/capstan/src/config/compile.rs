@@ -1,0 +1,677 @@
+//! The compiler: walks the spanned TOML tree and builds [`Config`], recording every
+//! error (unknown keys, wrong types, bad values, broken references) instead of stopping
+//! at the first.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use capstan_core::model::Bounds;
+use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig, RateLimit, RateLimits};
+use capstan_sources::{CommandSpec, HttpSpec, SourceKind, SourceSpec, ValueKind};
+use capstan_targets::{ProcessSpec, TargetSpec};
+use toml::de::{DeTable, DeValue};
+
+use super::policies::compile_policies;
+use super::reader::{Ctx, KeyPath, Node, Read, Str, Table, list, suggest, type_error};
+use super::schema;
+use super::{Config, LogFormat, LogSpec, ServiceSpec, defaults};
+
+/// Compiles a parsed document. Errors are recorded in `ctx`; the result is only
+/// meaningful when none were.
+pub(crate) fn compile_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Option<Config> {
+    let top = Table::new(KeyPath::root(), 0..0, root, schema::ROOT);
+    let log = compile_log(ctx, &top);
+    let sources = compile_sources(ctx, &top);
+    // Every name written under [sources], even one whose settings are broken, so a
+    // policy referring to it is not reported as well.
+    let names: Vec<String> = top
+        .node("sources")
+        .and_then(|n| n.get_ref().as_table())
+        .map(|m| m.iter().map(|(k, _)| k.get_ref().to_string()).collect())
+        .unwrap_or_default();
+    let services = compile_services(ctx, &top, &names);
+    top.finish(ctx);
+    Some(Config {
+        log,
+        sources,
+        services,
+    })
+}
+
+fn compile_log(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> LogSpec {
+    let mut spec = LogSpec::default();
+    let Some(t) = top.table(ctx, "log", schema::LOG) else {
+        return spec;
+    };
+    if let Some(f) = t.choice(ctx, "format", schema::LOG_FORMATS, "log format") {
+        spec.format = if f == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        };
+    }
+    if let Some(level) = t.opt::<Str>(ctx, "level") {
+        match tracing_subscriber::EnvFilter::builder().parse(&level.value) {
+            Ok(_) => spec.level = level.value,
+            Err(e) => ctx.error(
+                &level.span,
+                &t.path_of("level"),
+                format!(
+                    "bad log filter {}: {}",
+                    level.shown(),
+                    level.detail(&e.to_string(), "not a valid filter directive")
+                ),
+            ),
+        }
+    }
+    t.finish(ctx);
+    spec
+}
+
+fn compile_sources(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> Vec<SourceSpec> {
+    let Some(node) = top.node("sources") else {
+        return Vec::new();
+    };
+    let path = top.path_of("sources");
+    let DeValue::Table(map) = node.get_ref() else {
+        type_error(ctx, &path, node, "a table of sources (`[sources.NAME]`)");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, value) in map.iter() {
+        let name = name.get_ref().as_ref();
+        let spath = path.key(name);
+        if name.trim().is_empty() {
+            ctx.error(&value.span(), &spath, "a source name cannot be empty");
+        }
+        let Some(t) = Table::of(ctx, spath, value, schema::SOURCE) else {
+            continue;
+        };
+        if let Some(spec) = compile_source(ctx, name, t) {
+            out.push(spec);
+        }
+    }
+    out
+}
+
+fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option<SourceSpec> {
+    let kind = t.req_choice(ctx, "kind", schema::SOURCE_KINDS, "source kind");
+    match kind {
+        Some("command") => t.allow(schema::SOURCE_COMMAND),
+        Some("http") => t.allow(schema::SOURCE_HTTP),
+        // Unknown kind: accept every kind's keys so only the kind is reported.
+        _ => {
+            t.allow(schema::SOURCE_COMMAND);
+            t.allow(schema::SOURCE_HTTP);
+        }
+    }
+    let interval = t
+        .opt_positive(ctx, "interval")
+        .unwrap_or(defaults::SOURCE_INTERVAL);
+    let timeout = t
+        .opt_positive(ctx, "timeout")
+        .unwrap_or_else(|| interval.min(defaults::SOURCE_TIMEOUT_CAP));
+    let max_age = t
+        .opt_positive(ctx, "max_age")
+        .unwrap_or_else(|| interval.saturating_mul(3));
+    let retention = t
+        .opt_positive(ctx, "retention")
+        .unwrap_or(defaults::SOURCE_RETENTION);
+    let value = match t.choice(ctx, "value", schema::VALUE_KINDS, "value kind") {
+        Some("any") => ValueKind::Any,
+        _ => ValueKind::Count,
+    };
+    let kind = match kind {
+        Some("command") => compile_command_source(ctx, &t).map(SourceKind::Command),
+        Some("http") => compile_http_source(ctx, &t).map(SourceKind::Http),
+        _ => None,
+    };
+    t.finish(ctx);
+    Some(SourceSpec {
+        name: name.to_owned(),
+        interval,
+        timeout,
+        max_age,
+        retention,
+        value,
+        kind: kind?,
+    })
+}
+
+/// A non-empty command line at `key`.
+fn command_line(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, key: &str) -> Option<Vec<String>> {
+    let command: Vec<Str> = t.req(ctx, key)?;
+    let Some(program) = command.first() else {
+        ctx.error(
+            &t.span_of(key),
+            &t.path_of(key),
+            "must name a program (e.g. [\"sh\", \"-c\", \"...\"])",
+        );
+        return None;
+    };
+    if program.value.trim().is_empty() {
+        ctx.error(
+            &program.span,
+            &t.path_of(key).index(0),
+            "the program name is empty",
+        );
+        return None;
+    }
+    Some(command.into_iter().map(|s| s.value).collect())
+}
+
+fn string_map(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, key: &str) -> BTreeMap<String, String> {
+    t.opt::<BTreeMap<String, Str>>(ctx, key)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.value))
+        .collect()
+}
+
+fn compile_command_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<CommandSpec> {
+    let command = command_line(ctx, t, "command");
+    let env = string_map(ctx, t, "env");
+    Some(CommandSpec {
+        command: command?,
+        env,
+    })
+}
+
+fn compile_http_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<HttpSpec> {
+    let url = t
+        .req::<Str>(ctx, "url")
+        .and_then(|u| match check_url(&u.value) {
+            Ok(()) => Some(u.value),
+            Err(why) => {
+                ctx.error(
+                    &u.span,
+                    &t.path_of("url"),
+                    format!(
+                        "bad URL {}: {}",
+                        u.shown(),
+                        u.detail(&why, "expected an absolute http or https URL")
+                    ),
+                );
+                None
+            }
+        });
+    let pointer = t.opt::<Str>(ctx, "pointer").and_then(|p| {
+        if p.value.is_empty() || p.value.starts_with('/') {
+            Some(p.value)
+        } else {
+            ctx.error(
+                &p.span,
+                &t.path_of("pointer"),
+                format!(
+                    "bad JSON pointer {}: it must be empty (the whole body) or start with `/`",
+                    p.shown()
+                ),
+            );
+            None
+        }
+    });
+    let headers = string_map(ctx, t, "headers");
+    for (name, node) in t
+        .node("headers")
+        .and_then(|n| n.get_ref().as_table())
+        .into_iter()
+        .flat_map(|m| m.iter())
+    {
+        let name = name.get_ref().as_ref();
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !valid {
+            ctx.error(
+                &node.span(),
+                &t.path_of("headers").key(name),
+                "not a valid HTTP header name",
+            );
+        }
+    }
+    Some(HttpSpec {
+        url: url?,
+        pointer: pointer.unwrap_or_default(),
+        headers,
+    })
+}
+
+/// Checks that `url` is an absolute `http` or `https` URL with a host.
+fn check_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("expected an absolute URL like \"http://127.0.0.1:8080/stats\"".to_owned());
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!(
+            "scheme `{scheme}` is not supported (use http or https)"
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("URLs cannot contain spaces".to_owned());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => return Err("unclosed `[` in the host".to_owned()),
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the host is missing".to_owned());
+    }
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return Err(format!("bad port `{p}`"));
+    }
+    Ok(())
+}
+
+fn compile_services(
+    ctx: &mut Ctx<'_>,
+    top: &Table<'_, '_>,
+    sources: &[String],
+) -> Vec<ServiceSpec> {
+    let Some(tables) = top.tables(ctx, "services", schema::SERVICE) else {
+        if !top.has("services") {
+            ctx.error(
+                &top.span,
+                &top.path_of("services"),
+                "at least one `[[services]]` entry is required",
+            );
+        }
+        return Vec::new();
+    };
+    if tables.is_empty() {
+        ctx.error(
+            &top.span_of("services"),
+            &top.path_of("services"),
+            "at least one `[[services]]` entry is required",
+        );
+    }
+    let mut out: Vec<ServiceSpec> = Vec::new();
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for t in tables {
+        if let Some(name) = t.node("name").and_then(|n| n.get_ref().as_str()) {
+            let line = ctx.position(t.span_of("name").start).0;
+            if let Some((_, first)) = seen.iter().find(|(n, _)| n == name) {
+                ctx.error(
+                    &t.span_of("name"),
+                    &t.path_of("name"),
+                    format!("duplicate service name {name:?} (first defined on line {first})"),
+                );
+            } else {
+                seen.push((name.to_owned(), line));
+            }
+        }
+        if let Some(s) = compile_service(ctx, t, sources) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> Option<ServiceSpec> {
+    let name = t.req::<Str>(ctx, "name").and_then(|n| {
+        if n.value.trim().is_empty() {
+            ctx.error(
+                &n.span,
+                &t.path_of("name"),
+                "a service name cannot be empty",
+            );
+            None
+        } else {
+            Some(n.value)
+        }
+    });
+    let min = t.opt::<u32>(ctx, "min");
+    let max = t.req::<u32>(ctx, "max");
+    if max == Some(0) {
+        ctx.error(
+            &t.span_of("max"),
+            &t.path_of("max"),
+            "must be at least 1 (a service that may never run is not a service)",
+        );
+    }
+    let min = min.unwrap_or(defaults::SERVICE_MIN);
+    if let Some(max) = max
+        && max >= 1
+        && min > max
+    {
+        let (span, path) = if t.has("min") {
+            (t.span_of("min"), t.path_of("min"))
+        } else {
+            (t.span_of("max"), t.path_of("max"))
+        };
+        ctx.error(
+            &span,
+            &path,
+            format!("min ({min}) is greater than max ({max})"),
+        );
+    }
+    let interval = t
+        .opt_positive(ctx, "interval")
+        .unwrap_or(defaults::SERVICE_INTERVAL);
+    let dry_run = t.opt::<bool>(ctx, "dry_run").unwrap_or(false);
+    let target = t
+        .req_table(ctx, "target", schema::TARGET)
+        .and_then(|target| compile_target(ctx, target));
+    let cooldown = compile_cooldown(ctx, &t);
+    let stabilization = t
+        .table(ctx, "scale_in", schema::SCALE_IN)
+        .map(|s| {
+            let d = s
+                .opt::<Duration>(ctx, "stabilization")
+                .unwrap_or(defaults::STABILIZATION);
+            s.finish(ctx);
+            d
+        })
+        .unwrap_or(defaults::STABILIZATION);
+    let rate_limits = compile_rate_limits(ctx, &t);
+    let fallback = compile_fallback(ctx, &t);
+    let policies = compile_policies(ctx, &t, sources);
+    t.finish(ctx);
+    let max = max?;
+    let name = name?;
+    Some(ServiceSpec {
+        name: name.clone(),
+        interval,
+        target: target?,
+        engine: Engine {
+            service: name,
+            policies: policies?,
+            planner: PlannerConfig {
+                bounds: Bounds { min, max },
+                cooldown,
+                stabilization,
+                rate_limits,
+                fallback: fallback?,
+                dry_run,
+            },
+        },
+    })
+}
+
+fn compile_target(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<TargetSpec> {
+    let kind = t.req_choice(ctx, "kind", schema::TARGET_KINDS, "target kind");
+    t.allow(schema::TARGET_PROCESS);
+    let spec = match kind {
+        Some("process") => {
+            let command = command_line(ctx, &t, "command");
+            let env = string_map(ctx, &t, "env");
+            let workdir = t.opt::<Str>(ctx, "workdir").and_then(|w| {
+                if w.value.is_empty() {
+                    ctx.error(
+                        &w.span,
+                        &t.path_of("workdir"),
+                        "cannot be empty (leave it out to use capstan's own)",
+                    );
+                    None
+                } else {
+                    Some(PathBuf::from(w.value))
+                }
+            });
+            let stop_timeout = t
+                .opt::<Duration>(ctx, "stop_timeout")
+                .unwrap_or(defaults::STOP_TIMEOUT);
+            let restart_delay = t
+                .opt::<Duration>(ctx, "restart_delay")
+                .unwrap_or(defaults::RESTART_DELAY);
+            command.map(|command| {
+                TargetSpec::Process(ProcessSpec {
+                    command,
+                    env,
+                    workdir,
+                    stop_timeout,
+                    restart_delay,
+                })
+            })
+        }
+        _ => None,
+    };
+    t.finish(ctx);
+    spec
+}
+
+fn compile_cooldown(ctx: &mut Ctx<'_>, service: &Table<'_, '_>) -> Cooldowns {
+    let mut c = Cooldowns {
+        out: defaults::COOLDOWN_OUT,
+        r#in: defaults::COOLDOWN_IN,
+    };
+    if let Some(t) = service.table(ctx, "cooldown", schema::COOLDOWN) {
+        if let Some(d) = t.opt(ctx, "out") {
+            c.out = d;
+        }
+        if let Some(d) = t.opt(ctx, "in") {
+            c.r#in = d;
+        }
+        t.finish(ctx);
+    }
+    c
+}
+
+fn compile_rate_limits(ctx: &mut Ctx<'_>, service: &Table<'_, '_>) -> RateLimits {
+    let mut limits = RateLimits::default();
+    if let Some(t) = service.table(ctx, "rate_limit", schema::RATE_LIMIT) {
+        limits.out = t
+            .table(ctx, "out", schema::RATE_LIMIT_DIRECTION)
+            .and_then(|d| compile_rate_limit(ctx, d));
+        limits.r#in = t
+            .table(ctx, "in", schema::RATE_LIMIT_DIRECTION)
+            .and_then(|d| compile_rate_limit(ctx, d));
+        t.finish(ctx);
+    }
+    limits
+}
+
+fn compile_rate_limit(ctx: &mut Ctx<'_>, t: Table<'_, '_>) -> Option<RateLimit> {
+    let tasks = t.opt::<u32>(ctx, "tasks");
+    if tasks == Some(0) {
+        ctx.error(
+            &t.span_of("tasks"),
+            &t.path_of("tasks"),
+            "must be at least 1",
+        );
+    }
+    let percent = t.opt::<f64>(ctx, "percent");
+    if percent.is_some_and(|p| p <= 0.0) {
+        ctx.error(
+            &t.span_of("percent"),
+            &t.path_of("percent"),
+            "must be greater than 0",
+        );
+    }
+    let period = t
+        .opt_positive(ctx, "period")
+        .unwrap_or(defaults::RATE_LIMIT_PERIOD);
+    if !t.has("tasks") && !t.has("percent") {
+        ctx.error(&t.span, &t.path, "set `tasks`, `percent` or both");
+    }
+    t.finish(ctx);
+    Some(RateLimit {
+        tasks,
+        percent,
+        period,
+    })
+}
+
+fn compile_fallback(ctx: &mut Ctx<'_>, service: &Table<'_, '_>) -> Option<Fallback> {
+    let Some(node) = service.node("fallback") else {
+        return Some(Fallback::default());
+    };
+    let path = service.path_of("fallback");
+    match node.get_ref() {
+        DeValue::String(_) => {
+            let s = Str::read(ctx, &path, node)?;
+            if s.value == "hold" {
+                Some(Fallback::Hold)
+            } else {
+                ctx.error_with(
+                    &s.span,
+                    &path,
+                    format!(
+                        "unknown fallback {}; valid: \"hold\", {{ tasks = N }}, {{ last_known_for = \"5m\" }}",
+                        s.shown()
+                    ),
+                    suggest(&s.value, ["hold"]),
+                );
+                None
+            }
+        }
+        DeValue::Table(_) => {
+            let t = Table::of(ctx, path.clone(), node, schema::FALLBACK)?;
+            let tasks = t.opt::<u32>(ctx, "tasks");
+            let last_known = t.opt_positive(ctx, "last_known_for");
+            let result = match (t.has("tasks"), t.has("last_known_for")) {
+                (true, true) => {
+                    ctx.error(
+                        &t.span,
+                        &path,
+                        "set either `tasks` or `last_known_for`, not both",
+                    );
+                    None
+                }
+                (false, false) => {
+                    if t.entries().next().is_none() {
+                        ctx.error(&t.span, &path, "set `tasks` or `last_known_for`");
+                    }
+                    None
+                }
+                (true, false) => tasks.map(Fallback::Tasks),
+                (false, true) => last_known.map(Fallback::LastKnownFor),
+            };
+            t.finish(ctx);
+            result
+        }
+        _ => {
+            type_error(
+                ctx,
+                &path,
+                node,
+                "\"hold\", { tasks = N } or { last_known_for = \"5m\" }",
+            );
+            None
+        }
+    }
+}
+
+/// Names the defined sources for an error message.
+pub(crate) fn known_sources(sources: &[String]) -> String {
+    if sources.is_empty() {
+        "no sources are defined".to_owned()
+    } else {
+        let names: Vec<&str> = sources.iter().map(String::as_str).collect();
+        format!("defined sources: {}", list(&names))
+    }
+}
+
+/// Reads a required reference to a source at `key`; an unknown name is reported (with
+/// the closest defined name) but still returned, so the policy can be checked further.
+pub(crate) fn source_ref(
+    ctx: &mut Ctx<'_>,
+    t: &Table<'_, '_>,
+    key: &str,
+    sources: &[String],
+) -> Option<String> {
+    let s: Str = t.req(ctx, key)?;
+    check_source_ref(ctx, &s, &t.path_of(key), sources);
+    Some(s.value)
+}
+
+/// Reports `s` if it names no defined source.
+pub(crate) fn check_source_ref(ctx: &mut Ctx<'_>, s: &Str, path: &KeyPath, sources: &[String]) {
+    if sources.contains(&s.value) {
+        return;
+    }
+    let suggestion = if s.secret {
+        None
+    } else {
+        suggest(&s.value, sources.iter().map(String::as_str))
+    };
+    let message = if suggestion.is_some() {
+        format!("unknown source {}", s.shown())
+    } else {
+        format!("unknown source {} ({})", s.shown(), known_sources(sources))
+    };
+    ctx.error_with(&s.span, path, message, suggestion);
+}
+
+/// The span of the deepest node named by `relative` (`out.steps[1].upper`) under
+/// `node`, for locating errors reported by a policy's own validation.
+pub(crate) fn locate(node: &Node<'_>, relative: &str) -> std::ops::Range<usize> {
+    let mut current = node;
+    for segment in relative.split('.').filter(|s| !s.is_empty()) {
+        let (key, indices) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        if !key.is_empty() {
+            match current.get_ref().as_table().and_then(|t| t.get(key)) {
+                Some(next) => current = next,
+                None => return current.span(),
+            }
+        }
+        for index in indices.split('[').filter(|s| !s.is_empty()) {
+            let Ok(i) = index.trim_end_matches(']').parse::<usize>() else {
+                return current.span();
+            };
+            match current.get_ref().as_array().and_then(|a| a.get(i)) {
+                Some(next) => current = next,
+                None => return current.span(),
+            }
+        }
+    }
+    current.span()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        for ok in [
+            "http://127.0.0.1:8080/stats",
+            "https://example.org",
+            "http://user:pw@host/x?y#z",
+            "http://[::1]:9000/",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("127.0.0.1:8080", "absolute"),
+            ("ftp://host/", "scheme `ftp`"),
+            ("http:///path", "host is missing"),
+            ("http://host:port/", "bad port"),
+            ("http://ho st/", "spaces"),
+            ("http://[::1/", "unclosed"),
+        ] {
+            let err = check_url(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn locate_finds_the_deepest_existing_node() {
+        let text = "[p]\nout = { steps = [ { lower = 1 }, { upper = 2 } ] }\n";
+        let doc = DeTable::parse(text).unwrap();
+        let p = doc.get_ref().get("p").unwrap();
+        let at = |rel: &str| {
+            let s = locate(p, rel);
+            &text[s]
+        };
+        assert_eq!(at("out.steps[1].upper"), "2");
+        assert_eq!(at("out.steps[0].upper"), "{ lower = 1 }");
+        assert_eq!(at("out.steps[5]"), "[ { lower = 1 }, { upper = 2 } ]");
+        assert_eq!(at("nope"), "[p]");
+        assert_eq!(at(""), "[p]");
+    }
+}

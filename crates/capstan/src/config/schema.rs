@@ -1,0 +1,271 @@
+//! The one list of every key the compiler accepts, per table, and of every accepted
+//! enumerated value.
+//!
+//! The compiler builds each table reader from these lists (a key read but not listed is
+//! a bug caught by a debug assertion; a key written but not listed is reported as
+//! unknown), and a test checks that every key listed here appears in `docs/config.md`
+//! under the section named by [`TableKeys::section`], so the reference cannot drift.
+
+/// The keys of one table, and where `docs/config.md` documents them.
+#[derive(Debug, Clone, Copy)]
+pub struct TableKeys {
+    /// The heading text of the section of `docs/config.md` that documents the table.
+    pub section: &'static str,
+    /// The accepted keys.
+    pub keys: &'static [&'static str],
+}
+
+/// The top level of the file.
+pub const ROOT: &[&str] = &["log", "sources", "services"];
+/// `[log]`.
+pub const LOG: &[&str] = &["format", "level"];
+/// `[sources.NAME]`, keys of every kind.
+pub const SOURCE: &[&str] = &[
+    "kind",
+    "interval",
+    "timeout",
+    "max_age",
+    "retention",
+    "value",
+];
+/// `[sources.NAME]` with `kind = "command"`.
+pub const SOURCE_COMMAND: &[&str] = &["command", "env"];
+/// `[sources.NAME]` with `kind = "http"`.
+pub const SOURCE_HTTP: &[&str] = &["url", "pointer", "headers"];
+/// `[[services]]`.
+pub const SERVICE: &[&str] = &[
+    "name",
+    "min",
+    "max",
+    "interval",
+    "dry_run",
+    "target",
+    "cooldown",
+    "scale_in",
+    "rate_limit",
+    "fallback",
+    "policies",
+];
+/// `target`, keys of every kind.
+pub const TARGET: &[&str] = &["kind"];
+/// `target` with `kind = "process"`.
+pub const TARGET_PROCESS: &[&str] = &["command", "env", "workdir", "stop_timeout", "restart_delay"];
+/// `cooldown`.
+pub const COOLDOWN: &[&str] = &["out", "in"];
+/// `scale_in`.
+pub const SCALE_IN: &[&str] = &["stabilization"];
+/// `rate_limit`.
+pub const RATE_LIMIT: &[&str] = &["out", "in"];
+/// `rate_limit.out` and `rate_limit.in`.
+pub const RATE_LIMIT_DIRECTION: &[&str] = &["tasks", "percent", "period"];
+/// `fallback` written as a table.
+pub const FALLBACK: &[&str] = &["tasks", "last_known_for"];
+/// `[[services.policies]]`, keys of every kind.
+pub const POLICY: &[&str] = &["kind", "name"];
+/// `datapoints` of a policy.
+pub const DATAPOINTS: &[&str] = &["out", "in"];
+/// `kind = "target_tracking"`.
+pub const TARGET_TRACKING: &[&str] = &[
+    "metric",
+    "mode",
+    "target",
+    "tolerance",
+    "datapoints",
+    "disable_scale_in",
+];
+/// `kind = "step"`.
+pub const STEP: &[&str] = &["metric", "aggregation", "min_adjustment", "out", "in"];
+/// `out` and `in` of a step policy.
+pub const STEP_ALARM: &[&str] = &["threshold", "datapoints", "steps"];
+/// One entry of `steps`.
+pub const STEP_BAND: &[&str] = &["lower", "upper", "change", "percent", "exact"];
+/// `kind = "threshold"`.
+pub const THRESHOLD: &[&str] = &["metrics", "datapoints", "step", "jitter"];
+/// One entry of `metrics` of a threshold policy.
+pub const THRESHOLD_METRIC: &[&str] = &["metric", "min", "max"];
+/// `step` of a threshold policy.
+pub const THRESHOLD_STEP: &[&str] = &["out", "in", "growth"];
+/// `jitter` of a threshold policy.
+pub const JITTER: &[&str] = &["fraction", "seed"];
+/// `kind = "backlog_per_task"`.
+pub const BACKLOG: &[&str] = &[
+    "backlog",
+    "processing_time",
+    "acceptable_latency",
+    "target_refresh",
+    "target_min",
+    "target_max",
+    "tolerance",
+    "datapoints",
+];
+/// `kind = "scheduled"`.
+pub const SCHEDULED: &[&str] = &["timezone", "actions"];
+/// One entry of `actions` of a scheduled policy.
+pub const SCHEDULED_ACTION: &[&str] = &["cron", "duration", "min", "max", "exact"];
+
+/// `[log] format`.
+pub const LOG_FORMATS: &[&str] = &["text", "json"];
+/// `kind` of a source.
+pub const SOURCE_KINDS: &[&str] = &["command", "http"];
+/// `value` of a source.
+pub const VALUE_KINDS: &[&str] = &["count", "any"];
+/// `kind` of a target.
+pub const TARGET_KINDS: &[&str] = &["process"];
+/// `kind` of a policy.
+pub const POLICY_KINDS: &[&str] = &[
+    "target_tracking",
+    "step",
+    "threshold",
+    "backlog_per_task",
+    "scheduled",
+];
+/// `mode` of a target tracking policy.
+pub const TRACKING_MODES: &[&str] = &["total", "per_task"];
+/// `aggregation` of a step policy.
+pub const AGGREGATIONS: &[&str] = &["average", "minimum", "maximum"];
+/// `step.growth` of a threshold policy.
+pub const GROWTHS: &[&str] = &["fixed", "linear", "exponential"];
+
+/// Every table with the heading of its section in `docs/config.md`.
+pub const ALL: &[TableKeys] = &[
+    TableKeys {
+        section: "Top level",
+        keys: ROOT,
+    },
+    TableKeys {
+        section: "`[log]`",
+        keys: LOG,
+    },
+    TableKeys {
+        section: "`[sources.NAME]`",
+        keys: SOURCE,
+    },
+    TableKeys {
+        section: "`kind = \"command\"`",
+        keys: SOURCE_COMMAND,
+    },
+    TableKeys {
+        section: "`kind = \"http\"`",
+        keys: SOURCE_HTTP,
+    },
+    TableKeys {
+        section: "`[[services]]`",
+        keys: SERVICE,
+    },
+    TableKeys {
+        section: "`target`",
+        keys: TARGET,
+    },
+    TableKeys {
+        section: "`target`",
+        keys: TARGET_PROCESS,
+    },
+    TableKeys {
+        section: "`cooldown`",
+        keys: COOLDOWN,
+    },
+    TableKeys {
+        section: "`scale_in`",
+        keys: SCALE_IN,
+    },
+    TableKeys {
+        section: "`rate_limit`",
+        keys: RATE_LIMIT,
+    },
+    TableKeys {
+        section: "`rate_limit`",
+        keys: RATE_LIMIT_DIRECTION,
+    },
+    TableKeys {
+        section: "`fallback`",
+        keys: FALLBACK,
+    },
+    TableKeys {
+        section: "`[[services.policies]]`",
+        keys: POLICY,
+    },
+    TableKeys {
+        section: "`[[services.policies]]`",
+        keys: DATAPOINTS,
+    },
+    TableKeys {
+        section: "`kind = \"target_tracking\"`",
+        keys: TARGET_TRACKING,
+    },
+    TableKeys {
+        section: "`kind = \"step\"`",
+        keys: STEP,
+    },
+    TableKeys {
+        section: "`kind = \"step\"`",
+        keys: STEP_ALARM,
+    },
+    TableKeys {
+        section: "`kind = \"step\"`",
+        keys: STEP_BAND,
+    },
+    TableKeys {
+        section: "`kind = \"threshold\"`",
+        keys: THRESHOLD,
+    },
+    TableKeys {
+        section: "`kind = \"threshold\"`",
+        keys: THRESHOLD_METRIC,
+    },
+    TableKeys {
+        section: "`kind = \"threshold\"`",
+        keys: THRESHOLD_STEP,
+    },
+    TableKeys {
+        section: "`kind = \"threshold\"`",
+        keys: JITTER,
+    },
+    TableKeys {
+        section: "`kind = \"backlog_per_task\"`",
+        keys: BACKLOG,
+    },
+    TableKeys {
+        section: "`kind = \"scheduled\"`",
+        keys: SCHEDULED,
+    },
+    TableKeys {
+        section: "`kind = \"scheduled\"`",
+        keys: SCHEDULED_ACTION,
+    },
+];
+
+/// Every list of enumerated values with the section of `docs/config.md` that lists them.
+pub const ALL_VALUES: &[TableKeys] = &[
+    TableKeys {
+        section: "`[log]`",
+        keys: LOG_FORMATS,
+    },
+    TableKeys {
+        section: "`[sources.NAME]`",
+        keys: SOURCE_KINDS,
+    },
+    TableKeys {
+        section: "`[sources.NAME]`",
+        keys: VALUE_KINDS,
+    },
+    TableKeys {
+        section: "`target`",
+        keys: TARGET_KINDS,
+    },
+    TableKeys {
+        section: "`[[services.policies]]`",
+        keys: POLICY_KINDS,
+    },
+    TableKeys {
+        section: "`kind = \"target_tracking\"`",
+        keys: TRACKING_MODES,
+    },
+    TableKeys {
+        section: "`kind = \"step\"`",
+        keys: AGGREGATIONS,
+    },
+    TableKeys {
+        section: "`kind = \"threshold\"`",
+        keys: GROWTHS,
+    },
+];
