@@ -215,10 +215,10 @@ proptest! {
             clock.advance(secs(advance));
             let now = clock.now();
             // Someone else may change the desired count between evaluations.
-            if let Some(n) = external {
-                if advance % 7 == 0 {
-                    current = n;
-                }
+            if let Some(n) = external
+                && advance % 7 == 0
+            {
+                current = n;
             }
             let in_cooldown = state
                 .last_in
@@ -302,6 +302,239 @@ proptest! {
                 .max()
                 .unwrap_or(ask);
             prop_assert_eq!(d.action.desired(), highest.min(current));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Through the whole engine (policies + planner), driven by metric windows.
+
+mod engine {
+    use super::*;
+    use capstan_core::metrics::Observations;
+    use capstan_core::model::Sample;
+    use capstan_core::planner::Engine;
+    use capstan_core::policy::{
+        Adjustment, Aggregation, Datapoints, Growth, MetricBounds, NamedPolicy, Policy, StepAlarm,
+        StepBand, StepScaling, TargetTracking, Threshold, TrackingMode,
+    };
+
+    prop_compose! {
+        /// A planner config whose static bounds contain `desired`, falling back to hold.
+        fn config_around(desired: u32)(
+            cfg in config(),
+            below in 0u32..5,
+            above in 0u32..5,
+        ) -> PlannerConfig {
+            PlannerConfig {
+                bounds: Bounds {
+                    min: desired.saturating_sub(below),
+                    max: desired + above,
+                },
+                fallback: Fallback::Hold,
+                ..cfg
+            }
+        }
+    }
+
+    fn tracking_engine(
+        planner: PlannerConfig,
+        mode: TrackingMode,
+        target: f64,
+        tolerance: f64,
+        datapoints: Datapoints,
+        disable_scale_in: bool,
+    ) -> Engine {
+        Engine {
+            service: "svc".into(),
+            policies: vec![NamedPolicy {
+                name: "tt".into(),
+                policy: Policy::TargetTracking(TargetTracking {
+                    metric: "m".into(),
+                    mode,
+                    target,
+                    tolerance,
+                    datapoints,
+                    disable_scale_in,
+                }),
+            }],
+            planner,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// A constant metric equal to the target (per task; or a total of target ×
+        /// running) never changes capacity, over a sequence of ticks.
+        #[test]
+        fn constant_metric_at_target_never_changes_capacity(
+            (desired, planner) in (1u32..40).prop_flat_map(|d| (Just(d), config_around(d))),
+            running in 1u32..40,
+            total_mode in any::<bool>(),
+            target in prop_oneof![0.01f64..1.0, 1.0f64..100.0, 100.0f64..10_000.0],
+            tolerance in prop_oneof![Just(0.0f64), 0.0f64..0.5],
+            out_dp in 1u32..5,
+            in_dp in 1u32..20,
+            disable_scale_in in any::<bool>(),
+            ticks in proptest::collection::vec(1u64..30, 1..60),
+        ) {
+            let (mode, value) = if total_mode {
+                (TrackingMode::Total, target * f64::from(running))
+            } else {
+                (TrackingMode::PerTask, target)
+            };
+            let engine = tracking_engine(
+                planner,
+                mode,
+                target,
+                tolerance,
+                Datapoints { out: out_dp, r#in: in_dp },
+                disable_scale_in,
+            );
+            let mut state = engine.initial_state();
+            let clock = VirtualClock::at_epoch();
+            let mut obs = Observations::new();
+            obs.declare("m", secs(900), secs(60));
+            let capacity = Capacity { desired, running, pending: 0 };
+            for advance in ticks {
+                clock.advance(secs(advance));
+                let now = clock.now();
+                obs.push("m", Sample { value, at: now });
+                let d = engine.evaluate(&mut state, capacity, &obs, now);
+                prop_assert_eq!(d.action, Action::Hold { at: desired }, "{}", d.sentence());
+                state.applied(&d, now);
+            }
+        }
+
+        /// The whole engine (three policies, one with a seeded RNG) is deterministic:
+        /// the same inputs and a clone of the same state give the same decision.
+        #[test]
+        fn engine_is_deterministic(
+            planner in config(),
+            desired in 0u32..30,
+            series in proptest::collection::vec(
+                (1u64..20, 0.0f64..2000.0, 0.0f64..100.0, 0.0f64..100.0, any::<bool>()),
+                1..40,
+            ),
+        ) {
+            let engine = three_policies(planner);
+            let mut state = engine.initial_state();
+            let clock = VirtualClock::at_epoch();
+            let mut obs = Observations::new();
+            for name in ["queue", "cpu", "memory"] {
+                obs.declare(name, secs(900), secs(30));
+            }
+            let mut capacity = cap(desired);
+            for (advance, queue, cpu, memory, cpu_fails) in series {
+                clock.advance(secs(advance));
+                let now = clock.now();
+                obs.push("queue", Sample { value: queue, at: now });
+                if cpu_fails {
+                    obs.fail("cpu", now, "timeout");
+                } else {
+                    obs.push("cpu", Sample { value: cpu, at: now });
+                }
+                obs.push("memory", Sample { value: memory, at: now });
+                let mut copy = state.clone();
+                let d = engine.evaluate(&mut state, capacity, &obs, now);
+                let again = engine.evaluate(&mut copy, capacity, &obs, now);
+                prop_assert_eq!(&d, &again);
+                prop_assert_eq!(&state.planner, &copy.planner);
+                check_decision(&engine.planner, capacity.desired, &d.asks, &d)?;
+                state.applied(&d, now);
+                capacity = cap(d.action.desired());
+            }
+        }
+    }
+
+    /// Target tracking on a queue, step scaling on cpu, threshold on cpu and memory.
+    pub fn three_policies(planner: PlannerConfig) -> Engine {
+        let band = |lower: Option<f64>, upper: Option<f64>, adjustment| StepBand {
+            lower,
+            upper,
+            adjustment,
+        };
+        Engine {
+            service: "svc".into(),
+            policies: vec![
+                NamedPolicy {
+                    name: "queue".into(),
+                    policy: Policy::TargetTracking(TargetTracking {
+                        metric: "queue".into(),
+                        mode: TrackingMode::Total,
+                        target: 100.0,
+                        tolerance: 0.1,
+                        datapoints: Datapoints { out: 3, r#in: 15 },
+                        disable_scale_in: false,
+                    }),
+                },
+                NamedPolicy {
+                    name: "cpu-step".into(),
+                    policy: Policy::Step(StepScaling {
+                        metric: "cpu".into(),
+                        aggregation: Aggregation::Average,
+                        out: Some(StepAlarm {
+                            threshold: 60.0,
+                            bands: vec![
+                                band(Some(0.0), Some(10.0), Adjustment::Change(1)),
+                                band(Some(10.0), None, Adjustment::Change(3)),
+                            ],
+                            datapoints: 2,
+                        }),
+                        r#in: Some(StepAlarm {
+                            threshold: 30.0,
+                            bands: vec![
+                                band(Some(-10.0), Some(0.0), Adjustment::Change(-1)),
+                                band(None, Some(-10.0), Adjustment::Percent(-50.0)),
+                            ],
+                            datapoints: 10,
+                        }),
+                        min_adjustment: Some(1),
+                    }),
+                },
+                NamedPolicy {
+                    name: "cpu-mem".into(),
+                    policy: Policy::Threshold(Threshold {
+                        metrics: vec![
+                            MetricBounds {
+                                metric: "cpu".into(),
+                                min: 20.0,
+                                max: 80.0,
+                            },
+                            MetricBounds {
+                                metric: "memory".into(),
+                                min: 30.0,
+                                max: 85.0,
+                            },
+                        ],
+                        datapoints: Datapoints { out: 4, r#in: 10 },
+                        step_out: 1,
+                        step_in: 1,
+                        growth: Growth::Exponential,
+                        jitter: Some(capstan_core::policy::Jitter {
+                            fraction: 0.3,
+                            seed: 7,
+                        }),
+                    }),
+                },
+            ],
+            planner,
+        }
+    }
+
+    #[test]
+    fn the_three_policies_are_valid() {
+        let engine = three_policies(PlannerConfig {
+            bounds: Bounds { min: 1, max: 10 },
+            cooldown: Cooldowns::default(),
+            stabilization: Duration::ZERO,
+            rate_limits: RateLimits::default(),
+            fallback: Fallback::Hold,
+            dry_run: false,
+        });
+        for p in &engine.policies {
+            assert_eq!(p.policy.validate(), vec![], "{}", p.name);
         }
     }
 }
