@@ -72,10 +72,8 @@ impl Series {
     /// Records a successful read. Samples older than the newest are dropped (a source's
     /// clock cannot run backwards).
     pub fn push(&mut self, sample: Sample) {
-        if let Some(last) = self.samples.back() {
-            if sample.at < last.at {
-                return;
-            }
+        if self.samples.back().is_some_and(|last| sample.at < last.at) {
+            return;
         }
         self.failure = None;
         self.samples.push_back(sample);
@@ -106,7 +104,10 @@ impl Series {
     }
 
     /// The newest `n` samples, oldest first (fewer if the window holds fewer).
-    pub fn last_n(&self, n: usize) -> impl DoubleEndedIterator<Item = Sample> + ExactSizeIterator + '_ {
+    pub fn last_n(
+        &self,
+        n: usize,
+    ) -> impl DoubleEndedIterator<Item = Sample> + ExactSizeIterator + '_ {
         let skip = self.samples.len().saturating_sub(n);
         self.samples.iter().skip(skip).copied()
     }
@@ -164,9 +165,9 @@ impl Observations {
     }
 
     fn series_mut(&mut self, source: &str) -> &mut Series {
-        self.series.entry(source.to_owned()).or_insert_with(|| {
-            Series::new(Duration::from_secs(15 * 60), Duration::from_secs(60))
-        })
+        self.series
+            .entry(source.to_owned())
+            .or_insert_with(|| Series::new(Duration::from_secs(15 * 60), Duration::from_secs(60)))
     }
 
     /// The series of `source`, if declared.
@@ -203,7 +204,8 @@ pub struct MetricView<'a> {
 impl<'a> MetricView<'a> {
     /// Freshness at `now`.
     pub fn freshness(&self) -> Freshness {
-        self.series.map_or(Freshness::Missing, |s| s.freshness(self.now))
+        self.series
+            .map_or(Freshness::Missing, |s| s.freshness(self.now))
     }
 
     /// True when fresh.
@@ -228,6 +230,10 @@ impl<'a> MetricView<'a> {
     }
 }
 
+/// Metric windows shared between the pollers that write them and the loops that read
+/// them. Critical sections are short and never held across an `.await`.
+pub type SharedObservations = std::sync::Arc<std::sync::Mutex<Observations>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,19 +245,37 @@ mod tests {
         let mut obs = Observations::new();
         obs.declare("q", Duration::from_secs(60), Duration::from_secs(10));
         assert_eq!(obs.view("q", clock.now()).freshness(), Freshness::Missing);
-        obs.push("q", Sample { value: 3.0, at: clock.now() });
+        obs.push(
+            "q",
+            Sample {
+                value: 3.0,
+                at: clock.now(),
+            },
+        );
         assert!(obs.view("q", clock.now()).is_fresh());
         clock.advance(Duration::from_secs(11));
-        assert!(matches!(obs.view("q", clock.now()).freshness(), Freshness::Stale { .. }));
+        assert!(matches!(
+            obs.view("q", clock.now()).freshness(),
+            Freshness::Stale { .. }
+        ));
         obs.fail("q", clock.now(), "timeout");
         obs.fail("q", clock.now(), "timeout");
         match obs.view("q", clock.now()).freshness() {
             Freshness::Failing { failure } => assert_eq!(failure.streak, 2),
             other => panic!("expected failing, got {other:?}"),
         }
-        obs.push("q", Sample { value: 4.0, at: clock.now() });
+        obs.push(
+            "q",
+            Sample {
+                value: 4.0,
+                at: clock.now(),
+            },
+        );
         assert!(obs.view("q", clock.now()).is_fresh());
-        assert!(matches!(obs.view("unknown", clock.now()).freshness(), Freshness::Missing));
+        assert!(matches!(
+            obs.view("unknown", clock.now()).freshness(),
+            Freshness::Missing
+        ));
     }
 
     #[test]
@@ -259,7 +283,10 @@ mod tests {
         let clock = VirtualClock::at_epoch();
         let mut s = Series::new(Duration::from_secs(10), Duration::from_secs(5));
         for i in 0..30 {
-            s.push(Sample { value: f64::from(i), at: clock.now() });
+            s.push(Sample {
+                value: f64::from(i),
+                at: clock.now(),
+            });
             clock.advance(Duration::from_secs(1));
         }
         assert_eq!(s.samples().len(), 11);
@@ -267,7 +294,3 @@ mod tests {
         assert_eq!(last, vec![27.0, 28.0, 29.0]);
     }
 }
-
-/// Metric windows shared between the pollers that write them and the loops that read
-/// them. Critical sections are short and never held across an `.await`.
-pub type SharedObservations = std::sync::Arc<std::sync::Mutex<Observations>>;

@@ -26,7 +26,11 @@ pub fn choose(tasks: &[Task], count: usize) -> Vec<TaskId> {
             .then(b.started_at.cmp(&a.started_at))
             .then(a.id.cmp(&b.id))
     });
-    candidates.into_iter().take(count).map(|t| t.id.clone()).collect()
+    candidates
+        .into_iter()
+        .take(count)
+        .map(|t| t.id.clone())
+        .collect()
 }
 
 #[cfg(test)]

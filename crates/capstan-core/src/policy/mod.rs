@@ -147,7 +147,7 @@ pub enum PolicyState {
     #[default]
     None,
     /// Threshold streaks and jitter RNG.
-    Threshold(ThresholdState),
+    Threshold(Box<ThresholdState>),
     /// The dynamic target.
     Backlog(BacklogState),
 }
@@ -187,7 +187,7 @@ impl Policy {
     /// The state a fresh policy starts with.
     pub fn initial_state(&self) -> PolicyState {
         match self {
-            Policy::Threshold(p) => PolicyState::Threshold(ThresholdState::new(p)),
+            Policy::Threshold(p) => PolicyState::Threshold(Box::new(ThresholdState::new(p))),
             Policy::BacklogPerTask(_) => PolicyState::Backlog(BacklogState::default()),
             _ => PolicyState::None,
         }
@@ -206,7 +206,12 @@ impl Policy {
 
     /// Evaluates the policy. `state` must come from [`initial_state`](Self::initial_state)
     /// of this same policy (a mismatched state is replaced by a fresh one).
-    pub fn evaluate(&self, name: &str, input: &PolicyInput<'_>, state: &mut PolicyState) -> Recommendation {
+    pub fn evaluate(
+        &self,
+        name: &str,
+        input: &PolicyInput<'_>,
+        state: &mut PolicyState,
+    ) -> Recommendation {
         let (ask, reason, degraded) = match self {
             Policy::TargetTracking(p) => p.evaluate(input),
             Policy::Step(p) => p.evaluate(input),
@@ -216,7 +221,11 @@ impl Policy {
                 }
                 match state {
                     PolicyState::Threshold(s) => p.evaluate(input, s),
-                    _ => (Ask::Hold, "internal: threshold state missing".to_owned(), false),
+                    _ => (
+                        Ask::Hold,
+                        "internal: threshold state missing".to_owned(),
+                        false,
+                    ),
                 }
             }
             Policy::BacklogPerTask(p) => {
@@ -225,7 +234,11 @@ impl Policy {
                 }
                 match state {
                     PolicyState::Backlog(s) => p.evaluate(input, s),
-                    _ => (Ask::Hold, "internal: backlog state missing".to_owned(), false),
+                    _ => (
+                        Ask::Hold,
+                        "internal: backlog state missing".to_owned(),
+                        false,
+                    ),
                 }
             }
             Policy::Scheduled(p) => p.evaluate(input),
