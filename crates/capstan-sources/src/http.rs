@@ -82,6 +82,9 @@ impl HttpSource {
             .timeout(timeout)
             .user_agent(concat!("capstan/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
+            // Redirects are not followed: a redirect to another host would carry the
+            // configured (possibly secret) headers with it. A 3xx is reported instead.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {}", chain(&e.without_url())))?;
         Ok(Self {
