@@ -317,6 +317,168 @@ pub fn render_text(d: &Decision) -> String {
 mod tests {
     use super::*;
 
+    const CONFIG: &str = r#"
+[sources.queue]
+kind = "command"
+command = ["cat", "/tmp/depth"]
+interval = "2s"
+
+[sources.delta]
+kind = "command"
+command = ["./delta"]
+value = "any"
+
+[[services]]
+name = "worker"
+min = 1
+max = 6
+target = { kind = "process", command = ["./worker"] }
+
+[[services.policies]]
+kind = "target_tracking"
+name = "queue"
+metric = "queue"
+mode = "total"
+target = 20
+datapoints = { out = 2, in = 3 }
+
+[[services]]
+name = "office"
+max = 30
+target = { kind = "process", command = ["./office"] }
+
+[[services.policies]]
+kind = "scheduled"
+name = "hours"
+timezone = "Europe/Paris"
+actions = [{ cron = "0 8 * * MON-FRI", duration = "10h", min = 4 }]
+"#;
+
+    fn config() -> Config {
+        config::compile(CONFIG, "t.toml", &|_| None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn request(service: &str, values: &[(&str, f64)]) -> ExplainRequest {
+        ExplainRequest {
+            service: service.to_owned(),
+            values: values.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect(),
+            running: None,
+            desired: None,
+            now: at("2026-03-02T12:00:00Z"),
+        }
+    }
+
+    #[test]
+    fn explains_a_capped_scale_out() {
+        let mut req = request("worker", &[("queue", 550.0)]);
+        req.running = Some(3);
+        let d = decide(&config(), &req).unwrap();
+        assert_eq!(d.capacity.desired, 3, "desired defaults to running");
+        assert_eq!(d.action, Action::ScaleOut { from: 3, to: 6 });
+        assert_eq!(d.asks[0].ask, Ask::Desired { count: 28 });
+        let text = render_text(&d);
+        assert!(text.starts_with(&d.sentence()), "{text}");
+        assert!(text.contains("queue  asks 28: "), "{text}");
+        assert!(text.contains("max: 28 → 6"), "{text}");
+        assert!(text.contains("action:   scale out 3 → 6"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_value_is_no_data_and_never_scales_in() {
+        let mut req = request("worker", &[]);
+        req.desired = Some(4);
+        let d = decide(&config(), &req).unwrap();
+        assert_eq!(d.capacity.running, 4, "running defaults to desired");
+        assert!(matches!(d.asks[0].ask, Ask::NoData { .. }), "{:?}", d.asks);
+        assert_eq!(d.action, Action::Hold { at: 4 });
+        assert!(render_text(&d).contains("no data (queue)"));
+    }
+
+    #[test]
+    fn capacity_defaults_to_min_and_scale_in_needs_agreement() {
+        let d = decide(&config(), &request("worker", &[("queue", 0.0)])).unwrap();
+        assert_eq!(d.capacity.desired, 1);
+        assert_eq!(d.action, Action::Hold { at: 1 });
+    }
+
+    #[test]
+    fn scheduled_policies_read_the_given_instant() {
+        // Monday 2026-03-02, 12:00Z = 13:00 in Paris: inside the 08:00–18:00 window.
+        let d = decide(&config(), &request("office", &[])).unwrap();
+        assert_eq!(d.min, 4);
+        assert_eq!(d.action, Action::ScaleOut { from: 1, to: 4 });
+        // Sunday: outside.
+        let mut req = request("office", &[]);
+        req.now = at("2026-03-01T12:00:00Z");
+        let d = decide(&config(), &req).unwrap();
+        assert_eq!(d.action, Action::Hold { at: 1 });
+    }
+
+    #[test]
+    fn unknown_names_are_errors_naming_the_known_ones() {
+        let err = decide(&config(), &request("wroker", &[]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "no service named \"wroker\" (services: worker, office)"
+        );
+        let err = decide(&config(), &request("worker", &[("queu", 1.0)]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "unknown source \"queu\" in --at-values (did you mean `queue`?); known sources: queue, delta"
+        );
+        let err = decide(&config(), &request("worker", &[("queue", -1.0)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("bad value for queue: -1 is negative"),
+            "{err}"
+        );
+        // An `any` source takes negative values.
+        assert!(decide(&config(), &request("worker", &[("delta", -1.0)])).is_ok());
+    }
+
+    #[test]
+    fn explain_reads_the_file_and_renders_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, CONFIG).unwrap();
+        let mut req = request("worker", &[("queue", 100.0)]);
+        req.running = Some(1);
+        let json = explain(&path, &req, ExplainFormat::Json).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["service"], "worker");
+        assert_eq!(v["action"]["action"], "scale_out");
+        assert_eq!(v["action"]["to"], 5);
+        assert_eq!(v["asks"][0]["policy"], "queue");
+        let text = explain(&path, &req, ExplainFormat::Text).unwrap();
+        assert!(text.starts_with("worker: scale out 1 → 5"), "{text}");
+        let broken = dir.path().join("broken.toml");
+        std::fs::write(&broken, "[[services]]\nname = 3\n").unwrap();
+        let err = explain(&broken, &req, ExplainFormat::Text).unwrap_err();
+        assert!(matches!(err, ExplainError::Config(_)), "{err}");
+    }
+
+    #[test]
+    fn validate_report_summarises_or_lists_every_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, CONFIG).unwrap();
+        assert_eq!(validate_report(&path).unwrap(), "ok: 2 sources, 2 services");
+        assert_eq!(validate(&path), ExitCode::SUCCESS);
+        std::fs::write(&path, "[log]\nformat = 1\nlevl = \"x\"\n").unwrap();
+        let errors = validate_report(&path).unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors}");
+        assert_eq!(validate(&path), ExitCode::FAILURE);
+    }
+
     #[test]
     fn values_parse_with_clear_errors() {
         assert_eq!(
