@@ -220,6 +220,7 @@ pub fn decide(config: &Config, request: &ExplainRequest) -> Result<Decision, Exp
 
 /// The decision as a sentence followed by a breakdown: capacity and bounds, each
 /// policy's ask and reason, how the asks were combined, each planner step, the action.
+/// No trailing newline.
 pub fn render_text(d: &Decision) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", d.sentence());
@@ -309,7 +310,7 @@ pub fn render_text(d: &Decision) -> String {
     } else {
         ""
     };
-    let _ = writeln!(out, "action:   {action}{dry}");
+    let _ = write!(out, "action:   {action}{dry}");
     out
 }
 
