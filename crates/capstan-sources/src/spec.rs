@@ -42,7 +42,7 @@ pub enum SourceKind {
 }
 
 /// A `command` source.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct CommandSpec {
     /// Program and arguments (no shell unless you name one).
     pub command: Vec<String>,
@@ -51,7 +51,7 @@ pub struct CommandSpec {
 }
 
 /// An `http` source.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct HttpSpec {
     /// The URL to GET.
     pub url: String,
@@ -59,4 +59,56 @@ pub struct HttpSpec {
     pub pointer: String,
     /// Extra request headers (values may hold secrets: never logged).
     pub headers: BTreeMap<String, String>,
+}
+
+/// Shows the names of a map's entries and hides their values (which may be secrets).
+struct Redacted<'a>(&'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CommandSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandSpec")
+            .field("command", &self.command)
+            .field("env", &Redacted(&self.env))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for HttpSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSpec")
+            .field("url", &self.url)
+            .field("pointer", &self.pointer)
+            .field("headers", &Redacted(&self.headers))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_header_and_env_values() {
+        let http = HttpSpec {
+            url: "http://127.0.0.1/x".into(),
+            pointer: String::new(),
+            headers: BTreeMap::from([("Authorization".into(), "Bearer s3cret".into())]),
+        };
+        let cmd = CommandSpec {
+            command: vec!["true".into()],
+            env: BTreeMap::from([("TOKEN".into(), "s3cret".into())]),
+        };
+        for shown in [format!("{http:?}"), format!("{cmd:?}")] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+    }
 }
