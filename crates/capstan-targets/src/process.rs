@@ -450,15 +450,15 @@ impl Supervisor {
             match self.workers.get_mut(&seq) {
                 Some(worker) => match worker.stop.take() {
                     Some(stop) => {
-                        tracing::info!(target_name = %self.name, task = %victim, pid = worker.pid, "stopping worker (SIGTERM)");
+                        tracing::info!(service = %self.name, task = %victim, pid = worker.pid, "stopping worker (SIGTERM)");
                         let _ = stop.send(());
                     }
                     None => {
-                        tracing::debug!(target_name = %self.name, task = %victim, "victim is already stopping")
+                        tracing::debug!(service = %self.name, task = %victim, "victim is already stopping")
                     }
                 },
                 None => {
-                    tracing::debug!(target_name = %self.name, task = %victim, "victim has already exited")
+                    tracing::debug!(service = %self.name, task = %victim, "victim has already exited")
                 }
             }
         }
@@ -492,7 +492,7 @@ impl Supervisor {
             Err(e) => format!("unknown status ({e})"),
         };
         if exit.stopped {
-            tracing::info!(target_name = %self.name, task = %worker.id, pid = worker.pid, %status, "worker stopped");
+            tracing::info!(service = %self.name, task = %worker.id, pid = worker.pid, %status, "worker stopped");
             return;
         }
         let uptime = worker.started.elapsed();
@@ -500,13 +500,13 @@ impl Supervisor {
         if self.active() < self.desired() {
             let delay = restart_backoff(self.spec.restart_delay, streak);
             tracing::warn!(
-                target_name = %self.name, task = %worker.id, pid = worker.pid, %status,
+                service = %self.name, task = %worker.id, pid = worker.pid, %status,
                 uptime_s = uptime.as_secs_f64(), restart_in_s = delay.as_secs_f64(),
                 "worker exited on its own; replacing it"
             );
             self.schedule_restart(streak);
         } else {
-            tracing::info!(target_name = %self.name, task = %worker.id, pid = worker.pid, %status, "surplus worker exited; not replaced");
+            tracing::info!(service = %self.name, task = %worker.id, pid = worker.pid, %status, "surplus worker exited; not replaced");
         }
     }
 
@@ -521,7 +521,7 @@ impl Supervisor {
             }
             if let Err(e) = self.spawn(restart.streak) {
                 let streak = restart.streak.saturating_add(1);
-                tracing::warn!(target_name = %self.name, error = %e, retry_in_s = restart_backoff(self.spec.restart_delay, streak).as_secs_f64(), "cannot start a replacement worker");
+                tracing::warn!(service = %self.name, error = %e, retry_in_s = restart_backoff(self.spec.restart_delay, streak).as_secs_f64(), "cannot start a replacement worker");
                 self.schedule_restart(streak);
             }
         }
@@ -557,7 +557,7 @@ impl Supervisor {
             .spawn()
             .map_err(|e| spawn_error(format!("{program}: {e}")))?;
         let pid = child.id().unwrap_or(0);
-        tracing::info!(target_name = %self.name, task = %id, pid, "worker started");
+        tracing::info!(service = %self.name, task = %id, pid, "worker started");
         let (stop, stop_rx) = oneshot::channel();
         tokio::spawn(keep(
             seq,
@@ -590,7 +590,7 @@ impl Supervisor {
             }
         }
         if !self.workers.is_empty() {
-            tracing::info!(target_name = %self.name, workers = self.workers.len(), "stopping all workers");
+            tracing::info!(service = %self.name, workers = self.workers.len(), "stopping all workers");
         }
         self.publish();
         while !self.workers.is_empty() {

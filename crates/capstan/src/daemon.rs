@@ -1,1 +1,298 @@
 //! The `run` command: pollers, one control loop per service, graceful shutdown.
+//!
+//! [`run`] starts one poller per source (feeding the shared metric windows), builds each
+//! service's target, and spawns one [`ServiceLoop`] per service, all on the system
+//! clock. It returns when its cancellation token fires (the binary bridges SIGINT and
+//! SIGTERM to it with [`shutdown_signal`]), after an orderly shutdown:
+//!
+//! 1. the control loops and the pollers stop (no new decision is made);
+//! 2. every target's [`shutdown`](Target::shutdown) runs, all at once, and is awaited.
+//!
+//! What is left behind, per target kind: a local-process target stops every worker it
+//! started (SIGTERM, SIGKILL after `stop_timeout`) and reaps it, so no worker outlives
+//! capstan (a later capstan could not adopt them). See
+//! [`capstan_targets::process`].
+//!
+//! A control loop that ends on its own (a bug: loops only end when cancelled) is an
+//! error: everything is shut down the same way and [`run`] returns
+//! [`DaemonError::LoopEnded`], so the process exits non-zero and a supervisor restarts
+//! it, rather than leaving a service silently unscaled.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use capstan_control::ServiceLoop;
+use capstan_core::clock::{Clock, SystemClock};
+use capstan_core::metrics::{Observations, SharedObservations};
+use capstan_sources::error::SourceError;
+use capstan_sources::poller;
+use capstan_store::{DecisionLog, MemoryStore};
+use capstan_targets::{ProcessTarget, Target, TargetError, TargetSpec};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A source could not be set up.
+    #[error("cannot start the sources: {0}")]
+    Sources(#[from] SourceError),
+    /// A service's target could not be set up.
+    #[error("service {service}: cannot set up its target: {source}")]
+    Target {
+        /// The service.
+        service: String,
+        /// Why.
+        source: TargetError,
+    },
+    /// A control loop ended before capstan was asked to stop.
+    #[error("service {service}: control loop ended unexpectedly: {reason}")]
+    LoopEnded {
+        /// The service.
+        service: String,
+        /// How it ended (e.g. the panic message).
+        reason: String,
+    },
+}
+
+/// Runs `config` until `cancel` fires, then shuts down in order (see the
+/// [module docs](self)). Must be called within a Tokio runtime.
+pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), DaemonError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let obs: SharedObservations = Arc::new(Mutex::new(Observations::new()));
+    let log: Arc<dyn DecisionLog> = Arc::new(MemoryStore::default());
+    // Stops the loops and pollers: on `cancel`, or when a loop ends on its own.
+    let stop = cancel.child_token();
+
+    let pollers = poller::spawn_all(
+        &config.sources,
+        Arc::clone(&obs),
+        Arc::clone(&clock),
+        stop.clone(),
+    )?;
+    tracing::info!(
+        sources = config.sources.len(),
+        services = config.services.len(),
+        "capstan started"
+    );
+
+    let mut targets: Vec<ProcessTarget> = Vec::with_capacity(config.services.len());
+    let mut loops = JoinSet::new();
+    let mut names = HashMap::new();
+    for service in config.services {
+        let target = match &service.target {
+            TargetSpec::Process(spec) => {
+                ProcessTarget::new(&service.name, spec.clone(), Arc::clone(&clock))
+            }
+        };
+        let target = match target {
+            Ok(target) => target,
+            Err(source) => {
+                stop.cancel();
+                finish(loops, pollers, targets).await;
+                return Err(DaemonError::Target {
+                    service: service.name,
+                    source,
+                });
+            }
+        };
+        targets.push(target.clone());
+        let service_loop = ServiceLoop::new(
+            service.engine,
+            target,
+            Arc::clone(&clock),
+            Arc::clone(&obs),
+            Arc::clone(&log),
+        );
+        let handle = loops.spawn(service_loop.run(service.interval, stop.clone()));
+        names.insert(handle.id(), service.name);
+    }
+
+    // Biased: the loops also end on `cancel` (through `stop`), and that is no failure.
+    let outcome = tokio::select! {
+        biased;
+        () = cancel.cancelled() => Ok(()),
+        Some(ended) = loops.join_next_with_id() => {
+            let (id, reason) = match ended {
+                Ok((id, _)) => (id, "it returned".to_owned()),
+                Err(e) => (e.id(), panic_reason(e)),
+            };
+            let service = names.get(&id).cloned().unwrap_or_default();
+            tracing::error!(service = %service, reason = %reason, "control loop ended unexpectedly; shutting down");
+            Err(DaemonError::LoopEnded { service, reason })
+        }
+    };
+    if outcome.is_ok() {
+        tracing::info!("shutting down: stopping the control loops, then the targets");
+    }
+    stop.cancel();
+    finish(loops, pollers, targets).await;
+    tracing::info!("capstan stopped");
+    outcome
+}
+
+/// Waits for the (already cancelled) loops and pollers, then shuts every target down
+/// concurrently and waits for all of them.
+async fn finish<L: 'static>(
+    mut loops: JoinSet<L>,
+    mut pollers: JoinSet<()>,
+    targets: Vec<ProcessTarget>,
+) {
+    while let Some(ended) = loops.join_next().await {
+        if let Err(e) = ended {
+            tracing::error!(reason = %panic_reason(e), "a control loop failed");
+        }
+    }
+    while let Some(ended) = pollers.join_next().await {
+        if let Err(e) = ended {
+            tracing::error!(reason = %panic_reason(e), "a poller failed");
+        }
+    }
+    let mut shutdowns = JoinSet::new();
+    for target in targets {
+        shutdowns.spawn(async move {
+            target.shutdown().await;
+            tracing::info!(service = %target.name(), "target shut down");
+        });
+    }
+    while shutdowns.join_next().await.is_some() {}
+}
+
+fn panic_reason(e: tokio::task::JoinError) -> String {
+    if e.is_cancelled() {
+        return "cancelled".to_owned();
+    }
+    let panic = e.into_panic();
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .map_or_else(|| "panicked".to_owned(), |m| format!("panicked: {m}"))
+}
+
+/// Installs handlers for SIGINT and SIGTERM **now** and returns a future that resolves
+/// with the name of the first of them to arrive.
+///
+/// Call it before starting anything that must be cleaned up: from then on, these
+/// signals no longer kill the process, so a signal that arrives during start-up is not
+/// lost (the future then resolves at once when awaited).
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::config;
+
+    fn alive(pid: i32) -> bool {
+        kill(Pid::from_raw(pid), None).is_ok()
+    }
+
+    fn pids(path: &std::path::Path) -> Vec<i32> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn run_keeps_the_minimum_and_stops_every_worker_when_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"
+[sources.q]
+kind = "command"
+command = ["echo", "0"]
+interval = "100ms"
+
+[[services]]
+name = "svc"
+min = 2
+max = 3
+interval = "100ms"
+target = {{ kind = "process", command = ["sh", "-c", "echo $$ >> {dir}/pids; exec sleep 1000"], stop_timeout = "5s" }}
+
+[[services.policies]]
+kind = "target_tracking"
+metric = "q"
+mode = "total"
+target = 10
+"#,
+            dir = dir.path().display()
+        );
+        let config = config::compile(&text, "test.toml", &|_| None).unwrap();
+        let cancel = CancellationToken::new();
+        let daemon = tokio::spawn(run(config, cancel.clone()));
+
+        let file = dir.path().join("pids");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pids(&file).len() < 2 {
+            assert!(Instant::now() < deadline, "workers did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let started = pids(&file);
+        assert!(started.iter().all(|&p| alive(p)));
+
+        cancel.cancel();
+        daemon.await.unwrap().unwrap();
+        assert_eq!(pids(&file).len(), 2, "nothing else started");
+        assert!(
+            started.iter().all(|&p| !alive(p)),
+            "every worker stopped and reaped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_target_fails_start_up_with_the_service_named() {
+        let text = r#"
+[sources.q]
+kind = "command"
+command = ["echo", "0"]
+
+[[services]]
+name = "svc"
+max = 2
+target = { kind = "process", command = ["true"] }
+
+[[services.policies]]
+kind = "target_tracking"
+metric = "q"
+mode = "total"
+target = 10
+"#;
+        let mut config = config::compile(text, "test.toml", &|_| None).unwrap();
+        let TargetSpec::Process(spec) = &mut config.services[0].target;
+        spec.command.clear();
+        let err = run(config, CancellationToken::new()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "service svc: cannot set up its target: target svc: the worker command is empty"
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_signal_resolves_on_sigterm() {
+        let signal = shutdown_signal().unwrap();
+        kill(Pid::this(), Signal::SIGTERM).unwrap();
+        assert_eq!(signal.await, "SIGTERM");
+    }
+}
