@@ -173,6 +173,11 @@ fn band_ends_follow_aws_on_both_sides_of_the_threshold() {
         "(−∞, -90]"
     );
     // Exactly at a boundary, the band farther from the threshold wins.
+    let cover = requests_in().coverage().expect("contiguous");
+    assert_eq!((cover.lower, cover.upper), (None, Some(0.0)));
+    assert!(cover.contains(0.0) && !cover.contains(0.001));
+    let cover = cpu_out().coverage().expect("contiguous");
+    assert!(cover.contains(0.0) && !cover.contains(-0.001));
     assert_eq!(cpu_out().select(10.0, true), Some(1));
     assert_eq!(requests_in().select(-50.0, false), Some(1));
     assert_eq!(requests_in().select(-90.0, false), Some(3));
@@ -536,6 +541,13 @@ proptest! {
         } else {
             prop_assert_eq!(holding, 1);
         }
+        // The union as one band agrees with "some band holds it".
+        let cover = alarm.coverage();
+        prop_assert!(cover.is_some());
+        for x in [offset, offset - 0.5, offset + 0.5, -1e9, 1e9] {
+            let any = alarm.bands.iter().any(|b| b.contains(x));
+            prop_assert_eq!(cover.is_some_and(|c| c.contains(x)), any);
+        }
         for prefer_upper in [true, false] {
             let i = alarm.select(offset, prefer_upper);
             prop_assert!(i.is_some_and(|i| alarm.bands[i].contains(offset)));
@@ -556,5 +568,6 @@ proptest! {
         let alarm = StepAlarm { threshold: 0.0, bands, datapoints: 1 };
         let errors = alarm.validate("in");
         prop_assert!(errors.iter().any(|e| e.message.contains("gap")), "{:?}", errors);
+        prop_assert!(alarm.coverage().is_none(), "a list with a gap is not one interval");
     }
 }

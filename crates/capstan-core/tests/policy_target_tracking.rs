@@ -59,11 +59,22 @@ fn desired(count: u32) -> Ask {
     Ask::Desired { count }
 }
 
+/// (mode, target, values, running, desired, expected ask, reason fragment)
+type Case = (
+    TrackingMode,
+    f64,
+    &'static [f64],
+    u32,
+    u32,
+    Ask,
+    &'static str,
+);
+
 #[test]
 fn per_task_and_total_tables() {
     use TrackingMode::{PerTask, Total};
     // (mode, target, values, running, desired, expected ask, reason fragment)
-    let cases: &[(TrackingMode, f64, &[f64], u32, u32, Ask, &str)] = &[
+    let cases: &[Case] = &[
         (
             PerTask,
             50.0,

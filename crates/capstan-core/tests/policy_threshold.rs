@@ -24,13 +24,13 @@ fn windows(sources: &[(&str, &[f64])]) -> (Observations, Timestamp) {
         for (i, v) in values.iter().enumerate() {
             let at = start
                 .checked_add(Duration::from_secs((offset + i) as u64))
-                .unwrap();
+                .expect("in range");
             obs.push(name, Sample { value: *v, at });
         }
     }
     let end = start
         .checked_add(Duration::from_secs(longest.saturating_sub(1) as u64))
-        .unwrap();
+        .expect("in range");
     (obs, end)
 }
 

@@ -6,7 +6,7 @@
 //! on the wall clock of `timezone`, is less than `duration` ago: the window is
 //! `[occurrence, occurrence + duration)`. Wall-clock times follow DST: `30 8 * * MON-FRI`
 //! in `America/New_York` starts at 13:30Z in winter and 12:30Z in summer. A time that
-//! does not exist on a spring-forward day (02:30 in Europe/Berlin on the last Sunday of
+//! does not exist on a spring-forward day (02:00 in Europe/Berlin on the last Sunday of
 //! March) fires at the first instant after the gap (03:00 local), as croner schedules
 //! fixed-time jobs; a repeated hour on a fall-back day fires once, at its first instance.
 //! When several windows are active, the one that started most recently wins. Active →

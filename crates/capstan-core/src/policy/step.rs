@@ -37,6 +37,8 @@
 //!
 //! The result saturates at 0 and at `u32::MAX`.
 
+use std::fmt::Write as _;
+
 use serde::Serialize;
 
 use super::target_tracking::{Data, Num, Streak, read};
@@ -145,6 +147,40 @@ impl StepAlarm {
             };
         }
         found
+    }
+
+    /// The union of the bands as one band, when they form one interval without gaps
+    /// (always true for a validated list); `None` otherwise. Each bound keeps its own
+    /// inclusive/exclusive end, so `coverage().contains(x)` equals "some band contains x".
+    pub fn coverage(&self) -> Option<StepBand> {
+        let first = self.bands.first()?;
+        let mut lower = first.lower;
+        let mut upper = first.upper;
+        for b in &self.bands {
+            if b.lower.is_some_and(f64::is_nan) || b.upper.is_some_and(f64::is_nan) {
+                return None;
+            }
+            lower = match (lower, b.lower) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                _ => None,
+            };
+            upper = match (upper, b.upper) {
+                (Some(x), Some(y)) => Some(x.max(y)),
+                _ => None,
+            };
+        }
+        // Without gaps, every finite upper bound below the top is some band's lower bound:
+        // the chain from the lowest band then climbs to the top without a hole.
+        let chained = self.bands.iter().all(|b| match b.upper {
+            None => true,
+            Some(u) if Some(u) == upper => true,
+            Some(u) => self.bands.iter().any(|o| o.lower == Some(u)),
+        });
+        chained.then_some(StepBand {
+            lower,
+            upper,
+            adjustment: Adjustment::Change(0),
+        })
     }
 
     /// Checks this alarm's settings; `field` is its path (`out` or `in`).
@@ -326,8 +362,9 @@ pub struct StepScaling {
 enum Check {
     /// The alarm fires: the aggregated value and the band it falls in.
     Fired { aggregated: f64, band: usize },
-    /// Not (yet) firing, with a short note on why.
-    Quiet(Option<String>),
+    /// Not firing; `Some(have)` when every present sample is in a band but there are
+    /// fewer than the datapoints needed.
+    Quiet(Option<usize>),
 }
 
 impl StepScaling {
@@ -385,59 +422,58 @@ impl StepScaling {
         };
         let degraded = data.is_degraded();
         let desired = input.capacity.desired;
-        let mut notes: Vec<String> = Vec::new();
+        let mut notes = String::new();
 
         if let Some(out) = &self.out {
             match self.check(out, &data, true) {
                 Check::Fired { aggregated, band } => {
-                    let (count, how) = self.apply(out, band, input.baseline);
-                    let why = self.describe(out, &data, aggregated, band, "out", &how);
-                    let (ask, why) = if count > desired {
-                        (Ask::Desired { count }, why)
+                    let (count, mut why) =
+                        self.apply(out, &data, aggregated, band, input.baseline, "out");
+                    let ask = if count > desired {
+                        Ask::Desired { count }
                     } else {
-                        (Ask::Hold, format!("{why}; {desired} already desired: hold"))
+                        let _ = write!(why, "; {desired} already desired: hold");
+                        Ask::Hold
                     };
                     return (ask, mark(why, degraded), degraded);
                 }
-                Check::Quiet(note) => notes.extend(note.map(|n| format!("out: {n}"))),
+                Check::Quiet(short) => note(&mut notes, "out", short, out.datapoints),
             }
         }
         if let Some(r#in) = &self.r#in {
             match self.check(r#in, &data, false) {
                 Check::Fired { aggregated, band } => {
-                    let (count, how) = self.apply(r#in, band, desired);
-                    let why = self.describe(r#in, &data, aggregated, band, "in", &how);
-                    let (ask, why) = if degraded && count < desired {
-                        (
-                            Ask::Hold,
-                            format!("{why}; no scale-in on a last-known value: hold"),
-                        )
+                    let (count, mut why) = self.apply(r#in, &data, aggregated, band, desired, "in");
+                    let ask = if degraded && count < desired {
+                        why.push_str("; no scale-in on a last-known value: hold");
+                        Ask::Hold
                     } else {
-                        (Ask::Desired { count }, why)
+                        Ask::Desired { count }
                     };
                     return (ask, mark(why, degraded), degraded);
                 }
-                Check::Quiet(note) => notes.extend(note.map(|n| format!("in: {n}"))),
+                Check::Quiet(short) => note(&mut notes, "in", short, r#in.datapoints),
             }
         }
         let mut why = format!("{} {}: no alarm fires", self.metric, Num(data.newest()));
         if !notes.is_empty() {
-            why.push_str(&format!(" ({})", notes.join("; ")));
+            let _ = write!(why, " ({notes})");
         }
         (Ask::Abstain, mark(why, degraded), degraded)
     }
 
     fn check(&self, alarm: &StepAlarm, data: &Data<'_>, prefer_upper: bool) -> Check {
-        let in_some_band = |v: f64| alarm.bands.iter().any(|b| b.contains(v - alarm.threshold));
-        match data.streak(alarm.datapoints, in_some_band) {
+        let streak = match alarm.coverage() {
+            // One interval: one test per sample.
+            Some(cover) => data.streak(alarm.datapoints, |v| cover.contains(v - alarm.threshold)),
+            None => data.streak(alarm.datapoints, |v| {
+                alarm.bands.iter().any(|b| b.contains(v - alarm.threshold))
+            }),
+        };
+        match streak {
             Streak::Met => {}
             Streak::Broken => return Check::Quiet(None),
-            Streak::Short { have } => {
-                return Check::Quiet(Some(format!(
-                    "{have} of {} datapoints in its bands",
-                    alarm.datapoints
-                )));
-            }
+            Streak::Short { have } => return Check::Quiet(Some(have)),
         }
         let n = alarm.datapoints;
         let aggregated = match self.aggregation {
@@ -453,71 +489,80 @@ impl StepScaling {
             Some(band) => Check::Fired { aggregated, band },
             // Unreachable for validated lists (their union is an interval, and each
             // sample lies in it); never act on it.
-            None => Check::Quiet(Some(format!("{} falls in no band", Num(aggregated)))),
+            None => Check::Quiet(None),
         }
     }
 
-    /// The count after applying band `band` of `alarm` to `base`, and how it was found.
-    fn apply(&self, alarm: &StepAlarm, band: usize, base: u32) -> (u32, String) {
-        let Some(b) = alarm.bands.get(band) else {
-            return (base, "no band".to_owned());
-        };
-        match b.adjustment {
-            Adjustment::Change(n) => {
-                let count = add_signed(base, n);
-                (
-                    count,
-                    format!("{}{n} from {base} → {count}", if n >= 0 { "+" } else { "" }),
-                )
-            }
-            Adjustment::Percent(p) => {
-                let adj = percent_adjustment(base, p, self.min_adjustment);
-                let count = add_signed(base, adj);
-                let raw = f64::from(base) * p / 100.0;
-                (
-                    count,
-                    format!(
-                        "{}% of {base} = {} → {}{adj} → {count}",
-                        Num(p),
-                        Num(raw),
-                        if adj >= 0 { "+" } else { "" }
-                    ),
-                )
-            }
-            Adjustment::Exact(n) => (n, format!("exactly {n}")),
-        }
-    }
-
-    fn describe(
+    /// The count after applying band `band` of `alarm` to `base`, and the reason.
+    fn apply(
         &self,
         alarm: &StepAlarm,
         data: &Data<'_>,
         aggregated: f64,
         band: usize,
+        base: u32,
         side: &str,
-        how: &str,
-    ) -> String {
-        let reduce = match self.aggregation {
-            Aggregation::Average => "average",
-            Aggregation::Minimum => "minimum",
-            Aggregation::Maximum => "maximum",
-        };
-        let over = match data {
-            Data::LastKnown(_) => "last-known value".to_owned(),
-            Data::Fresh(_) if alarm.datapoints == 1 => "1 datapoint".to_owned(),
-            Data::Fresh(_) => format!("{reduce} of {} datapoints", alarm.datapoints),
-        };
-        let band = alarm
-            .bands
-            .get(band)
-            .map_or_else(String::new, ToString::to_string);
-        format!(
-            "{} {} ({over}) is {} from threshold {}, {side} band {band}: {how}",
-            self.metric,
-            Num(aggregated),
+    ) -> (u32, String) {
+        let mut why = String::with_capacity(128);
+        let _ = write!(why, "{} {} (", self.metric, Num(aggregated));
+        match data {
+            Data::LastKnown(_) => why.push_str("last-known value"),
+            Data::Fresh(_) if alarm.datapoints == 1 => why.push_str("1 datapoint"),
+            Data::Fresh(_) => {
+                let reduce = match self.aggregation {
+                    Aggregation::Average => "average",
+                    Aggregation::Minimum => "minimum",
+                    Aggregation::Maximum => "maximum",
+                };
+                let _ = write!(why, "{reduce} of {} datapoints", alarm.datapoints);
+            }
+        }
+        let _ = write!(
+            why,
+            ") is {} from threshold {}, {side} band ",
             Num(aggregated - alarm.threshold),
-            Num(alarm.threshold),
-        )
+            Num(alarm.threshold)
+        );
+        let Some(b) = alarm.bands.get(band) else {
+            return (base, why);
+        };
+        let _ = write!(why, "{b}: ");
+        let count = match b.adjustment {
+            Adjustment::Change(n) => {
+                let count = add_signed(base, n);
+                let sign = if n >= 0 { "+" } else { "" };
+                let _ = write!(why, "{sign}{n} from {base} → {count}");
+                count
+            }
+            Adjustment::Percent(p) => {
+                let adj = percent_adjustment(base, p, self.min_adjustment);
+                let count = add_signed(base, adj);
+                let raw = f64::from(base) * p / 100.0;
+                let sign = if adj >= 0 { "+" } else { "" };
+                let _ = write!(
+                    why,
+                    "{}% of {base} = {} → {sign}{adj} → {count}",
+                    Num(p),
+                    Num(raw)
+                );
+                count
+            }
+            Adjustment::Exact(n) => {
+                let _ = write!(why, "exactly {n}");
+                n
+            }
+        };
+        (count, why)
+    }
+}
+
+/// Adds "out: 2 of 3 datapoints in its bands" to `notes`.
+fn note(notes: &mut String, side: &str, short: Option<usize>, needed: u32) {
+    if let Some(have) = short {
+        if !notes.is_empty() {
+            notes.push_str("; ");
+        }
+        let _ = write!(notes, "{side}: {have} of {needed} datapoints in its bands");
     }
 }
 

@@ -186,6 +186,25 @@ impl Tracker<'_> {
         }
     }
 
+    /// The band's edges in the metric's own terms, so that the per-sample test is one
+    /// comparison: a sample breaches upward when `value > out` and downward when
+    /// `value < in`. Equivalent to comparing [`load`](Self::load) with
+    /// `high × (1 + slack)` and `low × (1 − slack)`.
+    fn value_edges(&self, running: u32, high: f64, low: f64) -> (f64, f64) {
+        let (high, low) = (high * (1.0 + EDGE_SLACK), low * (1.0 - EDGE_SLACK));
+        match self.mode {
+            TrackingMode::PerTask if running > 0 => (high, low),
+            TrackingMode::Total if running > 0 => {
+                let r = f64::from(running);
+                (high * r, low * r)
+            }
+            // Nobody running: any positive value breaches upward (infinite load), and only
+            // a value ≤ 0 breaches downward (no load, below any positive edge). The
+            // smallest positive float makes `value < in` mean `value ≤ 0`.
+            _ => (0.0, f64::from_bits(1)),
+        }
+    }
+
     /// The count that brings the load back to the target, with its explanation.
     fn desired_for(&self, value: f64, running: u32) -> (u32, String) {
         let metric = self.metric;
@@ -248,8 +267,9 @@ impl Tracker<'_> {
         };
         let out_n = self.datapoints.out;
         let in_n = self.datapoints.r#in;
+        let (out_edge, in_edge) = self.value_edges(running, high, low);
 
-        match data.streak(out_n, |v| self.load(v, running) > high * (1.0 + EDGE_SLACK)) {
+        match data.streak(out_n, |v| v > out_edge) {
             Streak::Met => {
                 let (want, why) = self.desired_for(data.newest(), running);
                 let window = data.describe_window(out_n, "above", high, unit);
@@ -274,7 +294,7 @@ impl Tracker<'_> {
             Streak::Broken => {}
         }
 
-        match data.streak(in_n, |v| self.load(v, running) < low * (1.0 - EDGE_SLACK)) {
+        match data.streak(in_n, |v| v < in_edge) {
             Streak::Met => {
                 let (want, why) = self.desired_for(data.max_of(in_n), running);
                 let window = data.describe_window(in_n, "below", low, unit);
@@ -420,31 +440,32 @@ impl Data<'_> {
                 }
             }
             Data::Fresh(series) => {
-                let n = usize::try_from(n).unwrap_or(usize::MAX);
-                let mut have = 0;
+                let n = to_usize(n);
+                let (older, newer) = tail(series, n);
                 // Newest first: a breach usually ends at the newest sample.
-                for s in series.last_n(n).rev() {
-                    if !pred(s.value) {
-                        return Streak::Broken;
-                    }
-                    have += 1;
-                }
-                if have >= n {
-                    Streak::Met
-                } else {
-                    Streak::Short { have }
+                let all = newer
+                    .iter()
+                    .rev()
+                    .chain(older.iter().rev())
+                    .all(|s| pred(s.value));
+                let have = older.len() + newer.len();
+                match (all, have >= n) {
+                    (false, _) => Streak::Broken,
+                    (true, true) => Streak::Met,
+                    (true, false) => Streak::Short { have },
                 }
             }
         }
     }
 
     /// Folds the newest `n` values (the last-known value once).
-    pub(super) fn fold<T>(&self, n: u32, init: T, f: impl FnMut(T, f64) -> T) -> T {
+    pub(super) fn fold<T>(&self, n: u32, init: T, mut f: impl FnMut(T, f64) -> T) -> T {
         match self {
-            Data::LastKnown(s) => [s.value].into_iter().fold(init, f),
+            Data::LastKnown(s) => f(init, s.value),
             Data::Fresh(series) => {
-                let n = usize::try_from(n).unwrap_or(usize::MAX);
-                series.last_n(n).map(|s| s.value).fold(init, f)
+                let (older, newer) = tail(series, to_usize(n));
+                let acc = older.iter().fold(init, |acc, s| f(acc, s.value));
+                newer.iter().fold(acc, |acc, s| f(acc, s.value))
             }
         }
     }
@@ -458,9 +479,7 @@ impl Data<'_> {
     pub(super) fn count(&self, n: u32) -> usize {
         match self {
             Data::LastKnown(_) => 1,
-            Data::Fresh(series) => series
-                .last_n(usize::try_from(n).unwrap_or(usize::MAX))
-                .len(),
+            Data::Fresh(series) => series.samples().len().min(to_usize(n)),
         }
     }
 
@@ -471,6 +490,22 @@ impl Data<'_> {
             Data::Fresh(_) => format!("{n} of {n} datapoints {dir} {}{unit}", Num(edge)),
         }
     }
+}
+
+/// The newest `n` samples of `series` as two slices (older part, newer part), oldest
+/// first, without copying: the window is a ring buffer.
+fn tail(series: &Series, n: usize) -> (&[Sample], &[Sample]) {
+    let (a, b) = series.samples().as_slices();
+    let start = (a.len() + b.len()).saturating_sub(n);
+    if start >= a.len() {
+        (&[], &b[start - a.len()..])
+    } else {
+        (&a[start..], b)
+    }
+}
+
+fn to_usize(n: u32) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// Rounds up, treating values within 1e-9 (relative) of an integer as that integer, so
@@ -512,12 +547,14 @@ impl fmt::Display for Num {
         if x.is_infinite() {
             return f.write_str(if x > 0.0 { "+∞" } else { "−∞" });
         }
-        if x.fract() == 0.0 && x.abs() < 1e15 {
-            return write!(f, "{x:.0}");
+        // Integers print as integers (fast); others rounded to three decimals and then
+        // printed in their shortest form.
+        let r = (x * 1000.0).round() / 1000.0;
+        if r.fract() == 0.0 && r.abs() < 1e15 {
+            // |r| < 1e15: exact as an i64.
+            return write!(f, "{}", r as i64);
         }
-        let s = format!("{x:.3}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        f.write_str(if s == "-0" { "0" } else { s })
+        write!(f, "{r}")
     }
 }
 

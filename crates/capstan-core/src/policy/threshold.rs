@@ -16,6 +16,8 @@
 //! (saturating at 0). Any unusable metric → no data; on a last-known value the policy may
 //! go up but holds instead of going down.
 
+use std::fmt::Write as _;
+
 use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -223,19 +225,18 @@ impl Threshold {
                 Streak::Broken => all_below = false,
             }
         }
-        let values = data
-            .iter()
-            .map(|(m, d)| {
-                format!(
-                    "{} {} in [{}, {}]",
-                    m.metric,
-                    Num(d.newest()),
-                    Num(m.min),
-                    Num(m.max)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let mut values = String::with_capacity(40 * data.len());
+        for (i, (m, d)) in data.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(
+                values,
+                "{sep}{} {} in [{}, {}]",
+                m.metric,
+                Num(d.newest()),
+                Num(m.min),
+                Num(m.max)
+            );
+        }
         if all_below {
             if degraded {
                 state.reset();
