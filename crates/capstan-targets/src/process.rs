@@ -1030,25 +1030,58 @@ while :; do sleep 0.1; done"#;
     }
 
     #[tokio::test(start_paused = true)]
-    async fn scale_in_cancels_waiting_replacements_first() {
+    async fn a_worker_that_cannot_start_is_retried_and_scale_in_cancels_waiting_replacements() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = spec("exit 1", dir.path());
+        let mut s = spec("unused", dir.path());
+        s.command = vec![dir.path().join("no-such-program").display().to_string()];
         s.restart_delay = Duration::from_secs(30);
         let target = ProcessTarget::new("svc", s, VirtualClock::at_epoch()).unwrap();
-        let mut rx = target.subscribe();
-        target.scale_out(3).await.unwrap();
-        until(&mut rx, |s| s.workers.is_empty() && s.restarts_pending == 3).await;
-        target.scale_in(1, &[]).await.unwrap();
-        let observed = target.observe().await.unwrap();
+        let err = target.scale_out(3).await.unwrap_err();
+        match &err {
+            TargetError::Spawn {
+                target,
+                task,
+                reason,
+            } => {
+                assert_eq!((target.as_str(), task.0.as_str()), ("svc", "svc-1"));
+                assert!(reason.contains("no-such-program"), "{reason}");
+            }
+            other => panic!("expected a spawn error, got {other:?}"),
+        }
+        // Each one is waiting to be retried.
         assert_eq!(
-            observed.capacity,
+            target.observe().await.unwrap().capacity,
+            Capacity {
+                desired: 3,
+                running: 0,
+                pending: 3
+            }
+        );
+        target.scale_in(1, &[]).await.unwrap();
+        assert_eq!(
+            target.observe().await.unwrap().capacity,
             Capacity {
                 desired: 1,
                 running: 0,
                 pending: 1
             }
         );
-        // The old ids are known (they were issued) even though their workers are gone.
+        // The retry comes after the delay, and fails again with a doubled delay.
+        let mut rx = target.subscribe();
+        let before = Instant::now();
+        let retried = until(&mut rx, |s| {
+            s.restarts_pending == 1 && Instant::now() > before
+        })
+        .await;
+        assert_eq!(retried.workers.len(), 0);
+        assert_eq!(before.elapsed(), Duration::from_secs(30));
+        let before = Instant::now();
+        until(&mut rx, |s| {
+            s.restarts_pending == 1 && Instant::now() > before
+        })
+        .await;
+        assert_eq!(before.elapsed(), Duration::from_secs(60));
+        // Ids that were issued are known even though no worker has them.
         target.scale_in(0, &[id("svc-2")]).await.unwrap();
         assert_eq!(
             target.observe().await.unwrap().capacity,
