@@ -173,6 +173,21 @@ fn cron_parsing() {
     assert!(parse_cron("61 * * * *").is_err());
     assert!(parse_cron("").is_err());
     assert!(parse_cron("every day").is_err());
+    assert!(parse_cron("@daily").is_ok());
+    assert!(parse_cron("0 0 29 2 *").is_ok(), "leap days exist");
+    let err = parse_cron("0 0 31 2 *").unwrap_err();
+    assert!(err.message.contains("never matches"), "{}", err.message);
+    // A restricted day-of-month and day-of-week match when either does (classic cron):
+    // 2026-03-13 is a Friday the 13th, 2026-03-20 a Friday, 2026-04-13 a Monday.
+    let s13 = schedule("UTC", vec![action("0 9 13 * FRI", 60, Some(1), None, None)]);
+    for day in ["2026-03-13", "2026-03-20", "2026-04-13"] {
+        assert_eq!(
+            eval(&s13, &format!("{day}T09:30:00Z")).0,
+            bounds(Some(1), None),
+            "{day}"
+        );
+    }
+    assert_eq!(eval(&s13, "2026-03-19T09:30:00Z").0, Ask::Abstain);
     // Sunday as 0 and 7, and by name, are the same day (2026-03-08 was a Sunday).
     let s = |cron: &str| schedule("UTC", vec![action(cron, 60, Some(1), None, None)]);
     for cron in ["0 9 * * 0", "0 9 * * 7", "0 9 * * SUN"] {
@@ -208,6 +223,13 @@ fn validation_table() {
             action("0 8 * * *", 60, Some(0), Some(0), None),
         ],
     );
+    let never = ScheduledAction {
+        cron: "0 0 31 2 *"
+            .parse()
+            .expect("croner's default parser accepts it"),
+        ..action("0 8 * * *", 60, Some(1), None, None)
+    };
+    assert_eq!(fields(&schedule("UTC", vec![never])), ["actions[0].cron"]);
     assert_eq!(
         fields(&s),
         [

@@ -90,9 +90,10 @@ impl ScheduledAction {
 /// Parses a 5-field cron expression (minute hour day-of-month month day-of-week).
 /// Month and weekday names (`JAN`, `MON-FRI`) are accepted, case-insensitively, and so are
 /// `@daily`-style nicknames; a day-of-month and a day-of-week both restricted match
-/// when either does (classic cron). Errors carry the parser's message.
+/// when either does (classic cron). Errors carry the parser's message; an expression that
+/// names no real date (`0 0 31 2 *`) is an error too.
 pub fn parse_cron(text: &str) -> Result<croner::Cron, PolicyError> {
-    CronParser::builder()
+    let cron = CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
@@ -102,7 +103,25 @@ pub fn parse_cron(text: &str) -> Result<croner::Cron, PolicyError> {
                 "cron",
                 format!("`{text}` is not a 5-field cron expression: {e}"),
             )
-        })
+        })?;
+    if !ever_occurs(&cron) {
+        return Err(never_matches(text, "cron"));
+    }
+    Ok(cron)
+}
+
+/// Whether `cron` has an occurrence (an expression like `0 0 31 2 *` names no real date;
+/// evaluating it would search in vain every time, so it is rejected up front).
+fn ever_occurs(cron: &croner::Cron) -> bool {
+    // A fixed reference keeps validation deterministic; leap days recur within 8 years.
+    let reference = Timestamp::from_second(1_767_225_600)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_zoned(TimeZone::UTC);
+    cron.find_next_occurrence(&reference, true).is_ok()
+}
+
+fn never_matches(text: &str, field: impl Into<String>) -> PolicyError {
+    PolicyError::new(field, format!("`{text}` never matches a real date"))
 }
 
 impl Scheduled {
@@ -130,6 +149,9 @@ impl Scheduled {
                     format!("{path}.max"),
                     format!("must be at least min ({max} < {min})"),
                 ));
+            }
+            if !ever_occurs(&a.cron) {
+                errors.push(never_matches(&a.cron_text, format!("{path}.cron")));
             }
             if a.duration.is_zero() {
                 errors.push(PolicyError::new(
