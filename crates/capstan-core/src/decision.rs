@@ -198,14 +198,14 @@ fn casts_vote(ask: &Ask) -> bool {
     matches!(ask, Ask::Desired { .. } | Ask::Hold | Ask::NoData { .. })
 }
 
-/// `name asked 6 (reason)`, `name holds (reason)`, `name has no data (reason)`, ...
+/// `name asked 6 (reason)`, `name holds (reason)`, `name cannot decide (reason)`, ...
 fn push_ask(out: &mut String, rec: &Recommendation) {
     let name = &rec.policy;
     let _ = match &rec.ask {
         Ask::Desired { count } => write!(out, "{name} asked {count}"),
         Ask::Hold => write!(out, "{name} holds"),
         Ask::Abstain => write!(out, "{name} abstains"),
-        Ask::NoData { .. } => write!(out, "{name} has no data"),
+        Ask::NoData { .. } => write!(out, "{name} cannot decide"),
         Ask::Bounds { .. } => write!(out, "{name} sets bounds"),
     };
     if !rec.reason.is_empty() {
