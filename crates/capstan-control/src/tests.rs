@@ -6,9 +6,9 @@ use std::time::Duration;
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::decision::Action;
 use capstan_core::metrics::{Observations, SharedObservations};
-use capstan_core::model::{Bounds, Capacity, Sample, Task, TaskId, TaskState};
-use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig, RateLimits};
-use capstan_core::policy::{Datapoints, NamedPolicy, Policy, TargetTracking, TrackingMode};
+use capstan_core::model::{Capacity, Sample, Task, TaskId, TaskState};
+use capstan_core::planner::{Cooldowns, Engine, PlannerConfig};
+use capstan_core::testing::{one_policy, planner_config, total_tracking};
 use capstan_store::{DecisionLog, MemoryStore};
 use capstan_targets::{Observed, Target, TargetError};
 use tokio_util::sync::CancellationToken;
@@ -150,31 +150,19 @@ impl Target for FakeTarget {
 /// Target tracking on `queue`, 10 per task, no tolerance games, min 1 max 5, 60 s
 /// cooldowns.
 fn engine(dry_run: bool) -> Engine {
-    Engine {
-        service: "svc".into(),
-        policies: vec![NamedPolicy {
-            name: "queue".into(),
-            policy: Policy::TargetTracking(TargetTracking {
-                metric: "queue".into(),
-                mode: TrackingMode::Total,
-                target: 10.0,
-                tolerance: 0.1,
-                datapoints: Datapoints { out: 1, r#in: 1 },
-                disable_scale_in: false,
-            }),
-        }],
-        planner: PlannerConfig {
-            bounds: Bounds { min: 1, max: 5 },
+    one_policy(
+        "svc",
+        "queue",
+        total_tracking("queue", 10.0),
+        PlannerConfig {
             cooldown: Cooldowns {
                 out: Duration::from_secs(60),
                 r#in: Duration::from_secs(60),
             },
-            stabilization: Duration::ZERO,
-            rate_limits: RateLimits::default(),
-            fallback: Fallback::Hold,
             dry_run,
+            ..planner_config(1, 5)
         },
-    }
+    )
 }
 
 struct Rig {

@@ -9,9 +9,9 @@ use capstan_control::ServiceLoop;
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::decision::Action;
 use capstan_core::metrics::{Observations, SharedObservations};
-use capstan_core::model::{Bounds, Capacity, Sample, TaskState};
-use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig, RateLimits};
-use capstan_core::policy::{Datapoints, NamedPolicy, Policy, TargetTracking, TrackingMode};
+use capstan_core::model::{Capacity, Sample, TaskState};
+use capstan_core::planner::Engine;
+use capstan_core::testing::{one_policy, planner_config, total_tracking};
 use capstan_store::{DecisionLog, MemoryStore};
 use capstan_targets::process::ProcessSnapshot;
 use capstan_targets::{ProcessSpec, ProcessTarget, Target};
@@ -19,29 +19,14 @@ use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use tokio::sync::watch;
 
+/// Target tracking on `queue`, 10 per task, min 1 max 5, no cooldowns.
 fn engine() -> Engine {
-    Engine {
-        service: "svc".into(),
-        policies: vec![NamedPolicy {
-            name: "queue".into(),
-            policy: Policy::TargetTracking(TargetTracking {
-                metric: "queue".into(),
-                mode: TrackingMode::Total,
-                target: 10.0,
-                tolerance: 0.1,
-                datapoints: Datapoints { out: 1, r#in: 1 },
-                disable_scale_in: false,
-            }),
-        }],
-        planner: PlannerConfig {
-            bounds: Bounds { min: 1, max: 5 },
-            cooldown: Cooldowns::default(),
-            stabilization: Duration::ZERO,
-            rate_limits: RateLimits::default(),
-            fallback: Fallback::Hold,
-            dry_run: false,
-        },
-    }
+    one_policy(
+        "svc",
+        "queue",
+        total_tracking("queue", 10.0),
+        planner_config(1, 5),
+    )
 }
 
 /// Waits for a snapshot that satisfies `check` (event-driven: no timer of its own).

@@ -13,10 +13,8 @@ use capstan_core::model::{Bounds, Capacity, Sample};
 use capstan_core::planner::{
     Cooldowns, Engine, EngineState, Fallback, PlannerConfig, RateLimit, RateLimits, plan,
 };
-use capstan_core::policy::{
-    Adjustment, Aggregation, Ask, Datapoints, Growth, Jitter, MetricBounds, NamedPolicy, Policy,
-    Recommendation, StepAlarm, StepBand, StepScaling, TargetTracking, Threshold, TrackingMode,
-};
+use capstan_core::policy::{Ask, Growth, Jitter};
+use capstan_core::testing::{recommendation, steady, three_policies};
 
 fn main() {
     // Show the decision being measured, so a change that turns it into something trivial
@@ -62,77 +60,15 @@ fn planner_config() -> PlannerConfig {
 }
 
 fn engine() -> Engine {
-    let band = |lower: Option<f64>, upper: Option<f64>, adjustment| StepBand {
-        lower,
-        upper,
-        adjustment,
-    };
-    Engine {
-        service: "worker".into(),
-        policies: vec![
-            NamedPolicy {
-                name: "queue".into(),
-                policy: Policy::TargetTracking(TargetTracking {
-                    metric: "queue".into(),
-                    mode: TrackingMode::Total,
-                    target: 100.0,
-                    tolerance: 0.1,
-                    datapoints: Datapoints { out: 3, r#in: 15 },
-                    disable_scale_in: false,
-                }),
-            },
-            NamedPolicy {
-                name: "cpu-step".into(),
-                policy: Policy::Step(StepScaling {
-                    metric: "cpu".into(),
-                    aggregation: Aggregation::Average,
-                    out: Some(StepAlarm {
-                        threshold: 60.0,
-                        bands: vec![
-                            band(Some(0.0), Some(10.0), Adjustment::Change(1)),
-                            band(Some(10.0), None, Adjustment::Change(3)),
-                        ],
-                        datapoints: 2,
-                    }),
-                    r#in: Some(StepAlarm {
-                        threshold: 30.0,
-                        bands: vec![
-                            band(Some(-10.0), Some(0.0), Adjustment::Change(-1)),
-                            band(None, Some(-10.0), Adjustment::Percent(-50.0)),
-                        ],
-                        datapoints: 10,
-                    }),
-                    min_adjustment: Some(1),
-                }),
-            },
-            NamedPolicy {
-                name: "cpu-mem".into(),
-                policy: Policy::Threshold(Threshold {
-                    metrics: vec![
-                        MetricBounds {
-                            metric: "cpu".into(),
-                            min: 20.0,
-                            max: 80.0,
-                        },
-                        MetricBounds {
-                            metric: "memory".into(),
-                            min: 30.0,
-                            max: 85.0,
-                        },
-                    ],
-                    datapoints: Datapoints { out: 4, r#in: 10 },
-                    step_out: 1,
-                    step_in: 1,
-                    growth: Growth::Linear,
-                    jitter: Some(Jitter {
-                        fraction: 0.2,
-                        seed: 42,
-                    }),
-                }),
-            },
-        ],
-        planner: planner_config(),
-    }
+    three_policies(
+        "worker",
+        planner_config(),
+        Growth::Linear,
+        Some(Jitter {
+            fraction: 0.2,
+            seed: 42,
+        }),
+    )
 }
 
 /// Three sources with 900 one-second samples each, ending at `now`.
@@ -172,11 +108,7 @@ fn observations(now: Timestamp) -> Observations {
 }
 
 fn capacity() -> Capacity {
-    Capacity {
-        desired: 5,
-        running: 5,
-        pending: 0,
-    }
+    steady(5)
 }
 
 /// A state with some history: a few evaluations already applied.
@@ -211,24 +143,17 @@ fn plan_only(bencher: divan::Bencher) {
     let obs = observations(now);
     let state = warmed_state(&engine, &obs, now).planner;
     let asks = vec![
-        Recommendation {
-            policy: "queue".into(),
-            ask: Ask::Desired { count: 7 },
-            reason: "queue 650 total / 100 per task → 7".into(),
-            degraded: false,
-        },
-        Recommendation {
-            policy: "cpu-step".into(),
-            ask: Ask::Desired { count: 6 },
-            reason: "cpu 62 in [60, 70) → +1".into(),
-            degraded: false,
-        },
-        Recommendation {
-            policy: "cpu-mem".into(),
-            ask: Ask::Hold,
-            reason: "within bounds".into(),
-            degraded: false,
-        },
+        recommendation(
+            "queue",
+            Ask::Desired { count: 7 },
+            "queue 650 total / 100 per task → 7",
+        ),
+        recommendation(
+            "cpu-step",
+            Ask::Desired { count: 6 },
+            "cpu 62 in [60, 70) → +1",
+        ),
+        recommendation("cpu-mem", Ask::Hold, "within bounds"),
     ];
     let config = engine.planner.clone();
     bencher

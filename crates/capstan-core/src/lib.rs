@@ -15,6 +15,8 @@
 //!   rate limits and fallbacks.
 //! - [`decision`]: the record of a decision and its one-line explanation.
 //! - [`victim`]: which tasks to stop on scale-in.
+//! - `testing` (feature `test-support`, off by default): builders shared by the tests
+//!   and benchmarks.
 
 pub mod clock;
 pub mod decision;
@@ -22,6 +24,8 @@ pub mod metrics;
 pub mod model;
 pub mod planner;
 pub mod policy;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod victim;
 
 pub use clock::{Clock, SystemClock, VirtualClock};

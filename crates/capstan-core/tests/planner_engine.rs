@@ -7,12 +7,12 @@ use std::time::Duration;
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::decision::{Action, StepKind};
 use capstan_core::metrics::Observations;
-use capstan_core::model::{Bounds, Capacity, Sample};
-use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig, RateLimits};
+use capstan_core::model::Sample;
+use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig};
 use capstan_core::policy::{
-    Adjustment, Aggregation, Ask, Datapoints, NamedPolicy, Policy, StepAlarm, StepBand,
-    StepScaling, TargetTracking, TrackingMode,
+    Adjustment, Aggregation, Ask, Policy, StepAlarm, StepBand, StepScaling,
 };
+use capstan_core::testing::{one_policy, planner_config, steady as cap, total_tracking};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -20,23 +20,12 @@ fn secs(s: u64) -> Duration {
 
 fn planner(fallback: Fallback, out_cooldown: u64) -> PlannerConfig {
     PlannerConfig {
-        bounds: Bounds { min: 1, max: 20 },
         cooldown: Cooldowns {
             out: secs(out_cooldown),
             r#in: secs(300),
         },
-        stabilization: Duration::ZERO,
-        rate_limits: RateLimits::default(),
         fallback,
-        dry_run: false,
-    }
-}
-
-fn cap(desired: u32) -> Capacity {
-    Capacity {
-        desired,
-        running: desired,
-        pending: 0,
+        ..planner_config(1, 20)
     }
 }
 
@@ -47,24 +36,22 @@ fn step_engine() -> Engine {
         upper,
         adjustment: Adjustment::Change(n),
     };
-    Engine {
-        service: "worker".into(),
-        policies: vec![NamedPolicy {
-            name: "cpu".into(),
-            policy: Policy::Step(StepScaling {
-                metric: "cpu".into(),
-                aggregation: Aggregation::Average,
-                out: Some(StepAlarm {
-                    threshold: 60.0,
-                    bands: vec![band(Some(0.0), Some(10.0), 2), band(Some(10.0), None, 3)],
-                    datapoints: 1,
-                }),
-                r#in: None,
-                min_adjustment: None,
+    one_policy(
+        "worker",
+        "cpu",
+        Policy::Step(StepScaling {
+            metric: "cpu".into(),
+            aggregation: Aggregation::Average,
+            out: Some(StepAlarm {
+                threshold: 60.0,
+                bands: vec![band(Some(0.0), Some(10.0), 2), band(Some(10.0), None, 3)],
+                datapoints: 1,
             }),
-        }],
-        planner: planner(Fallback::Hold, 300),
-    }
+            r#in: None,
+            min_adjustment: None,
+        }),
+        planner(Fallback::Hold, 300),
+    )
 }
 
 #[test]
@@ -129,21 +116,12 @@ fn aws_step_example_through_the_engine() {
 }
 
 fn queue_engine(fallback: Fallback) -> Engine {
-    Engine {
-        service: "worker".into(),
-        policies: vec![NamedPolicy {
-            name: "queue".into(),
-            policy: Policy::TargetTracking(TargetTracking {
-                metric: "jobs".into(),
-                mode: TrackingMode::Total,
-                target: 100.0,
-                tolerance: 0.1,
-                datapoints: Datapoints { out: 1, r#in: 1 },
-                disable_scale_in: false,
-            }),
-        }],
-        planner: planner(fallback, 0),
-    }
+    one_policy(
+        "worker",
+        "queue",
+        total_tracking("jobs", 100.0),
+        planner(fallback, 0),
+    )
 }
 
 #[test]

@@ -12,6 +12,7 @@ use capstan_core::planner::{
     Cooldowns, Fallback, PlannerConfig, PlannerState, RateLimit, RateLimits, plan,
 };
 use capstan_core::policy::{Ask, Recommendation};
+use capstan_core::testing::steady as cap;
 use proptest::prelude::*;
 
 fn secs(s: u64) -> Duration {
@@ -95,14 +96,6 @@ fn asks() -> impl Strategy<Value = Vec<Recommendation>> {
             })
             .collect()
     })
-}
-
-fn cap(desired: u32) -> Capacity {
-    Capacity {
-        desired,
-        running: desired,
-        pending: 0,
-    }
 }
 
 /// The bounds the planner must enforce, computed independently.
@@ -314,10 +307,8 @@ mod engine {
     use capstan_core::metrics::Observations;
     use capstan_core::model::Sample;
     use capstan_core::planner::Engine;
-    use capstan_core::policy::{
-        Adjustment, Aggregation, Datapoints, Growth, MetricBounds, NamedPolicy, Policy, StepAlarm,
-        StepBand, StepScaling, TargetTracking, Threshold, TrackingMode,
-    };
+    use capstan_core::policy::{Datapoints, Growth, Policy, TargetTracking, TrackingMode};
+    use capstan_core::testing;
 
     prop_compose! {
         /// A planner config whose static bounds contain `desired`, falling back to hold.
@@ -345,21 +336,19 @@ mod engine {
         datapoints: Datapoints,
         disable_scale_in: bool,
     ) -> Engine {
-        Engine {
-            service: "svc".into(),
-            policies: vec![NamedPolicy {
-                name: "tt".into(),
-                policy: Policy::TargetTracking(TargetTracking {
-                    metric: "m".into(),
-                    mode,
-                    target,
-                    tolerance,
-                    datapoints,
-                    disable_scale_in,
-                }),
-            }],
+        testing::one_policy(
+            "svc",
+            "tt",
+            Policy::TargetTracking(TargetTracking {
+                metric: "m".into(),
+                mode,
+                target,
+                tolerance,
+                datapoints,
+                disable_scale_in,
+            }),
             planner,
-        }
+        )
     }
 
     proptest! {
@@ -450,77 +439,15 @@ mod engine {
 
     /// Target tracking on a queue, step scaling on cpu, threshold on cpu and memory.
     pub fn three_policies(planner: PlannerConfig) -> Engine {
-        let band = |lower: Option<f64>, upper: Option<f64>, adjustment| StepBand {
-            lower,
-            upper,
-            adjustment,
-        };
-        Engine {
-            service: "svc".into(),
-            policies: vec![
-                NamedPolicy {
-                    name: "queue".into(),
-                    policy: Policy::TargetTracking(TargetTracking {
-                        metric: "queue".into(),
-                        mode: TrackingMode::Total,
-                        target: 100.0,
-                        tolerance: 0.1,
-                        datapoints: Datapoints { out: 3, r#in: 15 },
-                        disable_scale_in: false,
-                    }),
-                },
-                NamedPolicy {
-                    name: "cpu-step".into(),
-                    policy: Policy::Step(StepScaling {
-                        metric: "cpu".into(),
-                        aggregation: Aggregation::Average,
-                        out: Some(StepAlarm {
-                            threshold: 60.0,
-                            bands: vec![
-                                band(Some(0.0), Some(10.0), Adjustment::Change(1)),
-                                band(Some(10.0), None, Adjustment::Change(3)),
-                            ],
-                            datapoints: 2,
-                        }),
-                        r#in: Some(StepAlarm {
-                            threshold: 30.0,
-                            bands: vec![
-                                band(Some(-10.0), Some(0.0), Adjustment::Change(-1)),
-                                band(None, Some(-10.0), Adjustment::Percent(-50.0)),
-                            ],
-                            datapoints: 10,
-                        }),
-                        min_adjustment: Some(1),
-                    }),
-                },
-                NamedPolicy {
-                    name: "cpu-mem".into(),
-                    policy: Policy::Threshold(Threshold {
-                        metrics: vec![
-                            MetricBounds {
-                                metric: "cpu".into(),
-                                min: 20.0,
-                                max: 80.0,
-                            },
-                            MetricBounds {
-                                metric: "memory".into(),
-                                min: 30.0,
-                                max: 85.0,
-                            },
-                        ],
-                        datapoints: Datapoints { out: 4, r#in: 10 },
-                        step_out: 1,
-                        step_in: 1,
-                        growth: Growth::Exponential,
-                        jitter: Some(capstan_core::policy::Jitter {
-                            fraction: 0.3,
-                            seed: 7,
-                        }),
-                    }),
-                },
-            ],
+        testing::three_policies(
+            "svc",
             planner,
-        }
+            Growth::Exponential,
+            Some(capstan_core::policy::Jitter {
+                fraction: 0.3,
+                seed: 7,
+            }),
+        )
     }
 
     #[test]

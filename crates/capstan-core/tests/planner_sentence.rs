@@ -4,39 +4,9 @@
 use std::time::Duration;
 
 use capstan_core::clock::{Clock, VirtualClock};
-use capstan_core::model::{Bounds, Capacity};
-use capstan_core::planner::{
-    Cooldowns, Fallback, PlannerConfig, PlannerState, RateLimit, RateLimits, plan,
-};
+use capstan_core::planner::{Cooldowns, Fallback, PlannerConfig, PlannerState, RateLimit, plan};
 use capstan_core::policy::{Ask, Recommendation};
-
-fn config(min: u32, max: u32) -> PlannerConfig {
-    PlannerConfig {
-        bounds: Bounds { min, max },
-        cooldown: Cooldowns::default(),
-        stabilization: Duration::ZERO,
-        rate_limits: RateLimits::default(),
-        fallback: Fallback::Hold,
-        dry_run: false,
-    }
-}
-
-fn cap(desired: u32) -> Capacity {
-    Capacity {
-        desired,
-        running: desired,
-        pending: 0,
-    }
-}
-
-fn rec(policy: &str, ask: Ask, reason: &str) -> Recommendation {
-    Recommendation {
-        policy: policy.to_owned(),
-        ask,
-        reason: reason.to_owned(),
-        degraded: false,
-    }
-}
+use capstan_core::testing::{planner_config as config, recommendation as rec, steady as cap};
 
 fn sentence(cfg: &PlannerConfig, current: u32, asks: Vec<Recommendation>) -> String {
     let now = VirtualClock::at_epoch().now();

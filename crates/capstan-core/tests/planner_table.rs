@@ -6,42 +6,18 @@ use std::time::Duration;
 
 use capstan_core::clock::{Clock, VirtualClock, elapsed};
 use capstan_core::decision::{Action, Decision, Rule, StepKind};
-use capstan_core::model::{Bounds, Capacity};
 use capstan_core::planner::{
-    Applied, Cooldowns, Fallback, PlannerConfig, PlannerState, RateLimit, RateLimits, plan,
+    Applied, Cooldowns, Fallback, PlannerConfig, PlannerState, RateLimit, plan,
 };
 use capstan_core::policy::{Ask, Recommendation};
+use capstan_core::testing::{planner_config as config, recommendation, steady as cap};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn config(min: u32, max: u32) -> PlannerConfig {
-    PlannerConfig {
-        bounds: Bounds { min, max },
-        cooldown: Cooldowns::default(),
-        stabilization: Duration::ZERO,
-        rate_limits: RateLimits::default(),
-        fallback: Fallback::Hold,
-        dry_run: false,
-    }
-}
-
-fn cap(desired: u32) -> Capacity {
-    Capacity {
-        desired,
-        running: desired,
-        pending: 0,
-    }
-}
-
 fn rec(policy: &str, ask: Ask) -> Recommendation {
-    Recommendation {
-        policy: policy.to_owned(),
-        ask,
-        reason: String::new(),
-        degraded: false,
-    }
+    recommendation(policy, ask, "")
 }
 
 fn want(policy: &str, count: u32) -> Recommendation {

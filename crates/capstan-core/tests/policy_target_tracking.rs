@@ -4,31 +4,11 @@ use std::time::Duration;
 
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::metrics::Observations;
-use capstan_core::model::{Capacity, Sample};
+use capstan_core::model::Capacity;
 use capstan_core::policy::{Ask, Datapoints, PolicyInput, TargetTracking, TrackingMode};
+use capstan_core::testing::window;
 use jiff::Timestamp;
 use proptest::prelude::*;
-
-/// Observations of `source` holding `values` one second apart, the last at the returned
-/// instant.
-fn window(source: &str, values: &[f64]) -> (Observations, Timestamp) {
-    let clock = VirtualClock::at_epoch();
-    let mut obs = Observations::new();
-    obs.declare(source, Duration::from_secs(900), Duration::from_secs(30));
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            clock.advance(Duration::from_secs(1));
-        }
-        obs.push(
-            source,
-            Sample {
-                value: *v,
-                at: clock.now(),
-            },
-        );
-    }
-    (obs, clock.now())
-}
 
 fn input(obs: &Observations, now: Timestamp, running: u32, desired: u32) -> PolicyInput<'_> {
     PolicyInput {
