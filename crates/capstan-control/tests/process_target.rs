@@ -13,11 +13,8 @@ use capstan_core::model::{Capacity, Sample, TaskState};
 use capstan_core::planner::Engine;
 use capstan_core::testing::{one_policy, planner_config, total_tracking};
 use capstan_store::{DecisionLog, MemoryStore};
-use capstan_targets::process::ProcessSnapshot;
 use capstan_targets::{ProcessSpec, ProcessTarget, Target};
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
-use tokio::sync::watch;
+use capstan_testkit::process::{alive, until};
 
 /// Target tracking on `queue`, 10 per task, min 1 max 5, no cooldowns.
 fn engine() -> Engine {
@@ -27,26 +24,6 @@ fn engine() -> Engine {
         total_tracking("queue", 10.0),
         planner_config(1, 5),
     )
-}
-
-/// Waits for a snapshot that satisfies `check` (event-driven: no timer of its own).
-async fn until(
-    rx: &mut watch::Receiver<ProcessSnapshot>,
-    check: impl Fn(&ProcessSnapshot) -> bool,
-) -> ProcessSnapshot {
-    loop {
-        {
-            let s = rx.borrow_and_update();
-            if check(&s) {
-                return s.clone();
-            }
-        }
-        rx.changed().await.expect("target alive");
-    }
-}
-
-fn alive(pid: u32) -> bool {
-    kill(Pid::from_raw(i32::try_from(pid).expect("pid fits")), None).is_ok()
 }
 
 #[tokio::test(start_paused = true)]

@@ -658,6 +658,7 @@ mod tests {
     use std::sync::Mutex;
 
     use capstan_core::clock::{VirtualClock, elapsed};
+    use capstan_testkit::process::{alive, until};
     use nix::sys::signal::kill;
 
     use super::*;
@@ -692,10 +693,6 @@ mod tests {
             .collect()
     }
 
-    fn alive(pid: u32) -> bool {
-        kill(Pid::from_raw(i32::try_from(pid).unwrap()), None).is_ok()
-    }
-
     /// Waits (on real time: these tests run real processes) until `check` gives a value.
     async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -705,23 +702,6 @@ mod tests {
             }
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits for the next snapshot that satisfies `check` (event-driven: no timer, so
-    /// paused time only moves for the supervisor's own timers).
-    async fn until(
-        rx: &mut watch::Receiver<ProcessSnapshot>,
-        check: impl Fn(&ProcessSnapshot) -> bool,
-    ) -> ProcessSnapshot {
-        loop {
-            {
-                let s = rx.borrow_and_update();
-                if check(&s) {
-                    return s.clone();
-                }
-            }
-            rx.changed().await.expect("supervisor alive");
         }
     }
 

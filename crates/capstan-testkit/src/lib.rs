@@ -3,5 +3,7 @@
 //! Module map:
 //! - [`http`]: [`MetricServer`](http::MetricServer), a real HTTP server serving a
 //!   metric as JSON that the test changes at run time.
+//! - [`process`]: whether a pid is alive; waiting on a watch channel for a state.
 
 pub mod http;
+pub mod process;
