@@ -332,49 +332,40 @@ fn integer(ctx: &mut Ctx<'_>, path: &KeyPath, node: &Node<'_>, expected: &str) -
     }
 }
 
+/// Reads a whole number of 0 or more that must fit `T`: a negative value is recorded as
+/// such, a value above `T`'s range with the message `too_large` gives for it.
+fn unsigned<T: TryFrom<i128>>(
+    ctx: &mut Ctx<'_>,
+    path: &KeyPath,
+    node: &Node<'_>,
+    too_large: impl FnOnce(i128) -> String,
+) -> Option<T> {
+    let v = integer(ctx, path, node, "a whole number (0 or more)")?;
+    match T::try_from(v) {
+        Ok(n) => Some(n),
+        Err(_) => {
+            let message = if v < 0 {
+                format!("must not be negative, found {v}")
+            } else {
+                too_large(v)
+            };
+            ctx.error(&node.span(), path, message);
+            None
+        }
+    }
+}
+
 impl Read for u32 {
     fn read(ctx: &mut Ctx<'_>, path: &KeyPath, node: &Node<'_>) -> Option<Self> {
-        let v = integer(ctx, path, node, "a whole number (0 or more)")?;
-        match u32::try_from(v) {
-            Ok(n) => Some(n),
-            Err(_) if v < 0 => {
-                ctx.error(
-                    &node.span(),
-                    path,
-                    format!("must not be negative, found {v}"),
-                );
-                None
-            }
-            Err(_) => {
-                ctx.error(
-                    &node.span(),
-                    path,
-                    format!("too large: {v} (at most {})", u32::MAX),
-                );
-                None
-            }
-        }
+        unsigned(ctx, path, node, |v| {
+            format!("too large: {v} (at most {})", u32::MAX)
+        })
     }
 }
 
 impl Read for u64 {
     fn read(ctx: &mut Ctx<'_>, path: &KeyPath, node: &Node<'_>) -> Option<Self> {
-        let v = integer(ctx, path, node, "a whole number (0 or more)")?;
-        match u64::try_from(v) {
-            Ok(n) => Some(n),
-            Err(_) if v < 0 => {
-                ctx.error(
-                    &node.span(),
-                    path,
-                    format!("must not be negative, found {v}"),
-                );
-                None
-            }
-            Err(_) => {
-                ctx.error(&node.span(), path, "integer out of range");
-                None
-            }
-        }
+        unsigned(ctx, path, node, |_| "integer out of range".to_owned())
     }
 }
 
