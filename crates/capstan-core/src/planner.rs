@@ -588,13 +588,7 @@ fn rate_limits(
     if result > current
         && let Some(limit) = config.rate_limits.out
     {
-        let cutoff = sub(now, limit.period);
-        let added: u64 = state
-            .changes
-            .iter()
-            .filter(|c| c.at > cutoff && c.to > c.from)
-            .map(|c| u64::from(c.to - c.from))
-            .sum();
+        let added = moved(state, sub(now, limit.period), Direction::Out);
         let start = u64::from(current).saturating_sub(added);
         let allowance = allowance(&limit, start, Direction::Out);
         let cap = u32::try_from(start.saturating_add(allowance))
@@ -615,13 +609,7 @@ fn rate_limits(
     } else if result < current
         && let Some(limit) = config.rate_limits.r#in
     {
-        let cutoff = sub(now, limit.period);
-        let removed: u64 = state
-            .changes
-            .iter()
-            .filter(|c| c.at > cutoff && c.to < c.from)
-            .map(|c| u64::from(c.from - c.to))
-            .sum();
+        let removed = moved(state, sub(now, limit.period), Direction::In);
         let start = u64::from(current).saturating_add(removed);
         let allowance = allowance(&limit, start, Direction::In);
         let floor = u32::try_from(start.saturating_sub(allowance))
@@ -648,6 +636,20 @@ fn rate_limits(
 enum Direction {
     Out,
     In,
+}
+
+/// How many tasks the applied changes after `cutoff` moved in `direction`.
+fn moved(state: &PlannerState, cutoff: Timestamp, direction: Direction) -> u64 {
+    state
+        .changes
+        .iter()
+        .filter(|c| c.at > cutoff)
+        .map(|c| match direction {
+            Direction::Out => c.to.saturating_sub(c.from),
+            Direction::In => c.from.saturating_sub(c.to),
+        })
+        .map(u64::from)
+        .sum()
 }
 
 /// How many tasks `limit` allows to move from `start` within its period.
