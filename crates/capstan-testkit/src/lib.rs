@@ -1,9 +1,11 @@
 //! capstan-testkit: support for capstan's tests (dev only).
 //!
 //! Module map:
+//! - [`files`]: the fixture files of a folder, in name order.
 //! - [`http`]: [`MetricServer`](http::MetricServer), a real HTTP server serving a
 //!   metric as JSON that the test changes at run time.
 //! - [`process`]: whether a pid is alive; waiting on a watch channel for a state.
 
+pub mod files;
 pub mod http;
 pub mod process;

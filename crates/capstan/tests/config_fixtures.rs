@@ -30,13 +30,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn toml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
+    capstan_testkit::files::with_extension(dir, "toml")
 }
 
 fn file_name(path: &Path) -> String {
