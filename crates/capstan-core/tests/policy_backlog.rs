@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::metrics::Observations;
-use capstan_core::model::{Capacity, Sample};
+use capstan_core::model::Sample;
 use capstan_core::policy::{Ask, BacklogPerTask, BacklogState, Datapoints, PolicyInput};
+use capstan_core::testing::steady;
 
 fn policy() -> BacklogPerTask {
     BacklogPerTask {
@@ -50,11 +51,7 @@ fn eval(
 ) -> (Ask, String, bool) {
     let input = PolicyInput {
         now: clock.now(),
-        capacity: Capacity {
-            desired: tasks,
-            running: tasks,
-            pending: 0,
-        },
+        capacity: steady(tasks),
         baseline: tasks,
         metrics: obs,
         last_known: None,
@@ -217,11 +214,7 @@ fn last_known_processing_time_gives_a_provisional_target() {
     push(&mut obs, &clock, "jobs", 100.0);
     let input = PolicyInput {
         now: clock.now(),
-        capacity: Capacity {
-            desired: 10,
-            running: 10,
-            pending: 0,
-        },
+        capacity: steady(10),
         baseline: 10,
         metrics: &obs,
         last_known: Some(Duration::from_secs(300)),

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use capstan_core::metrics::Observations;
-use capstan_core::model::Capacity;
 use capstan_core::policy::scheduled::parse_cron;
 use capstan_core::policy::{Ask, PolicyInput, Scheduled, ScheduledAction};
+use capstan_core::testing::steady;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -35,11 +35,7 @@ fn eval(s: &Scheduled, now: &str) -> (Ask, String) {
     let obs = Observations::new();
     let input = PolicyInput {
         now: at(now),
-        capacity: Capacity {
-            desired: 3,
-            running: 3,
-            pending: 0,
-        },
+        capacity: steady(3),
         baseline: 3,
         metrics: &obs,
         last_known: None,

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::metrics::Observations;
-use capstan_core::model::Capacity;
 use capstan_core::policy::step::{add_signed, adjusted_count, percent_adjustment};
 use capstan_core::policy::{
     Adjustment, Aggregation, Ask, PolicyInput, StepAlarm, StepBand, StepScaling,
 };
+use capstan_core::testing::steady;
 use capstan_core::testing::window;
 use jiff::Timestamp;
 use proptest::prelude::*;
@@ -17,11 +17,7 @@ use proptest::prelude::*;
 fn input(obs: &Observations, now: Timestamp, desired: u32, baseline: u32) -> PolicyInput<'_> {
     PolicyInput {
         now,
-        capacity: Capacity {
-            desired,
-            running: desired,
-            pending: 0,
-        },
+        capacity: steady(desired),
         baseline,
         metrics: obs,
         last_known: None,

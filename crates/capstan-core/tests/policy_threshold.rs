@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::metrics::Observations;
-use capstan_core::model::{Capacity, Sample};
+use capstan_core::model::Sample;
 use capstan_core::policy::{
     Ask, Datapoints, Growth, Jitter, MetricBounds, PolicyInput, Threshold, ThresholdState,
 };
+use capstan_core::testing::steady;
 use jiff::Timestamp;
 use proptest::prelude::*;
 
@@ -37,11 +38,7 @@ fn windows(sources: &[(&str, &[f64])]) -> (Observations, Timestamp) {
 fn input(obs: &Observations, now: Timestamp, desired: u32) -> PolicyInput<'_> {
     PolicyInput {
         now,
-        capacity: Capacity {
-            desired,
-            running: desired,
-            pending: 0,
-        },
+        capacity: steady(desired),
         baseline: desired,
         metrics: obs,
         last_known: None,
