@@ -547,6 +547,16 @@ impl<'a, 'i> Table<'a, 'i> {
         self.map.get(key)
     }
 
+    /// The value at `key`, if present; `key` must be one this table accepts (checked in
+    /// debug builds: a key read but not listed would always be reported as unknown).
+    fn listed(&self, key: &str) -> Option<&'a Node<'i>> {
+        debug_assert!(
+            self.allowed.contains(&key),
+            "key `{key}` read but not listed"
+        );
+        self.node(key)
+    }
+
     /// True when `key` is written.
     pub(crate) fn has(&self, key: &str) -> bool {
         self.map.contains_key(key)
@@ -579,11 +589,7 @@ impl<'a, 'i> Table<'a, 'i> {
 
     /// The value at `key`, if present and valid.
     pub(crate) fn opt<T: Read>(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<T> {
-        debug_assert!(
-            self.allowed.contains(&key),
-            "key `{key}` read but not listed"
-        );
-        let node = self.node(key)?;
+        let node = self.listed(key)?;
         T::read(ctx, &self.path_of(key), node)
     }
 
@@ -617,11 +623,7 @@ impl<'a, 'i> Table<'a, 'i> {
         key: &str,
         allowed: &[&'static str],
     ) -> Option<Table<'a, 'i>> {
-        debug_assert!(
-            self.allowed.contains(&key),
-            "key `{key}` read but not listed"
-        );
-        let node = self.node(key)?;
+        let node = self.listed(key)?;
         Table::of(ctx, self.path_of(key), node, allowed)
     }
 
@@ -647,11 +649,7 @@ impl<'a, 'i> Table<'a, 'i> {
         key: &str,
         allowed: &[&'static str],
     ) -> Option<Vec<Table<'a, 'i>>> {
-        debug_assert!(
-            self.allowed.contains(&key),
-            "key `{key}` read but not listed"
-        );
-        let node = self.node(key)?;
+        let node = self.listed(key)?;
         let path = self.path_of(key);
         let DeValue::Array(items) = node.get_ref() else {
             type_error(ctx, &path, node, "an array of tables");
