@@ -50,6 +50,18 @@ fn window(policy: &str, min: Option<u32>, max: Option<u32>) -> Recommendation {
     rec(policy, Ask::Bounds { min, max })
 }
 
+/// `plan` for the service "svc" at the clock's current instant, from `current` steady
+/// tasks.
+fn plan_now(
+    cfg: &PlannerConfig,
+    state: &mut PlannerState,
+    clock: &VirtualClock,
+    current: u32,
+    asks: Vec<Recommendation>,
+) -> Decision {
+    plan(cfg, state, "svc", cap(current), asks, clock.now())
+}
+
 fn kinds(d: &Decision) -> Vec<StepKind> {
     d.steps.iter().map(|s| s.kind).collect()
 }
@@ -313,33 +325,30 @@ fn scheduled_bounds_apply_immediately_inside_cooldowns() {
     };
     clock.advance(secs(10));
     // Raised to a new min although the out-cooldown runs and nobody asks.
-    let d = plan(
+    let d = plan_now(
         &cfg,
         &mut state,
-        "svc",
-        cap(4),
+        &clock,
+        4,
         vec![window("day", Some(8), None), hold("p")],
-        clock.now(),
     );
     assert_eq!(d.action, Action::ScaleOut { from: 4, to: 8 });
     // A policy ask of 6 is refused by the out-cooldown, then the min raises it anyway.
-    let d = plan(
+    let d = plan_now(
         &cfg,
         &mut state,
-        "svc",
-        cap(4),
+        &clock,
+        4,
         vec![window("day", Some(8), None), want("p", 4)],
-        clock.now(),
     );
     assert_eq!(d.action, Action::ScaleOut { from: 4, to: 8 });
     // Lowered to a new max although the in-cooldown runs.
-    let d = plan(
+    let d = plan_now(
         &cfg,
         &mut state,
-        "svc",
-        cap(4),
+        &clock,
+        4,
         vec![window("night", None, Some(2)), hold("p")],
-        clock.now(),
     );
     assert_eq!(d.action, Action::ScaleIn { from: 4, to: 2 });
     assert_eq!(kinds(&d), vec![StepKind::Max]);
@@ -354,38 +363,23 @@ fn bounds_only_changes_start_no_cooldown() {
         r#in: secs(300),
     };
     let mut state = PlannerState::default();
-    let d = plan(
+    let d = plan_now(
         &cfg,
         &mut state,
-        "svc",
-        cap(4),
+        &clock,
+        4,
         vec![window("night", None, Some(2)), hold("p")],
-        clock.now(),
     );
     assert_eq!(d.action, Action::ScaleIn { from: 4, to: 2 });
     state.applied(&d, clock.now());
     assert_eq!(state.last_in, None);
     // A policy scale-in just after is not blocked by an in-cooldown.
     clock.advance(secs(1));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(2),
-        vec![want("p", 1)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 2, vec![want("p", 1)]);
     assert_eq!(d.action, Action::ScaleIn { from: 2, to: 1 });
 
     // A policy scale-out that the max caps does start the out-cooldown.
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(4),
-        vec![want("p", 14)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 4, vec![want("p", 14)]);
     assert_eq!(d.action, Action::ScaleOut { from: 4, to: 10 });
     state.applied(&d, clock.now());
     assert_eq!(
@@ -410,80 +404,38 @@ fn aws_scale_out_cooldown_example() {
     cfg.cooldown.out = secs(300);
     let mut state = PlannerState::default();
 
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(5),
-        vec![want("step", 7)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 5, vec![want("step", 7)]);
     assert_eq!(d.action, Action::ScaleOut { from: 5, to: 7 });
     state.applied(&d, clock.now());
 
     clock.advance(secs(60));
     // The step policy's +3 from the baseline 5 asks 8: only +1 more.
     let mut probe = state.clone();
-    let d = plan(
-        &cfg,
-        &mut probe,
-        "svc",
-        cap(7),
-        vec![want("step", 8)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut probe, &clock, 7, vec![want("step", 8)]);
     assert_eq!(d.action, Action::ScaleOut { from: 7, to: 8 });
     assert!(d.steps.is_empty());
 
     // An ask of 7 at 7 is a plain hold.
     let mut probe = state.clone();
-    let d = plan(
-        &cfg,
-        &mut probe,
-        "svc",
-        cap(7),
-        vec![want("step", 7)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut probe, &clock, 7, vec![want("step", 7)]);
     assert_eq!(d.action, Action::Hold { at: 7 });
 
     // If the desired count fell back to 6 meanwhile, an ask of 7 (not above the last
     // scale-out's 7) is held by the cooldown.
     let mut probe = state.clone();
-    let d = plan(
-        &cfg,
-        &mut probe,
-        "svc",
-        cap(6),
-        vec![want("step", 7)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut probe, &clock, 6, vec![want("step", 7)]);
     assert_eq!(d.action, Action::Hold { at: 6 });
     assert_eq!(kinds(&d), vec![StepKind::OutCooldown]);
     assert_eq!((d.steps[0].from, d.steps[0].to), (7, 6));
 
     // A larger scale-out breaks through.
     let mut probe = state.clone();
-    let d = plan(
-        &cfg,
-        &mut probe,
-        "svc",
-        cap(7),
-        vec![want("step", 12)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut probe, &clock, 7, vec![want("step", 12)]);
     assert_eq!(d.action, Action::ScaleOut { from: 7, to: 12 });
 
     // After the cooldown, the ask of 7 at 6 goes through.
     clock.advance(secs(240));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(6),
-        vec![want("step", 7)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 6, vec![want("step", 7)]);
     assert_eq!(d.action, Action::ScaleOut { from: 6, to: 7 });
 }
 
@@ -493,24 +445,10 @@ fn the_out_cooldown_never_blocks_scale_in() {
     let mut cfg = config(1, 20);
     cfg.cooldown.out = secs(300);
     let mut state = PlannerState::default();
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(5),
-        vec![want("p", 7)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 5, vec![want("p", 7)]);
     state.applied(&d, clock.now());
     clock.advance(secs(10));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(7),
-        vec![want("p", 6)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 7, vec![want("p", 6)]);
     assert_eq!(d.action, Action::ScaleIn { from: 7, to: 6 });
 }
 
@@ -521,52 +459,24 @@ fn in_cooldown_blocks_scale_in_and_a_scale_out_cancels_it() {
     cfg.cooldown.r#in = secs(300);
     let mut state = PlannerState::default();
 
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(6),
-        vec![want("p", 4)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 6, vec![want("p", 4)]);
     assert_eq!(d.action, Action::ScaleIn { from: 6, to: 4 });
     state.applied(&d, clock.now());
 
     clock.advance(secs(10));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(4),
-        vec![want("p", 3)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 4, vec![want("p", 3)]);
     assert_eq!(d.action, Action::Hold { at: 4 });
     assert_eq!(kinds(&d), vec![StepKind::InCooldown]);
 
     // A scale-out during the in-cooldown happens at once...
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(4),
-        vec![want("p", 6)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 4, vec![want("p", 6)]);
     assert_eq!(d.action, Action::ScaleOut { from: 4, to: 6 });
     state.applied(&d, clock.now());
     assert_eq!(state.last_in, None);
 
     // ...and cancels it: a scale-in right after is allowed.
     clock.advance(secs(10));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(6),
-        vec![want("p", 5)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 6, vec![want("p", 5)]);
     assert_eq!(d.action, Action::ScaleIn { from: 6, to: 5 });
 }
 
@@ -576,34 +486,13 @@ fn in_cooldown_ends_after_its_duration() {
     let mut cfg = config(1, 20);
     cfg.cooldown.r#in = secs(120);
     let mut state = PlannerState::default();
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(6),
-        vec![want("p", 5)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 6, vec![want("p", 5)]);
     state.applied(&d, clock.now());
     clock.advance(secs(119));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(5),
-        vec![want("p", 4)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 5, vec![want("p", 4)]);
     assert_eq!(d.action, Action::Hold { at: 5 });
     clock.advance(secs(1));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(5),
-        vec![want("p", 4)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 5, vec![want("p", 4)]);
     assert_eq!(d.action, Action::ScaleIn { from: 5, to: 4 });
 }
 
@@ -618,14 +507,7 @@ fn stabilization_keeps_the_highest_recommendation_of_the_window() {
     let mut state = PlannerState::default();
     let mut step = |current: u32, ask: u32, advance: u64| {
         clock.advance(secs(advance));
-        plan(
-            &cfg,
-            &mut state,
-            "svc",
-            cap(current),
-            vec![want("p", ask)],
-            clock.now(),
-        )
+        plan_now(&cfg, &mut state, &clock, current, vec![want("p", ask)])
     };
     // t=0: 10 at 10.
     assert_eq!(step(10, 10, 0).action, Action::Hold { at: 10 });
@@ -655,23 +537,9 @@ fn stabilization_off_when_zero() {
     let clock = VirtualClock::at_epoch();
     let cfg = config(1, 20);
     let mut state = PlannerState::default();
-    plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(10),
-        vec![want("p", 10)],
-        clock.now(),
-    );
+    plan_now(&cfg, &mut state, &clock, 10, vec![want("p", 10)]);
     clock.advance(secs(1));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(10),
-        vec![want("p", 4)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 10, vec![want("p", 4)]);
     assert_eq!(d.action, Action::ScaleIn { from: 10, to: 4 });
     assert!(state.history.is_empty());
 }
@@ -684,26 +552,12 @@ fn stabilization_history_stays_short() {
     let mut state = PlannerState::default();
     // A falling series: every entry can still be the maximum of a later window.
     for i in 0..100u32 {
-        plan(
-            &cfg,
-            &mut state,
-            "svc",
-            cap(100),
-            vec![want("p", 100 - i)],
-            clock.now(),
-        );
+        plan_now(&cfg, &mut state, &clock, 100, vec![want("p", 100 - i)]);
         clock.advance(secs(1));
     }
     assert_eq!(state.history.len(), 100);
     // A rising value dominates all of them.
-    plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(100),
-        vec![want("p", 150)],
-        clock.now(),
-    );
+    plan_now(&cfg, &mut state, &clock, 100, vec![want("p", 150)]);
     assert_eq!(state.history.len(), 1);
 }
 
@@ -725,14 +579,7 @@ fn rate_limit_out_over_a_sliding_period() {
     cfg.rate_limits.out = limit(Some(2), None, 60);
     let mut state = PlannerState::default();
 
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(4),
-        vec![want("p", 10)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 4, vec![want("p", 10)]);
     assert_eq!(d.action, Action::ScaleOut { from: 4, to: 6 });
     assert_eq!(kinds(&d), vec![StepKind::RateLimitOut]);
     assert_eq!(d.steps[0].detail, "at most +2 per 1m from 4");
@@ -740,38 +587,17 @@ fn rate_limit_out_over_a_sliding_period() {
 
     // Within the period the +2 is spent.
     clock.advance(secs(30));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(6),
-        vec![want("p", 10)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 6, vec![want("p", 10)]);
     assert_eq!(d.action, Action::Hold { at: 6 });
     assert_eq!((d.steps[0].from, d.steps[0].to), (10, 6));
 
     // Once the change has left the period, +2 more.
     clock.advance(secs(30));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(6),
-        vec![want("p", 10)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 6, vec![want("p", 10)]);
     assert_eq!(d.action, Action::ScaleOut { from: 6, to: 8 });
     state.applied(&d, clock.now());
     // Scale-in is not limited by the out limit.
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(8),
-        vec![want("p", 1)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 8, vec![want("p", 1)]);
     assert_eq!(d.action, Action::ScaleIn { from: 8, to: 1 });
 }
 
@@ -807,39 +633,18 @@ fn rate_limit_in_over_a_sliding_period() {
     cfg.rate_limits.r#in = limit(Some(1), None, 60);
     let mut state = PlannerState::default();
 
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(6),
-        vec![want("p", 2)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 6, vec![want("p", 2)]);
     assert_eq!(d.action, Action::ScaleIn { from: 6, to: 5 });
     assert_eq!(kinds(&d), vec![StepKind::RateLimitIn]);
     assert_eq!(d.steps[0].detail, "at most −1 per 1m from 6");
     state.applied(&d, clock.now());
 
     clock.advance(secs(59));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(5),
-        vec![want("p", 2)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 5, vec![want("p", 2)]);
     assert_eq!(d.action, Action::Hold { at: 5 });
 
     clock.advance(secs(1));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(5),
-        vec![want("p", 2)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 5, vec![want("p", 2)]);
     assert_eq!(d.action, Action::ScaleIn { from: 5, to: 4 });
 }
 
@@ -866,14 +671,7 @@ fn changes_are_forgotten_after_the_longest_period() {
             clock.advance(secs(50));
         }
         let (current, ask) = if i % 2 == 0 { (10, 12) } else { (12, 10) };
-        let d = plan(
-            &cfg,
-            &mut state,
-            "svc",
-            cap(current),
-            vec![want("p", ask)],
-            clock.now(),
-        );
+        let d = plan_now(&cfg, &mut state, &clock, current, vec![want("p", ask)]);
         assert_eq!(d.action.desired(), ask);
         state.applied(&d, clock.now());
     }
@@ -955,14 +753,7 @@ fn missing_data_is_refused_before_stabilization_records_it() {
     let mut cfg = config(1, 20);
     cfg.stabilization = secs(60);
     let mut state = PlannerState::default();
-    plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(8),
-        vec![degraded(want("p", 2))],
-        clock.now(),
-    );
+    plan_now(&cfg, &mut state, &clock, 8, vec![degraded(want("p", 2))]);
     // The history holds 8 (the count after the missing-data rule), not 2.
     assert_eq!(state.history.back().map(|e| e.1), Some(8));
 }
@@ -981,14 +772,7 @@ fn dry_run_computes_but_records_nothing() {
     };
     cfg.rate_limits.out = limit(Some(10), None, 60);
     let mut state = PlannerState::default();
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(4),
-        vec![want("p", 6)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 4, vec![want("p", 6)]);
     assert!(d.dry_run);
     assert_eq!(d.action, Action::ScaleOut { from: 4, to: 6 });
     assert_eq!(kinds(&d), vec![StepKind::DryRun]);
@@ -1004,14 +788,7 @@ fn holds_record_nothing() {
     let mut cfg = config(1, 20);
     cfg.rate_limits.out = limit(Some(10), None, 60);
     let mut state = PlannerState::default();
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(4),
-        vec![hold("p")],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 4, vec![hold("p")]);
     let before = state.clone();
     state.applied(&d, clock.now());
     assert_eq!(state, before);
@@ -1025,21 +802,14 @@ fn same_inputs_same_decision() {
     cfg.cooldown.r#in = secs(30);
     cfg.rate_limits.r#in = limit(Some(1), None, 60);
     let mut state = PlannerState::default();
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(9),
-        vec![want("p", 12)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 9, vec![want("p", 12)]);
     state.applied(&d, clock.now());
     clock.advance(secs(5));
     let asks = vec![want("a", 3), no_data("b", "x"), window("w", Some(4), None)];
     let mut s1 = state.clone();
     let mut s2 = state.clone();
-    let d1 = plan(&cfg, &mut s1, "svc", cap(12), asks.clone(), clock.now());
-    let d2 = plan(&cfg, &mut s2, "svc", cap(12), asks, clock.now());
+    let d1 = plan_now(&cfg, &mut s1, &clock, 12, asks.clone());
+    let d2 = plan_now(&cfg, &mut s2, &clock, 12, asks);
     assert_eq!(d1, d2);
     assert_eq!(s1, s2);
     assert_eq!(d1.sentence(), d2.sentence());
@@ -1054,13 +824,12 @@ fn every_step_in_order() {
     cfg.rate_limits.out = limit(Some(6), None, 60);
     cfg.fallback = Fallback::Tasks(9);
     let mut state = PlannerState::default();
-    let d = plan(
+    let d = plan_now(
         &cfg,
         &mut state,
-        "svc",
-        cap(1),
+        &clock,
+        1,
         vec![no_data("q", "jobs"), want("c", 2)],
-        clock.now(),
     );
     assert_eq!(
         kinds(&d),
@@ -1083,27 +852,13 @@ fn a_breakthrough_trimmed_by_a_rate_limit_is_still_judged_by_the_cooldown() {
     cfg.cooldown.out = secs(300);
     cfg.rate_limits.out = limit(Some(1), None, 60);
     let mut state = PlannerState::default();
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(8),
-        vec![want("p", 9)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 8, vec![want("p", 9)]);
     state.applied(&d, clock.now());
     assert_eq!(state.last_out.map(|l| l.to), Some(9));
     // Desired fell to 5 meanwhile; an ask of 12 is larger than 9, but the rate limit
     // trims it to 6, which is not: the cooldown holds.
     clock.advance(secs(120));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(5),
-        vec![want("p", 12)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 5, vec![want("p", 12)]);
     assert_eq!(d.action, Action::Hold { at: 5 });
     assert_eq!(
         kinds(&d),
@@ -1111,13 +866,6 @@ fn a_breakthrough_trimmed_by_a_rate_limit_is_still_judged_by_the_cooldown() {
     );
     // After the cooldown the trimmed scale-out goes through.
     clock.advance(secs(180));
-    let d = plan(
-        &cfg,
-        &mut state,
-        "svc",
-        cap(5),
-        vec![want("p", 12)],
-        clock.now(),
-    );
+    let d = plan_now(&cfg, &mut state, &clock, 5, vec![want("p", 12)]);
     assert_eq!(d.action, Action::ScaleOut { from: 5, to: 6 });
 }
