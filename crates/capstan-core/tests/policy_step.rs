@@ -9,8 +9,7 @@ use capstan_core::policy::step::{add_signed, adjusted_count, percent_adjustment}
 use capstan_core::policy::{
     Adjustment, Aggregation, Ask, PolicyInput, StepAlarm, StepBand, StepScaling,
 };
-use capstan_core::testing::steady;
-use capstan_core::testing::window;
+use capstan_core::testing::{steady, window};
 use jiff::Timestamp;
 use proptest::prelude::*;
 
