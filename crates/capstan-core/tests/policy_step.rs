@@ -548,3 +548,16 @@ proptest! {
         prop_assert!(alarm.coverage().is_none(), "a list with a gap is not one interval");
     }
 }
+
+/// A real fraction just below an integer is not float noise: it rounds toward zero.
+#[test]
+fn percent_just_below_an_integer_rounds_down() {
+    // 44553 × 525.3316274815962 / 100 = 234050.99999187555…
+    assert_eq!(
+        percent_adjustment(44_553, 525.331_627_481_596_2, None),
+        234_050
+    );
+    // Float noise above an integer still counts as that integer.
+    assert_eq!(percent_adjustment(100, 7.0, None), 7);
+    assert_eq!(percent_adjustment(11, 30.0, None), 3);
+}

@@ -581,8 +581,10 @@ pub fn add_signed(base: u32, delta: i64) -> u32 {
 
 /// AWS's `PercentChangeInCapacity` adjustment of `base` by `percent`: raw = base × p / 100;
 /// |raw| ≥ 1 rounds toward zero, 0 < |raw| < 1 becomes ±1, then `min_adjustment` raises
-/// the magnitude (with the sign of `percent`). Values within 1e-9 (relative) of a non-zero
-/// integer count as that integer (float noise).
+/// the magnitude (with the sign of `percent`). Values within 1e-12 (relative) of a non-zero
+/// integer count as that integer: that covers the float noise of `base × p / 100` (a few
+/// ulps) without rounding up a real fraction such as 234050.99999 (30% of 11 is 3.3 → 3,
+/// but 7% of 100 computed as 7.000000000000001 is 7).
 pub fn percent_adjustment(base: u32, percent: f64, min_adjustment: Option<u32>) -> i64 {
     if percent.is_nan() || percent == 0.0 {
         return 0;
@@ -590,7 +592,7 @@ pub fn percent_adjustment(base: u32, percent: f64, min_adjustment: Option<u32>) 
     let raw = f64::from(base) * percent / 100.0;
     let snapped = {
         let r = raw.round();
-        if r != 0.0 && (raw - r).abs() <= 1e-9 * r.abs() {
+        if r != 0.0 && (raw - r).abs() <= 1e-12 * r.abs() {
             r
         } else {
             raw
