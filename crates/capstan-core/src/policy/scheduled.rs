@@ -93,19 +93,30 @@ impl ScheduledAction {
 /// when either does (classic cron). Errors carry the parser's message; an expression that
 /// names no real date (`0 0 31 2 *`) is an error too.
 pub fn parse_cron(text: &str) -> Result<croner::Cron, PolicyError> {
+    cron_expression(text).map_err(|why| PolicyError::new("cron", format!("`{text}`: {why}")))
+}
+
+/// Parses a cron expression as the configuration takes it: exactly 5 fields (minute
+/// hour day-of-month month day-of-week) or an `@nickname`, naming at least one real
+/// date. The error is the reason alone (the caller names the place).
+pub fn cron_expression(text: &str) -> Result<croner::Cron, String> {
+    let trimmed = text.trim();
+    if !trimmed.starts_with('@') {
+        let fields = trimmed.split_whitespace().count();
+        if fields != 5 {
+            return Err(format!(
+                "expected 5 fields (minute hour day-of-month month day-of-week), found {fields}"
+            ));
+        }
+    }
     let cron = CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
-        .parse(text)
-        .map_err(|e| {
-            PolicyError::new(
-                "cron",
-                format!("`{text}` is not a 5-field cron expression: {e}"),
-            )
-        })?;
+        .parse(trimmed)
+        .map_err(|e| e.to_string())?;
     if !ever_occurs(&cron) {
-        return Err(never_matches(text, "cron"));
+        return Err("never matches a real date".to_owned());
     }
     Ok(cron)
 }

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use capstan_core::policy::scheduled::cron_expression as parse_cron;
 use capstan_core::policy::{
     Adjustment, Aggregation, BacklogPerTask, Datapoints, Growth, Jitter, MetricBounds, NamedPolicy,
     Policy, Scheduled, ScheduledAction, StepAlarm, StepBand, StepScaling, TargetTracking,
     Threshold, TrackingMode,
 };
-use croner::parser::{CronParser, Seconds, Year};
 use jiff::tz::TimeZone;
 
 use super::compile::{locate, source_ref};
@@ -458,27 +458,6 @@ fn scheduled_action(ctx: &mut Ctx<'_>, a: &Table<'_, '_>) -> Option<ScheduledAct
         max,
         exact,
     })
-}
-
-/// Parses a 5-field cron expression (minute hour day-of-month month day-of-week), or an
-/// `@nickname` such as `@daily`, with the same parser settings as the core's
-/// `capstan_core::policy::scheduled::parse_cron`.
-pub(crate) fn parse_cron(text: &str) -> Result<croner::Cron, String> {
-    let trimmed = text.trim();
-    if !trimmed.starts_with('@') {
-        let fields = trimmed.split_whitespace().count();
-        if fields != 5 {
-            return Err(format!(
-                "expected 5 fields (minute hour day-of-month month day-of-week), found {fields}"
-            ));
-        }
-    }
-    CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build()
-        .parse(trimmed)
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
