@@ -1,9 +1,14 @@
-//! capstan's simulator (its own issue builds it out).
+//! capstan's simulator: replays load through the very same control loop as `capstan
+//! run`, side by side with emulations of AWS's own scaling, and reports how each did.
 //!
-//! It will own the world model of ECS / ELB / Auto Scaling on the virtual clock, load
-//! and workload models, traces, the AWS-baseline emulation, reports and plots. It drives
-//! the very same control loop as `capstan run` (`capstan_control::ServiceLoop::tick`)
-//! against the world model, so no policy or planner code is ever copied here.
+//! The world (ECS, ELB, Auto Scaling on a virtual clock) is `capstan-world`; capstan's
+//! side is `capstan_control::ServiceLoop` driving the ECS target of `capstan-targets`
+//! against it. Nothing here copies policy or planner code, and nothing depends on the
+//! AWS SDK.
 //!
-//! Today the crate only fixes its place in the workspace: it depends on the pure core
-//! and nothing else, and may never depend on the AWS SDK.
+//! Module map:
+//! - [`metric`]: the metrics the simulated world offers, by name.
+//! - [`record`]: one row of a run, what the report consumes.
+
+pub mod metric;
+pub mod record;
