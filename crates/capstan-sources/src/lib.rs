@@ -29,7 +29,7 @@ pub mod validate;
 
 pub use error::{ReadError, SourceError};
 pub use poller::{read_once, run_poller, spawn_all};
-pub use spec::{CommandSpec, HttpSpec, SourceKind, SourceSpec, ValueKind};
+pub use spec::{CommandSpec, HttpSpec, SimulatedSpec, SourceKind, SourceSpec, ValueKind};
 
 /// A boxed, `Send` future, so that sources can be held as `Box<dyn Source>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -66,6 +66,12 @@ pub fn build(spec: &SourceSpec) -> Result<Box<dyn Source>, SourceError> {
             Box::new(command::CommandSource::new(c, spec.timeout).map_err(fail)?)
         }
         SourceKind::Http(h) => Box::new(http::HttpSource::new(h, spec.timeout).map_err(fail)?),
+        SourceKind::Simulated(s) => {
+            return Err(fail(format!(
+                "kind \"simulated\" (metric {}) only exists inside `capstan simulate`",
+                s.metric
+            )));
+        }
     };
     Ok(source)
 }

@@ -39,6 +39,16 @@ pub enum SourceKind {
     Command(CommandSpec),
     /// GET a URL and pick a number from the JSON body.
     Http(HttpSpec),
+    /// A metric of the simulator's world (`capstan simulate` only; `capstan run`
+    /// refuses it).
+    Simulated(SimulatedSpec),
+}
+
+/// A `simulated` source: one metric of the simulated service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulatedSpec {
+    /// The simulated metric's name (`queue_depth`, `cpu`, ...).
+    pub metric: String,
 }
 
 /// A `command` source.

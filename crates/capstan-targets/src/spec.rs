@@ -9,6 +9,8 @@ use std::time::Duration;
 pub enum TargetSpec {
     /// Local processes.
     Process(ProcessSpec),
+    /// The simulator's world model (`capstan simulate` only; `capstan run` refuses it).
+    Simulated,
 }
 
 /// A `process` target: keep N copies of a command running.

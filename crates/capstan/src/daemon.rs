@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use capstan_control::ServiceLoop;
 use capstan_core::clock::{Clock, SystemClock};
 use capstan_core::metrics::{Observations, SharedObservations};
+use capstan_sources::SourceKind;
 use capstan_sources::error::SourceError;
 use capstan_sources::poller;
 use capstan_store::{DecisionLog, MemoryStore};
@@ -49,6 +50,13 @@ pub enum DaemonError {
         /// Why.
         source: TargetError,
     },
+    /// The configuration uses a `simulated` source or target, which only exist inside
+    /// `capstan simulate`.
+    #[error("{what} is of kind \"simulated\", which only runs inside `capstan simulate`")]
+    SimulatedOnly {
+        /// Which source or service.
+        what: String,
+    },
     /// A control loop ended before capstan was asked to stop.
     #[error("service {service}: control loop ended unexpectedly: {reason}")]
     LoopEnded {
@@ -59,9 +67,33 @@ pub enum DaemonError {
     },
 }
 
+/// Refuses sources and targets of kind `simulated` before anything starts.
+fn refuse_simulated(config: &Config) -> Result<(), DaemonError> {
+    if let Some(s) = config
+        .sources
+        .iter()
+        .find(|s| matches!(s.kind, SourceKind::Simulated(_)))
+    {
+        return Err(DaemonError::SimulatedOnly {
+            what: format!("source {}", s.name),
+        });
+    }
+    if let Some(s) = config
+        .services
+        .iter()
+        .find(|s| matches!(s.target, TargetSpec::Simulated))
+    {
+        return Err(DaemonError::SimulatedOnly {
+            what: format!("service {}'s target", s.name),
+        });
+    }
+    Ok(())
+}
+
 /// Runs `config` until `cancel` fires, then shuts down in order (see the
 /// [module docs](self)). Must be called within a Tokio runtime.
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), DaemonError> {
+    refuse_simulated(&config)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let obs: SharedObservations = Arc::new(Mutex::new(Observations::new()));
     let log: Arc<dyn DecisionLog> = Arc::new(MemoryStore::default());
@@ -87,6 +119,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Daemon
         let target = match &service.target {
             TargetSpec::Process(spec) => {
                 ProcessTarget::new(&service.name, spec.clone(), Arc::clone(&clock))
+            }
+            TargetSpec::Simulated => {
+                stop.cancel();
+                finish(loops, pollers, targets).await;
+                return Err(DaemonError::SimulatedOnly {
+                    what: format!("service {}'s target", service.name),
+                });
             }
         };
         let target = match target {
@@ -215,6 +254,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn run_refuses_simulated_sources_and_targets_before_starting() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/config/valid/simulated.toml"
+        ))
+        .unwrap();
+        let config = config::compile(&text, "simulated.toml", &|_| None).unwrap();
+        let err = run(config.clone(), CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "source backlog is of kind \"simulated\", which only runs inside `capstan simulate`"
+        );
+        let mut config = config;
+        config.sources.clear();
+        let err = run(config, CancellationToken::new()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "service worker's target is of kind \"simulated\", which only runs inside `capstan simulate`"
+        );
+    }
+
+    #[tokio::test]
     async fn run_keeps_the_minimum_and_stops_every_worker_when_cancelled() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
@@ -280,7 +343,9 @@ mode = "total"
 target = 10
 "#;
         let mut config = config::compile(text, "test.toml", &|_| None).unwrap();
-        let TargetSpec::Process(spec) = &mut config.services[0].target;
+        let TargetSpec::Process(spec) = &mut config.services[0].target else {
+            panic!("expected a process target");
+        };
         spec.command.clear();
         let err = run(config, CancellationToken::new()).await.unwrap_err();
         assert_eq!(

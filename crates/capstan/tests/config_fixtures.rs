@@ -215,7 +215,9 @@ fn minimal_fixture_takes_the_documented_defaults() {
     assert_eq!(p.fallback, Fallback::Hold);
     assert!(p.rate_limits.out.is_none() && p.rate_limits.r#in.is_none());
     assert!(!p.dry_run);
-    let TargetSpec::Process(t) = &svc.target;
+    let TargetSpec::Process(t) = &svc.target else {
+        panic!("expected a process target");
+    };
     assert_eq!(t.command, vec!["./worker.sh"]);
     assert_eq!(t.stop_timeout, Duration::from_secs(10));
     assert_eq!(t.restart_delay, Duration::from_secs(1));
@@ -262,7 +264,9 @@ fn planner_knobs_fixture_sets_every_knob() {
         (Some(2), None, Duration::from_secs(90))
     );
     assert_eq!(p.fallback, Fallback::LastKnownFor(Duration::from_secs(300)));
-    let TargetSpec::Process(t) = &svc.target;
+    let TargetSpec::Process(t) = &svc.target else {
+        panic!("expected a process target");
+    };
     assert_eq!(t.command, vec!["./worker.sh", "--fast"]);
     assert_eq!(t.env["MODE"], "fast");
     assert_eq!(t.workdir.as_deref(), Some(Path::new("/srv/worker")));
@@ -291,7 +295,9 @@ fn env_interpolation_fixture_reads_the_given_environment() {
         panic!("expected a command source");
     };
     assert_eq!(cmd.command[2], "echo ${DEPTH:-0}", "$${{ is a literal ${{");
-    let TargetSpec::Process(t) = &c.services[0].target;
+    let TargetSpec::Process(t) = &c.services[0].target else {
+        panic!("expected a process target");
+    };
     assert_eq!(t.workdir.as_deref(), Some(Path::new("/srv/worker")));
     assert_eq!(t.env["TOKEN"], "t0ken-for-tests");
     assert!(!format!("{c:?}").contains("t0ken-for-tests"));

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use capstan_core::model::Bounds;
 use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig, RateLimit, RateLimits};
-use capstan_sources::{CommandSpec, HttpSpec, SourceKind, SourceSpec, ValueKind};
+use capstan_sim::metric::SimMetric;
+use capstan_sources::{CommandSpec, HttpSpec, SimulatedSpec, SourceKind, SourceSpec, ValueKind};
 use capstan_targets::{ProcessSpec, TargetSpec};
 use toml::de::{DeTable, DeValue};
 
@@ -100,10 +101,12 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
     match kind {
         Some("command") => t.allow(schema::SOURCE_COMMAND),
         Some("http") => t.allow(schema::SOURCE_HTTP),
+        Some("simulated") => t.allow(schema::SOURCE_SIMULATED),
         // Unknown kind: accept every kind's keys so only the kind is reported.
         _ => {
             t.allow(schema::SOURCE_COMMAND);
             t.allow(schema::SOURCE_HTTP);
+            t.allow(schema::SOURCE_SIMULATED);
         }
     }
     let interval = t
@@ -125,6 +128,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
     let kind = match kind {
         Some("command") => compile_command_source(ctx, &t).map(SourceKind::Command),
         Some("http") => compile_http_source(ctx, &t).map(SourceKind::Http),
+        Some("simulated") => compile_simulated_source(ctx, &t).map(SourceKind::Simulated),
         _ => None,
     };
     t.finish(ctx);
@@ -136,6 +140,22 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         retention,
         value,
         kind: kind?,
+    })
+}
+
+/// A `simulated` source: the metric must be one the simulator offers.
+fn compile_simulated_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<SimulatedSpec> {
+    let metric: Str = t.req(ctx, "metric")?;
+    if let Err(e) = metric.value.parse::<SimMetric>() {
+        let names: Vec<&str> = SimMetric::ALL.iter().map(|m| m.name()).collect();
+        let hint = suggest(&metric.value, names.iter().copied())
+            .map(|s| format!(" (did you mean \"{s}\"?)"))
+            .unwrap_or_default();
+        ctx.error(&metric.span, &t.path_of("metric"), format!("{e}{hint}"));
+        return None;
+    }
+    Some(SimulatedSpec {
+        metric: metric.value,
     })
 }
 
@@ -402,7 +422,9 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
 
 fn compile_target(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<TargetSpec> {
     let kind = t.req_choice(ctx, "kind", schema::TARGET_KINDS, "target kind");
-    t.allow(schema::TARGET_PROCESS);
+    if kind != Some("simulated") {
+        t.allow(schema::TARGET_PROCESS);
+    }
     let spec = match kind {
         Some("process") => {
             let command = command_line(ctx, &t, "command");
@@ -435,6 +457,7 @@ fn compile_target(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<TargetSpec>
                 })
             })
         }
+        Some("simulated") => Some(TargetSpec::Simulated),
         _ => None,
     };
     t.finish(ctx);

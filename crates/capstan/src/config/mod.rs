@@ -205,6 +205,7 @@ impl fmt::Debug for ServiceSpec {
         let mut target = self.target.clone();
         match &mut target {
             TargetSpec::Process(p) => redact_values(&mut p.env),
+            TargetSpec::Simulated => {}
         }
         f.debug_struct("ServiceSpec")
             .field("name", &self.name)
@@ -225,6 +226,7 @@ impl fmt::Debug for Config {
                 match &mut s.kind {
                     SourceKind::Command(c) => redact_values(&mut c.env),
                     SourceKind::Http(h) => redact_values(&mut h.headers),
+                    SourceKind::Simulated(_) => {}
                 }
                 s
             })
@@ -277,7 +279,7 @@ target = 1
         // The values themselves are intact.
         match &config.sources[0].kind {
             SourceKind::Http(h) => assert_eq!(h.headers["Authorization"], "Bearer hunter2"),
-            SourceKind::Command(_) => panic!("expected http"),
+            SourceKind::Command(_) | SourceKind::Simulated(_) => panic!("expected http"),
         }
     }
 

@@ -32,6 +32,8 @@ pub const SOURCE: &[&str] = &[
 pub const SOURCE_COMMAND: &[&str] = &["command", "env"];
 /// `[sources.NAME]` with `kind = "http"`.
 pub const SOURCE_HTTP: &[&str] = &["url", "pointer", "headers"];
+/// `[sources.NAME]` of kind `simulated`.
+pub const SOURCE_SIMULATED: &[&str] = &["metric"];
 /// `[[services]]`.
 pub const SERVICE: &[&str] = &[
     "name",
@@ -106,11 +108,11 @@ pub const SCHEDULED_ACTION: &[&str] = &["cron", "duration", "min", "max", "exact
 /// `[log] format`.
 pub const LOG_FORMATS: &[&str] = &["text", "json"];
 /// `kind` of a source.
-pub const SOURCE_KINDS: &[&str] = &["command", "http"];
+pub const SOURCE_KINDS: &[&str] = &["command", "http", "simulated"];
 /// `value` of a source.
 pub const VALUE_KINDS: &[&str] = &["count", "any"];
 /// `kind` of a target.
-pub const TARGET_KINDS: &[&str] = &["process"];
+pub const TARGET_KINDS: &[&str] = &["process", "simulated"];
 /// `kind` of a policy.
 pub const POLICY_KINDS: &[&str] = &[
     "target_tracking",
@@ -147,6 +149,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"http\"`",
         keys: SOURCE_HTTP,
+    },
+    TableKeys {
+        section: "`kind = \"simulated\"`",
+        keys: SOURCE_SIMULATED,
     },
     TableKeys {
         section: "`[[services]]`",
