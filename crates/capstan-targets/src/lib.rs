@@ -3,13 +3,16 @@
 //! A target reports the service's capacity and tasks, raises the desired count, and
 //! lowers it by stopping exactly the victims the core chose
 //! ([`capstan_core::victim::choose`]). Every kind of target implements the same trait:
-//! local processes ([`process::ProcessTarget`]) now, ECS services and EC2 clusters later,
-//! and the simulator's world model, so the control loop is written once.
+//! local processes ([`process::ProcessTarget`]), ECS services ([`ecs::EcsTarget`],
+//! against AWS or the simulator's world model), EC2 clusters later, so the control loop
+//! is written once.
 //!
 //! Module map:
 //! - [`spec`]: the typed settings of each target kind, as compiled from the config.
 //! - [`process`]: the local-process target.
+//! - [`ecs`]: the ECS service target (safe, session-aware scale-in).
 
+pub mod ecs;
 pub mod process;
 pub mod spec;
 
@@ -17,6 +20,7 @@ use std::future::Future;
 
 use capstan_core::model::{Capacity, Task, TaskId};
 
+pub use ecs::{EcsTarget, EcsTargetSpec, WorkCounts};
 pub use process::ProcessTarget;
 pub use spec::{ProcessSpec, TargetSpec};
 

@@ -1,0 +1,108 @@
+//! The AWS calls of the ECS target, batched to AWS's limits, with their errors turned
+//! into [`TargetError::Failed`] naming the target and the operation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use capstan_aws_api::limits::{DESCRIBE_TASKS, GET_TASK_PROTECTION, UPDATE_TASK_PROTECTION};
+use capstan_aws_api::{AwsError, Ecs, EcsTask};
+
+use crate::TargetError;
+
+/// ECS's failure reason for a task that is gone (or was never valid for the call).
+pub(super) const TASK_NOT_VALID: &str = "TASK_NOT_VALID";
+
+/// Turns an AWS error into the target's error (the message names the operation).
+pub(super) fn failed(target: &str, e: &AwsError) -> TargetError {
+    TargetError::Failed {
+        target: target.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// `DescribeTasks` for `arns`, at most [`DESCRIBE_TASKS`] per call. Tasks ECS does not
+/// know are left out.
+pub(super) async fn describe_tasks<E: Ecs>(
+    ecs: &E,
+    cluster: &str,
+    arns: &[String],
+) -> Result<Vec<EcsTask>, AwsError> {
+    let mut tasks = Vec::with_capacity(arns.len());
+    for batch in arns.chunks(DESCRIBE_TASKS) {
+        let (found, _missing) = ecs.describe_tasks(cluster, batch).await?;
+        tasks.extend(found);
+    }
+    Ok(tasks)
+}
+
+/// `GetTaskProtection` for `arns`, at most [`GET_TASK_PROTECTION`] per call: which of
+/// them are protected. A task ECS reports as a failure (gone) counts as unprotected.
+pub(super) async fn protected_tasks<E: Ecs>(
+    ecs: &E,
+    cluster: &str,
+    arns: &[String],
+) -> Result<BTreeSet<String>, AwsError> {
+    let mut protected = BTreeSet::new();
+    for batch in arns.chunks(GET_TASK_PROTECTION) {
+        let result = ecs.get_task_protection(cluster, batch).await?;
+        protected.extend(
+            result
+                .protected
+                .into_iter()
+                .filter(|p| p.enabled)
+                .map(|p| p.arn),
+        );
+    }
+    Ok(protected)
+}
+
+/// What one round of `UpdateTaskProtection` calls did.
+#[derive(Debug, Default)]
+pub(super) struct ProtectionOutcome {
+    /// Tasks whose protection was changed as asked.
+    pub done: Vec<String>,
+    /// Tasks ECS reported as `TASK_NOT_VALID`: gone, nothing to do.
+    pub gone: Vec<String>,
+    /// The first error met: an AWS error or a failure other than `TASK_NOT_VALID`.
+    /// Batches after it were not sent.
+    pub error: Option<String>,
+}
+
+/// `UpdateTaskProtection` for `arns`, at most [`UPDATE_TASK_PROTECTION`] per call:
+/// `Some(minutes)` protects, `None` releases. Stops at the first batch that fails.
+pub(super) async fn update_protection<E: Ecs>(
+    ecs: &E,
+    cluster: &str,
+    arns: &[String],
+    minutes: Option<u32>,
+) -> ProtectionOutcome {
+    let mut outcome = ProtectionOutcome::default();
+    for batch in arns.chunks(UPDATE_TASK_PROTECTION) {
+        let result = match ecs.update_task_protection(cluster, batch, minutes).await {
+            Ok(result) => result,
+            Err(e) => {
+                outcome.error = Some(e.to_string());
+                return outcome;
+            }
+        };
+        let failures: BTreeMap<&str, &str> = result
+            .failures
+            .iter()
+            .map(|f| (f.arn.as_str(), f.reason.as_str()))
+            .collect();
+        for arn in batch {
+            match failures.get(arn.as_str()) {
+                None => outcome.done.push(arn.clone()),
+                Some(&TASK_NOT_VALID) => outcome.gone.push(arn.clone()),
+                Some(reason) => {
+                    outcome.error.get_or_insert_with(|| {
+                        format!("UpdateTaskProtection: task {arn}: {reason}")
+                    });
+                }
+            }
+        }
+        if outcome.error.is_some() {
+            return outcome;
+        }
+    }
+    outcome
+}
