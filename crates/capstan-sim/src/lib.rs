@@ -9,6 +9,9 @@
 //! Module map:
 //! - [`metric`]: the metrics the simulated world offers, by name.
 //! - [`record`]: one row of a run, what the report consumes.
+//! - [`report`]: run summaries (table, JSON), the streamed CSV, plots (PNG, SVG) and a
+//!   progress bar.
 
 pub mod metric;
 pub mod record;
+pub mod report;
