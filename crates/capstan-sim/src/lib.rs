@@ -7,11 +7,14 @@
 //! AWS SDK.
 //!
 //! Module map:
+//! - [`baseline`]: emulations of AWS's own scaling (target tracking, step scaling) behind
+//!   their CloudWatch alarms, run on the same trace as capstan.
 //! - [`metric`]: the metrics the simulated world offers, by name.
 //! - [`record`]: one row of a run, what the report consumes.
 //! - [`report`]: run summaries (table, JSON), the streamed CSV, plots (PNG, SVG) and a
 //!   progress bar.
 
+pub mod baseline;
 pub mod metric;
 pub mod record;
 pub mod report;
