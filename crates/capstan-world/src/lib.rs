@@ -13,13 +13,32 @@
 //! Time: the world reads its [`Clock`](capstan_core::clock::Clock) and catches up to
 //! "now" at every API call and at every [`World::advance`]; it never sleeps.
 //!
-//! Module map: [`spec`] (what a world is made of), [`view`] (what the simulator sees).
+//! Determinism: every random choice (ids, ECS's "arbitrary" scale-in victim, fault
+//! draws) comes from generators seeded by [`WorldConfig::seed`], so the same seed and
+//! the same calls at the same instants give the same world.
+//!
+//! Module map: [`spec`] (what a world is made of), [`view`] (what the simulator sees),
+//! [`World`] (the handle: building, stepping, reading, faults), the AWS trait
+//! implementations (in `api`), [`FaultRule`] (injected errors), [`ApiStats`] (calls
+//! per operation; rate limits as token buckets, AWS-SEMANTICS §8), [`WorldError`].
+//! The model itself lives in the private `state` module: the task lifecycle, the
+//! service scheduler, target groups, task protection and Auto Scaling groups.
 
+mod api;
+pub mod error;
+mod faults;
+mod limits;
 pub mod spec;
+mod state;
 pub mod view;
+mod world;
 
+pub use error::WorldError;
+pub use faults::FaultRule;
+pub use limits::{ApiStats, OperationStats};
 pub use spec::{
     AutoScalingGroupSpec, ClusterSpec, HookSpec, HookTransition, LaunchType, ServiceSpec,
     TargetGroupSpec, WorldConfig,
 };
-pub use view::{Event, TaskInfo};
+pub use view::{ClusterState, Event, GroupState, InstanceState, ServiceCounts, TaskInfo};
+pub use world::World;

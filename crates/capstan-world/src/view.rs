@@ -1,10 +1,11 @@
 //! What the simulator sees of the world without going through the rate-limited API:
-//! every task with its routing flags, and the events of each step.
+//! every task with its routing flags, the events of each step, service counts and the
+//! cluster's hosts.
 
 use jiff::Timestamp;
 use serde::Serialize;
 
-use capstan_aws_api::{DesiredStatus, TaskStatus};
+use capstan_aws_api::{AutoScalingInstance, ContainerInstanceStatus, DesiredStatus, TaskStatus};
 
 /// One task as the simulator sees it (no API limits, no throttling).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -105,4 +106,84 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+}
+
+/// A service's task counts, as the simulator sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServiceCounts {
+    /// `desiredCount`.
+    pub desired: u32,
+    /// Tasks in RUNNING (including RUNNING tasks being replaced or drained by a
+    /// deployment, as long as they are not yet told to stop).
+    pub running: u32,
+    /// Tasks in PROVISIONING, PENDING or ACTIVATING.
+    pub pending: u32,
+    /// Tasks told to stop and not yet STOPPED (DEACTIVATING, STOPPING,
+    /// DEPROVISIONING).
+    pub stopping: u32,
+    /// Tasks the scheduler wants but cannot place (no container instance has room).
+    pub unplaced: u32,
+}
+
+/// One container instance of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceState {
+    /// Container instance ARN.
+    pub arn: String,
+    /// EC2 instance id.
+    pub ec2_instance_id: String,
+    /// Auto Scaling group.
+    pub group: String,
+    /// Status.
+    pub status: ContainerInstanceStatus,
+    /// Availability zone.
+    pub zone: String,
+    /// Registered CPU units.
+    pub registered_cpu: u32,
+    /// Registered memory, MiB.
+    pub registered_memory: u32,
+    /// CPU units reserved by tasks not yet STOPPED.
+    pub reserved_cpu: u32,
+    /// Memory reserved by tasks not yet STOPPED, MiB.
+    pub reserved_memory: u32,
+    /// ARNs of the tasks on it that are not yet STOPPED.
+    pub tasks: Vec<String>,
+}
+
+/// One Auto Scaling group of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupState {
+    /// Group name.
+    pub name: String,
+    /// Desired capacity.
+    pub desired: u32,
+    /// Minimum size.
+    pub min: u32,
+    /// Maximum size.
+    pub max: u32,
+    /// Its instances not yet terminated, with their lifecycle states.
+    pub instances: Vec<AutoScalingInstance>,
+}
+
+/// A cluster's hosts and capacity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterState {
+    /// Cluster name.
+    pub name: String,
+    /// Registered container instances (ACTIVE and DRAINING).
+    pub instances: Vec<InstanceState>,
+    /// CPU reserved over CPU registered, in percent, over ACTIVE container instances
+    /// (CloudWatch `CPUReservation`); 0 without any.
+    pub cpu_reservation_percent: f64,
+    /// Memory reserved over memory registered, in percent, over ACTIVE container
+    /// instances (`MemoryReservation`); 0 without any.
+    pub memory_reservation_percent: f64,
+    /// Tasks of the cluster's services that no container instance has room for.
+    pub unplaced_tasks: u32,
+    /// CPU units those unplaced tasks need.
+    pub unplaced_cpu: u64,
+    /// Memory those unplaced tasks need, MiB.
+    pub unplaced_memory: u64,
+    /// Its Auto Scaling groups.
+    pub groups: Vec<GroupState>,
 }

@@ -1,0 +1,169 @@
+//! What the simulator reads directly (no API limits): tasks, service counts, the
+//! cluster's hosts.
+
+use capstan_aws_api::{AutoScalingInstance, ContainerInstanceStatus, TaskStatus};
+
+use super::{State, Task};
+use crate::view::{ClusterState, GroupState, InstanceState, ServiceCounts, TaskInfo};
+
+impl State {
+    /// A task as the simulator sees it.
+    fn task_info(&self, t: &Task) -> TaskInfo {
+        let svc = self.services.get(t.service);
+        let cluster = svc
+            .and_then(|s| self.clusters.get(s.cluster))
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        TaskInfo {
+            arn: t.arn.clone(),
+            cluster,
+            service: svc.map(|s| s.spec.name.clone()).unwrap_or_default(),
+            status: t.status,
+            desired_status: t.desired,
+            zone: self.zone_name(t.zone).to_owned(),
+            host: t
+                .host
+                .and_then(|h| self.instances.get(h))
+                .and_then(|i| i.ci.as_ref())
+                .map(|ci| ci.arn.clone()),
+            ip: t.ip.clone(),
+            created_at: t.created_at,
+            started_at: t.started_at,
+            protected_until: t.protected_until.filter(|u| *u > self.now),
+            routable: self.routable(t, self.now),
+            accepting: matches!(t.status, TaskStatus::Running | TaskStatus::Deactivating),
+            terminating: t.status == TaskStatus::Stopping,
+            cpu: t.cpu,
+            memory: t.memory,
+        }
+    }
+
+    /// Every task of the service not yet STOPPED, in creation order.
+    pub(crate) fn task_infos(&self, cluster: &str, service: &str) -> Vec<TaskInfo> {
+        let Some(si) = self
+            .find_cluster(cluster)
+            .and_then(|c| self.find_service(c, service))
+        else {
+            return Vec::new();
+        };
+        self.services.get(si).map_or_else(Vec::new, |s| {
+            s.tasks
+                .iter()
+                .filter_map(|slot| self.task(*slot))
+                .map(|t| self.task_info(t))
+                .collect()
+        })
+    }
+
+    /// The service's counts.
+    pub(crate) fn counts(&self, cluster: &str, service: &str) -> Option<ServiceCounts> {
+        let si = self
+            .find_cluster(cluster)
+            .and_then(|c| self.find_service(c, service))?;
+        let s = self.services.get(si)?;
+        let mut c = ServiceCounts {
+            desired: s.desired,
+            running: 0,
+            pending: 0,
+            stopping: 0,
+            unplaced: s.unplaced,
+        };
+        for t in s.tasks.iter().filter_map(|slot| self.task(*slot)) {
+            match t.status {
+                st if st.is_pending() => c.pending += 1,
+                TaskStatus::Running => c.running += 1,
+                _ => c.stopping += 1,
+            }
+        }
+        Some(c)
+    }
+
+    /// The cluster's hosts, reservation and groups.
+    pub(crate) fn cluster_view(&self, cluster: &str) -> Option<ClusterState> {
+        let ci = self.find_cluster(cluster)?;
+        let c = self.clusters.get(ci)?;
+        let mut instances = Vec::new();
+        let (mut reg_cpu, mut reg_mem, mut res_cpu, mut res_mem) = (0u64, 0u64, 0u64, 0u64);
+        for inst in c.hosts.iter().filter_map(|h| self.instances.get(*h)) {
+            let Some(k) = inst.ci.as_ref() else { continue };
+            if k.status == ContainerInstanceStatus::Active {
+                reg_cpu += u64::from(k.registered_cpu);
+                reg_mem += u64::from(k.registered_memory);
+                res_cpu += u64::from(k.reserved_cpu);
+                res_mem += u64::from(k.reserved_memory);
+            }
+            instances.push(InstanceState {
+                arn: k.arn.clone(),
+                ec2_instance_id: inst.id.clone(),
+                group: self
+                    .groups
+                    .get(inst.group)
+                    .map(|g| g.spec.name.clone())
+                    .unwrap_or_default(),
+                status: k.status,
+                zone: self.zone_name(inst.zone).to_owned(),
+                registered_cpu: k.registered_cpu,
+                registered_memory: k.registered_memory,
+                reserved_cpu: k.reserved_cpu,
+                reserved_memory: k.reserved_memory,
+                tasks: inst
+                    .tasks
+                    .iter()
+                    .filter_map(|s| self.task(*s))
+                    .map(|t| t.arn.clone())
+                    .collect(),
+            });
+        }
+        let pct = |a: u64, b: u64| {
+            if b == 0 {
+                0.0
+            } else {
+                a as f64 * 100.0 / b as f64
+            }
+        };
+        let (mut unplaced, mut unplaced_cpu, mut unplaced_memory) = (0u32, 0u64, 0u64);
+        for s in c.services.iter().filter_map(|s| self.services.get(*s)) {
+            unplaced += s.unplaced;
+            unplaced_cpu += u64::from(s.unplaced) * u64::from(s.spec.task_cpu);
+            unplaced_memory += u64::from(s.unplaced) * u64::from(s.spec.task_memory);
+        }
+        let groups = c
+            .groups
+            .iter()
+            .filter_map(|g| self.groups.get(*g))
+            .map(|g| GroupState {
+                name: g.spec.name.clone(),
+                desired: g.desired,
+                min: g.spec.min,
+                max: g.spec.max,
+                instances: self.group_instances(&g.instances),
+            })
+            .collect();
+        Some(ClusterState {
+            name: c.name.clone(),
+            instances,
+            cpu_reservation_percent: pct(res_cpu, reg_cpu),
+            memory_reservation_percent: pct(res_mem, reg_mem),
+            unplaced_tasks: unplaced,
+            unplaced_cpu,
+            unplaced_memory,
+            groups,
+        })
+    }
+
+    /// The instances as their group reports them.
+    pub(crate) fn group_instances(&self, instances: &[usize]) -> Vec<AutoScalingInstance> {
+        instances
+            .iter()
+            .filter_map(|i| self.instances.get(*i))
+            .map(|i| AutoScalingInstance {
+                instance_id: i.id.clone(),
+                availability_zone: self.zone_name(i.zone).to_owned(),
+                lifecycle_state: i.lifecycle,
+                healthy: true,
+                protected_from_scale_in: i.protected,
+                launched_at: i.launched_at,
+            })
+            .collect()
+    }
+}
