@@ -11,6 +11,9 @@
 //!   their CloudWatch alarms, run on the same trace as capstan.
 //! - [`metric`]: the metrics the simulated world offers, by name.
 //! - [`record`]: one row of a run, what the report consumes.
+//! - [`trace`]: load traces (CSV files and generators): demand over time, streamed.
+//! - [`workload`]: what the tasks do with the demand (queue, requests, sessions), and
+//!   the load, latency and losses that follow.
 //! - [`report`]: run summaries (table, JSON), the streamed CSV, plots (PNG, SVG) and a
 //!   progress bar.
 
@@ -18,3 +21,5 @@ pub mod baseline;
 pub mod metric;
 pub mod record;
 pub mod report;
+pub mod trace;
+pub mod workload;
