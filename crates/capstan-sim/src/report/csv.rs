@@ -1,6 +1,5 @@
 //! The per-step CSV of a run, written through a buffer while the run goes.
 
-use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -64,7 +63,7 @@ pub fn metric_column(m: SimMetric) -> &'static str {
 pub(crate) struct CsvSink {
     path: PathBuf,
     out: BufWriter<File>,
-    line: String,
+    line: Line,
 }
 
 impl CsvSink {
@@ -77,15 +76,16 @@ impl CsvSink {
         let mut sink = Self {
             path: path.to_path_buf(),
             out: BufWriter::with_capacity(1 << 16, file),
-            line: String::with_capacity(512),
+            line: Line::default(),
         };
         let header: Vec<&str> = CSV_COLUMNS
             .iter()
             .copied()
             .chain(SimMetric::ALL.iter().map(|m| metric_column(*m)))
             .collect();
-        sink.line.push_str(&header.join(","));
-        sink.line.push('\n');
+        sink.line
+            .bytes
+            .extend_from_slice(header.join(",").as_bytes());
         sink.flush_line()?;
         Ok(sink)
     }
@@ -93,47 +93,34 @@ impl CsvSink {
     /// Appends the row of one step.
     pub(crate) fn row(&mut self, rec: &StepRecord) -> Result<(), ReportError> {
         let l = &mut self.line;
-        // Writing into a String cannot fail.
-        let _ = write!(
-            l,
-            "{},{},{},{},{},{},{},{},",
-            rec.elapsed_s,
-            rec.at,
-            rec.demand,
-            rec.needed,
-            rec.desired,
-            rec.running,
-            rec.pending,
-            rec.stopping
-        );
-        opt(l, rec.hosts);
-        opt(l, rec.metric.filter(|v| v.is_finite()));
-        opt(l, rec.metric_target.filter(|v| v.is_finite()));
-        let _ = write!(
-            l,
-            "{},{},{},{},{},",
-            rec.completed,
-            rec.failed_requests,
-            rec.interrupted_sessions,
-            rec.interrupted_messages,
-            u8::from(rec.slo_violated)
-        );
-        if let Some((_, to)) = rec.action {
-            let _ = write!(l, "{to}");
-        }
+        l.float(rec.elapsed_s);
+        l.time(rec);
+        l.float(rec.demand);
+        l.float(rec.needed);
+        l.int(rec.desired);
+        l.int(rec.running);
+        l.int(rec.pending);
+        l.int(rec.stopping);
+        l.opt_int(rec.hosts);
+        l.opt_float(rec.metric);
+        l.opt_float(rec.metric_target);
+        l.int(rec.completed);
+        l.int(rec.failed_requests);
+        l.int(rec.interrupted_sessions);
+        l.int(rec.interrupted_messages);
+        l.int(u8::from(rec.slo_violated));
+        l.opt_int(rec.action.map(|(_, to)| to));
         for m in SimMetric::ALL {
-            l.push(',');
-            if let Some(v) = rec.frame.get(m) {
-                let _ = write!(l, "{v}");
-            }
+            l.opt_float(rec.frame.get(m));
         }
-        l.push('\n');
+        l.bytes.pop(); // the last comma
         self.flush_line()
     }
 
     fn flush_line(&mut self) -> Result<(), ReportError> {
-        let res = self.out.write_all(self.line.as_bytes());
-        self.line.clear();
+        self.line.bytes.push(b'\n');
+        let res = self.out.write_all(&self.line.bytes);
+        self.line.bytes.clear();
         res.map_err(|e| ReportError::io("writing CSV", &self.path, e))
     }
 
@@ -145,10 +132,57 @@ impl CsvSink {
     }
 }
 
-/// Writes `v` (if any) and a comma.
-fn opt<T: std::fmt::Display>(l: &mut String, v: Option<T>) {
-    if let Some(v) = v {
-        let _ = write!(l, "{v}");
+/// One row being built: each cell is followed by a comma. Numbers are printed in their
+/// shortest round-trip form; non-finite floats and absent values leave the cell empty.
+#[derive(Default)]
+struct Line {
+    bytes: Vec<u8>,
+    floats: zmij::Buffer,
+    ints: itoa::Buffer,
+}
+
+impl std::fmt::Debug for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Line")
+            .field("bytes", &self.bytes.len())
+            .finish()
     }
-    l.push(',');
+}
+
+impl Line {
+    fn float(&mut self, v: f64) {
+        if v.is_finite() {
+            let text = if v == v.trunc() && v.abs() < 1e15 {
+                self.ints.format(v as i64)
+            } else {
+                self.floats.format_finite(v)
+            };
+            self.bytes.extend_from_slice(text.as_bytes());
+        }
+        self.bytes.push(b',');
+    }
+
+    fn opt_float(&mut self, v: Option<f64>) {
+        match v {
+            Some(v) => self.float(v),
+            None => self.bytes.push(b','),
+        }
+    }
+
+    fn int<I: itoa::Integer>(&mut self, v: I) {
+        self.bytes.extend_from_slice(self.ints.format(v).as_bytes());
+        self.bytes.push(b',');
+    }
+
+    fn opt_int<I: itoa::Integer>(&mut self, v: Option<I>) {
+        match v {
+            Some(v) => self.int(v),
+            None => self.bytes.push(b','),
+        }
+    }
+
+    fn time(&mut self, rec: &StepRecord) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.bytes, "{},", rec.at);
+    }
 }

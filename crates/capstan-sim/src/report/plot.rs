@@ -38,9 +38,10 @@ const PALETTE: [RGBColor; 10] = [
 type DrawResult = Result<(), Box<dyn Error>>;
 
 /// Draws `runs` (name, series) into `png` and `svg` (same picture, parent directories
-/// created): (1) the demand, from the first run (every run replays the same trace),
-/// with its min–max band when points merge several steps; (2) per run, desired and
-/// running tasks, and the tasks needed as a dashed line; (3) per run, the main policy's
+/// created): (1) the demand, with its min–max band when points merge several steps;
+/// (2) per run, desired and running tasks, and the tasks needed as a dashed line (every
+/// run replays the same trace, so demand and needed are drawn once, from the series
+/// with the finest resolution); (3) per run, the main policy's
 /// metric and, dashed, its target. Legends sit to the right of each panel.
 pub fn plot(
     title: &str,
@@ -98,7 +99,7 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let body = root.titled(title, (FAMILY, 28))?;
+    let body = root.margin(8, 0, 0, 0).titled(title, (FAMILY, 28))?;
     let panels = body.split_evenly((3, 1));
     let x_max = runs
         .iter()
@@ -137,7 +138,7 @@ where
     DB::ErrorType: 'static,
 {
     let (area, legend_area) = split_panel(panel);
-    let points = runs[0].1.points();
+    let points = finest(runs).points();
     let y_max = padded(points.iter().map(|p| p.demand.max));
     let mut chart = chart(&area, x_max, 0.0..y_max, "demand (arrivals/s)", false)?;
     let colour = RGBColor(60, 60, 60);
@@ -168,7 +169,7 @@ where
     DB::ErrorType: 'static,
 {
     let (area, legend_area) = split_panel(panel);
-    let needed = runs[0].1.points();
+    let needed = finest(runs).points();
     let y_max = padded(
         runs.iter()
             .flat_map(|(_, s)| s.points())
@@ -240,6 +241,15 @@ where
         legend.push((format!("{name} target"), Sample::Dashed(colour, 2)));
     }
     draw_legend(&legend_area, &legend)
+}
+
+/// The run with the most points: every run replays the same trace, so demand and the
+/// tasks it needs are drawn once, from the series that merged the fewest steps.
+fn finest<'a>(runs: &[(&str, &'a RunSeries)]) -> &'a RunSeries {
+    runs.iter()
+        .map(|(_, s)| *s)
+        .min_by_key(|s| s.stride())
+        .unwrap_or_else(|| runs[0].1)
 }
 
 /// A chart with axes, the time axis in hours.
