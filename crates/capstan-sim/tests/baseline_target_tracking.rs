@@ -214,6 +214,18 @@ fn insufficient_data_never_scales_in() {
 }
 
 #[test]
+fn no_scale_in_on_a_missing_newest_datapoint() {
+    // AlarmLow stays in ALARM over one missing datapoint (14 breaching + 1 missing can
+    // still make 15), and re-fires every minute, but scales in only on fresh data.
+    let mut sim = Sim::new(&tt(json!({ "scale_in_cooldown_s": 0 })), 12);
+    sim.run_until(1100, |t, _| (t / 60 != 15).then_some(30.0));
+    let got: Vec<(i64, u32)> = sim.actions.iter().map(|a| (a.at, a.to)).collect();
+    // 900: ceil(12 × 30 / 60) = 6; 960: minute 15 missing, held; 1020: 3; 1080: 2.
+    assert_eq!(got, [(900, 6), (1020, 3), (1080, 2)]);
+    assert_eq!(sim.baseline.alarms()[1].1, AlarmState::Alarm);
+}
+
+#[test]
 fn disable_scale_in_never_removes_tasks() {
     let mut sim = Sim::new(&tt(json!({ "disable_scale_in": true })), 6);
     sim.run_until(7200, |_, _| Some(5.0));
