@@ -290,3 +290,30 @@ fn a_non_finite_threshold_is_refused() {
         "{fields:?}"
     );
 }
+
+#[test]
+fn settings_can_be_flattened_into_a_named_entry() {
+    // How a scenario lists its baselines: a name beside the flattened settings.
+    #[derive(Debug, serde::Deserialize)]
+    struct Entry {
+        name: String,
+        #[serde(flatten)]
+        spec: BaselineSpec,
+    }
+    let e: Entry = serde_json::from_value(json!({
+        "name": "aws-tt", "kind": "aws-target-tracking", "metric": "cpu",
+        "target": 60, "min": 1, "max": 10,
+    }))
+    .expect("parses");
+    assert_eq!(e.name, "aws-tt");
+    assert_eq!(e.spec.kind(), "aws-target-tracking");
+    let err = serde_json::from_value::<Entry>(json!({
+        "name": "aws-tt", "kind": "aws-target-tracking", "metric": "cpu",
+        "target": 60, "min": 1, "max": 10, "cooldown": 5,
+    }))
+    .expect_err("unknown field");
+    assert!(
+        err.to_string().contains("unknown field `cooldown`"),
+        "{err}"
+    );
+}
