@@ -45,8 +45,9 @@
 //! rounding and `min_adjustment_magnitude`, exact) is applied to the desired count. The
 //! band selection and rounding are capstan-core's
 //! ([`StepAlarm::select`](capstan_core::policy::StepAlarm::select),
-//! [`percent_adjustment`](capstan_core::policy::step::percent_adjustment)). While the scale-out alarm is in `ALARM`, the scale-in alarm
-//! does not act (the larger capacity wins).
+//! [`percent_adjustment`](capstan_core::policy::step::percent_adjustment)). While the
+//! scale-out alarm is in `ALARM`, the scale-in alarm does not act (the larger capacity
+//! wins).
 //!
 //! # Shared rules
 //!
