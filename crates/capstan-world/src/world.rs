@@ -82,7 +82,7 @@ impl World {
     /// and lets a task told to stop (SIGTERM) exit. Unknown tasks are ignored.
     pub fn set_work(&self, task_arn: &str, in_flight: u32) {
         let mut s = self.lock();
-        if let Some(slot) = s.task_ids.get(crate::state::short(task_arn)).copied() {
+        if let Some(slot) = s.slot_of(task_arn) {
             s.set_work(slot, in_flight);
             s.settle();
         }

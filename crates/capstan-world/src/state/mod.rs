@@ -19,6 +19,7 @@ mod views;
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use capstan_aws_api::{
@@ -415,8 +416,8 @@ pub(crate) struct State {
     pub(crate) tasks: Vec<Option<Task>>,
     /// Free task slots.
     free: Vec<usize>,
-    /// Task id (32 hex) → slot.
-    pub(crate) task_ids: HashMap<String, usize>,
+    /// Task id (its 32 hex digits as a number) → slot.
+    task_ids: HashMap<TaskKey, usize, BuildHasherDefault<IdHasher>>,
     /// Next task uid.
     next_uid: u64,
     /// Next task IP number.
@@ -464,7 +465,7 @@ impl State {
             generation: 0,
             tasks: Vec::new(),
             free: Vec::new(),
-            task_ids: HashMap::new(),
+            task_ids: HashMap::default(),
             next_uid: 1,
             next_ip: 1,
             next_reg: 1,
@@ -617,7 +618,9 @@ impl State {
                 self.tasks.len() - 1
             }
         };
-        self.task_ids.insert(task.id.clone(), slot);
+        if let Some(key) = task_key(&task.id) {
+            self.task_ids.insert(key, slot);
+        }
         if let Some(cell) = self.tasks.get_mut(slot) {
             *cell = Some(task);
         }
@@ -629,7 +632,9 @@ impl State {
         let Some(task) = self.tasks.get_mut(slot).and_then(Option::take) else {
             return;
         };
-        self.task_ids.remove(&task.id);
+        if let Some(key) = task_key(&task.id) {
+            self.task_ids.remove(&key);
+        }
         if let Some(svc) = self.services.get_mut(task.service) {
             svc.stopped.retain(|s| *s != slot);
         }
@@ -680,8 +685,76 @@ impl State {
     }
 }
 
+/// A task id (32 hex digits) as two numbers: cheap to compare and to hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TaskKey(u128, u128);
+
+impl std::hash::Hash for TaskKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Fold, then mix (the ids are random hex, but ASCII digits leave the low bits
+        // of each byte poorly spread).
+        let x =
+            (self.0 as u64) ^ ((self.0 >> 64) as u64) ^ (self.1 as u64) ^ ((self.1 >> 64) as u64);
+        let h = (x ^ (x >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        state.write_u64(h ^ (h >> 32));
+    }
+}
+
+/// The key of a task id or ARN (ids are 32 characters), if it can be one.
+fn task_key(id_or_arn: &str) -> Option<TaskKey> {
+    // Only the last 32 characters can be the id (after a `/` in an ARN).
+    let b = id_or_arn.as_bytes();
+    let tail = match b.len() {
+        32 => b,
+        n if n > 32 && b.get(n - 33) == Some(&b'/') => b.get(n - 32..)?,
+        _ => return None,
+    };
+    let id: &[u8; 32] = tail.try_into().ok()?;
+    let (a, b) = id.split_at(16);
+    Some(TaskKey(
+        u128::from_le_bytes(a.try_into().ok()?),
+        u128::from_le_bytes(b.try_into().ok()?),
+    ))
+}
+
+/// Passes the task key's own hash through.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl State {
+    /// The slot of the task (not yet forgotten) named by ARN or id.
+    pub(crate) fn slot_of(&self, id_or_arn: &str) -> Option<usize> {
+        self.task_ids.get(&task_key(id_or_arn)?).copied()
+    }
+}
+
 /// The last `/`-separated part of a name or ARN (`…:task/CLUSTER/ID` → `ID`).
 pub(crate) fn short(name_or_arn: &str) -> &str {
+    // Fast path for task ARNs: `…/` followed by 32 hex digits.
+    let b = name_or_arn.as_bytes();
+    if b.len() > 32
+        && b.get(b.len() - 33) == Some(&b'/')
+        && let Some(tail) = name_or_arn.get(b.len() - 32..)
+        && !tail.contains('/')
+    {
+        return tail;
+    }
     name_or_arn.rsplit('/').next().unwrap_or(name_or_arn)
 }
 

@@ -17,12 +17,12 @@ use std::time::Duration;
 use capstan_aws_api::{Failure, ProtectionResult, TaskProtection};
 use capstan_core::clock;
 
-use super::{State, TimerKind, short};
+use super::{State, TimerKind};
 
 impl State {
     /// The slot of a live task of cluster `cluster` named by ARN or id.
     pub(crate) fn find_task(&self, cluster: usize, task: &str) -> Option<usize> {
-        let slot = *self.task_ids.get(short(task))?;
+        let slot = self.slot_of(task)?;
         let t = self.task(slot)?;
         let svc = self.services.get(t.service)?;
         (svc.cluster == cluster).then_some(slot)
