@@ -1,0 +1,715 @@
+//! The ECS target against the world model (ECS + ELBv2 on a virtual clock): observe,
+//! scale-out, and the drain-then-protect-then-lower scale-in.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use capstan_aws_api::{AwsErrorKind, DesiredStatus, Ecs, Elb, TargetHealthState, TaskStatus};
+use capstan_core::Timestamp;
+use capstan_core::clock::{self, Clock, VirtualClock};
+use capstan_core::model::{TaskId, TaskState};
+use capstan_core::victim;
+use capstan_targets::ecs::{EcsTarget, EcsTargetSpec, ScaleInPhase, WorkCounts};
+use capstan_targets::{Observed, Target, TargetError};
+use capstan_world::{Event, FaultRule, ServiceSpec, TargetGroupSpec, World, WorldConfig};
+
+const CLUSTER: &str = "default";
+const SERVICE: &str = "app";
+
+/// Live work per task, told both to the world (so draining and SIGTERM wait for it) and
+/// to the target (so it never picks a busy task).
+struct Work {
+    world: World,
+    counts: Mutex<HashMap<String, u32>>,
+}
+
+impl Work {
+    fn set(&self, arn: &str, n: u32) {
+        self.counts.lock().unwrap().insert(arn.to_owned(), n);
+        self.world.set_work(arn, n);
+    }
+}
+
+impl WorkCounts for Work {
+    fn work(&self, task_arn: &str) -> u32 {
+        self.counts
+            .lock()
+            .unwrap()
+            .get(task_arn)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+struct Fixture {
+    world: World,
+    clock: VirtualClock,
+    work: Arc<Work>,
+    target: EcsTarget<World, World>,
+    /// Every world event so far.
+    events: Vec<Event>,
+}
+
+fn tg_arn() -> String {
+    TargetGroupSpec::default().arn
+}
+
+/// A target group draining for 300 s with a 5 s routing lag.
+fn lb() -> TargetGroupSpec {
+    TargetGroupSpec {
+        deregistration_delay: Duration::from_secs(300),
+        routing_lag: Duration::from_secs(5),
+        ..TargetGroupSpec::default()
+    }
+}
+
+/// A world with a Fargate service of `desired` warm tasks (behind `tg`, if any) and an
+/// ECS target for it.
+fn fixture(desired: u32, tg: Option<TargetGroupSpec>) -> Fixture {
+    fixture_with(desired, tg, |_| {})
+}
+
+fn fixture_with(
+    desired: u32,
+    tg: Option<TargetGroupSpec>,
+    tune: impl FnOnce(&mut EcsTargetSpec),
+) -> Fixture {
+    let clock = VirtualClock::at_epoch();
+    let world = World::new(
+        WorldConfig {
+            seed: 7,
+            ..WorldConfig::default()
+        },
+        clock.clone(),
+    );
+    let with_tg = tg.is_some();
+    world
+        .add_service(ServiceSpec {
+            desired,
+            target_group: tg,
+            ..ServiceSpec::default()
+        })
+        .unwrap();
+    let work = Arc::new(Work {
+        world: world.clone(),
+        counts: Mutex::new(HashMap::new()),
+    });
+    let mut spec = EcsTargetSpec::new(CLUSTER, SERVICE);
+    if with_tg {
+        spec.target_group = Some(tg_arn());
+    }
+    tune(&mut spec);
+    let counts: Arc<dyn WorkCounts> = work.clone();
+    let target = EcsTarget::new(
+        SERVICE,
+        spec,
+        world.clone(),
+        Some(world.clone()),
+        Some(counts),
+    )
+    .with_clock(clock.clone());
+    Fixture {
+        world,
+        clock,
+        work,
+        target,
+        events: Vec::new(),
+    }
+}
+
+impl Fixture {
+    /// Lets `secs` seconds pass, one at a time.
+    fn run(&mut self, secs: u64) {
+        for _ in 0..secs {
+            self.clock.advance(Duration::from_secs(1));
+            self.events.extend(self.world.advance());
+        }
+    }
+
+    /// The ARNs of the service's live tasks (ECS wants them running), oldest first.
+    fn live(&self) -> Vec<String> {
+        self.world
+            .tasks(CLUSTER, SERVICE)
+            .into_iter()
+            .filter(|t| t.desired_status == DesiredStatus::Running)
+            .map(|t| t.arn)
+            .collect()
+    }
+
+    fn desired_in_world(&self) -> u32 {
+        self.world.service_counts(CLUSTER, SERVICE).unwrap().desired
+    }
+
+    /// The ARNs of the tasks that got SIGTERM or stopped so far.
+    fn stopped(&self) -> BTreeSet<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::TaskSigterm { arn, .. } | Event::TaskStopped { arn, .. } => {
+                    Some(arn.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Target health of the task with ARN `arn` (`None` = not in the group).
+    async fn health(&self, arn: &str) -> Option<TargetHealthState> {
+        let ip = self
+            .world
+            .tasks(CLUSTER, SERVICE)
+            .into_iter()
+            .find(|t| t.arn == arn)?
+            .ip;
+        self.world
+            .describe_target_health(&tg_arn())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|h| h.target.id == ip)
+            .map(|h| h.state)
+    }
+
+    /// Protection expiry per protected task (GetTaskProtection on every live task).
+    async fn protection(&self) -> HashMap<String, Timestamp> {
+        let live = self.live();
+        let mut out = HashMap::new();
+        for batch in live.chunks(100) {
+            let r = self
+                .world
+                .get_task_protection(CLUSTER, batch)
+                .await
+                .unwrap();
+            for p in r.protected.into_iter().filter(|p| p.enabled) {
+                out.insert(p.arn, p.expires_at.unwrap());
+            }
+        }
+        out
+    }
+
+    async fn observe(&self) -> Observed {
+        self.target.observe().await.unwrap()
+    }
+}
+
+fn ids(arns: &[String]) -> Vec<TaskId> {
+    arns.iter().map(|a| TaskId(a.clone())).collect()
+}
+
+fn state_of(observed: &Observed, arn: &str) -> Option<TaskState> {
+    observed
+        .tasks
+        .iter()
+        .find(|t| t.id.0 == arn)
+        .map(|t| t.state)
+}
+
+#[tokio::test]
+async fn observe_maps_counts_states_sessions_and_protection() {
+    let f = fixture(3, Some(lb()));
+    let live = f.live();
+    f.work.set(&live[1], 4);
+    f.world
+        .update_task_protection(CLUSTER, &live[2..3], Some(60))
+        .await
+        .unwrap();
+
+    let o = f.observe().await;
+    assert_eq!(o.capacity.desired, 3);
+    assert_eq!(o.capacity.running, 3);
+    assert_eq!(o.capacity.pending, 0);
+    assert_eq!(o.tasks.len(), 3);
+    let world_tasks = f.world.tasks(CLUSTER, SERVICE);
+    for t in &o.tasks {
+        let w = world_tasks.iter().find(|w| w.arn == t.id.0).unwrap();
+        assert_eq!(t.state, TaskState::Running);
+        assert_eq!(t.zone.as_deref(), Some(w.zone.as_str()));
+        assert_eq!(Some(t.started_at), w.started_at);
+    }
+    let sessions: Vec<u32> = live
+        .iter()
+        .map(|a| o.tasks.iter().find(|t| &t.id.0 == a).unwrap().sessions)
+        .collect();
+    assert_eq!(sessions, vec![0, 4, 0]);
+    let protected: Vec<bool> = live
+        .iter()
+        .map(|a| o.tasks.iter().find(|t| &t.id.0 == a).unwrap().protected)
+        .collect();
+    assert_eq!(protected, vec![false, false, true]);
+}
+
+#[tokio::test]
+async fn scale_out_raises_desired_and_the_world_starts_tasks() {
+    let mut f = fixture(2, None);
+    f.target.scale_out(4).await.unwrap();
+    f.target.scale_out(4).await.unwrap(); // idempotent
+    assert_eq!(f.desired_in_world(), 4);
+    let o = f.observe().await;
+    assert_eq!(o.capacity.desired, 4);
+    assert_eq!((o.capacity.running, o.capacity.pending), (2, 2));
+    let pending = o
+        .tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Pending)
+        .count();
+    assert_eq!(pending, 2);
+
+    f.run(61); // Fargate start-up: 60 s
+    let o = f.observe().await;
+    assert_eq!((o.capacity.running, o.capacity.pending), (4, 0));
+    assert!(o.tasks.iter().all(|t| t.state == TaskState::Running));
+
+    let err = f.target.scale_out(3).await.unwrap_err();
+    assert!(
+        matches!(&err, TargetError::Invalid { reason, .. } if reason.contains("below the desired count 4")),
+        "{err}"
+    );
+    assert_eq!(f.desired_in_world(), 4);
+}
+
+#[tokio::test]
+async fn scale_in_drains_then_ecs_stops_exactly_the_idle_victims() {
+    let mut f = fixture(6, Some(lb()));
+    let live = f.live();
+    for arn in &live[..3] {
+        f.work.set(arn, 2);
+    }
+    let busy: BTreeSet<String> = live[..3].iter().cloned().collect();
+
+    // The control loop's way: choose victims among the observed tasks.
+    let o = f.observe().await;
+    let victims = victim::choose(&o.tasks, 3);
+    let chosen: BTreeSet<String> = victims.iter().map(|v| v.0.clone()).collect();
+    assert!(chosen.is_disjoint(&busy));
+    f.target.scale_in(3, &victims).await.unwrap();
+
+    // Deregistered first; nothing stopped, the count not lowered yet.
+    for v in &chosen {
+        assert_eq!(f.health(v).await, Some(TargetHealthState::Draining));
+    }
+    for b in &busy {
+        assert_eq!(f.health(b).await, Some(TargetHealthState::Healthy));
+    }
+    assert_eq!(f.desired_in_world(), 6);
+    let o = f.observe().await;
+    assert_eq!(o.capacity.desired, 3, "reports the count it scales in to");
+    for v in &chosen {
+        assert_eq!(state_of(&o, v), Some(TaskState::Draining));
+    }
+    assert!(f.protection().await.is_empty());
+    let progress = f.target.scale_in_progress().await.unwrap();
+    assert_eq!(progress.phase, ScaleInPhase::Draining);
+    assert_eq!(progress.to, 3);
+
+    // Idle targets leave once the routing lag (5 s) has passed.
+    f.run(6);
+    for v in &chosen {
+        assert_eq!(f.health(v).await, None, "drained and gone");
+    }
+    let o = f.observe().await; // protects the others, lowers the count
+    assert_eq!(o.capacity.desired, 3);
+    assert_eq!(f.desired_in_world(), 3);
+    assert_eq!(
+        f.target.scale_in_progress().await.unwrap().phase,
+        ScaleInPhase::Stopping
+    );
+    let protected = f.protection().await;
+    assert_eq!(
+        protected.keys().cloned().collect::<BTreeSet<_>>(),
+        busy,
+        "every task that stays is protected while ECS scales in"
+    );
+    let expected_expiry = clock::add(f.clock.now(), Duration::from_secs(600));
+    assert!(protected.values().all(|e| *e == expected_expiry));
+
+    f.run(60);
+    let o = f.observe().await; // victims gone: releases the protection
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert!(f.protection().await.is_empty(), "protection released");
+    assert_eq!(f.stopped(), chosen, "ECS stopped exactly the victims");
+    assert_eq!(f.live().into_iter().collect::<BTreeSet<_>>(), busy);
+    assert_eq!(o.capacity.desired, 3);
+    assert_eq!(o.capacity.running, 3);
+    for b in &busy {
+        assert_eq!(f.health(b).await, Some(TargetHealthState::Healthy));
+    }
+}
+
+#[tokio::test]
+async fn observe_shows_victims_draining_then_stopping_until_gone() {
+    let mut f = fixture(3, None);
+    let live = f.live();
+    // The victim holds work ECS does not know about (requests in flight): once told
+    // to stop it takes its stop timeout to exit.
+    f.world.set_work(&live[0], 1);
+    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    assert_eq!(f.desired_in_world(), 2, "no target group: lowered at once");
+    let o = f.observe().await;
+    let state = state_of(&o, &live[0]);
+    assert!(
+        matches!(state, Some(TaskState::Draining | TaskState::Stopping)),
+        "{state:?}"
+    );
+    assert_eq!(o.capacity.desired, 2);
+    f.run(40);
+    let o = f.observe().await;
+    assert_eq!(state_of(&o, &live[0]), None);
+    assert_eq!(o.tasks.len(), 2);
+    assert!(f.target.scale_in_progress().await.is_none());
+}
+
+#[tokio::test]
+async fn busy_victims_are_dropped_and_the_count_drops_by_the_idle_ones_only() {
+    let mut f = fixture(4, Some(lb()));
+    let live = f.live();
+    f.work.set(&live[0], 1);
+    f.target.scale_in(2, &ids(&live[..2])).await.unwrap();
+    let progress = f.target.scale_in_progress().await.unwrap();
+    assert_eq!(progress.to, 3, "only the idle victim is stopped");
+    assert_eq!(progress.victims, ids(&live[1..2]));
+    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Healthy));
+    f.run(6);
+    f.observe().await;
+    f.run(60);
+    f.observe().await;
+    assert_eq!(f.desired_in_world(), 3);
+    assert_eq!(f.stopped(), BTreeSet::from([live[1].clone()]));
+
+    // Only busy victims: nothing starts, and the reason says why.
+    let live = f.live();
+    for arn in &live {
+        f.work.set(arn, 1);
+    }
+    let err = f.target.scale_in(1, &ids(&live[..2])).await.unwrap_err();
+    assert!(
+        matches!(&err, TargetError::Failed { reason, .. } if reason.contains("busy")),
+        "{err}"
+    );
+    assert_eq!(f.desired_in_world(), 3);
+    assert!(f.target.scale_in_progress().await.is_none());
+}
+
+#[tokio::test]
+async fn victim_that_gets_work_while_draining_is_registered_again_and_kept() {
+    let mut f = fixture(4, Some(lb()));
+    let live = f.live();
+    f.target.scale_in(2, &ids(&live[..2])).await.unwrap();
+    f.run(2);
+    f.work.set(&live[0], 1); // a session lands on it during the routing lag
+    f.run(4);
+    f.observe().await;
+    let progress = f.target.scale_in_progress().await.unwrap();
+    assert_eq!(progress.victims, ids(&live[1..2]));
+    assert_eq!(f.desired_in_world(), 3, "the other victim went on");
+    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Initial));
+    f.run(60);
+    f.observe().await;
+    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Healthy));
+    assert_eq!(f.stopped(), BTreeSet::from([live[1].clone()]));
+    assert!(f.target.scale_in_progress().await.is_none());
+}
+
+#[tokio::test]
+async fn victim_the_app_protects_while_draining_is_registered_again_and_kept() {
+    let mut f = fixture(3, Some(lb()));
+    let live = f.live();
+    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    f.world
+        .update_task_protection(CLUSTER, &live[..1], Some(30))
+        .await
+        .unwrap();
+    f.run(6);
+    let o = f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(o.capacity.desired, 3);
+    assert_eq!(f.desired_in_world(), 3);
+    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Initial));
+    assert_eq!(f.protection().await.len(), 1, "the app's protection stays");
+}
+
+#[tokio::test]
+async fn victim_still_draining_after_the_drain_timeout_is_registered_again_and_kept() {
+    let mut f = fixture_with(3, Some(lb()), |s| s.drain_timeout = Duration::from_secs(60));
+    let live = f.live();
+    // Requests in flight the work counts do not see: the target drains for the whole
+    // deregistration delay (300 s), longer than the drain timeout.
+    f.world.set_work(&live[0], 1);
+    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    f.run(30);
+    f.observe().await;
+    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Draining));
+    assert!(f.target.scale_in_progress().await.is_some());
+    f.run(30);
+    let o = f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(o.capacity.desired, 3, "nothing was scaled in");
+    assert_eq!(f.desired_in_world(), 3);
+    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Initial));
+    assert_eq!(state_of(&o, &live[0]), Some(TaskState::Running));
+    assert!(f.stopped().is_empty());
+}
+
+#[tokio::test]
+async fn protection_is_added_only_for_the_scale_in_and_the_apps_own_is_kept() {
+    let mut f = fixture(5, None);
+    let live = f.live();
+    let app = live[4].clone();
+    f.world
+        .update_task_protection(CLUSTER, std::slice::from_ref(&app), Some(120))
+        .await
+        .unwrap();
+    let app_expiry = f.protection().await[&app];
+
+    f.target.scale_in(3, &ids(&live[..2])).await.unwrap();
+    assert_eq!(f.desired_in_world(), 3);
+    let during = f.protection().await;
+    let ours_expiry = clock::add(f.clock.now(), Duration::from_secs(600));
+    for arn in &live[2..4] {
+        assert_eq!(during[arn], ours_expiry);
+    }
+    assert_eq!(
+        during[&app], app_expiry,
+        "the app's protection is not shortened"
+    );
+    assert_eq!(during.len(), 3);
+
+    f.run(60);
+    f.observe().await;
+    let after = f.protection().await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[&app], app_expiry);
+    assert_eq!(f.stopped(), live[..2].iter().cloned().collect());
+}
+
+#[tokio::test]
+async fn large_services_are_read_and_protected_in_aws_batches() {
+    let mut f = fixture(150, None);
+    let before = f.world.api_stats();
+    let o = f.observe().await;
+    assert_eq!(o.tasks.len(), 150);
+    let stats = f.world.api_stats();
+    let calls = |op: &str| stats.calls(op) - before.calls(op);
+    assert_eq!(calls("DescribeTasks"), 2, "100 + 50");
+    assert_eq!(calls("GetTaskProtection"), 2, "100 + 50");
+
+    let live = f.live();
+    let before = f.world.api_stats();
+    f.target.scale_in(148, &ids(&live[..2])).await.unwrap();
+    let stats = f.world.api_stats();
+    // 148 tasks stay: 15 calls of at most 10 (the world refuses larger ones).
+    assert_eq!(
+        stats.calls("UpdateTaskProtection") - before.calls("UpdateTaskProtection"),
+        15
+    );
+    assert_eq!(f.protection().await.len(), 148);
+    assert_eq!(f.desired_in_world(), 148);
+    f.run(60);
+    f.observe().await;
+    assert!(f.protection().await.is_empty());
+    assert_eq!(
+        f.world.api_stats().calls("UpdateTaskProtection") - stats.calls("UpdateTaskProtection"),
+        15,
+        "released in batches of 10 too"
+    );
+    assert_eq!(f.stopped(), live[..2].iter().cloned().collect());
+}
+
+#[tokio::test]
+async fn a_deployment_in_progress_holds_scale_in() {
+    let mut f = fixture(3, None);
+    f.world.start_deployment(CLUSTER, SERVICE).unwrap();
+    let live = f.live();
+    let err = f.target.scale_in(2, &ids(&live[..1])).await.unwrap_err();
+    assert!(
+        matches!(&err, TargetError::Failed { reason, .. } if reason.contains("deployment")),
+        "{err}"
+    );
+    assert_eq!(f.desired_in_world(), 3);
+    assert!(f.target.scale_in_progress().await.is_none());
+    // Scale-out is not held.
+    f.target.scale_out(4).await.unwrap();
+    assert_eq!(f.desired_in_world(), 4);
+
+    f.run(600);
+    let o = f.observe().await;
+    let victim = victim::choose(&o.tasks, 1);
+    f.target.scale_in(3, &victim).await.unwrap();
+    assert_eq!(
+        f.desired_in_world(),
+        3,
+        "allowed once the deployment completed"
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_before_the_count_is_lowered_holds_the_lowering() {
+    let mut f = fixture(3, None);
+    let live = f.live();
+    // The first protection call fails, so the count is not lowered at once ...
+    f.world.inject_fault(FaultRule::times(
+        "UpdateTaskProtection",
+        AwsErrorKind::Server,
+        1,
+    ));
+    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    assert_eq!(f.desired_in_world(), 3);
+    // ... and meanwhile a deployment starts: the lowering waits for it.
+    f.world.start_deployment(CLUSTER, SERVICE).unwrap();
+    let o = f.observe().await;
+    assert_eq!(o.capacity.desired, 2);
+    assert_eq!(f.desired_in_world(), 3, "held while the deployment rolls");
+    assert!(f.protection().await.is_empty());
+    assert_eq!(
+        f.target.scale_in_progress().await.unwrap().phase,
+        ScaleInPhase::Draining
+    );
+    // The deployment replaces every old task, the victim too: nothing is left to
+    // scale in, and the count was never lowered.
+    f.run(600);
+    let o = f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(o.capacity.desired, 3);
+    assert_eq!(f.desired_in_world(), 3);
+}
+
+#[tokio::test]
+async fn a_victim_replaced_by_a_deployment_ends_the_scale_in_without_lowering() {
+    let mut f = fixture(3, Some(lb()));
+    let live = f.live();
+    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    f.world.start_deployment(CLUSTER, SERVICE).unwrap();
+    f.run(6);
+    let o = f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(o.capacity.desired, 3);
+    assert_eq!(f.desired_in_world(), 3);
+    assert!(f.protection().await.is_empty());
+    f.run(600);
+    let o = f.observe().await;
+    assert_eq!((o.capacity.desired, o.capacity.running), (3, 3));
+}
+
+#[tokio::test]
+async fn throttling_surfaces_as_failed_and_the_next_call_recovers() {
+    let mut f = fixture(2, Some(lb()));
+    f.world.inject_fault(FaultRule::times(
+        "UpdateService",
+        AwsErrorKind::Throttling,
+        1,
+    ));
+    let err = f.target.scale_out(3).await.unwrap_err();
+    assert!(
+        matches!(&err, TargetError::Failed { reason, .. } if reason.starts_with("UpdateService: throttled")),
+        "{err}"
+    );
+    assert_eq!(f.desired_in_world(), 2);
+    f.target.scale_out(3).await.unwrap();
+    assert_eq!(f.desired_in_world(), 3);
+
+    f.world.inject_fault(FaultRule::times(
+        "DescribeServices",
+        AwsErrorKind::Throttling,
+        1,
+    ));
+    let err = f.target.observe().await.unwrap_err();
+    assert!(
+        err.to_string().contains("DescribeServices: throttled"),
+        "{err}"
+    );
+    f.observe().await;
+
+    // A failed step of a scale-in is retried at the next observation.
+    f.run(61);
+    let live = f.live();
+    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    f.run(6);
+    f.world
+        .inject_fault(FaultRule::times("UpdateService", AwsErrorKind::Server, 1));
+    let o = f.observe().await;
+    assert_eq!(o.capacity.desired, 2);
+    assert_eq!(f.desired_in_world(), 3, "lowering failed this time");
+    f.observe().await;
+    assert_eq!(
+        f.desired_in_world(),
+        2,
+        "and succeeded at the next observation"
+    );
+    f.run(60);
+    f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(f.stopped(), BTreeSet::from([live[0].clone()]));
+    assert!(f.protection().await.is_empty());
+}
+
+#[tokio::test]
+async fn scale_out_cancels_a_draining_scale_in_and_registers_the_victims_again() {
+    let mut f = fixture(4, Some(lb()));
+    let live = f.live();
+    f.target.scale_in(2, &ids(&live[..2])).await.unwrap();
+    f.run(2);
+    assert_eq!(f.observe().await.capacity.desired, 2);
+    f.target.scale_out(3).await.unwrap();
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(f.desired_in_world(), 4, "never lowered by a scale-out");
+    for v in &live[..2] {
+        assert_eq!(f.health(v).await, Some(TargetHealthState::Initial));
+    }
+    f.run(60);
+    let o = f.observe().await;
+    assert_eq!(o.capacity.desired, 4);
+    assert!(f.stopped().is_empty());
+    assert!(o.tasks.iter().all(|t| t.state == TaskState::Running));
+    for v in &live {
+        assert_eq!(f.health(v).await, Some(TargetHealthState::Healthy));
+    }
+}
+
+#[tokio::test]
+async fn scale_in_during_a_scale_in_waits_unless_it_asks_the_same() {
+    let f = fixture(4, Some(lb()));
+    let live = f.live();
+    f.target.scale_in(2, &ids(&live[..2])).await.unwrap();
+    f.target.scale_in(2, &ids(&live[..2])).await.unwrap();
+    let err = f.target.scale_in(1, &ids(&live[..3])).await.unwrap_err();
+    assert!(
+        matches!(&err, TargetError::Failed { reason, .. } if reason.contains("in progress")),
+        "{err}"
+    );
+    let err = f.target.scale_in(5, &[]).await.unwrap_err();
+    assert!(matches!(err, TargetError::Failed { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn scale_in_above_the_desired_count_is_invalid_and_equal_is_a_no_op() {
+    let f = fixture(2, None);
+    let live = f.live();
+    let err = f.target.scale_in(3, &ids(&live)).await.unwrap_err();
+    assert!(matches!(err, TargetError::Invalid { .. }), "{err}");
+    f.target.scale_in(2, &ids(&live)).await.unwrap();
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(f.desired_in_world(), 2);
+}
+
+#[tokio::test]
+async fn shutdown_while_draining_registers_the_victims_again_and_keeps_the_count() {
+    let mut f = fixture(3, Some(lb()));
+    let live = f.live();
+    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    f.run(2);
+    f.target.shutdown().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(f.desired_in_world(), 3);
+    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Initial));
+    f.run(60);
+    assert!(f.stopped().is_empty());
+    assert_eq!(f.live().len(), 3);
+    let statuses: Vec<TaskStatus> = f
+        .world
+        .tasks(CLUSTER, SERVICE)
+        .into_iter()
+        .map(|t| t.status)
+        .collect();
+    assert!(statuses.iter().all(|s| *s == TaskStatus::Running));
+}
