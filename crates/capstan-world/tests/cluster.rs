@@ -457,3 +457,51 @@ fn managed_draining_holds_termination_until_tasks_moved() {
     let n = w.service_counts("default", "app").unwrap();
     assert_eq!(n.running, 2);
 }
+
+#[test]
+fn ec2_scale_in_takes_from_the_instance_with_most_tasks() {
+    for seed in 0..10 {
+        let (w, _c) = world_with(WorldConfig {
+            seed,
+            zones: vec!["eu-west-1a".into()],
+            rate_limits: false,
+        });
+        cluster(&w, group(2));
+        w.add_service(ec2(4)).unwrap(); // binpack: 3 on the first, 1 on the second
+        let cs = w.cluster_state("default").unwrap();
+        assert_eq!(cs.instances[0].tasks.len(), 3);
+        let full = cs.instances[0].arn.clone();
+        ready(w.update_desired_count("default", "app", 3)).unwrap();
+        // The victim is DEPROVISIONING (still on its host) with desired STOPPED.
+        let victim = tasks(&w)
+            .into_iter()
+            .find(|t| t.desired_status == DesiredStatus::Stopped)
+            .unwrap();
+        assert_eq!(victim.host.as_deref(), Some(full.as_str()), "seed {seed}");
+    }
+}
+
+#[test]
+fn group_scale_in_balances_zones_then_terminates_the_oldest() {
+    let (w, c) = world(1);
+    cluster(&w, group(3)); // one per zone
+    ready(w.set_desired_capacity("asg", 4)).unwrap();
+    run(&w, &c, 180);
+    let g = ready(w.describe_group("asg")).unwrap();
+    assert_eq!(
+        g.instances[3].availability_zone,
+        g.instances[0].availability_zone
+    );
+    ready(w.set_desired_capacity("asg", 3)).unwrap();
+    let s = states(&w);
+    assert_eq!(
+        s[0].1,
+        InstanceLifecycleState::Terminating,
+        "oldest in the fullest zone"
+    );
+    assert!(
+        s[1..]
+            .iter()
+            .all(|(_, st)| *st == InstanceLifecycleState::InService)
+    );
+}
