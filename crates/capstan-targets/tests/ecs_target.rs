@@ -76,10 +76,19 @@ fn fixture_with(
     tg: Option<TargetGroupSpec>,
     tune: impl FnOnce(&mut EcsTargetSpec),
 ) -> Fixture {
+    build(7, desired, tg, tune)
+}
+
+fn build(
+    seed: u64,
+    desired: u32,
+    tg: Option<TargetGroupSpec>,
+    tune: impl FnOnce(&mut EcsTargetSpec),
+) -> Fixture {
     let clock = VirtualClock::at_epoch();
     let world = World::new(
         WorldConfig {
-            seed: 7,
+            seed,
             ..WorldConfig::default()
         },
         clock.clone(),
@@ -712,4 +721,103 @@ async fn shutdown_while_draining_registers_the_victims_again_and_keeps_the_count
         .map(|t| t.status)
         .collect();
     assert!(statuses.iter().all(|s| *s == TaskStatus::Running));
+}
+
+/// Drives one scale-in to its end, with AWS failing 20 % of all calls when `faulty`,
+/// and checks what must always hold.
+fn scale_in_case(seed: u64, n: u32, busy_mask: u32, drop: u32, faulty: bool) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut f = build(seed, n, Some(lb()), |_| {});
+        let live = f.live();
+        let busy: BTreeSet<String> = live
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| busy_mask & (1 << i) != 0)
+            .map(|(_, a)| a.clone())
+            .collect();
+        for arn in &busy {
+            f.work.set(arn, 1);
+        }
+        if faulty {
+            f.world.inject_fault(FaultRule {
+                operation: None,
+                kind: AwsErrorKind::Throttling,
+                times: None,
+                probability: 0.2,
+            });
+        }
+        let observed = loop {
+            if let Ok(o) = f.target.observe().await {
+                break o;
+            }
+        };
+        let victims = victim::choose(&observed.tasks, drop as usize);
+        let idle: BTreeSet<String> = victims
+            .iter()
+            .map(|v| v.0.clone())
+            .filter(|v| !busy.contains(v))
+            .collect();
+        loop {
+            match f.target.scale_in(n - drop, &victims).await {
+                Ok(()) => break,
+                Err(TargetError::Failed { reason, .. }) if reason.contains("no victim") => {
+                    assert!(idle.is_empty(), "{reason}");
+                    break;
+                }
+                Err(e) => assert!(e.to_string().contains("injected fault"), "{e}"),
+            }
+        }
+        for _ in 0..120 {
+            f.run(1);
+            let _ = f.target.observe().await;
+        }
+        f.world.clear_faults();
+        f.observe().await;
+        f.observe().await;
+
+        assert!(f.target.scale_in_progress().await.is_none());
+        let stopped = f.stopped();
+        assert!(stopped.is_disjoint(&busy), "a busy task was stopped");
+        assert_eq!(stopped, idle, "exactly the idle victims stopped");
+        let want = if idle.is_empty() {
+            n
+        } else {
+            n - count(idle.len())
+        };
+        assert_eq!(f.desired_in_world(), want);
+        assert!(f.protection().await.is_empty(), "no protection left");
+        for arn in f.live() {
+            assert_eq!(
+                f.health(&arn).await,
+                Some(TargetHealthState::Healthy),
+                "every task that stays serves"
+            );
+        }
+    });
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever the busy tasks and the drop, with or without AWS failing a fifth of
+    /// the calls: no busy task stops, exactly the idle victims stop, the count drops
+    /// by them once, no protection or deregistered survivor is left behind.
+    #[test]
+    fn scale_in_stops_only_idle_victims_even_when_aws_fails(
+        seed in 0u64..1000,
+        n in 2u32..10,
+        busy_mask in 0u32..1024,
+        drop_pick in 1u32..10,
+        faulty in proptest::bool::ANY,
+    ) {
+        let drop = 1 + drop_pick % (n - 1);
+        scale_in_case(seed, n, busy_mask, drop, faulty);
+    }
 }
