@@ -86,10 +86,10 @@ use crate::trace::{Demand, Trace};
 pub use dist::Dist;
 pub use spec::{Arrivals, WorkloadSpec};
 
-use dist::{poisson, unit_open};
+use dist::{Quantiles, poisson, two_units};
 use spec::Model;
 use tasks::{NONE, TaskTable, water_fill};
-use wheel::{Cohort, Wheel};
+use wheel::{Cohort, Wheel, ceil};
 
 /// Cohorts a batch of items on one task is split into, at most.
 const STRATA: u64 = 4;
@@ -224,7 +224,7 @@ impl Rolling {
 
     /// Adds `v` to the second ending at `t`.
     fn add(&mut self, t: f64, v: f64) {
-        let sec = (t - EPS).ceil() as i64;
+        let sec = ceil(t - EPS);
         if sec > self.second {
             for k in self.second + 1..=sec.min(self.second + 60) {
                 self.sums[k.rem_euclid(60) as usize] = 0.0;
@@ -253,6 +253,8 @@ enum When {
 #[derive(Debug)]
 pub struct Workload {
     model: Model,
+    /// The work's durations, tabulated.
+    quantiles: Quantiles,
     arrivals: Arrivals,
     rng: ChaCha8Rng,
     /// Fractional arrivals carried over (even arrivals).
@@ -300,6 +302,7 @@ impl Workload {
         | WorkloadSpec::Sessions { arrivals, .. }) = *spec;
         Ok(Self {
             model,
+            quantiles: Quantiles::new(model.sampler()),
             arrivals,
             rng: ChaCha8Rng::seed_from_u64(seed),
             carry: 0.0,
@@ -611,29 +614,28 @@ impl Workload {
 
     /// Starts `count` items on task slot `task`, their durations stretched by `slowdown`.
     fn start(&mut self, task: u32, count: u64, when: When, slowdown: f64) {
-        let sampler = self.model.sampler();
+        let constant = self.quantiles.sampler().is_constant();
         let trace = self.trace_time();
         let gen_ = self.tasks.slots[task as usize].gen_;
-        let strata = if sampler.is_constant() {
-            1
-        } else {
-            count.min(STRATA)
-        };
+        let strata = if constant { 1 } else { count.min(STRATA) };
         let (each, extra) = (count / strata, count % strata);
+        let width = 1.0 / strata as f64;
         for j in 0..strata {
             let n = each + u64::from(j < extra);
-            let u = if sampler.is_constant() {
-                0.5
+            let random = !constant
+                || matches!(when, When::During { .. }) && self.arrivals == Arrivals::Poisson;
+            let (u, v) = if random {
+                two_units(&mut self.rng)
             } else {
-                (j as f64 + unit_open(&mut self.rng)) / strata as f64
+                (0.5, 0.5)
             };
-            let d = sampler.quantile(u, trace) * slowdown;
+            let d = self.quantiles.at((j as f64 + u) * width, trace) * slowdown;
             let (arrival, start) = match when {
                 When::At { arrival, start } => (arrival, start),
                 When::During { t0, dt } => {
                     let a = match self.arrivals {
                         Arrivals::Even => t0 + dt / 2.0,
-                        Arrivals::Poisson => t0 + unit_open(&mut self.rng) * dt,
+                        Arrivals::Poisson => t0 + v * dt,
                     };
                     (a, a)
                 }

@@ -29,8 +29,6 @@ pub(crate) struct Slot {
     pub accepting: bool,
     /// It got SIGTERM: new requests sent to it fail (this step).
     pub terminating: bool,
-    /// In RUNNING (this step).
-    pub running: bool,
     /// The step it was last listed in.
     pub seen: u64,
 }
@@ -55,26 +53,33 @@ impl TaskTable {
     /// stopped tasks the world no longer lists.
     pub(crate) fn sync(&mut self, tasks: &[TaskInfo]) {
         self.step += 1;
-        let same = self.order.len() == tasks.len()
-            && tasks.iter().zip(&self.order).all(|(t, &i)| {
-                i != NONE && self.slots[i as usize].arn == t.arn
-                    || i == NONE && !self.index.contains_key(&t.arn) && gone(t)
-            });
-        if !same {
+        if self.order.len() != tasks.len() || !self.update(tasks) {
             self.rebuild(tasks);
+            self.update(tasks);
         }
+    }
+
+    /// Refreshes the flags of the slots in `order` from `tasks`; false (stopping
+    /// early) if the list no longer matches `order`.
+    fn update(&mut self, tasks: &[TaskInfo]) -> bool {
         for (t, &i) in tasks.iter().zip(&self.order) {
             if i == NONE {
+                if !gone(t) || self.index.contains_key(&t.arn) {
+                    return false;
+                }
                 continue;
             }
             let s = &mut self.slots[i as usize];
+            if s.arn != t.arn {
+                return false;
+            }
             s.seen = self.step;
             let stopping = !s.live || s.sigterm || t.terminating;
             s.routable = s.live && t.routable;
             s.terminating = stopping;
             s.accepting = t.accepting && !stopping;
-            s.running = t.status == TaskStatus::Running;
         }
+        true
     }
 
     fn rebuild(&mut self, tasks: &[TaskInfo]) {

@@ -10,6 +10,18 @@ const HORIZON: usize = 1024;
 /// Float noise tolerated when turning a finish time into its second.
 const EPS: f64 = 1e-9;
 
+/// ⌈x⌉ for times (a plain cast and compare: no libm call on baseline x86-64).
+pub(crate) fn ceil(x: f64) -> i64 {
+    let t = x as i64;
+    if (t as f64) < x { t + 1 } else { t }
+}
+
+/// ⌊x⌋ for times.
+pub(crate) fn floor(x: f64) -> i64 {
+    let t = x as i64;
+    if (t as f64) > x { t - 1 } else { t }
+}
+
 /// Items that started together on one task and finish together.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Cohort {
@@ -86,7 +98,7 @@ impl Wheel {
 
     /// The second a finish time belongs to: (k − 1, k] → k.
     fn key(finish: f64) -> i64 {
-        (finish - EPS).ceil() as i64
+        ceil(finish - EPS)
     }
 
     /// Adds a cohort.
@@ -109,7 +121,7 @@ impl Wheel {
     /// Moves every cohort finishing by `t` (seconds) into `out`.
     pub(crate) fn drain(&mut self, t: f64, out: &mut Vec<Cohort>) {
         out.append(&mut self.due);
-        let target = (t + EPS).floor() as i64;
+        let target = floor(t + EPS);
         if target > self.cursor {
             let n = (target - self.cursor).min(HORIZON as i64);
             for k in self.cursor + 1..=self.cursor + n {
@@ -169,6 +181,24 @@ mod tests {
         w.drain(5000.0, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(w.iter().count(), 0);
+    }
+
+    #[test]
+    fn ceil_and_floor_match_the_library() {
+        for x in [
+            -2.5,
+            -1.0,
+            -0.5,
+            0.0,
+            0.3,
+            1.0,
+            1.5,
+            86_399.999_999,
+            1e12 + 0.5,
+        ] {
+            assert_eq!(ceil(x), x.ceil() as i64, "{x}");
+            assert_eq!(floor(x), x.floor() as i64, "{x}");
+        }
     }
 
     #[test]
