@@ -6,7 +6,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use capstan_aws_api::{AwsErrorKind, DesiredStatus, Ecs, Elb, TargetHealthState, TaskStatus};
+use capstan_aws_api::{
+    AwsError, AwsErrorKind, ContainerInstance, ContainerInstanceStatus, DesiredStatus, Ecs,
+    EcsService, EcsTask, Elb, Failure, ProtectionResult, TargetHealthState, TaskStatus,
+};
 use capstan_core::Timestamp;
 use capstan_core::clock::{self, Clock, VirtualClock};
 use capstan_core::model::{TaskId, TaskState};
@@ -436,6 +439,135 @@ async fn victim_the_app_protects_while_draining_is_registered_again_and_kept() {
     assert_eq!(f.desired_in_world(), 3);
     assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Initial));
     assert_eq!(f.protection().await.len(), 1, "the app's protection stays");
+}
+
+#[tokio::test]
+async fn a_victim_kept_earlier_and_chosen_again_stays_out_of_the_group() {
+    let mut f = fixture(3, Some(lb()));
+    let live = f.live();
+    let a = live[0].clone();
+    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    // It gets busy while draining, but registering it again fails for now.
+    f.work.set(&a, 1);
+    f.world
+        .inject_fault(FaultRule::always("RegisterTargets", AwsErrorKind::Server));
+    f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(f.health(&a).await, Some(TargetHealthState::Draining));
+    // Idle again and chosen again: it is not registered behind the new scale-in's back.
+    f.work.set(&a, 0);
+    f.world.clear_faults();
+    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    assert_eq!(f.health(&a).await, Some(TargetHealthState::Draining));
+    f.run(6);
+    f.observe().await;
+    f.run(60);
+    f.observe().await;
+    assert_eq!(f.stopped(), BTreeSet::from([a]));
+    assert_eq!(f.desired_in_world(), 2);
+}
+
+/// ECS as the world models it, except that lowering the desired count has no effect:
+/// as if someone raised it back at once, so ECS stops nothing.
+struct CountRaisedBack {
+    world: World,
+}
+
+impl Ecs for CountRaisedBack {
+    async fn describe_service(&self, c: &str, s: &str) -> Result<EcsService, AwsError> {
+        self.world.describe_service(c, s).await
+    }
+    async fn list_tasks(
+        &self,
+        c: &str,
+        s: &str,
+        d: DesiredStatus,
+    ) -> Result<Vec<String>, AwsError> {
+        self.world.list_tasks(c, s, d).await
+    }
+    async fn describe_tasks(
+        &self,
+        c: &str,
+        t: &[String],
+    ) -> Result<(Vec<EcsTask>, Vec<Failure>), AwsError> {
+        self.world.describe_tasks(c, t).await
+    }
+    async fn update_desired_count(&self, c: &str, s: &str, n: u32) -> Result<(), AwsError> {
+        let current = self.world.describe_service(c, s).await?.desired;
+        if n < current {
+            return Ok(());
+        }
+        self.world.update_desired_count(c, s, n).await
+    }
+    async fn stop_task(&self, c: &str, t: &str, r: &str) -> Result<(), AwsError> {
+        self.world.stop_task(c, t, r).await
+    }
+    async fn update_task_protection(
+        &self,
+        c: &str,
+        t: &[String],
+        m: Option<u32>,
+    ) -> Result<ProtectionResult, AwsError> {
+        self.world.update_task_protection(c, t, m).await
+    }
+    async fn get_task_protection(
+        &self,
+        c: &str,
+        t: &[String],
+    ) -> Result<ProtectionResult, AwsError> {
+        self.world.get_task_protection(c, t).await
+    }
+    async fn list_container_instances(
+        &self,
+        c: &str,
+        s: Option<ContainerInstanceStatus>,
+    ) -> Result<Vec<String>, AwsError> {
+        self.world.list_container_instances(c, s).await
+    }
+    async fn describe_container_instances(
+        &self,
+        c: &str,
+        i: &[String],
+    ) -> Result<(Vec<ContainerInstance>, Vec<Failure>), AwsError> {
+        self.world.describe_container_instances(c, i).await
+    }
+    async fn update_container_instances_state(
+        &self,
+        c: &str,
+        i: &[String],
+        s: ContainerInstanceStatus,
+    ) -> Result<Vec<Failure>, AwsError> {
+        self.world.update_container_instances_state(c, i, s).await
+    }
+}
+
+#[tokio::test]
+async fn a_victim_ecs_keeps_running_is_registered_again_and_protection_released() {
+    let mut f = fixture(3, Some(lb()));
+    let live = f.live();
+    let ecs = CountRaisedBack {
+        world: f.world.clone(),
+    };
+    let mut spec = EcsTargetSpec::new(CLUSTER, SERVICE);
+    spec.target_group = Some(tg_arn());
+    let target =
+        EcsTarget::new(SERVICE, spec, ecs, Some(f.world.clone()), None).with_clock(f.clock.clone());
+    target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    f.run(6);
+    target.observe().await.unwrap(); // drained: protects the others, "lowers" the count
+    assert_eq!(
+        target.scale_in_progress().await.unwrap().phase,
+        ScaleInPhase::Stopping
+    );
+    assert_eq!(f.protection().await.len(), 2);
+    let o = target.observe().await.unwrap(); // ECS kept every task: give up on the victim
+    assert!(target.scale_in_progress().await.is_none());
+    assert_eq!(o.capacity.desired, 3);
+    assert!(f.protection().await.is_empty());
+    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Initial));
+    f.run(60);
+    assert!(f.stopped().is_empty());
+    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Healthy));
 }
 
 #[tokio::test]

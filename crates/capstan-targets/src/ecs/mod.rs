@@ -191,6 +191,17 @@ pub struct EcsTarget<E, L> {
     state: Mutex<State>,
 }
 
+impl<E, L> std::fmt::Debug for EcsTarget<E, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcsTarget")
+            .field("name", &self.name)
+            .field("spec", &self.spec)
+            .field("load_balancer", &self.elb.is_some())
+            .field("work_counts", &self.work.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<E: Ecs, L: Elb> EcsTarget<E, L> {
     /// A target named `name` scaling `spec.service`, calling `ecs` (and `elb` for the
     /// target group), with live work per task from `work`. Reads the system clock; use

@@ -229,6 +229,11 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             )));
         }
         let kept = self.keep_victims(state, &snap, desired, victims)?;
+        for arn in &kept {
+            // A victim kept by an earlier scale-in and not yet registered again stays
+            // out of the group now.
+            state.cleanup.reregister.remove(arn);
+        }
         let now = self.clock.now();
         let mut chosen = Vec::with_capacity(kept.len());
         let targets = self.deregister(&snap, &kept).await?;
