@@ -11,6 +11,8 @@
 //!   their CloudWatch alarms, run on the same trace as capstan.
 //! - [`metric`]: the metrics the simulated world offers, by name.
 //! - [`record`]: one row of a run, what the report consumes.
+//! - [`scenario`]: a scenario file: the service, its load, the policy sets to compare.
+//! - [`run`]: the runner: every policy set on its own world, in parallel, reported.
 //! - [`trace`]: load traces (CSV files and generators): demand over time, streamed.
 //! - [`workload`]: what the tasks do with the demand (queue, requests, sessions), and
 //!   the load, latency and losses that follow.
@@ -21,5 +23,7 @@ pub mod baseline;
 pub mod metric;
 pub mod record;
 pub mod report;
+pub mod run;
+pub mod scenario;
 pub mod trace;
 pub mod workload;

@@ -22,7 +22,7 @@ use capstan_core::model::{Capacity, Task, TaskId};
 
 pub use ecs::{EcsTarget, EcsTargetSpec, WorkCounts};
 pub use process::ProcessTarget;
-pub use spec::{ProcessSpec, TargetSpec};
+pub use spec::{ProcessSpec, SimulatedTargetSpec, TargetSpec};
 
 /// What a target reports about its service.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -9,8 +9,19 @@ use std::time::Duration;
 pub enum TargetSpec {
     /// Local processes.
     Process(ProcessSpec),
-    /// The simulator's world model (`capstan simulate` only; `capstan run` refuses it).
-    Simulated,
+    /// The simulator's ECS service (`capstan simulate` only; `capstan run` refuses it).
+    Simulated(SimulatedTargetSpec),
+}
+
+/// A `simulated` target: the simulator's ECS service, scaled through the ECS target
+/// with these settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulatedTargetSpec {
+    /// How long a scale-in victim may take to drain (its requests to finish, its
+    /// sessions to end) before it is put back and kept.
+    pub drain_timeout: std::time::Duration,
+    /// How long the tasks that stay are protected while ECS stops the victims, minutes.
+    pub protect_minutes: u32,
 }
 
 /// A `process` target: keep N copies of a command running.

@@ -81,7 +81,7 @@ fn refuse_simulated(config: &Config) -> Result<(), DaemonError> {
     if let Some(s) = config
         .services
         .iter()
-        .find(|s| matches!(s.target, TargetSpec::Simulated))
+        .find(|s| matches!(s.target, TargetSpec::Simulated(_)))
     {
         return Err(DaemonError::SimulatedOnly {
             what: format!("service {}'s target", s.name),
@@ -120,7 +120,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Daemon
             TargetSpec::Process(spec) => {
                 ProcessTarget::new(&service.name, spec.clone(), Arc::clone(&clock))
             }
-            TargetSpec::Simulated => {
+            TargetSpec::Simulated(_) => {
                 stop.cancel();
                 finish(loops, pollers, targets).await;
                 return Err(DaemonError::SimulatedOnly {

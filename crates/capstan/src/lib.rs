@@ -3,7 +3,9 @@
 //! - [`config`]: the TOML file, compiled into typed settings with every error named.
 //! - [`cli`]: `validate` and `explain`.
 //! - [`daemon`]: `run`: pollers, one control loop per service, graceful shutdown.
+//! - [`simulate`]: `simulate`: shipped scenarios, configs mapped onto the simulator.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod simulate;

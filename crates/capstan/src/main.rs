@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use capstan::config::{self, Config, ConfigErrors, LogFormat, LogSpec};
-use capstan::{cli, daemon};
+use capstan::{cli, daemon, simulate};
 use capstan_core::Timestamp;
 use capstan_core::clock::{Clock, SystemClock};
 use clap::{Parser, Subcommand};
@@ -65,6 +65,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay load through capstan's policies and AWS's own scaling on a simulated ECS
+    /// service, and compare them (task-hours, SLO, latency, cut sessions and requests).
+    Simulate {
+        /// A shipped scenario: sqs-backlog (default), blu-insights, rdp-sessions,
+        /// redis-burst.
+        #[arg(long, short)]
+        scenario: Option<String>,
+        /// A scenario file of your own instead.
+        #[arg(long, short, conflicts_with = "scenario")]
+        file: Option<PathBuf>,
+        /// Run these capstan configs on the scenario instead of its own (one run each).
+        #[arg(long, num_args = 1..)]
+        compare: Vec<PathBuf>,
+        /// Read source NAME from simulated METRIC (for configs whose sources are real),
+        /// e.g. `--metric queue=queue_depth`. Repeatable.
+        #[arg(long = "metric", value_name = "NAME=METRIC")]
+        metrics: Vec<String>,
+        /// Replace the scenario's load with a CSV trace.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Replace the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Replace the scenario's length, e.g. `6h`.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Write summary.json, one CSV per run and the plots (PNG, SVG) here.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Skip the plots.
+        #[arg(long)]
+        no_plots: bool,
+        /// Print the summary as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +116,80 @@ fn main() -> ExitCode {
             at,
             json,
         } => explain(&config, service, &at_values, running, desired, at, json),
+        Command::Simulate {
+            scenario,
+            file,
+            compare,
+            metrics,
+            trace,
+            seed,
+            duration,
+            out,
+            no_plots,
+            json,
+        } => {
+            let request = simulate::Request {
+                scenario,
+                file,
+                compare,
+                metrics,
+                trace,
+            };
+            simulate_command(&request, seed, duration.as_deref(), out, !no_plots, json)
+        }
+    }
+}
+
+fn simulate_command(
+    request: &simulate::Request,
+    seed: Option<u64>,
+    duration: Option<&str>,
+    out: Option<PathBuf>,
+    plots: bool,
+    json: bool,
+) -> ExitCode {
+    use std::io::IsTerminal as _;
+    init_logging(&LogSpec {
+        format: LogFormat::Text,
+        level: "warn".into(),
+    });
+    let duration = match duration.map(config::duration::parse).transpose() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("capstan simulate: --duration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let prepared = match simulate::prepare(request) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("capstan simulate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = capstan_sim::run::RunOptions {
+        plots: plots && out.is_some(),
+        out: out.clone(),
+        progress: std::io::stderr().is_terminal(),
+        seed,
+        duration,
+    };
+    match capstan_sim::run::run(&prepared.scenario, &prepared.capstan, &options) {
+        Ok(summary) => {
+            if json {
+                println!("{}", summary.to_json());
+            } else {
+                println!("{}", capstan_sim::report::table(&summary));
+            }
+            if let Some(dir) = out {
+                eprintln!("wrote {}", dir.join("summary.json").display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("capstan simulate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use capstan_core::model::Bounds;
 use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig, RateLimit, RateLimits};
 use capstan_sim::metric::SimMetric;
 use capstan_sources::{CommandSpec, HttpSpec, SimulatedSpec, SourceKind, SourceSpec, ValueKind};
-use capstan_targets::{ProcessSpec, TargetSpec};
+use capstan_targets::{ProcessSpec, SimulatedTargetSpec, TargetSpec};
 use toml::de::{DeTable, DeValue};
 
 use super::policies::compile_policies;
@@ -422,8 +422,13 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
 
 fn compile_target(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<TargetSpec> {
     let kind = t.req_choice(ctx, "kind", schema::TARGET_KINDS, "target kind");
-    if kind != Some("simulated") {
-        t.allow(schema::TARGET_PROCESS);
+    match kind {
+        Some("simulated") => t.allow(schema::TARGET_SIMULATED),
+        Some("process") => t.allow(schema::TARGET_PROCESS),
+        _ => {
+            t.allow(schema::TARGET_PROCESS);
+            t.allow(schema::TARGET_SIMULATED);
+        }
     }
     let spec = match kind {
         Some("process") => {
@@ -457,7 +462,29 @@ fn compile_target(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<TargetSpec>
                 })
             })
         }
-        Some("simulated") => Some(TargetSpec::Simulated),
+        Some("simulated") => {
+            let drain_timeout = t
+                .opt_positive(ctx, "drain_timeout")
+                .unwrap_or(defaults::DRAIN_TIMEOUT);
+            let protect_minutes = match t.opt::<u32>(ctx, "protect_minutes") {
+                Some(m) if !(1..=2880).contains(&m) => {
+                    ctx.error(
+                        &t.span_of("protect_minutes"),
+                        &t.path_of("protect_minutes"),
+                        format!("{m} is outside 1 to 2880 minutes (what ECS accepts)"),
+                    );
+                    None
+                }
+                Some(m) => Some(m),
+                None => Some(defaults::PROTECT_MINUTES),
+            };
+            protect_minutes.map(|protect_minutes| {
+                TargetSpec::Simulated(SimulatedTargetSpec {
+                    drain_timeout,
+                    protect_minutes,
+                })
+            })
+        }
         _ => None,
     };
     t.finish(ctx);

@@ -57,6 +57,10 @@ pub mod defaults {
     pub const RATE_LIMIT_PERIOD: Duration = Duration::from_secs(60);
     /// `target.stop_timeout` of a process target.
     pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `target.drain_timeout` of a simulated target.
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+    /// `target.protect_minutes` of a simulated target.
+    pub const PROTECT_MINUTES: u32 = 10;
     /// `target.restart_delay` of a process target.
     pub const RESTART_DELAY: Duration = Duration::from_secs(1);
     /// `tolerance` of target tracking and backlog per task.
@@ -205,7 +209,7 @@ impl fmt::Debug for ServiceSpec {
         let mut target = self.target.clone();
         match &mut target {
             TargetSpec::Process(p) => redact_values(&mut p.env),
-            TargetSpec::Simulated => {}
+            TargetSpec::Simulated(_) => {}
         }
         f.debug_struct("ServiceSpec")
             .field("name", &self.name)

@@ -52,6 +52,8 @@ pub const SERVICE: &[&str] = &[
 pub const TARGET: &[&str] = &["kind"];
 /// `target` with `kind = "process"`.
 pub const TARGET_PROCESS: &[&str] = &["command", "env", "workdir", "stop_timeout", "restart_delay"];
+/// `target` of kind `simulated`.
+pub const TARGET_SIMULATED: &[&str] = &["drain_timeout", "protect_minutes"];
 /// `cooldown`.
 pub const COOLDOWN: &[&str] = &["out", "in"];
 /// `scale_in`.
@@ -165,6 +167,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`target`",
         keys: TARGET_PROCESS,
+    },
+    TableKeys {
+        section: "`target`",
+        keys: TARGET_SIMULATED,
     },
     TableKeys {
         section: "`cooldown`",
