@@ -78,6 +78,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use capstan_aws_api::TaskStatus;
 use capstan_world::{Event, TaskInfo};
 
 use crate::metric::{Frame, SimMetric};
@@ -240,6 +241,21 @@ impl Rolling {
     }
 }
 
+/// The tasks of a list as the metrics see them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Census {
+    /// Length of the list.
+    tasks: usize,
+    /// Tasks in RUNNING.
+    running: u32,
+    /// Tasks the load balancer routes to.
+    routable: u32,
+    /// CPU summed over running tasks, percent.
+    cpu: f64,
+    /// Memory summed over running tasks, percent.
+    memory: f64,
+}
+
 /// Where a batch of new work starts.
 #[derive(Debug, Clone, Copy)]
 enum When {
@@ -282,6 +298,8 @@ pub struct Workload {
     event_failures: u64,
     /// Where ties start (turns).
     turn: usize,
+    /// The census of the list the last step saw, until an event changes the load.
+    census: Option<Census>,
     /// Completed work slower than the SLO in the current step.
     slow: u64,
     // Buffers reused every step.
@@ -319,6 +337,7 @@ impl Workload {
             last_processing: None,
             event_failures: 0,
             turn: 0,
+            census: None,
             slow: 0,
             due: Vec::new(),
             cand: Vec::new(),
@@ -367,6 +386,7 @@ impl Workload {
         let t0 = self.t;
         self.tasks.sync(tasks);
         if t1.is_nan() || t1 <= t0 + EPS {
+            self.census = Some(self.census(tasks, true));
             return out;
         }
         if let Some(p) = demand
@@ -414,6 +434,7 @@ impl Workload {
             Model::Sessions { .. } => out.slo_violated = out.rejected > 0,
         }
         self.t = t1;
+        self.census = Some(self.census(tasks, true));
         out
     }
 
@@ -423,6 +444,7 @@ impl Workload {
     /// losses; other events change nothing.
     pub fn on_event(&mut self, event: &Event) -> Losses {
         let mut losses = Losses::default();
+        self.census = None;
         match event {
             Event::TaskSigterm { arn, .. } => {
                 if let Some(i) = self.tasks.find(arn) {
@@ -494,30 +516,24 @@ impl Workload {
         })
     }
 
-    /// Every simulated metric this workload defines, now (`tasks` as given to the last
-    /// step). Cluster metrics and pending tasks are the world's and stay unset.
+    /// Every simulated metric this workload defines, now. `tasks` is the list given to
+    /// the last step: CPU and memory are averaged over its RUNNING tasks, as counted
+    /// during that step (a list of another length, or an event since, makes it match
+    /// `tasks` afresh by ARN). Cluster metrics and pending tasks are the world's and
+    /// stay unset.
     pub fn frame(&self, tasks: &[TaskInfo]) -> Frame {
         let mut f = Frame::default();
-        let (mut running, mut routable, mut cpu, mut memory) = (0u32, 0u32, 0.0, 0.0);
-        for (i, t) in tasks.iter().enumerate() {
-            let slot = self.tasks.slot_of(i, t).filter(|s| s.live);
-            if slot.is_some_and(|s| s.routable) {
-                routable += 1;
-            }
-            if t.status == capstan_aws_api::TaskStatus::Running {
-                running += 1;
-                let (c, m) = self
-                    .model
-                    .usage(slot.map_or(0, |s| s.busy).min(u64::from(u32::MAX)) as u32);
-                cpu += c;
-                memory += m;
-            }
-        }
+        let c = match self.census {
+            Some(c) if c.tasks == tasks.len() => c,
+            _ => self.census(tasks, false),
+        };
+        let running = c.running;
         f.set(SimMetric::RunningTasks, f64::from(running));
         if running > 0 {
-            f.set(SimMetric::Cpu, cpu / f64::from(running));
-            f.set(SimMetric::Memory, memory / f64::from(running));
+            f.set(SimMetric::Cpu, c.cpu / f64::from(running));
+            f.set(SimMetric::Memory, c.memory / f64::from(running));
         }
+        let routable = c.routable;
         let window = self.t.min(60.0);
         if window > 0.0 {
             f.set(SimMetric::RequestRate, self.arrived_60.total() / window);
@@ -587,6 +603,39 @@ impl Workload {
     /// Counts since the start, and the work held now.
     pub fn totals(&self) -> Totals {
         self.totals
+    }
+
+    /// Counts running and routable tasks of `tasks` and sums CPU and memory over the
+    /// running ones. `by_position`: `tasks` is the list the last sync matched, entry for
+    /// entry (no ARN comparison needed).
+    fn census(&self, tasks: &[TaskInfo], by_position: bool) -> Census {
+        let mut c = Census {
+            tasks: tasks.len(),
+            ..Census::default()
+        };
+        for (i, t) in tasks.iter().enumerate() {
+            let slot = if by_position {
+                self.tasks
+                    .order
+                    .get(i)
+                    .filter(|&&k| k != NONE)
+                    .map(|&k| &self.tasks.slots[k as usize])
+            } else {
+                self.tasks.slot_of(i, t)
+            }
+            .filter(|s| s.live);
+            if t.routable && slot.is_some() {
+                c.routable += 1;
+            }
+            if t.status == TaskStatus::Running {
+                c.running += 1;
+                let busy = slot.map_or(0, |s| u32::try_from(s.busy).unwrap_or(u32::MAX));
+                let (cpu, memory) = self.model.usage(busy);
+                c.cpu += cpu;
+                c.memory += memory;
+            }
+        }
+        c
     }
 
     /// Arrivals in a step of `dt` seconds at `rate` per second.

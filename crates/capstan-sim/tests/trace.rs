@@ -311,10 +311,7 @@ fn random_walks_stay_in_bounds_move_on_schedule_and_follow_the_seed() {
     for pair in a.chunks(2).skip(1) {
         assert_eq!(pair[0], pair[1]);
     }
-    assert!(
-        a.contains(&2.0) && a.contains(&8.0),
-        "reaches both bounds"
-    );
+    assert!(a.contains(&2.0) && a.contains(&8.0), "reaches both bounds");
 }
 
 #[test]
