@@ -404,7 +404,7 @@ impl Workload {
                 self.step_queue(t0, t1, n, &mut out);
                 out.slo_violated = self.queue.front().is_some_and(|r| t1 - r.arrival > slo_age);
             }
-            Model::Requests { slo_latency: _, .. } | Model::Sessions { .. } => {
+            Model::Requests { .. } | Model::Sessions { .. } => {
                 self.collect(t1, &mut out);
                 let routed = self.route(t0, t1, n);
                 self.routed_60.add(t1, routed as f64);
@@ -487,10 +487,7 @@ impl Workload {
                     }
                 }
             }
-            Event::TaskCreated { .. }
-            | Event::TaskRunning { .. }
-            | Event::InstanceActive { .. }
-            | Event::InstanceTerminated { .. } => {}
+            _ => {}
         }
         losses
     }
