@@ -167,6 +167,18 @@ impl Fixture {
             .collect()
     }
 
+    /// When the task with ARN `arn` first got SIGTERM or stopped, if it did.
+    fn stopped_at(&self, arn: &str) -> Option<Timestamp> {
+        self.events.iter().find_map(|e| match e {
+            Event::TaskSigterm { arn: a, at, .. } | Event::TaskStopped { arn: a, at, .. }
+                if a == arn =>
+            {
+                Some(*at)
+            }
+            _ => None,
+        })
+    }
+
     /// Target health of the task with ARN `arn` (`None` = not in the group).
     async fn health(&self, arn: &str) -> Option<TargetHealthState> {
         let ip = self
@@ -373,20 +385,66 @@ async fn observe_shows_victims_draining_then_stopping_until_gone() {
 }
 
 #[tokio::test]
-async fn busy_victims_are_dropped_and_the_count_drops_by_the_idle_ones_only() {
+async fn busy_victims_in_the_target_group_are_drained_and_stopped_once_idle() {
     let mut f = fixture(4, Some(lb()));
+    let live = f.live();
+    let busy = live[0].clone();
+    f.work.set(&busy, 2); // two sessions that last
+    f.target.scale_in(2, &ids(&live[..2])).await.unwrap();
+    let progress = f.target.scale_in_progress().await.unwrap();
+    assert_eq!(progress.to, 2, "the busy victim is kept in the scale-in");
+    assert_eq!(progress.victims, ids(&live[..2]));
+    assert_eq!(
+        f.health(&busy).await,
+        Some(TargetHealthState::Draining),
+        "deregistered while its work goes on"
+    );
+
+    // The idle victim drains at once; the busy one holds the scale-in until its work
+    // ends: nothing is stopped and the count is not lowered meanwhile.
+    for _ in 0..12 {
+        f.run(10);
+        let o = f.observe().await;
+        assert_eq!(o.capacity.desired, 2);
+        assert_eq!(state_of(&o, &busy), Some(TaskState::Draining));
+        assert_eq!(f.health(&live[1]).await, None);
+        assert_eq!(f.health(&busy).await, Some(TargetHealthState::Draining));
+        assert_eq!(f.desired_in_world(), 4);
+        assert!(f.stopped().is_empty());
+        assert!(f.protection().await.is_empty());
+    }
+
+    // The sessions end: the target leaves the group, the victims stop.
+    let work_ended = f.clock.now();
+    f.work.set(&busy, 0);
+    assert_eq!(f.health(&busy).await, None, "drained once idle");
+    f.observe().await;
+    assert_eq!(f.desired_in_world(), 2);
+    f.run(60);
+    let o = f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(f.stopped(), live[..2].iter().cloned().collect());
+    assert!(
+        f.stopped_at(&busy).unwrap() >= work_ended,
+        "never stopped busy"
+    );
+    assert_eq!((o.capacity.desired, o.capacity.running), (2, 2));
+    assert!(f.protection().await.is_empty());
+    for arn in &live[2..] {
+        assert_eq!(f.health(arn).await, Some(TargetHealthState::Healthy));
+    }
+}
+
+#[tokio::test]
+async fn busy_victims_without_a_target_group_are_refused_and_only_idle_ones_stop() {
+    let mut f = fixture(4, None);
     let live = f.live();
     f.work.set(&live[0], 1);
     f.target.scale_in(2, &ids(&live[..2])).await.unwrap();
-    let progress = f.target.scale_in_progress().await.unwrap();
-    assert_eq!(progress.to, 3, "only the idle victim is stopped");
-    assert_eq!(progress.victims, ids(&live[1..2]));
-    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Healthy));
-    f.run(6);
-    f.observe().await;
+    assert_eq!(f.desired_in_world(), 3, "only the idle victim is scaled in");
     f.run(60);
     f.observe().await;
-    assert_eq!(f.desired_in_world(), 3);
+    assert!(f.target.scale_in_progress().await.is_none());
     assert_eq!(f.stopped(), BTreeSet::from([live[1].clone()]));
 
     // Only busy victims: nothing starts, and the reason says why.
@@ -396,15 +454,18 @@ async fn busy_victims_are_dropped_and_the_count_drops_by_the_idle_ones_only() {
     }
     let err = f.target.scale_in(1, &ids(&live[..2])).await.unwrap_err();
     assert!(
-        matches!(&err, TargetError::Failed { reason, .. } if reason.contains("busy")),
+        matches!(&err, TargetError::Failed { reason, .. }
+            if reason.contains("busy, and no target group to drain it from")),
         "{err}"
     );
     assert_eq!(f.desired_in_world(), 3);
     assert!(f.target.scale_in_progress().await.is_none());
+    f.run(60);
+    assert_eq!(f.stopped().len(), 1);
 }
 
 #[tokio::test]
-async fn victim_that_gets_work_while_draining_is_registered_again_and_kept() {
+async fn victim_that_gets_work_while_draining_waits_until_it_is_idle() {
     let mut f = fixture(4, Some(lb()));
     let live = f.live();
     f.target.scale_in(2, &ids(&live[..2])).await.unwrap();
@@ -413,14 +474,107 @@ async fn victim_that_gets_work_while_draining_is_registered_again_and_kept() {
     f.run(4);
     f.observe().await;
     let progress = f.target.scale_in_progress().await.unwrap();
-    assert_eq!(progress.victims, ids(&live[1..2]));
-    assert_eq!(f.desired_in_world(), 3, "the other victim went on");
-    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Initial));
+    assert_eq!(progress.victims, ids(&live[..2]), "both stay victims");
+    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Draining));
+    assert_eq!(f.health(&live[1]).await, None);
+    f.run(30);
+    f.observe().await;
+    assert_eq!(f.desired_in_world(), 4, "waits for the session to end");
+    assert!(f.stopped().is_empty());
+
+    let work_ended = f.clock.now();
+    f.work.set(&live[0], 0);
+    f.observe().await;
+    assert_eq!(f.desired_in_world(), 2);
     f.run(60);
     f.observe().await;
-    assert_eq!(f.health(&live[0]).await, Some(TargetHealthState::Healthy));
-    assert_eq!(f.stopped(), BTreeSet::from([live[1].clone()]));
     assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(f.stopped(), live[..2].iter().cloned().collect());
+    assert!(f.stopped_at(&live[0]).unwrap() >= work_ended);
+}
+
+#[tokio::test]
+async fn a_busy_victim_already_out_of_the_group_waits_for_its_work_to_end() {
+    let tg = TargetGroupSpec {
+        deregistration_delay: Duration::from_secs(60),
+        ..lb()
+    };
+    let mut f = fixture(3, Some(tg));
+    let live = f.live();
+    let victim = live[0].clone();
+    f.work.set(&victim, 1);
+    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    f.run(30);
+    f.observe().await;
+    assert_eq!(f.health(&victim).await, Some(TargetHealthState::Draining));
+    f.run(31);
+    assert_eq!(
+        f.health(&victim).await,
+        None,
+        "the deregistration delay is over"
+    );
+    f.observe().await;
+    f.run(60);
+    let o = f.observe().await;
+    assert_eq!(
+        f.target.scale_in_progress().await.unwrap().victims,
+        ids(&live[..1]),
+        "not dropped: it waits for its work"
+    );
+    assert_eq!(state_of(&o, &victim), Some(TaskState::Draining));
+    assert_eq!(f.desired_in_world(), 3);
+    assert!(f.stopped().is_empty());
+
+    let work_ended = f.clock.now();
+    f.work.set(&victim, 0);
+    f.observe().await;
+    assert_eq!(f.desired_in_world(), 2);
+    f.run(60);
+    f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(f.stopped(), BTreeSet::from([victim.clone()]));
+    assert!(f.stopped_at(&victim).unwrap() >= work_ended);
+}
+
+#[tokio::test]
+async fn a_victim_whose_work_never_ends_is_put_back_at_the_drain_timeout() {
+    // The target leaves the group after 60 s, the drain timeout is 120 s.
+    let tg = TargetGroupSpec {
+        deregistration_delay: Duration::from_secs(60),
+        ..lb()
+    };
+    let mut f = fixture_with(4, Some(tg), |s| s.drain_timeout = Duration::from_secs(120));
+    let live = f.live();
+    let endless = live[0].clone();
+    f.work.set(&endless, 3);
+    f.target.scale_in(2, &ids(&live[..2])).await.unwrap();
+    for _ in 0..11 {
+        f.run(10);
+        f.observe().await;
+        assert_eq!(f.target.scale_in_progress().await.unwrap().victims.len(), 2);
+        assert_eq!(f.desired_in_world(), 4);
+    }
+    f.run(9); // 119 s
+    f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_some());
+    assert_eq!(f.health(&endless).await, None);
+
+    f.run(1); // 120 s: put back; the other victim goes on
+    f.observe().await;
+    assert_eq!(f.health(&endless).await, Some(TargetHealthState::Initial));
+    assert_eq!(
+        f.desired_in_world(),
+        3,
+        "the idle victim alone is scaled in"
+    );
+    f.run(60);
+    let o = f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(f.stopped(), BTreeSet::from([live[1].clone()]));
+    assert_eq!(state_of(&o, &endless), Some(TaskState::Running));
+    assert_eq!(f.health(&endless).await, Some(TargetHealthState::Healthy));
+    assert!(f.protection().await.is_empty());
+    assert_eq!(o.capacity.desired, 3);
 }
 
 #[tokio::test]
@@ -441,21 +595,33 @@ async fn victim_the_app_protects_while_draining_is_registered_again_and_kept() {
     assert_eq!(f.protection().await.len(), 1, "the app's protection stays");
 }
 
+/// Scale-in of `a` to 2, dropped because the app protects it while registering it
+/// again fails: `a` ends up out of the group, owed a registration, and unprotected.
+async fn dropped_with_registration_owed(f: &mut Fixture, a: &str) {
+    let one = [a.to_owned()];
+    f.target.scale_in(2, &ids(&one)).await.unwrap();
+    f.world
+        .update_task_protection(CLUSTER, &one, Some(30))
+        .await
+        .unwrap();
+    f.world
+        .inject_fault(FaultRule::always("RegisterTargets", AwsErrorKind::Server));
+    f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(f.health(a).await, Some(TargetHealthState::Draining));
+    f.world
+        .update_task_protection(CLUSTER, &one, None)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_victim_kept_earlier_and_chosen_again_stays_out_of_the_group() {
     let mut f = fixture(3, Some(lb()));
     let live = f.live();
     let a = live[0].clone();
-    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
-    // It gets busy while draining, but registering it again fails for now.
-    f.work.set(&a, 1);
-    f.world
-        .inject_fault(FaultRule::always("RegisterTargets", AwsErrorKind::Server));
-    f.observe().await;
-    assert!(f.target.scale_in_progress().await.is_none());
-    assert_eq!(f.health(&a).await, Some(TargetHealthState::Draining));
-    // Idle again and chosen again: it is not registered behind the new scale-in's back.
-    f.work.set(&a, 0);
+    dropped_with_registration_owed(&mut f, &a).await;
+    // Chosen again: it is not registered behind the new scale-in's back.
     f.world.clear_faults();
     f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
     assert_eq!(f.health(&a).await, Some(TargetHealthState::Draining));
@@ -465,6 +631,37 @@ async fn a_victim_kept_earlier_and_chosen_again_stays_out_of_the_group() {
     f.observe().await;
     assert_eq!(f.stopped(), BTreeSet::from([a]));
     assert_eq!(f.desired_in_world(), 2);
+}
+
+#[tokio::test]
+async fn a_victim_chosen_again_after_it_left_the_group_is_registered_again_if_kept() {
+    let mut f = fixture(3, Some(lb()));
+    let live = f.live();
+    let a = live[0].clone();
+    dropped_with_registration_owed(&mut f, &a).await;
+    f.run(6);
+    assert_eq!(f.health(&a).await, None, "idle: out of the group");
+    // Chosen again while out of the group (the first protection call fails, so the
+    // count is not lowered at once), then protected by the app again: the
+    // registration owed from the first time is paid now.
+    f.world.clear_faults();
+    f.world.inject_fault(FaultRule::times(
+        "UpdateTaskProtection",
+        AwsErrorKind::Server,
+        1,
+    ));
+    f.target.scale_in(2, &ids(&live[..1])).await.unwrap();
+    assert_eq!(f.desired_in_world(), 3);
+    f.world
+        .update_task_protection(CLUSTER, &live[..1], Some(30))
+        .await
+        .unwrap();
+    f.observe().await;
+    assert!(f.target.scale_in_progress().await.is_none());
+    assert_eq!(f.health(&a).await, Some(TargetHealthState::Initial));
+    f.run(60);
+    assert!(f.stopped().is_empty());
+    assert_eq!(f.health(&a).await, Some(TargetHealthState::Healthy));
 }
 
 /// ECS as the world models it, except that lowering the desired count has no effect:
@@ -855,24 +1052,70 @@ async fn shutdown_while_draining_registers_the_victims_again_and_keeps_the_count
     assert!(statuses.iter().all(|s| *s == TaskStatus::Running));
 }
 
-/// Drives one scale-in to its end, with AWS failing 20 % of all calls when `faulty`,
-/// and checks what must always hold.
-fn scale_in_case(seed: u64, n: u32, busy_mask: u32, drop: u32, faulty: bool) {
+/// Work a task holds in the property test: `amount` sessions from `start` seconds,
+/// ending at `end` (never if `None`).
+#[derive(Debug, Clone)]
+struct WorkItem {
+    task: usize,
+    amount: u32,
+    start: u64,
+    end: Option<u64>,
+}
+
+/// How long the property test lets a scale-in drain before giving up on a victim.
+const PROP_DRAIN_TIMEOUT: u64 = 200;
+
+/// The work each task holds now: the items started (and taken) and not yet ended.
+fn work_now(items: &[(WorkItem, bool)], arns: &[String], now: u64) -> HashMap<String, u32> {
+    let mut out: HashMap<String, u32> = arns.iter().map(|a| (a.clone(), 0)).collect();
+    for (item, taken) in items {
+        let active = *taken && item.start <= now && item.end.is_none_or(|e| now < e);
+        if active && let Some(arn) = arns.get(item.task) {
+            *out.entry(arn.clone()).or_default() += item.amount;
+        }
+    }
+    out
+}
+
+/// Drives one scale-in to its end with work starting and ending on the tasks (new
+/// work lands only where the load balancer routes), and AWS failing 20 % of all calls
+/// when `faulty`; checks what must always hold.
+fn scale_in_case(
+    seed: u64,
+    n: u32,
+    items: Vec<WorkItem>,
+    drop: u32,
+    tg: Option<TargetGroupSpec>,
+    faulty: bool,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut f = build(seed, n, Some(lb()), |_| {});
-        let live = f.live();
-        let busy: BTreeSet<String> = live
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| busy_mask & (1 << i) != 0)
-            .map(|(_, a)| a.clone())
+        let with_tg = tg.is_some();
+        let mut f = build(seed, n, tg, |s| {
+            s.drain_timeout = Duration::from_secs(PROP_DRAIN_TIMEOUT);
+        });
+        let arns = f.live();
+        // Work at the start is always taken; later work only if the load balancer
+        // sends it to the task then (healthy in the group, or deregistered less than
+        // the routing lag ago), decided when it starts.
+        let mut items: Vec<(WorkItem, bool)> = items
+            .into_iter()
+            .filter(|i| i.task < arns.len())
+            .map(|i| {
+                let taken = i.start == 0;
+                (i, taken)
+            })
             .collect();
-        for arn in &busy {
-            f.work.set(arn, 1);
-        }
+        let apply = |f: &Fixture, items: &[(WorkItem, bool)], t: u64| {
+            for (arn, w) in work_now(items, &arns, t) {
+                if f.work.work(&arn) != w {
+                    f.work.set(&arn, w);
+                }
+            }
+        };
+        apply(&f, &items, 0);
         if faulty {
             f.world.inject_fault(FaultRule {
                 operation: None,
@@ -887,46 +1130,99 @@ fn scale_in_case(seed: u64, n: u32, busy_mask: u32, drop: u32, faulty: bool) {
             }
         };
         let victims = victim::choose(&observed.tasks, drop as usize);
-        let idle: BTreeSet<String> = victims
+        let victim_set: BTreeSet<String> = victims.iter().map(|v| v.0.clone()).collect();
+        // Fit: every victim with a target group (all are registered), only idle ones
+        // without. Those whose work ends (before the drain timeout) must stop.
+        let fit: Vec<String> = victims
             .iter()
             .map(|v| v.0.clone())
-            .filter(|v| !busy.contains(v))
+            .filter(|v| with_tg || f.work.work(v) == 0)
+            .collect();
+        let endless: BTreeSet<usize> = items
+            .iter()
+            .filter(|(i, taken)| *taken && i.end.is_none())
+            .map(|(i, _)| i.task)
+            .collect();
+        let must_stop: BTreeSet<String> = fit
+            .iter()
+            .filter(|v| {
+                !arns
+                    .iter()
+                    .position(|a| a == *v)
+                    .is_some_and(|i| endless.contains(&i))
+            })
+            .cloned()
             .collect();
         loop {
             match f.target.scale_in(n - drop, &victims).await {
                 Ok(()) => break,
                 Err(TargetError::Failed { reason, .. }) if reason.contains("no victim") => {
-                    assert!(idle.is_empty(), "{reason}");
+                    assert!(fit.is_empty(), "{reason}");
                     break;
                 }
                 Err(e) => assert!(e.to_string().contains("injected fault"), "{e}"),
             }
         }
-        for _ in 0..120 {
+
+        let mut seen = 0;
+        let mut check_stops = |f: &Fixture| {
+            for e in &f.events[seen..] {
+                if let Event::TaskSigterm { arn, .. } | Event::TaskStopped { arn, .. } = e {
+                    assert_eq!(f.work.work(arn), 0, "{arn} stopped while it had work");
+                    assert!(victim_set.contains(arn), "{arn} stopped but not a victim");
+                }
+            }
+            seen = f.events.len();
+        };
+        let horizon = PROP_DRAIN_TIMEOUT + 120;
+        for t in 0..horizon {
+            if t > 0 {
+                for (item, taken) in &mut items {
+                    if item.start == t && with_tg {
+                        *taken = f
+                            .world
+                            .tasks(CLUSTER, SERVICE)
+                            .iter()
+                            .any(|w| w.arn == arns[item.task] && w.routable);
+                    }
+                }
+                apply(&f, &items, t);
+            }
+            if t % 2 == 0 {
+                let _ = f.target.observe().await;
+            }
             f.run(1);
-            let _ = f.target.observe().await;
+            check_stops(&f);
         }
         f.world.clear_faults();
         f.observe().await;
+        f.run(60);
+        check_stops(&f);
         f.observe().await;
+        f.run(1);
+        check_stops(&f);
 
         assert!(f.target.scale_in_progress().await.is_none());
         let stopped = f.stopped();
-        assert!(stopped.is_disjoint(&busy), "a busy task was stopped");
-        assert_eq!(stopped, idle, "exactly the idle victims stopped");
-        let want = if idle.is_empty() {
-            n
-        } else {
-            n - count(idle.len())
-        };
-        assert_eq!(f.desired_in_world(), want);
+        assert!(stopped.is_subset(&victim_set), "only victims stop");
+        assert_eq!(
+            stopped, must_stop,
+            "every fit victim whose work ended stopped"
+        );
+        assert_eq!(
+            f.desired_in_world(),
+            n - count(stopped.len()),
+            "the count dropped by exactly the victims stopped"
+        );
         assert!(f.protection().await.is_empty(), "no protection left");
-        for arn in f.live() {
-            assert_eq!(
-                f.health(&arn).await,
-                Some(TargetHealthState::Healthy),
-                "every task that stays serves"
-            );
+        if with_tg {
+            for arn in f.live() {
+                assert_eq!(
+                    f.health(&arn).await,
+                    Some(TargetHealthState::Healthy),
+                    "every task that stays serves"
+                );
+            }
         }
     });
 }
@@ -935,21 +1231,62 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap()
 }
 
+/// Work on the tasks: some from the start (ending before the drain timeout, or
+/// never), some arriving later for a while.
+fn work_items() -> impl proptest::strategy::Strategy<Value = Vec<WorkItem>> {
+    use proptest::prelude::*;
+    let at_start = (
+        0usize..10,
+        1u32..4,
+        proptest::option::weighted(0.8, 1u64..150),
+    )
+        .prop_map(|(task, amount, end)| WorkItem {
+            task,
+            amount,
+            start: 0,
+            end,
+        });
+    let later =
+        (0usize..10, 1u32..4, 1u64..300, 1u64..60).prop_map(|(task, amount, start, len)| {
+            WorkItem {
+                task,
+                amount,
+                start,
+                end: Some(start + len),
+            }
+        });
+    (
+        proptest::collection::vec(at_start, 0..8),
+        proptest::collection::vec(later, 0..6),
+    )
+        .prop_map(|(mut a, b)| {
+            a.extend(b);
+            a
+        })
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
 
-    /// Whatever the busy tasks and the drop, with or without AWS failing a fifth of
-    /// the calls: no busy task stops, exactly the idle victims stop, the count drops
-    /// by them once, no protection or deregistered survivor is left behind.
+    /// Whatever the work on the tasks and the drop, with or without a target group and
+    /// with or without AWS failing a fifth of the calls: no task is stopped while it
+    /// has work, only victims stop, every fit victim whose work ends stops, the count
+    /// drops by exactly the victims stopped, and no protection or deregistered
+    /// survivor is left behind.
     #[test]
-    fn scale_in_stops_only_idle_victims_even_when_aws_fails(
+    fn scale_in_never_stops_a_task_with_work_even_when_aws_fails(
         seed in 0u64..1000,
         n in 2u32..10,
-        busy_mask in 0u32..1024,
+        items in work_items(),
         drop_pick in 1u32..10,
+        delay in proptest::option::of(10u64..400),
         faulty in proptest::bool::ANY,
     ) {
         let drop = 1 + drop_pick % (n - 1);
-        scale_in_case(seed, n, busy_mask, drop, faulty);
+        let tg = delay.map(|d| TargetGroupSpec {
+            deregistration_delay: Duration::from_secs(d),
+            ..lb()
+        });
+        scale_in_case(seed, n, items, drop, tg, faulty);
     }
 }

@@ -31,23 +31,34 @@
 //!
 //! Lowering `desiredCount` alone lets ECS pick which tasks stop, blind to who is
 //! connected (AWS-SEMANTICS §4). This target stops exactly the victims it is given, and
-//! only idle ones:
+//! only once they are idle: it drains them until idle. With steady traffic a task in
+//! the load balancer is never idle, so a victim's work is let to end after the load
+//! balancer stops sending it new work:
 //!
-//! 1. keep the victims that are RUNNING, idle (no work) and not protected by someone
-//!    else; the desired count drops only by the number kept (never below the asked
-//!    count);
-//! 2. with a target group: deregister the victims (their private IP, the port the
-//!    group reports) and wait, checked on each observation, until each victim's target
-//!    is `unused` or gone. A victim still draining after `drain_timeout`, or that got
-//!    work meanwhile, is registered again and dropped from the scale-in;
-//! 3. protect every other task of the service for `protect_minutes`
-//!    (`UpdateTaskProtection`, at most 10 per call; a task that is gone meanwhile is
-//!    skipped), then lower `desiredCount` so ECS stops exactly the unprotected victims.
-//!    Once the victims are no longer running, release the protection this scale-in
-//!    added — only that: a task the application protected itself keeps its protection.
-//!    If ECS ends up keeping a victim (someone else raised the count), the victim is
-//!    registered again; if the victims are still running when the protection lapses,
-//!    the scale-in gives up the same way.
+//! 1. keep the victims, in the order given, that are RUNNING and not protected by
+//!    someone else, and either idle (no work) or drainable: the target has a target
+//!    group and the victim is registered in it (not `unused`). Without a target group
+//!    (e.g. queue workers) nothing keeps new work off a busy victim, so only idle ones
+//!    are kept ("busy, and no target group to drain it from"). The desired count drops
+//!    only by the number kept (never below the asked count);
+//! 2. with a target group: deregister the victims (their private IP, on every port the
+//!    group reports) and wait, checked on each observation, until each victim is
+//!    drained: its targets are `unused` or gone AND its work is 0 (its requests
+//!    finished, its sessions ended; once deregistered only the load balancer's short
+//!    routing lag can bring it new work). A victim with work whose targets are already
+//!    `unused` keeps waiting. A victim still draining `drain_timeout` after its
+//!    deregistration is registered again and dropped from the scale-in (kept running),
+//!    so no session or request is ever cut off: a victim whose work never ends is
+//!    simply not stopped. A victim the application protects meanwhile, or one without
+//!    targets that gets work, is registered again and dropped too;
+//! 3. once every victim left is drained, protect every other task of the service for
+//!    `protect_minutes` (`UpdateTaskProtection`, at most 10 per call; a task that is
+//!    gone meanwhile is skipped), then lower `desiredCount` so ECS stops exactly the
+//!    unprotected victims. Once the victims are no longer running, release the
+//!    protection this scale-in added — only that: a task the application protected
+//!    itself keeps its protection. If ECS ends up keeping a victim (someone else raised
+//!    the count), the victim is registered again; if the victims are still running
+//!    when the protection lapses, the scale-in gives up the same way.
 //!
 //! While an ECS deployment is in progress, scale-in is held as AWS holds it
 //! (AWS-SEMANTICS §1): a new scale-in fails, and one in progress waits before lowering
@@ -65,7 +76,7 @@
 //! Only IP target groups (awsvpc networking: Fargate, or EC2 with awsvpc) are drained
 //! by this target: a victim is found in the group by its private IP. A victim that is
 //! not registered in the group (no private IP, instance targets) has nothing to drain
-//! here; ECS still deregisters it when it stops it.
+//! here, so it is stopped only if idle; ECS still deregisters it when it stops it.
 
 mod calls;
 mod scale_in;
@@ -98,8 +109,9 @@ pub struct EcsTargetSpec {
     /// How long the tasks that must survive a scale-in are protected while ECS stops
     /// the victims (1 to 2880 minutes; default 10).
     pub protect_minutes: u32,
-    /// How long to wait for a victim's target to drain before giving up on that victim
-    /// (it is registered again and kept; default 10 minutes).
+    /// How long to wait, from its deregistration, for a victim to drain (out of the
+    /// target group and idle) before giving up on that victim (it is registered again
+    /// and kept running; default 10 minutes).
     pub drain_timeout: Duration,
 }
 

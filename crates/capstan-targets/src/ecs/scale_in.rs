@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use capstan_aws_api::{Ecs, Elb, TargetHealthState, TargetRef};
+use capstan_aws_api::{Ecs, Elb, TargetHealth, TargetHealthState, TargetRef};
 use capstan_core::Timestamp;
 use capstan_core::clock::elapsed;
 use capstan_core::model::TaskId;
@@ -137,17 +137,72 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Why a victim asked for is not kept.
-fn unfit(snap: &Snapshot, arn: &str, work: u32, ours: &BTreeSet<String>) -> Option<&'static str> {
+/// Whether a victim can be drained from the load balancer: deregistered, it gets no
+/// new work while the work it holds ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// It is registered in the target group.
+    Registered,
+    /// The target has no target group (e.g. queue workers): nothing keeps new work off
+    /// the victim.
+    NoGroup,
+    /// The target group does not have it (no private IP, instance targets, or already
+    /// `unused`).
+    Unregistered,
+}
+
+impl Drain {
+    /// How a victim with `targets` deregistered (or to deregister) can be drained.
+    fn of(targets: &[TargetRef], has_group: bool) -> Self {
+        if !targets.is_empty() {
+            Self::Registered
+        } else if has_group {
+            Self::Unregistered
+        } else {
+            Self::NoGroup
+        }
+    }
+}
+
+/// Why a victim is not fit to stop: not running, protected by someone else (not in
+/// `ours`), or busy with no target group to drain it from. A busy victim in the target
+/// group is fit: it is drained until idle.
+fn unfit(
+    snap: &Snapshot,
+    arn: &str,
+    work: u32,
+    drain: Drain,
+    ours: &BTreeSet<String>,
+) -> Option<&'static str> {
     if !snap.is_running(arn) {
         Some("not running")
-    } else if work > 0 {
-        Some("busy")
     } else if snap.protected.contains(arn) && !ours.contains(arn) {
         Some("protected")
-    } else {
+    } else if work == 0 {
         None
+    } else {
+        match drain {
+            Drain::Registered => None,
+            Drain::NoGroup => Some("busy, and no target group to drain it from"),
+            Drain::Unregistered => {
+                Some("busy, and not registered in the target group to drain it from")
+            }
+        }
     }
+}
+
+/// The targets of the live task `arn` in the target group (`health`), on every port the
+/// group has it, except `unused` ones: what deregistering it drains. Found by its
+/// private IP.
+fn targets_of(snap: &Snapshot, health: &[TargetHealth], arn: &str) -> Vec<TargetRef> {
+    let Some(ip) = snap.live_task(arn).and_then(|t| t.private_ip.as_deref()) else {
+        return Vec::new();
+    };
+    health
+        .iter()
+        .filter(|h| h.target.id == ip && h.state != TargetHealthState::Unused)
+        .map(|h| h.target.clone())
+        .collect()
 }
 
 impl<E: Ecs, L: Elb> EcsTarget<E, L> {
@@ -228,22 +283,31 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                 svc.name
             )));
         }
-        let kept = self.keep_victims(state, &snap, desired, victims)?;
-        for arn in &kept {
-            // A victim kept by an earlier scale-in and not yet registered again stays
-            // out of the group now.
-            state.cleanup.reregister.remove(arn);
-        }
+        let health = self.group_health().await?;
+        let kept = self.keep_victims(state, &snap, health.as_deref(), desired, victims)?;
+        let live: Vec<TargetRef> = kept.iter().flat_map(|(_, t)| t.iter().cloned()).collect();
+        self.deregister(&live).await?;
         let now = self.clock.now();
-        let mut chosen = Vec::with_capacity(kept.len());
-        let targets = self.deregister(&snap, &kept).await?;
-        for (arn, targets) in kept.into_iter().zip(targets) {
-            chosen.push(Victim {
-                arn,
-                targets,
-                since: now,
-            });
-        }
+        let chosen: Vec<Victim> = kept
+            .into_iter()
+            .map(|(arn, mut targets)| {
+                // A victim kept by an earlier scale-in and not yet registered again
+                // stays out of the group now; its targets are registered again if this
+                // scale-in keeps it too.
+                if let Some(owed) = state.cleanup.reregister.remove(&arn) {
+                    for t in owed {
+                        if !targets.contains(&t) {
+                            targets.push(t);
+                        }
+                    }
+                }
+                Victim {
+                    arn,
+                    targets,
+                    since: now,
+                }
+            })
+            .collect();
         tracing::info!(
             target_name = %self.name,
             from = svc.desired,
@@ -262,26 +326,52 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         Ok(())
     }
 
-    /// The victims to keep: running, idle, not protected by someone else, no more than
-    /// the drop in desired count. Fails if none is left.
+    /// The target group's target health, `None` without a target group.
+    async fn group_health(&self) -> Result<Option<Vec<TargetHealth>>, TargetError> {
+        let Some(tg) = &self.spec.target_group else {
+            return Ok(None);
+        };
+        let Some(elb) = &self.elb else {
+            return Err(self.invalid(format!(
+                "target group {tg} is set but the target has no load balancer client"
+            )));
+        };
+        elb.describe_target_health(tg)
+            .await
+            .map(Some)
+            .map_err(|e| failed(&self.name, &e))
+    }
+
+    /// The victims to keep, in the order given, no more than the drop in desired count,
+    /// each with its targets in the target group (`health`): running, not protected by
+    /// someone else, and idle or drainable (in the target group). Fails if none is left.
     fn keep_victims(
         &self,
         state: &State,
         snap: &Snapshot,
+        health: Option<&[TargetHealth]>,
         desired: u32,
         victims: &[TaskId],
-    ) -> Result<Vec<String>, TargetError> {
+    ) -> Result<Vec<(String, Vec<TargetRef>)>, TargetError> {
         let drop = usize::try_from(snap.service.desired.saturating_sub(desired)).unwrap_or(0);
-        let mut kept: Vec<String> = Vec::new();
+        let mut kept: Vec<(String, Vec<TargetRef>)> = Vec::new();
         let mut refused = Vec::new();
         for victim in victims {
             let arn = victim.0.as_str();
-            if kept.len() == drop || kept.iter().any(|k| k == arn) {
+            if kept.len() == drop || kept.iter().any(|(k, _)| k == arn) {
                 continue;
             }
-            match unfit(snap, arn, self.work_of(arn), &state.cleanup.unprotect) {
+            let targets = health.map_or_else(Vec::new, |h| targets_of(snap, h, arn));
+            let drain = Drain::of(&targets, health.is_some());
+            match unfit(
+                snap,
+                arn,
+                self.work_of(arn),
+                drain,
+                &state.cleanup.unprotect,
+            ) {
                 Some(why) => refused.push(format!("{arn} {why}")),
-                None => kept.push(arn.to_owned()),
+                None => kept.push((arn.to_owned(), targets)),
             }
         }
         if !refused.is_empty() {
@@ -294,50 +384,23 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                 refused.join(", ")
             };
             return Err(self.fail(format!(
-                "scale-in to {desired} not started: no victim is running, idle and unprotected ({why})"
+                "scale-in to {desired} not started: no victim is running, unprotected, and idle or drainable from a target group ({why})"
             )));
         }
         Ok(kept)
     }
 
-    /// Deregisters the victims from the target group (if any): each victim's targets
-    /// (its private IP, on every port the group has it).
-    async fn deregister(
-        &self,
-        snap: &Snapshot,
-        arns: &[String],
-    ) -> Result<Vec<Vec<TargetRef>>, TargetError> {
-        let Some(tg) = &self.spec.target_group else {
-            return Ok(vec![Vec::new(); arns.len()]);
+    /// Deregisters `targets` from the target group (none: nothing to do).
+    async fn deregister(&self, targets: &[TargetRef]) -> Result<(), TargetError> {
+        let (Some(tg), Some(elb)) = (&self.spec.target_group, &self.elb) else {
+            return Ok(());
         };
-        let Some(elb) = &self.elb else {
-            return Err(self.invalid(format!(
-                "target group {tg} is set but the target has no load balancer client"
-            )));
-        };
-        let health = elb
-            .describe_target_health(tg)
-            .await
-            .map_err(|e| failed(&self.name, &e))?;
-        let per_victim: Vec<Vec<TargetRef>> = arns
-            .iter()
-            .map(|arn| {
-                let ip = snap.live_task(arn).and_then(|t| t.private_ip.as_deref());
-                health
-                    .iter()
-                    .filter(|h| Some(h.target.id.as_str()) == ip)
-                    .filter(|h| h.state != TargetHealthState::Unused)
-                    .map(|h| h.target.clone())
-                    .collect()
-            })
-            .collect();
-        let all: Vec<TargetRef> = per_victim.iter().flatten().cloned().collect();
-        if !all.is_empty() {
-            elb.deregister_targets(tg, &all)
-                .await
-                .map_err(|e| failed(&self.name, &e))?;
+        if targets.is_empty() {
+            return Ok(());
         }
-        Ok(per_victim)
+        elb.deregister_targets(tg, targets)
+            .await
+            .map_err(|e| failed(&self.name, &e))
     }
 
     /// Moves the scale-in in progress along, then pays what ended ones owe. Errors are
@@ -364,9 +427,9 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         }
     }
 
-    /// The draining phase: drops victims that stopped, got work or got protected,
-    /// waits for the others' targets to drain, then stops them. Whether the scale-in
-    /// goes on.
+    /// The draining phase: drops victims that stopped, got protected, or got work
+    /// with nothing to drain them from; waits until the others are drained (out of the
+    /// target group and idle), then stops them. Whether the scale-in goes on.
     async fn advance_draining(
         &self,
         si: &mut ScaleIn,
@@ -375,8 +438,10 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
     ) -> bool {
         let now = self.clock.now();
         let ours: BTreeSet<String> = si.added.union(&cleanup.unprotect).cloned().collect();
+        let has_group = self.spec.target_group.is_some();
         for victim in std::mem::take(&mut si.victims) {
-            match unfit(snap, &victim.arn, self.work_of(&victim.arn), &ours) {
+            let drain = Drain::of(&victim.targets, has_group);
+            match unfit(snap, &victim.arn, self.work_of(&victim.arn), drain, &ours) {
                 None => si.victims.push(victim),
                 Some(why) => {
                     tracing::info!(target_name = %self.name, task = %victim.arn, why, "victim dropped from the scale-in and kept");
@@ -399,27 +464,27 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         self.stop_victims(si, cleanup, snap, now).await
     }
 
-    /// Whether some victim's target is still draining (`None` if the target group
-    /// cannot be read now). Victims past `drain_timeout` are dropped and registered
-    /// again.
+    /// Whether some victim is still draining: its targets are not yet `unused` (or
+    /// gone), or it still has work. `None` if the target group cannot be read now.
+    /// Victims still draining `drain_timeout` after their deregistration are dropped
+    /// and registered again, so no work is ever cut off.
     async fn still_draining(
         &self,
         si: &mut ScaleIn,
         cleanup: &mut Cleanup,
         now: Timestamp,
     ) -> Option<bool> {
-        let (Some(tg), Some(elb)) = (&self.spec.target_group, &self.elb) else {
-            return Some(false);
-        };
-        if si.victims.iter().all(|v| v.targets.is_empty()) {
-            return Some(false);
-        }
-        let health = match elb.describe_target_health(tg).await {
-            Ok(health) => health,
-            Err(e) => {
-                tracing::warn!(target_name = %self.name, error = %e, "cannot check the victims' drain; trying again at the next observation");
-                return None;
+        let health = match (&self.spec.target_group, &self.elb) {
+            (Some(tg), Some(elb)) if si.victims.iter().any(|v| !v.targets.is_empty()) => {
+                match elb.describe_target_health(tg).await {
+                    Ok(health) => health,
+                    Err(e) => {
+                        tracing::warn!(target_name = %self.name, error = %e, "cannot check the victims' drain; trying again at the next observation");
+                        return None;
+                    }
+                }
             }
+            _ => Vec::new(),
         };
         let mut draining = false;
         for victim in std::mem::take(&mut si.victims) {
@@ -428,10 +493,11 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                     .iter()
                     .any(|h| h.target == *t && h.state != TargetHealthState::Unused)
             });
-            if !registered {
+            let work = self.work_of(&victim.arn);
+            if !registered && work == 0 {
                 si.victims.push(victim);
             } else if elapsed(victim.since, now) >= self.spec.drain_timeout {
-                tracing::warn!(target_name = %self.name, task = %victim.arn, timeout_s = self.spec.drain_timeout.as_secs_f64(), "victim still draining after the drain timeout: registered again and kept");
+                tracing::warn!(target_name = %self.name, task = %victim.arn, work, in_target_group = registered, timeout_s = self.spec.drain_timeout.as_secs_f64(), "victim still draining after the drain timeout: registered again and kept");
                 cleanup.reregister(victim);
             } else {
                 draining = true;
