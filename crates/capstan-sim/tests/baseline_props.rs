@@ -142,6 +142,7 @@ fn delay_of(spec: &BaselineSpec) -> i64 {
     i64::from(match spec {
         BaselineSpec::AwsTargetTracking(s) => s.publish_delay_s,
         BaselineSpec::AwsStep(s) => s.publish_delay_s,
+        BaselineSpec::AwsManagedScaling(s) => s.publish_delay_s,
     })
 }
 

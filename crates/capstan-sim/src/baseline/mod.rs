@@ -1,9 +1,14 @@
 //! Emulations of AWS's own scaling, run by the simulator on the same trace as capstan:
 //! Application Auto Scaling target tracking and step scaling, each behind the CloudWatch
-//! alarms that drive it (AWS-SEMANTICS §0–§2). The runner feeds a [`Baseline`] one
-//! [`Frame`] per simulated second with the service's running and desired counts, and
-//! calls `UpdateService` with the count it returns; ECS then picks the victims blind, as
-//! it does for AWS's own policies.
+//! alarms that drive it (AWS-SEMANTICS §0–§2), and ECS capacity provider managed scaling
+//! of an EC2 cluster's Auto Scaling group (§6). For a service, the runner feeds a
+//! [`Baseline`] one [`Frame`] per simulated second with the service's running and desired
+//! counts ([`Baseline::step`]), and calls `UpdateService` with the count it returns; ECS
+//! then picks the victims blind, as it does for AWS's own policies. For a cluster
+//! ([`Baseline::acts_on_cluster`]), the runner feeds it a [`ClusterView`] per simulated
+//! second ([`Baseline::step_cluster`]) and calls `SetDesiredCapacity` on the group with
+//! the count it returns (see the [`managed`] module for termination protection and
+//! draining).
 //!
 //! Pure and synchronous: no world, no clock of its own, time only from the `now` passed
 //! in.
@@ -60,8 +65,16 @@
 //!   scale-out leaves it.
 //! - Missing data: an alarm in `INSUFFICIENT_DATA` does nothing, and no policy scales in
 //!   when the newest datapoint is missing.
+//!
+//! # Managed scaling (§6)
+//!
+//! `CapacityProviderReservation` (instances needed over instances running, percent)
+//! tracked at `target_capacity` by `AlarmHigh` (1 of 1) and `AlarmLow` (15 of 15, and
+//! only 15 minutes after any scale-out), with the instance warm-up blocking scale-out.
+//! See [`managed`].
 
 mod cloudwatch;
+pub mod managed;
 mod step;
 mod target_tracking;
 
@@ -75,6 +88,10 @@ use crate::metric::{Frame, SimMetric};
 pub use cloudwatch::{
     Alarm, AlarmRule, AlarmState, CloudWatchMetric, Comparison, Evaluation, MissingData, PERIOD_MS,
     Statistic,
+};
+pub use managed::{
+    ClusterView, HostState, HostView, ManagedScalingSpec, Reservation, TaskGroup,
+    managed_protection,
 };
 pub use step::{AdjustmentType, AlarmSteps, MetricAggregation, StepAdjustmentSpec, StepSpec};
 pub use target_tracking::TargetTrackingSpec;
@@ -107,14 +124,19 @@ pub enum BaselineSpec {
     AwsTargetTracking(TargetTrackingSpec),
     /// Application Auto Scaling step scaling with your alarms (`kind = "aws-step"`).
     AwsStep(StepSpec),
+    /// ECS capacity provider managed scaling of an EC2 cluster's Auto Scaling group
+    /// (`kind = "aws-managed-scaling"`); driven by [`Baseline::step_cluster`].
+    AwsManagedScaling(ManagedScalingSpec),
 }
 
 impl BaselineSpec {
-    /// The `kind` tag (`aws-target-tracking`, `aws-step`), a natural run name.
+    /// The `kind` tag (`aws-target-tracking`, `aws-step`, `aws-managed-scaling`), a
+    /// natural run name.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::AwsTargetTracking(_) => "aws-target-tracking",
             Self::AwsStep(_) => "aws-step",
+            Self::AwsManagedScaling(_) => "aws-managed-scaling",
         }
     }
 
@@ -123,6 +145,7 @@ impl BaselineSpec {
         match self {
             Self::AwsTargetTracking(s) => s.validate(),
             Self::AwsStep(s) => s.validate(),
+            Self::AwsManagedScaling(s) => s.validate(),
         }
     }
 }
@@ -195,6 +218,7 @@ pub struct Baseline {
 enum Engine {
     TargetTracking(target_tracking::Engine),
     Step(step::Engine),
+    Managed(managed::Engine),
 }
 
 impl Baseline {
@@ -227,6 +251,15 @@ impl Baseline {
                     periods,
                 )
             }
+            // CapacityProviderReservation is not a service metric; CPU reservation is
+            // the closest simulated one, named for plots only.
+            BaselineSpec::AwsManagedScaling(s) => (
+                SimMetric::CpuReservation,
+                Statistic::Average,
+                s.publish_delay_s,
+                Engine::Managed(managed::Engine::new(s)),
+                LOW_DATAPOINTS,
+            ),
         };
         // The alarm windows, the periods the delay spans, the period being filled.
         let keep = periods as usize + delay_s.div_ceil(60) as usize + 2;
@@ -247,13 +280,33 @@ impl Baseline {
     }
 
     /// The metric it acts on and its target (target tracking) or threshold (step
-    /// scaling: the scale-out alarm's, else the scale-in alarm's), for plots.
+    /// scaling: the scale-out alarm's, else the scale-in alarm's), for plots. Managed
+    /// scaling acts on `CapacityProviderReservation`, which is no [`SimMetric`]: it
+    /// reports [`SimMetric::CpuReservation`] with its target capacity, and the metric
+    /// itself is [`Baseline::reservation`].
     pub fn metric(&self) -> (SimMetric, f64) {
         let level = match &self.engine {
             Engine::TargetTracking(e) => e.target(),
             Engine::Step(e) => e.threshold(),
+            Engine::Managed(e) => e.target(),
         };
         (self.metric, level)
+    }
+
+    /// Whether it scales a cluster's Auto Scaling group (managed scaling), driven by
+    /// [`Baseline::step_cluster`], rather than a service, driven by [`Baseline::step`].
+    pub fn acts_on_cluster(&self) -> bool {
+        matches!(self.engine, Engine::Managed(_))
+    }
+
+    /// Managed scaling: the `CapacityProviderReservation` of the latest
+    /// [`ClusterView`], with what it is made of. `None` for other kinds and before the
+    /// first view.
+    pub fn reservation(&self) -> Option<Reservation> {
+        match &self.engine {
+            Engine::Managed(e) => e.last(),
+            _ => None,
+        }
     }
 
     /// The `[min, max]` it keeps the desired count in.
@@ -261,6 +314,7 @@ impl Baseline {
         match &self.engine {
             Engine::TargetTracking(e) => e.bounds(),
             Engine::Step(e) => e.bounds(),
+            Engine::Managed(e) => e.bounds(),
         }
     }
 
@@ -269,6 +323,7 @@ impl Baseline {
         match &self.engine {
             Engine::TargetTracking(e) => e.alarms(),
             Engine::Step(e) => e.alarms(),
+            Engine::Managed(e) => e.alarms(),
         }
         .into_iter()
         .map(|a| (a.name(), a.state()))
@@ -279,7 +334,8 @@ impl Baseline {
     /// running and desired counts. Returns a new desired count when AWS would change it
     /// now, with the reason. Runs every alarm evaluation due since the previous call (at
     /// most one a minute), so larger steps work too; a `now` not after the previous one
-    /// is ignored.
+    /// is ignored. A managed scaling baseline does nothing here (see
+    /// [`Baseline::step_cluster`]).
     pub fn step(
         &mut self,
         now: Timestamp,
@@ -287,22 +343,73 @@ impl Baseline {
         running: u32,
         desired: u32,
     ) -> Option<BaselineAction> {
-        let now_ms = now.as_millisecond();
-        if self.last_ms.is_some_and(|last| now_ms <= last) {
+        if self.acts_on_cluster() || !self.tick(now) {
             return None;
         }
-        self.last_ms = Some(now_ms);
         self.cloudwatch.record(now, frame.get(self.metric));
+        self.evaluate_due(now, desired, |engine, at, cw, current| match engine {
+            Engine::TargetTracking(e) => e.evaluate(at, cw, running, current),
+            Engine::Step(e) => e.evaluate(at, cw, current),
+            Engine::Managed(_) => None,
+        })
+    }
+
+    /// Managed scaling, called once per simulated second with the group and its
+    /// cluster: computes `CapacityProviderReservation`, and returns the group's new
+    /// desired capacity when AWS would change it now (`to`), with the reason. Runs every
+    /// alarm evaluation due since the previous call, like [`Baseline::step`]; a `now`
+    /// not after the previous one is ignored. Other kinds do nothing here.
+    pub fn step_cluster(
+        &mut self,
+        now: Timestamp,
+        cluster: &ClusterView,
+    ) -> Option<BaselineAction> {
+        if !self.acts_on_cluster() || !self.tick(now) {
+            return None;
+        }
+        let percent = match &mut self.engine {
+            Engine::Managed(e) => e.measure(cluster),
+            _ => return None,
+        };
+        self.cloudwatch.record(now, Some(percent));
+        self.evaluate_due(
+            now,
+            cluster.desired,
+            |engine, at, cw, current| match engine {
+                Engine::Managed(e) => e.evaluate(at, cw, cluster, current),
+                _ => None,
+            },
+        )
+    }
+
+    /// Moves to `now`; false (and nothing to do) if `now` is not after the previous
+    /// call.
+    fn tick(&mut self, now: Timestamp) -> bool {
+        let now_ms = now.as_millisecond();
+        if self.last_ms.is_some_and(|last| now_ms <= last) {
+            return false;
+        }
+        self.last_ms = Some(now_ms);
+        true
+    }
+
+    /// Runs every alarm evaluation due up to `now` with `evaluate(engine, at,
+    /// datapoints, desired)`, chaining their actions; the last one wins unless it leaves
+    /// `desired` as it was.
+    fn evaluate_due(
+        &mut self,
+        now: Timestamp,
+        desired: u32,
+        mut evaluate: impl FnMut(&mut Engine, i64, &CloudWatchMetric, u32) -> Option<BaselineAction>,
+    ) -> Option<BaselineAction> {
+        let now_ms = now.as_millisecond();
         let mut next = self
             .next_eval_ms
             .unwrap_or_else(|| first_evaluation(now_ms, self.delay_ms));
         let mut current = desired;
         let mut result: Option<BaselineAction> = None;
         while next <= now_ms {
-            let action = match &mut self.engine {
-                Engine::TargetTracking(e) => e.evaluate(next, &self.cloudwatch, running, current),
-                Engine::Step(e) => e.evaluate(next, &self.cloudwatch, current),
-            };
+            let action = evaluate(&mut self.engine, next, &self.cloudwatch, current);
             if let Some(a) = action {
                 current = a.to;
                 result = Some(match result {
