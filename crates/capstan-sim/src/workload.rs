@@ -292,6 +292,8 @@ pub struct Workload {
     routed_60: Rolling,
     /// Processing seconds and count of messages completed in the last 60 s.
     processing_60: (Rolling, Rolling),
+    /// Processing seconds and count of the messages completed in the current step.
+    processed: (f64, f64),
     /// The last known mean processing time.
     last_processing: Option<f64>,
     /// Requests failed by stopped tasks since the last step (for the SLO).
@@ -334,6 +336,7 @@ impl Workload {
             arrived_60: Rolling::new(),
             routed_60: Rolling::new(),
             processing_60: (Rolling::new(), Rolling::new()),
+            processed: (0.0, 0.0),
             last_processing: None,
             event_failures: 0,
             turn: 0,
@@ -419,6 +422,9 @@ impl Workload {
         out.rejected = after.rejected - before.rejected;
         match self.model {
             Model::Queue { .. } => {
+                let (done_s, done) = std::mem::take(&mut self.processed);
+                self.processing_60.0.add(t1, done_s);
+                self.processing_60.1.add(t1, done);
                 let (secs, count) = (&self.processing_60.0, &self.processing_60.1);
                 if count.total() > 0.0 {
                     self.last_processing = Some(secs.total() / count.total());
@@ -719,10 +725,8 @@ impl Workload {
                     Model::Queue { concurrency, .. } => {
                         self.totals.in_flight -= c.count;
                         out.latencies.push((latency, c.count));
-                        self.processing_60
-                            .0
-                            .add(t1, (c.finish - c.start) * c.count as f64);
-                        self.processing_60.1.add(t1, c.count as f64);
+                        self.processed.0 += (c.finish - c.start) * c.count as f64;
+                        self.processed.1 += c.count as f64;
                         if accepting && self.totals.waiting > 0 {
                             let busy = self.tasks.slots[c.task as usize].busy;
                             let free = u64::from(concurrency).saturating_sub(busy);

@@ -568,6 +568,38 @@ fn durations_can_come_from_the_trace() {
 }
 
 #[test]
+fn a_csv_trace_drives_a_queue_with_its_processing_times() {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/traces");
+    let mut trace = Trace::open(
+        &TraceSpec::Csv {
+            path: "minutes.csv".into(),
+            processing_time_s: None,
+        },
+        &base,
+        1,
+    )
+    .unwrap();
+    let mut s = Sim::new(&queue(Dist::Trace, 100, Arrivals::Even), 1, 1);
+    s.w.check_trace(&trace).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    let length = trace.length().unwrap().as_secs();
+    for t in 0..length {
+        let demand = trace.demand_at(t as f64).unwrap();
+        for (latency, n) in s.step_with(demand).latencies {
+            *seen.entry((latency * 10.0).round() as u64).or_insert(0) += n;
+        }
+    }
+    for (latency, n) in s.run(0.0, 10).latencies {
+        *seen.entry((latency * 10.0).round() as u64).or_insert(0) += n;
+    }
+    // Minute 0: 30 messages of 6 s; minute 1: 90 of 6 s (held); minute 2: none;
+    // minute 3: 135 of 7 s.
+    assert_eq!(seen, [(60, 30 + 90), (70, 135)].into_iter().collect());
+    let end = trace.demand_at(length as f64).unwrap();
+    assert!((s.w.needed(&end) - 2.25 * 7.0 / 100.0).abs() < 1e-12);
+}
+
+#[test]
 fn a_run_is_reproducible_for_its_seed() {
     let spec = requests(
         Dist::LogNormal {
