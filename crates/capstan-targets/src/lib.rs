@@ -4,14 +4,16 @@
 //! lowers it by stopping exactly the victims the core chose
 //! ([`capstan_core::victim::choose`]). Every kind of target implements the same trait:
 //! local processes ([`process::ProcessTarget`]), ECS services ([`ecs::EcsTarget`],
-//! against AWS or the simulator's world model), EC2 clusters later, so the control loop
-//! is written once.
+//! against AWS or the simulator's world model), the hosts of EC2 clusters
+//! ([`asg::AsgTarget`]), so the control loop is written once.
 //!
 //! Module map:
 //! - [`spec`]: the typed settings of each target kind, as compiled from the config.
 //! - [`process`]: the local-process target.
 //! - [`ecs`]: the ECS service target (safe, session-aware scale-in).
+//! - [`asg`]: the EC2 cluster host target (safe host removal: drain, then terminate).
 
+pub mod asg;
 pub mod ecs;
 pub mod process;
 pub mod spec;
@@ -20,6 +22,7 @@ use std::future::Future;
 
 use capstan_core::model::{Capacity, Task, TaskId};
 
+pub use asg::{AsgTarget, AsgTargetSpec};
 pub use ecs::{EcsTarget, EcsTargetSpec, WorkCounts};
 pub use process::ProcessTarget;
 pub use spec::{ProcessSpec, SimulatedTargetSpec, TargetSpec};

@@ -1,0 +1,452 @@
+//! The EC2 cluster host target: scales the Auto Scaling group behind an ECS cluster,
+//! with the group's instances as its "tasks", through the narrow AWS traits ([`Ecs`]
+//! and [`AutoScaling`]), so the same code runs against AWS and the world model.
+//!
+//! # Observe
+//!
+//! `DescribeAutoScalingGroups` gives the group; `ListContainerInstances` and
+//! `DescribeContainerInstances` (at most 100 per call) the cluster's container
+//! instances, joined to the group's instances by EC2 instance id (container instances
+//! of other groups are ignored). One [`Task`] per instance of the group: id = EC2
+//! instance id, zone, `started_at` = launch time, `sessions` = running + pending tasks
+//! on it (so the core's victim choice prefers emptier hosts), `protected` = instance
+//! scale-in protection, and a state:
+//! - launching (`Pending`, `Pending:Wait`, or in service without an ACTIVE or
+//!   DRAINING container instance yet) → pending;
+//! - in service with an ACTIVE container instance → running;
+//! - in service with a DRAINING container instance (ours or anyone's) → draining;
+//! - terminating, or its container instance deregistering → stopping.
+//!
+//! Capacity: desired = the group's desired capacity (while a removal is in progress,
+//! the count being scaled in to), running = instances running as above, pending =
+//! instances launching.
+//!
+//! Observing also moves the removal in progress along (see below); a failed step is
+//! logged and tried again on the next observation.
+//!
+//! # Scale out
+//!
+//! A removal in progress is cancelled first (its hosts not yet terminated are set
+//! ACTIVE again). Then `SetDesiredCapacity`, at most the group's max. Refused
+//! ([`TargetError::Failed`], "warming up") while an instance of the group launched less
+//! than `warmup` ago, as ECS managed scaling does (AWS-SEMANTICS §6): its capacity is
+//! not in the metrics yet.
+//!
+//! # Safe host removal
+//!
+//! Lowering the desired capacity alone lets Auto Scaling pick the instance and kill its
+//! tasks. This target removes exactly the victims it is given, and only once their
+//! tasks run elsewhere:
+//!
+//! 1. keep the victims that are in service with an ACTIVE container instance and not
+//!    protected, no more than the drop in desired count and never below the group's
+//!    min; a launching victim has no task and is terminated at once;
+//! 2. check that every task on the victims fits on the remaining ACTIVE hosts (CPU and
+//!    memory they have left); victims whose tasks do not fit are refused (kept). Only
+//!    the container instance's totals are known, so a host's tasks are taken as equal
+//!    shares of what it reserves (exact when they are alike; ⚠ an approximation with
+//!    tasks of mixed sizes);
+//! 3. `UpdateContainerInstancesState` DRAINING (at most 10 per call): ECS replaces
+//!    their service tasks elsewhere within each service's minimum healthy percent;
+//! 4. at each observation, a victim with no task left (running, pending or still
+//!    stopping) is terminated with `TerminateInstanceInAutoScalingGroup` and
+//!    `ShouldDecrementDesiredCapacity`, so the group does not replace it. A victim
+//!    still holding tasks after `drain_timeout` is set ACTIVE again and kept; so is one
+//!    whose container instance someone set ACTIVE again or that disappeared (it cannot
+//!    be proven drained).
+//!
+//! A scale-in asked while another one is in progress fails unless it asks for the
+//! same count. The removal lives in memory: see [`Target::shutdown`].
+//!
+//! # Errors
+//!
+//! Every AWS error becomes [`TargetError::Failed`] naming the operation (e.g.
+//! `DescribeAutoScalingGroups: throttled: Rate exceeded`).
+
+mod fit;
+mod removal;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_aws_api::limits::DESCRIBE_CONTAINER_INSTANCES;
+use capstan_aws_api::{
+    AutoScaling, AutoScalingGroup, AutoScalingInstance, AwsError, ContainerInstance,
+    ContainerInstanceStatus, Ecs, InstanceLifecycleState,
+};
+use capstan_core::clock::{Clock, SystemClock};
+use capstan_core::model::{Capacity, Task, TaskId, TaskState};
+use tokio::sync::Mutex;
+
+use crate::{Observed, Target, TargetError};
+
+use removal::{Advanced, State};
+
+/// The settings of an EC2 cluster host target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsgTargetSpec {
+    /// ECS cluster name or ARN.
+    pub cluster: String,
+    /// The Auto Scaling group whose instances are the cluster's hosts.
+    pub group: String,
+    /// No new scale-out while an instance launched less than this ago (default 300 s,
+    /// ECS's `instanceWarmupPeriod`).
+    pub warmup: Duration,
+    /// How long a host may take to drain before it is set ACTIVE again and kept
+    /// (default 1 h).
+    pub drain_timeout: Duration,
+}
+
+impl AsgTargetSpec {
+    /// The default `warmup`.
+    pub const DEFAULT_WARMUP: Duration = Duration::from_secs(300);
+    /// The default `drain_timeout`.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+    /// Settings for `group` under `cluster`, with the defaults.
+    pub fn new(cluster: &str, group: &str) -> Self {
+        Self {
+            cluster: cluster.to_owned(),
+            group: group.to_owned(),
+            warmup: Self::DEFAULT_WARMUP,
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+
+    /// Checks the settings, naming the field at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cluster.is_empty() {
+            return Err("cluster: must not be empty".into());
+        }
+        if self.group.is_empty() {
+            return Err("group: must not be empty".into());
+        }
+        if self.drain_timeout.is_zero() {
+            return Err("drain_timeout: must be above 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// A host removal in progress, as [`AsgTarget::removal_in_progress`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovalProgress {
+    /// The desired capacity it scales in to.
+    pub to: u32,
+    /// The hosts (EC2 instance ids) still draining.
+    pub draining: Vec<TaskId>,
+    /// Hosts terminated by it so far.
+    pub terminated: u32,
+}
+
+/// Scales the hosts of one ECS cluster. See the [module docs](self).
+pub struct AsgTarget<E, A> {
+    /// The target's name.
+    name: String,
+    /// Settings.
+    spec: AsgTargetSpec,
+    /// ECS (container instances).
+    ecs: E,
+    /// EC2 Auto Scaling (the group).
+    asg: A,
+    /// Where "now" comes from (warm-up, drain timeout).
+    clock: Arc<dyn Clock>,
+    /// The removal in progress and the hosts still to set ACTIVE again. Held for the
+    /// whole of each operation, so operations on one target run one at a time.
+    state: Mutex<State>,
+}
+
+impl<E, A> std::fmt::Debug for AsgTarget<E, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsgTarget")
+            .field("name", &self.name)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one observation read.
+#[derive(Debug)]
+struct Snapshot {
+    /// The group.
+    group: AutoScalingGroup,
+    /// The cluster's container instances, by EC2 instance id.
+    hosts: BTreeMap<String, ContainerInstance>,
+}
+
+impl Snapshot {
+    /// The group's instance `id`, unless terminated.
+    fn instance(&self, id: &str) -> Option<&AutoScalingInstance> {
+        self.group.instances.iter().find(|i| {
+            i.instance_id == id && i.lifecycle_state != InstanceLifecycleState::Terminated
+        })
+    }
+
+    /// The container instance of EC2 instance `id`.
+    fn host(&self, id: &str) -> Option<&ContainerInstance> {
+        self.hosts.get(id)
+    }
+
+    /// The scaling state of the group's instance `i`; `None` if it is gone or in a
+    /// state capstan does not act on.
+    fn state(&self, i: &AutoScalingInstance) -> Option<TaskState> {
+        host_state(
+            i.lifecycle_state,
+            self.host(&i.instance_id).map(|h| h.status),
+        )
+    }
+}
+
+/// The scaling state of an instance in `lifecycle` whose container instance (if
+/// registered) is in `status`; `None` for a terminated instance or one in a state
+/// capstan does not act on (standby, warm pool, ...).
+pub fn host_state(
+    lifecycle: InstanceLifecycleState,
+    status: Option<ContainerInstanceStatus>,
+) -> Option<TaskState> {
+    use ContainerInstanceStatus as C;
+    use InstanceLifecycleState as L;
+    match (lifecycle, status) {
+        (L::Pending | L::PendingWait, _) => Some(TaskState::Pending),
+        (L::InService, None | Some(C::Registering)) => Some(TaskState::Pending),
+        (L::InService, Some(C::Active)) => Some(TaskState::Running),
+        (L::InService, Some(C::Draining)) => Some(TaskState::Draining),
+        (L::InService, Some(C::Deregistering | C::Inactive)) => Some(TaskState::Stopping),
+        (L::Terminating | L::TerminatingWait, _) => Some(TaskState::Stopping),
+        (L::Terminated | L::Other, _) => None,
+    }
+}
+
+/// Tasks on a container instance (running and pending).
+fn tasks_on(h: &ContainerInstance) -> u32 {
+    h.running_tasks.saturating_add(h.pending_tasks)
+}
+
+/// Whether a container instance holds no task at all: none running or pending, and
+/// nothing reserved (tasks still stopping reserve their share until STOPPED).
+fn is_empty(h: &ContainerInstance) -> bool {
+    tasks_on(h) == 0
+        && h.remaining_cpu >= h.registered_cpu
+        && h.remaining_memory >= h.registered_memory
+}
+
+/// Turns an AWS error into the target's error (the message names the operation).
+fn failed(target: &str, e: &AwsError) -> TargetError {
+    TargetError::Failed {
+        target: target.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
+    /// A target named `name` scaling `spec.group` under `spec.cluster`, calling `ecs`
+    /// and `asg`. Reads the system clock; use [`with_clock`](Self::with_clock) for
+    /// another.
+    pub fn new(name: &str, spec: AsgTargetSpec, ecs: E, asg: A) -> Self {
+        Self {
+            name: name.to_owned(),
+            spec,
+            ecs,
+            asg,
+            clock: Arc::new(SystemClock),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The same target, reading time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The settings.
+    pub fn spec(&self) -> &AsgTargetSpec {
+        &self.spec
+    }
+
+    /// The host removal in progress, if any.
+    pub async fn removal_in_progress(&self) -> Option<RemovalProgress> {
+        self.state.lock().await.progress()
+    }
+
+    /// A [`TargetError::Failed`] of this target.
+    fn fail(&self, reason: impl Into<String>) -> TargetError {
+        TargetError::Failed {
+            target: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`TargetError::Invalid`] of this target.
+    fn invalid(&self, reason: impl Into<String>) -> TargetError {
+        TargetError::Invalid {
+            target: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// `DescribeAutoScalingGroups` for the group.
+    async fn group(&self) -> Result<AutoScalingGroup, TargetError> {
+        self.asg
+            .describe_group(&self.spec.group)
+            .await
+            .map_err(|e| failed(&self.name, &e))
+    }
+
+    /// Reads the group and the cluster's container instances.
+    async fn snapshot(&self) -> Result<Snapshot, TargetError> {
+        let group = self.group().await?;
+        let arns = self
+            .ecs
+            .list_container_instances(&self.spec.cluster, None)
+            .await
+            .map_err(|e| failed(&self.name, &e))?;
+        let mut hosts = BTreeMap::new();
+        for batch in arns.chunks(DESCRIBE_CONTAINER_INSTANCES) {
+            let (found, _missing) = self
+                .ecs
+                .describe_container_instances(&self.spec.cluster, batch)
+                .await
+                .map_err(|e| failed(&self.name, &e))?;
+            hosts.extend(found.into_iter().map(|h| (h.ec2_instance_id.clone(), h)));
+        }
+        Ok(Snapshot { group, hosts })
+    }
+
+    /// The hosts and capacity to report, given what this observation's step of the
+    /// removal did after the snapshot was taken.
+    fn observed(&self, snap: &Snapshot, state: &State, done: &Advanced) -> Observed {
+        let mut capacity = Capacity {
+            desired: state
+                .reported_desired()
+                .unwrap_or_else(|| snap.group.desired.saturating_sub(done.terminated)),
+            running: 0,
+            pending: 0,
+        };
+        let tasks = snap
+            .group
+            .instances
+            .iter()
+            .filter_map(|i| {
+                let mut state = snap.state(i)?;
+                if state == TaskState::Draining && done.reactivated.contains(&i.instance_id) {
+                    state = TaskState::Running;
+                }
+                match state {
+                    TaskState::Running => capacity.running += 1,
+                    TaskState::Pending => capacity.pending += 1,
+                    _ => {}
+                }
+                Some(Task {
+                    id: TaskId(i.instance_id.clone()),
+                    started_at: i.launched_at,
+                    zone: Some(i.availability_zone.clone()),
+                    state,
+                    sessions: snap.host(&i.instance_id).map_or(0, tasks_on),
+                    protected: i.protected_from_scale_in,
+                })
+            })
+            .collect();
+        Observed { capacity, tasks }
+    }
+}
+
+impl<E: Ecs, A: AutoScaling> Target for AsgTarget<E, A> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the group and its hosts, and moves the removal in progress along (its
+    /// errors are logged and retried on the next observation).
+    async fn observe(&self) -> Result<Observed, TargetError> {
+        let mut state = self.state.lock().await;
+        let snap = self.snapshot().await?;
+        let done = self.advance(&mut state, &snap).await;
+        Ok(self.observed(&snap, &state, &done))
+    }
+
+    /// Cancels a removal in progress, then raises the group's desired capacity to
+    /// `desired` (at most its max), unless an instance is still warming up.
+    async fn scale_out(&self, desired: u32) -> Result<(), TargetError> {
+        let mut state = self.state.lock().await;
+        self.scale_out_locked(&mut state, desired).await
+    }
+
+    /// Starts the safe removal of `victims` (EC2 instance ids) of the module docs.
+    /// Returns once they are DRAINING; the rest goes on at each observation.
+    async fn scale_in(&self, desired: u32, victims: &[TaskId]) -> Result<(), TargetError> {
+        let mut state = self.state.lock().await;
+        self.scale_in_locked(&mut state, desired, victims).await
+    }
+
+    /// Leaves the group as it is. A removal in progress lives only in memory, so its
+    /// hosts still DRAINING are set ACTIVE again (their tasks already moved stay where
+    /// they are); hosts already terminated stay terminated. Best effort: errors are
+    /// logged.
+    async fn shutdown(&self) {
+        let mut state = self.state.lock().await;
+        self.abandon(&mut state).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_instance_state_maps_to_a_scaling_state() {
+        use ContainerInstanceStatus as C;
+        use InstanceLifecycleState as L;
+        let cases = [
+            (L::Pending, None, Some(TaskState::Pending)),
+            (L::PendingWait, None, Some(TaskState::Pending)),
+            (L::InService, None, Some(TaskState::Pending)),
+            (L::InService, Some(C::Registering), Some(TaskState::Pending)),
+            (L::InService, Some(C::Active), Some(TaskState::Running)),
+            (L::InService, Some(C::Draining), Some(TaskState::Draining)),
+            (
+                L::InService,
+                Some(C::Deregistering),
+                Some(TaskState::Stopping),
+            ),
+            (L::InService, Some(C::Inactive), Some(TaskState::Stopping)),
+            (L::Terminating, Some(C::Draining), Some(TaskState::Stopping)),
+            (
+                L::TerminatingWait,
+                Some(C::Active),
+                Some(TaskState::Stopping),
+            ),
+            (L::Terminated, None, None),
+            (L::Other, Some(C::Active), None),
+        ];
+        for (lifecycle, status, want) in cases {
+            assert_eq!(
+                host_state(lifecycle, status),
+                want,
+                "{lifecycle:?} {status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn spec_defaults_and_validation_name_the_field() {
+        let ok = AsgTargetSpec::new("c", "g");
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(ok.warmup, Duration::from_secs(300));
+        assert_eq!(ok.drain_timeout, Duration::from_secs(3600));
+        let mut bad = ok.clone();
+        bad.cluster.clear();
+        assert_eq!(bad.validate().unwrap_err(), "cluster: must not be empty");
+        let mut bad = ok.clone();
+        bad.group.clear();
+        assert_eq!(bad.validate().unwrap_err(), "group: must not be empty");
+        let mut bad = ok;
+        bad.drain_timeout = Duration::ZERO;
+        assert_eq!(
+            bad.validate().unwrap_err(),
+            "drain_timeout: must be above 0"
+        );
+    }
+}

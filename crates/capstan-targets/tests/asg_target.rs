@@ -1,0 +1,581 @@
+//! The EC2 cluster host target against the world model (ECS container instances and an
+//! Auto Scaling group on a virtual clock): observe, scale-out with warm-up, and the
+//! drain-then-terminate host removal.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use capstan_aws_api::{AutoScaling, AwsErrorKind, ContainerInstanceStatus, InstanceLifecycleState};
+use capstan_core::clock::{Clock, VirtualClock};
+use capstan_core::model::{TaskId, TaskState};
+use capstan_core::victim;
+use capstan_targets::asg::{AsgTarget, AsgTargetSpec};
+use capstan_targets::{Observed, Target, TargetError};
+use capstan_world::{
+    AutoScalingGroupSpec, ClusterSpec, Event, FaultRule, LaunchType, ServiceSpec, World,
+    WorldConfig,
+};
+
+const CLUSTER: &str = "default";
+const SERVICE: &str = "app";
+const GROUP: &str = "asg";
+
+struct Fixture {
+    world: World,
+    clock: VirtualClock,
+    target: AsgTarget<World, World>,
+    /// Every world event so far.
+    events: Vec<Event>,
+}
+
+/// Settings a test may change before the world is built.
+struct Setup {
+    seed: u64,
+    hosts: u32,
+    tasks: u32,
+    spec: AsgTargetSpec,
+    group: AutoScalingGroupSpec,
+    service: ServiceSpec,
+    other_group: bool,
+}
+
+fn setup(hosts: u32, tasks: u32) -> Setup {
+    Setup {
+        seed: 7,
+        hosts,
+        tasks,
+        spec: AsgTargetSpec::new(CLUSTER, GROUP),
+        group: AutoScalingGroupSpec {
+            name: GROUP.into(),
+            min: 0,
+            max: 10,
+            ..AutoScalingGroupSpec::default()
+        },
+        service: ServiceSpec {
+            cluster: CLUSTER.into(),
+            name: SERVICE.into(),
+            launch_type: LaunchType::Ec2,
+            minimum_healthy_percent: 100,
+            maximum_percent: 200,
+            ..ServiceSpec::default()
+        },
+        other_group: false,
+    }
+}
+
+impl Setup {
+    /// A cluster of `hosts` instances (4096 CPU, 7482 MiB: 3 tasks of 1024 / 2048 each)
+    /// running an EC2 service of `tasks` warm tasks, and a target for its group.
+    fn build(self) -> Fixture {
+        let clock = VirtualClock::at_epoch();
+        let world = World::new(
+            WorldConfig {
+                seed: self.seed,
+                rate_limits: false,
+                ..WorldConfig::default()
+            },
+            clock.clone(),
+        );
+        let mut groups = vec![AutoScalingGroupSpec {
+            desired: self.hosts,
+            ..self.group
+        }];
+        if self.other_group {
+            groups.push(AutoScalingGroupSpec {
+                name: "other".into(),
+                desired: 1,
+                ..AutoScalingGroupSpec::default()
+            });
+        }
+        world
+            .add_cluster(ClusterSpec {
+                name: CLUSTER.into(),
+                groups,
+            })
+            .unwrap();
+        world
+            .add_service(ServiceSpec {
+                desired: self.tasks,
+                ..self.service
+            })
+            .unwrap();
+        let target = AsgTarget::new(GROUP, self.spec, world.clone(), world.clone())
+            .with_clock(clock.clone());
+        Fixture {
+            world,
+            clock,
+            target,
+            events: Vec::new(),
+        }
+    }
+}
+
+impl Fixture {
+    /// Lets `secs` seconds pass, one at a time.
+    fn run(&mut self, secs: u64) {
+        for _ in 0..secs {
+            self.clock.advance(Duration::from_secs(1));
+            self.events.extend(self.world.advance());
+        }
+    }
+
+    async fn observe(&self) -> Observed {
+        self.target.observe().await.unwrap()
+    }
+
+    /// Instance id → (container instance status, tasks on it), for the group's hosts
+    /// and any other.
+    fn hosts(&self) -> BTreeMap<String, (ContainerInstanceStatus, usize)> {
+        self.world
+            .cluster_state(CLUSTER)
+            .unwrap()
+            .instances
+            .into_iter()
+            .map(|i| (i.ec2_instance_id, (i.status, i.tasks.len())))
+            .collect()
+    }
+
+    /// The group's instances with their lifecycle states.
+    async fn lifecycle(&self) -> BTreeMap<String, InstanceLifecycleState> {
+        self.world
+            .describe_group(GROUP)
+            .await
+            .unwrap()
+            .instances
+            .into_iter()
+            .map(|i| (i.instance_id, i.lifecycle_state))
+            .collect()
+    }
+
+    async fn group_desired(&self) -> u32 {
+        self.world.describe_group(GROUP).await.unwrap().desired
+    }
+
+    /// The host with `n` tasks (the first one, by instance id).
+    fn host_with(&self, n: usize) -> String {
+        self.hosts()
+            .into_iter()
+            .find(|(_, (_, tasks))| *tasks == n)
+            .map(|(id, _)| id)
+            .unwrap_or_else(|| panic!("a host with {n} tasks: {:?}", self.hosts()))
+    }
+
+    fn running_tasks(&self) -> u32 {
+        self.world.service_counts(CLUSTER, SERVICE).unwrap().running
+    }
+
+    fn terminated(&self, id: &str) -> usize {
+        self.events
+            .iter()
+            .filter(
+                |e| matches!(e, Event::InstanceTerminated { instance_id, .. } if instance_id == id),
+            )
+            .count()
+    }
+
+    fn killed_by_a_host(&self) -> usize {
+        self.events
+            .iter()
+            .filter(
+                |e| matches!(e, Event::TaskStopped { reason, .. } if reason.contains("terminated")),
+            )
+            .count()
+    }
+}
+
+fn failed_reason(r: Result<(), TargetError>) -> String {
+    match r {
+        Err(TargetError::Failed { target, reason }) => {
+            assert_eq!(target, GROUP);
+            reason
+        }
+        other => panic!("a Failed error expected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn observe_maps_the_groups_instances_to_tasks() {
+    let mut s = setup(3, 4);
+    s.other_group = true;
+    let mut fx = s.build();
+    let o = fx.observe().await;
+    assert_eq!(
+        (o.capacity.desired, o.capacity.running, o.capacity.pending),
+        (3, 3, 0)
+    );
+    assert_eq!(o.tasks.len(), 3, "the other group's host is not ours");
+    let ids: Vec<String> = fx.lifecycle().await.into_keys().collect();
+    let mut seen: Vec<String> = o.tasks.iter().map(|t| t.id.0.clone()).collect();
+    seen.sort();
+    assert_eq!(seen, ids);
+    let hosts = fx.hosts();
+    for t in &o.tasks {
+        assert_eq!(t.state, TaskState::Running);
+        assert_eq!(t.started_at, fx.clock.now(), "launched at the start");
+        assert!(!t.protected);
+        assert_eq!(t.sessions as usize, hosts[&t.id.0].1, "tasks on the host");
+    }
+    assert_eq!(o.tasks.iter().map(|t| t.sessions).sum::<u32>(), 4);
+    let mut zones: Vec<_> = o.tasks.iter().map(|t| t.zone.clone().unwrap()).collect();
+    zones.dedup();
+    assert_eq!(zones.len(), 3, "one host per zone");
+
+    // A launching instance is pending; protection shows.
+    fx.run(300);
+    fx.target.scale_out(4).await.unwrap();
+    fx.world
+        .set_instance_protection(GROUP, &[o.tasks[0].id.0.clone()], true)
+        .await
+        .unwrap();
+    let o = fx.observe().await;
+    assert_eq!(
+        (o.capacity.desired, o.capacity.running, o.capacity.pending),
+        (4, 3, 1)
+    );
+    let new = o
+        .tasks
+        .iter()
+        .find(|t| t.state == TaskState::Pending)
+        .unwrap();
+    assert_eq!(new.sessions, 0);
+    assert!(o.tasks[0].protected);
+    fx.run(180);
+    let o = fx.observe().await;
+    assert_eq!((o.capacity.running, o.capacity.pending), (4, 0));
+}
+
+#[tokio::test]
+async fn scale_out_launches_and_the_warm_up_blocks_the_next_one() {
+    let mut s = setup(2, 2);
+    s.group.max = 5;
+    let mut fx = s.build();
+    // The first instances launched at the start: warming for 300 s.
+    let e = failed_reason(fx.target.scale_out(3).await);
+    assert!(e.contains("warming up: instance i-"), "{e}");
+    assert!(e.contains("launched 0 s ago (warm-up 300 s)"), "{e}");
+    assert_eq!(fx.group_desired().await, 2);
+    fx.run(300);
+    fx.target.scale_out(3).await.unwrap();
+    assert_eq!(fx.group_desired().await, 3);
+    fx.run(299);
+    let e = failed_reason(fx.target.scale_out(4).await);
+    assert!(e.contains("launched 299 s ago"), "{e}");
+    assert_eq!(fx.group_desired().await, 3);
+    fx.run(1);
+    // At most the group's max.
+    fx.target.scale_out(7).await.unwrap();
+    assert_eq!(fx.group_desired().await, 5);
+    fx.run(300);
+    let e = failed_reason(fx.target.scale_out(6).await);
+    assert!(e.contains("at its max 5"), "{e}");
+    // Not a scale-in.
+    assert!(matches!(
+        fx.target.scale_out(2).await,
+        Err(TargetError::Invalid { .. })
+    ));
+    // The same count is harmless.
+    fx.target.scale_out(5).await.unwrap();
+    fx.run(180);
+    let o = fx.observe().await;
+    assert_eq!((o.capacity.desired, o.capacity.running), (5, 5));
+}
+
+/// Scale-in of one host out of three with 4 tasks (2 + 1 + 1): the chosen host's task
+/// moves, the service never drops below its 4 running tasks, the host terminates once.
+#[tokio::test]
+async fn scale_in_drains_the_chosen_host_then_terminates_it() {
+    for seed in 0..5 {
+        let mut s = setup(3, 4);
+        s.seed = seed;
+        let mut fx = s.build();
+        let o = fx.observe().await;
+        let victims = victim::choose(&o.tasks, 1);
+        let victim = victims[0].0.clone();
+        assert_eq!(fx.hosts()[&victim].1, 1, "the emptiest host is chosen");
+        fx.target.scale_in(2, &victims).await.unwrap();
+        assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Draining);
+        let o = fx.observe().await;
+        assert_eq!(o.capacity.desired, 2, "reported while removing");
+        let t = o.tasks.iter().find(|t| t.id.0 == victim).unwrap();
+        assert_eq!(t.state, TaskState::Draining);
+        assert_eq!(fx.group_desired().await, 3, "not lowered before it drains");
+        let progress = fx.target.removal_in_progress().await.unwrap();
+        assert_eq!(
+            (progress.to, progress.draining.clone()),
+            (2, victims.clone())
+        );
+        // Another count waits; the same one is fine.
+        let e = failed_reason(fx.target.scale_in(1, &[]).await);
+        assert!(e.contains("still in progress"), "{e}");
+        fx.target.scale_in(2, &victims).await.unwrap();
+
+        let mut seconds = 0;
+        while fx.terminated(&victim) == 0 && seconds < 600 {
+            fx.run(1);
+            seconds += 1;
+            assert!(
+                fx.running_tasks() >= 4,
+                "seed {seed}: below 4 running at {seconds} s"
+            );
+            let o = fx.observe().await;
+            assert!(o.capacity.desired == 2, "seed {seed}: {:?}", o.capacity);
+        }
+        assert_eq!(
+            fx.terminated(&victim),
+            1,
+            "seed {seed}: terminated in {seconds} s"
+        );
+        assert_eq!(
+            fx.killed_by_a_host(),
+            0,
+            "seed {seed}: no task died with the host"
+        );
+        assert_eq!(fx.group_desired().await, 2);
+        assert!(fx.target.removal_in_progress().await.is_none());
+        let hosts = fx.hosts();
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(hosts.values().map(|(_, n)| n).sum::<usize>(), 4);
+        let o = fx.observe().await;
+        assert_eq!(
+            (o.capacity.desired, o.capacity.running, o.tasks.len()),
+            (2, 2, 2)
+        );
+        fx.run(600);
+        assert_eq!(fx.terminated(&victim), 1, "terminated exactly once");
+        assert_eq!(fx.running_tasks(), 4);
+    }
+}
+
+#[tokio::test]
+async fn a_host_whose_tasks_do_not_fit_elsewhere_is_refused() {
+    // Two full hosts (3 + 3): neither can go.
+    let fx = setup(2, 6).build();
+    let victim = fx.host_with(3);
+    let e = failed_reason(fx.target.scale_in(1, &[TaskId(victim.clone())]).await);
+    assert!(
+        e.contains(&format!(
+            "{victim}: its 3 tasks (1024 CPU units, 2048 MiB each) do not fit"
+        )),
+        "{e}"
+    );
+    assert!(
+        fx.hosts()
+            .values()
+            .all(|(s, _)| *s == ContainerInstanceStatus::Active)
+    );
+    assert_eq!(fx.group_desired().await, 2);
+    assert!(fx.target.removal_in_progress().await.is_none());
+
+    // 2 + 2 + 1 tasks, removing two hosts: the one with 2 tasks does not fit in the 1
+    // slot left once the other victim is out of the pool; the one with 1 task does.
+    let mut fx = setup(3, 5).build();
+    let two = fx.host_with(2);
+    let one = fx.host_with(1);
+    fx.target
+        .scale_in(1, &[TaskId(two.clone()), TaskId(one.clone())])
+        .await
+        .unwrap();
+    let hosts = fx.hosts();
+    assert_eq!(hosts[&two].0, ContainerInstanceStatus::Active, "refused");
+    assert_eq!(hosts[&one].0, ContainerInstanceStatus::Draining);
+    let o = fx.observe().await;
+    assert_eq!(o.capacity.desired, 2, "one host out of the two asked for");
+    fx.run(120);
+    fx.observe().await;
+    assert_eq!(fx.terminated(&one), 0);
+    fx.run(60);
+    fx.observe().await;
+    fx.run(60);
+    assert_eq!(fx.terminated(&one), 1);
+    assert_eq!(fx.group_desired().await, 2);
+}
+
+#[tokio::test]
+async fn protected_hosts_are_refused_and_launching_ones_go_at_once() {
+    let mut fx = setup(3, 3).build();
+    let o = fx.observe().await;
+    let protected = o.tasks[0].id.clone();
+    fx.world
+        .set_instance_protection(GROUP, std::slice::from_ref(&protected.0), true)
+        .await
+        .unwrap();
+    let e = failed_reason(
+        fx.target
+            .scale_in(2, std::slice::from_ref(&protected))
+            .await,
+    );
+    assert!(e.contains("protected from scale-in"), "{e}");
+    let e = failed_reason(fx.target.scale_in(2, &[TaskId("i-nope".into())]).await);
+    assert!(e.contains("i-nope: not an instance of group asg"), "{e}");
+
+    fx.run(300);
+    fx.target.scale_out(4).await.unwrap();
+    let o = fx.observe().await;
+    let launching = o
+        .tasks
+        .iter()
+        .find(|t| t.state == TaskState::Pending)
+        .unwrap()
+        .id
+        .clone();
+    fx.target
+        .scale_in(3, std::slice::from_ref(&launching))
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.lifecycle().await.get(&launching.0),
+        Some(&InstanceLifecycleState::Terminating)
+    );
+    assert_eq!(fx.group_desired().await, 3);
+    assert!(fx.target.removal_in_progress().await.is_none());
+    let o = fx.observe().await;
+    assert_eq!(o.capacity.desired, 3);
+    let t = o.tasks.iter().find(|t| t.id == launching).unwrap();
+    assert_eq!(t.state, TaskState::Stopping);
+}
+
+#[tokio::test]
+async fn the_group_min_is_kept() {
+    let mut s = setup(2, 1);
+    s.group.min = 2;
+    let fx = s.build();
+    let o = fx.observe().await;
+    let e = failed_reason(fx.target.scale_in(1, &victim::choose(&o.tasks, 1)).await);
+    assert!(e.contains("at its min 2"), "{e}");
+}
+
+/// Replacements that never become healthy in time: the old task stays (minimum healthy
+/// 100 %), so the host never drains.
+fn slow_replacements() -> Setup {
+    let mut s = setup(2, 2);
+    s.service.startup = Duration::from_secs(7200);
+    s.spec.drain_timeout = Duration::from_secs(600);
+    s
+}
+
+#[tokio::test]
+async fn a_host_still_holding_tasks_at_the_drain_timeout_is_put_back() {
+    let mut fx = slow_replacements().build();
+    let victim = fx.host_with(1);
+    fx.target
+        .scale_in(1, &[TaskId(victim.clone())])
+        .await
+        .unwrap();
+    for _ in 0..59 {
+        fx.run(10);
+        let o = fx.observe().await;
+        assert_eq!(o.capacity.desired, 1);
+        assert!(fx.running_tasks() >= 2);
+    }
+    fx.run(9);
+    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Draining);
+    fx.run(1);
+    let o = fx.observe().await;
+    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Active);
+    assert!(fx.target.removal_in_progress().await.is_none());
+    assert_eq!(o.capacity.desired, 2);
+    assert_eq!(fx.group_desired().await, 2);
+    let t = o.tasks.iter().find(|t| t.id.0 == victim).unwrap();
+    assert_eq!(t.state, TaskState::Running);
+    fx.run(600);
+    fx.observe().await;
+    assert_eq!(fx.terminated(&victim), 0);
+    assert_eq!(fx.running_tasks(), 2);
+}
+
+#[tokio::test]
+async fn scale_out_cancels_a_removal_and_shutdown_undoes_one() {
+    let mut fx = slow_replacements().build();
+    let victim = fx.host_with(1);
+    fx.target
+        .scale_in(1, &[TaskId(victim.clone())])
+        .await
+        .unwrap();
+    fx.run(30);
+    fx.observe().await;
+    // Back to 2: the draining host is ACTIVE again, nothing launched.
+    fx.target.scale_out(2).await.unwrap();
+    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Active);
+    assert!(fx.target.removal_in_progress().await.is_none());
+    assert_eq!(fx.group_desired().await, 2);
+    assert_eq!(fx.lifecycle().await.len(), 2);
+
+    fx.target
+        .scale_in(1, &[TaskId(victim.clone())])
+        .await
+        .unwrap();
+    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Draining);
+    fx.target.shutdown().await;
+    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Active);
+    assert!(fx.target.removal_in_progress().await.is_none());
+}
+
+#[tokio::test]
+async fn aws_faults_surface_as_failed() {
+    let mut fx = setup(3, 4).build();
+    for op in [
+        "DescribeAutoScalingGroups",
+        "ListContainerInstances",
+        "DescribeContainerInstances",
+    ] {
+        fx.world
+            .inject_fault(FaultRule::always(op, AwsErrorKind::Throttling));
+        let e = match fx.target.observe().await {
+            Err(TargetError::Failed { reason, .. }) => reason,
+            other => panic!("{op}: a failure expected, got {other:?}"),
+        };
+        assert!(e.starts_with(&format!("{op}: throttled")), "{e}");
+        fx.world.clear_faults();
+    }
+    fx.run(300);
+    fx.world.inject_fault(FaultRule::times(
+        "SetDesiredCapacity",
+        AwsErrorKind::Server,
+        1,
+    ));
+    let e = failed_reason(fx.target.scale_out(4).await);
+    assert!(e.starts_with("SetDesiredCapacity: AWS server error"), "{e}");
+    assert_eq!(fx.group_desired().await, 3);
+
+    let o = fx.observe().await;
+    let victims = victim::choose(&o.tasks, 1);
+    fx.world.inject_fault(FaultRule::times(
+        "UpdateContainerInstancesState",
+        AwsErrorKind::AccessDenied,
+        1,
+    ));
+    let e = failed_reason(fx.target.scale_in(2, &victims).await);
+    assert!(
+        e.starts_with("UpdateContainerInstancesState: access denied"),
+        "{e}"
+    );
+    assert!(fx.target.removal_in_progress().await.is_none());
+    assert!(
+        fx.hosts()
+            .values()
+            .all(|(s, _)| *s == ContainerInstanceStatus::Active)
+    );
+
+    // A failing termination is retried at the next observations; the host goes once.
+    fx.target.scale_in(2, &victims).await.unwrap();
+    fx.world.inject_fault(FaultRule::times(
+        "TerminateInstanceInAutoScalingGroup",
+        AwsErrorKind::Server,
+        3,
+    ));
+    let victim = victims[0].0.clone();
+    for _ in 0..300 {
+        fx.run(1);
+        fx.observe().await;
+    }
+    assert_eq!(fx.terminated(&victim), 1);
+    assert_eq!(fx.group_desired().await, 2);
+    assert_eq!(
+        fx.world
+            .api_stats()
+            .calls("TerminateInstanceInAutoScalingGroup"),
+        4,
+        "3 failed, 1 done"
+    );
+}
