@@ -187,6 +187,18 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<Summary, SimError> {
     let seed = options.seed.unwrap_or(scenario.seed);
+    // The workload and the trace are checked even when a run is missing, so a bad
+    // scenario never gets as far as a first step.
+    Workload::new(&scenario.workload, seed)
+        .map_err(|e| SimError::Invalid(format!("{}: workload: {e}", scenario.origin)))?;
+    Trace::open(&scenario.trace, &scenario.base_dir, seed)
+        .map_err(|e| SimError::Invalid(format!("{}: trace: {e}", scenario.origin)))?;
+    if capstan.is_empty() && scenario.baselines.is_empty() {
+        return Err(SimError::Invalid(format!(
+            "{}: nothing to run: no capstan config and no baselines",
+            scenario.origin
+        )));
+    }
     if let Some(dir) = &options.out {
         std::fs::create_dir_all(dir).map_err(|e| {
             SimError::Report(format!(
@@ -411,10 +423,10 @@ impl Run {
             self.recorder
                 .record(&rec)
                 .map_err(|e| SimError::Report(e.to_string()))?;
-            if let Some(bar) = bar {
-                if i % 1024 == 0 {
-                    bar.inc(1024.min(steps - i));
-                }
+            if let Some(bar) = bar
+                && i % 1024 == 0
+            {
+                bar.inc(1024.min(steps - i));
             }
         }
         self.recorder

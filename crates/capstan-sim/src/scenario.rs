@@ -228,13 +228,13 @@ impl Scenario {
                 format!("{} is not a step between 0 and 60 seconds", self.step_s),
             ));
         }
-        if let Some(d) = self.duration_s {
-            if !(d.is_finite() && d >= self.step_s) {
-                return Err(self.invalid(
-                    "duration_s",
-                    format!("{d} is not a duration of at least one step"),
-                ));
-            }
+        if let Some(d) = self.duration_s
+            && !(d.is_finite() && d >= self.step_s)
+        {
+            return Err(self.invalid(
+                "duration_s",
+                format!("{d} is not a duration of at least one step"),
+            ));
         }
         if !(self.cost_per_task_hour.is_finite() && self.cost_per_task_hour >= 0.0) {
             return Err(self.invalid("cost_per_task_hour", "must be a finite number ≥ 0"));
@@ -252,13 +252,13 @@ impl Scenario {
         if svc.stop_timeout > Duration::from_secs(120) {
             return Err(self.invalid("service.stop_timeout", "ECS accepts at most 120 seconds"));
         }
-        if let Some(tg) = &svc.target_group {
-            if tg.deregistration_delay > Duration::from_secs(3600) {
-                return Err(self.invalid(
-                    "service.target_group.deregistration_delay",
-                    "ELB accepts 0 to 3600 seconds",
-                ));
-            }
+        if let Some(tg) = &svc.target_group
+            && tg.deregistration_delay > Duration::from_secs(3600)
+        {
+            return Err(self.invalid(
+                "service.target_group.deregistration_delay",
+                "ELB accepts 0 to 3600 seconds",
+            ));
         }
         if let Some(c) = &self.cluster {
             for (i, g) in c.groups.iter().enumerate() {
