@@ -88,7 +88,7 @@ pub use dist::Dist;
 pub use spec::{Arrivals, WorkloadSpec};
 
 use dist::{Quantiles, poisson, two_units};
-use spec::Model;
+use spec::{Model, Usage};
 use tasks::{NONE, TaskTable, water_fill};
 use wheel::{Cohort, Wheel, ceil};
 
@@ -271,6 +271,8 @@ pub struct Workload {
     model: Model,
     /// The work's durations, tabulated.
     quantiles: Quantiles,
+    /// CPU and memory of a task by the work it holds.
+    usage: Usage,
     arrivals: Arrivals,
     rng: ChaCha8Rng,
     /// Fractional arrivals carried over (even arrivals).
@@ -323,6 +325,7 @@ impl Workload {
         Ok(Self {
             model,
             quantiles: Quantiles::new(model.sampler()),
+            usage: model.usage(),
             arrivals,
             rng: ChaCha8Rng::seed_from_u64(seed),
             carry: 0.0,
@@ -632,8 +635,7 @@ impl Workload {
             }
             if t.status == TaskStatus::Running {
                 c.running += 1;
-                let busy = slot.map_or(0, |s| u32::try_from(s.busy).unwrap_or(u32::MAX));
-                let (cpu, memory) = self.model.usage(busy);
+                let (cpu, memory) = self.usage.at(slot.map_or(0, |s| s.busy));
                 c.cpu += cpu;
                 c.memory += memory;
             }
@@ -670,12 +672,16 @@ impl Workload {
         let trace = self.trace_time();
         let gen_ = self.tasks.slots[task as usize].gen_;
         let strata = if constant { 1 } else { count.min(STRATA) };
-        let (each, extra) = (count / strata, count % strata);
+        let (each, extra) = if strata == 1 {
+            (count, 0)
+        } else {
+            (count / strata, count % strata)
+        };
         let width = 1.0 / strata as f64;
+        let random =
+            !constant || matches!(when, When::During { .. }) && self.arrivals == Arrivals::Poisson;
         for j in 0..strata {
             let n = each + u64::from(j < extra);
-            let random = !constant
-                || matches!(when, When::During { .. }) && self.arrivals == Arrivals::Poisson;
             let (u, v) = if random {
                 two_units(&mut self.rng)
             } else {

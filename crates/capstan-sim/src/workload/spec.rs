@@ -302,11 +302,9 @@ impl Model {
         }
     }
 
-    /// CPU and memory (percent of the reservation, at most 100) of a task holding
-    /// `busy` items.
-    pub(crate) fn usage(&self, busy: u32) -> (f64, f64) {
-        let b = f64::from(busy);
-        let (cpu, memory) = match *self {
+    /// CPU and memory of a task as a function of the work it holds.
+    pub(crate) fn usage(&self) -> Usage {
+        match *self {
             Self::Queue {
                 concurrency,
                 cpu_base,
@@ -315,11 +313,11 @@ impl Model {
                 memory_busy,
                 ..
             } => {
-                let share = b / f64::from(concurrency);
-                (
-                    cpu_base + (cpu_busy - cpu_base) * share,
-                    memory_base + (memory_busy - memory_base) * share,
-                )
+                let slots = f64::from(concurrency);
+                Usage {
+                    cpu: (cpu_base, (cpu_busy - cpu_base) / slots),
+                    memory: (memory_base, (memory_busy - memory_base) / slots),
+                }
             }
             Self::Requests {
                 cpu_base,
@@ -334,9 +332,33 @@ impl Model {
                 memory_base,
                 memory_per,
                 ..
-            } => (cpu_base + b * cpu_per, memory_base + b * memory_per),
-        };
-        (cpu.min(100.0), memory.min(100.0))
+            } => Usage {
+                cpu: (cpu_base, cpu_per),
+                memory: (memory_base, memory_per),
+            },
+        }
+    }
+}
+
+/// CPU and memory, percent of the task's reservation: base + per item × items (a queue
+/// task's item is a busy slot: busy share × (busy − base)), each capped at 100.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Usage {
+    /// CPU: (base, per item).
+    pub cpu: (f64, f64),
+    /// Memory: (base, per item).
+    pub memory: (f64, f64),
+}
+
+impl Usage {
+    /// CPU and memory of a task holding `items`.
+    #[inline]
+    pub(crate) fn at(&self, items: u64) -> (f64, f64) {
+        let n = items as f64;
+        (
+            (self.cpu.0 + self.cpu.1 * n).min(100.0),
+            (self.memory.0 + self.memory.1 * n).min(100.0),
+        )
     }
 }
 
@@ -468,10 +490,10 @@ mod tests {
 
     #[test]
     fn usage_follows_the_load_and_caps_at_100() {
-        let m = Model::new(&queue()).expect("valid");
-        assert_eq!(m.usage(0), (2.0, 30.0));
-        assert_eq!(m.usage(1), (46.0, 45.0));
-        assert_eq!(m.usage(2), (90.0, 60.0));
+        let m = Model::new(&queue()).expect("valid").usage();
+        assert_eq!(m.at(0), (2.0, 30.0));
+        assert_eq!(m.at(1), (46.0, 45.0));
+        assert_eq!(m.at(2), (90.0, 60.0));
         let sessions = Model::new(&WorkloadSpec::Sessions {
             duration: Dist::Fixed { s: 60.0 },
             cpu_per_session_pct: 10.0,
@@ -483,7 +505,7 @@ mod tests {
         })
         .expect("valid");
         assert_eq!(sessions.per_task(), 4.0);
-        assert_eq!(sessions.usage(3), (35.0, 70.0));
-        assert_eq!(sessions.usage(9), (95.0, 100.0));
+        assert_eq!(sessions.usage().at(3), (35.0, 70.0));
+        assert_eq!(sessions.usage().at(9), (95.0, 100.0));
     }
 }

@@ -190,8 +190,21 @@ pub(crate) fn water_fill(
             .map(|i| l.saturating_sub(levels[i]).min(room(i)))
             .sum()
     };
-    // The highest level L with filled(L) ≤ n.
-    let (mut a, mut b) = (lo, top.saturating_add(n));
+    // The highest level L with filled(L) ≤ n. Bounds: everyone with room rising n/k
+    // above the lowest uses at most n; with no cap in the way, the level where the
+    // total reaches n is the mean after adding n.
+    let (with, sum) = (0..k)
+        .filter(|&i| room(i) > 0)
+        .fold((0u64, 0u64), |(c, s), i| {
+            (c + 1, s.saturating_add(levels[i]))
+        });
+    let mut a = lo + n / with;
+    let even = sum.saturating_add(n) / with;
+    let mut b = if filled(even.saturating_add(1)) > n {
+        even
+    } else {
+        top.saturating_add(n)
+    };
     while a < b {
         let mid = a + (b - a).div_ceil(2);
         if filled(mid) <= n {
