@@ -9,7 +9,9 @@
 //! A step costs O(tasks + cohorts finishing), not O(items). Durations are drawn by
 //! stratified sampling: a batch of `n` items on one task is split into at most 4 equal
 //! cohorts, each drawn from its own quarter of the distribution, so every item's
-//! duration follows the distribution exactly while a large batch costs 4 draws.
+//! duration follows the distribution while a large batch costs 4 draws. Quantiles come
+//! from a 1024-point table with linear interpolation (within 0.1 % of the exact value;
+//! the outer 1/128 on each side is computed exactly).
 //!
 //! Arrivals per step are a seeded Poisson count (random instants within the step) or,
 //! with `arrivals = "even"`, exactly rate × step with fractions carried over (mid-step).
