@@ -189,10 +189,13 @@ pub fn run(
     let seed = options.seed.unwrap_or(scenario.seed);
     // The workload and the trace are checked even when a run is missing, so a bad
     // scenario never gets as far as a first step.
-    Workload::new(&scenario.workload, seed)
+    let workload = Workload::new(&scenario.workload, seed)
         .map_err(|e| SimError::Invalid(format!("{}: workload: {e}", scenario.origin)))?;
-    Trace::open(&scenario.trace, &scenario.base_dir, seed)
+    let trace = Trace::open(&scenario.trace, &scenario.base_dir, seed)
         .map_err(|e| SimError::Invalid(format!("{}: trace: {e}", scenario.origin)))?;
+    workload
+        .check_trace(&trace)
+        .map_err(|e| SimError::Invalid(format!("{}: workload: {e}", scenario.origin)))?;
     if capstan.is_empty() && scenario.baselines.is_empty() {
         return Err(SimError::Invalid(format!(
             "{}: nothing to run: no capstan config and no baselines",
@@ -450,12 +453,26 @@ impl Run {
         let tasks = &self.tasks;
         let outcome = self.workload.step(now, dt, &demand, tasks);
         {
+            // Only changes reach the world (each one lets it settle) and the map.
             let mut work = self.work.0.lock().unwrap_or_else(PoisonError::into_inner);
-            work.clear();
             for (arn, load) in self.workload.load() {
                 let n = load.in_flight + load.sessions;
-                self.world.set_work(arn, n);
-                work.insert(arn.to_owned(), n);
+                match work.get_mut(arn) {
+                    Some(old) if *old == n => {}
+                    Some(old) => {
+                        *old = n;
+                        self.world.set_work(arn, n);
+                    }
+                    None => {
+                        work.insert(arn.to_owned(), n);
+                        self.world.set_work(arn, n);
+                    }
+                }
+            }
+            if work.len() > 2 * self.tasks.len() + 16 {
+                let live: std::collections::HashSet<&str> =
+                    self.tasks.iter().map(|t| t.arn.as_str()).collect();
+                work.retain(|arn, _| live.contains(arn.as_str()));
             }
         }
         for (latency, count) in &outcome.latencies {
