@@ -85,6 +85,22 @@ pub enum TargetError {
     },
 }
 
+impl TargetError {
+    /// An AWS call of `target` failed: [`TargetError::Failed`] whose reason is the AWS
+    /// error (it names the operation).
+    pub fn aws(target: &str, e: &capstan_aws_api::AwsError) -> Self {
+        Self::Failed {
+            target: target.to_owned(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// `n` as a count of tasks or hosts (saturating).
+pub(crate) fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// A scalable service: what the control loop observes and changes.
 ///
 /// Contract:

@@ -72,8 +72,8 @@ use std::time::Duration;
 
 use capstan_aws_api::limits::DESCRIBE_CONTAINER_INSTANCES;
 use capstan_aws_api::{
-    AutoScaling, AutoScalingGroup, AutoScalingInstance, AwsError, ContainerInstance,
-    ContainerInstanceStatus, Ecs, InstanceLifecycleState,
+    AutoScaling, AutoScalingGroup, AutoScalingInstance, ContainerInstance, ContainerInstanceStatus,
+    Ecs, InstanceLifecycleState,
 };
 use capstan_core::clock::{Clock, SystemClock};
 use capstan_core::model::{Capacity, Task, TaskId, TaskState};
@@ -231,14 +231,6 @@ fn is_empty(h: &ContainerInstance) -> bool {
         && h.remaining_memory >= h.registered_memory
 }
 
-/// Turns an AWS error into the target's error (the message names the operation).
-fn failed(target: &str, e: &AwsError) -> TargetError {
-    TargetError::Failed {
-        target: target.to_owned(),
-        reason: e.to_string(),
-    }
-}
-
 impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
     /// A target named `name` scaling `spec.group` under `spec.cluster`, calling `ecs`
     /// and `asg`. Reads the system clock; use [`with_clock`](Self::with_clock) for
@@ -292,7 +284,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
         self.asg
             .describe_group(&self.spec.group)
             .await
-            .map_err(|e| failed(&self.name, &e))
+            .map_err(|e| TargetError::aws(&self.name, &e))
     }
 
     /// Reads the group and the cluster's container instances.
@@ -302,14 +294,14 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
             .ecs
             .list_container_instances(&self.spec.cluster, None)
             .await
-            .map_err(|e| failed(&self.name, &e))?;
+            .map_err(|e| TargetError::aws(&self.name, &e))?;
         let mut hosts = BTreeMap::new();
         for batch in arns.chunks(DESCRIBE_CONTAINER_INSTANCES) {
             let (found, _missing) = self
                 .ecs
                 .describe_container_instances(&self.spec.cluster, batch)
                 .await
-                .map_err(|e| failed(&self.name, &e))?;
+                .map_err(|e| TargetError::aws(&self.name, &e))?;
             hosts.extend(found.into_iter().map(|h| (h.ec2_instance_id.clone(), h)));
         }
         Ok(Snapshot { group, hosts })

@@ -13,8 +13,9 @@ use capstan_core::clock::elapsed;
 use capstan_core::model::TaskId;
 
 use super::fit::{self, Room};
-use super::{AsgTarget, RemovalProgress, Snapshot, failed, is_empty, tasks_on};
+use super::{AsgTarget, RemovalProgress, Snapshot, is_empty, tasks_on};
 use crate::TargetError;
+use crate::count;
 
 /// What the target remembers between calls.
 #[derive(Debug, Default)]
@@ -105,11 +106,6 @@ pub(super) struct Advanced {
     pub reactivated: BTreeSet<String>,
 }
 
-/// `n` as a count.
-fn count(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
 /// An instance of `group` launched less than `warmup` ago at `now`, with its age.
 fn warming(
     group: &AutoScalingGroup,
@@ -187,7 +183,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
         self.asg
             .set_desired_capacity(&self.spec.group, to)
             .await
-            .map_err(|e| failed(&self.name, &e))?;
+            .map_err(|e| TargetError::aws(&self.name, &e))?;
         if to < desired {
             tracing::warn!(target_name = %self.name, asked = desired, to, max = group.max, "scale-out held at the group's max");
         }
@@ -405,7 +401,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
                         state.reactivate.insert(arn, id);
                     }
                     self.flush(state).await;
-                    return Err(failed(&self.name, &e));
+                    return Err(TargetError::aws(&self.name, &e));
                 }
             }
         }

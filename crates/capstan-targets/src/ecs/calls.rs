@@ -6,18 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use capstan_aws_api::limits::{DESCRIBE_TASKS, GET_TASK_PROTECTION, UPDATE_TASK_PROTECTION};
 use capstan_aws_api::{AwsError, Ecs, EcsTask};
 
-use crate::TargetError;
-
 /// ECS's failure reason for a task that is gone (or was never valid for the call).
 pub(super) const TASK_NOT_VALID: &str = "TASK_NOT_VALID";
-
-/// Turns an AWS error into the target's error (the message names the operation).
-pub(super) fn failed(target: &str, e: &AwsError) -> TargetError {
-    TargetError::Failed {
-        target: target.to_owned(),
-        reason: e.to_string(),
-    }
-}
 
 /// `DescribeTasks` for `arns`, at most [`DESCRIBE_TASKS`] per call. Tasks ECS does not
 /// know are left out.

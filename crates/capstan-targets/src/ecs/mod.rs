@@ -93,7 +93,6 @@ use tokio::sync::Mutex;
 
 use crate::{Observed, Target, TargetError};
 
-use calls::failed;
 use scale_in::State;
 
 /// The settings of an ECS service target.
@@ -287,12 +286,12 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             .ecs
             .describe_service(cluster, service)
             .await
-            .map_err(|e| failed(&self.name, &e))?;
+            .map_err(|e| TargetError::aws(&self.name, &e))?;
         let listed = self
             .ecs
             .list_tasks(cluster, service, DesiredStatus::Running)
             .await
-            .map_err(|e| failed(&self.name, &e))?;
+            .map_err(|e| TargetError::aws(&self.name, &e))?;
         let listed_set: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
         let mut arns = listed.clone();
         arns.extend(
@@ -303,13 +302,13 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         );
         let described = calls::describe_tasks(&self.ecs, cluster, &arns)
             .await
-            .map_err(|e| failed(&self.name, &e))?;
+            .map_err(|e| TargetError::aws(&self.name, &e))?;
         let (live, others): (Vec<EcsTask>, Vec<EcsTask>) = described
             .into_iter()
             .partition(|t| listed_set.contains(t.arn.as_str()));
         let protected = calls::protected_tasks(&self.ecs, cluster, &listed)
             .await
-            .map_err(|e| failed(&self.name, &e))?;
+            .map_err(|e| TargetError::aws(&self.name, &e))?;
         Ok(Snapshot {
             service: svc,
             live,

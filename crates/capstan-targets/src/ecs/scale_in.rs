@@ -10,9 +10,10 @@ use capstan_core::Timestamp;
 use capstan_core::clock::elapsed;
 use capstan_core::model::TaskId;
 
-use super::calls::{self, failed};
+use super::calls;
 use super::{EcsTarget, ScaleInPhase, ScaleInProgress, Snapshot};
 use crate::TargetError;
+use crate::count;
 
 /// What the target remembers between calls.
 #[derive(Debug, Default)]
@@ -132,11 +133,6 @@ impl Cleanup {
     }
 }
 
-/// `n` as a task count.
-fn count(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
 /// Whether a victim can be drained from the load balancer: deregistered, it gets no
 /// new work while the work it holds ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +213,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             .ecs
             .describe_service(cluster, service)
             .await
-            .map_err(|e| failed(&self.name, &e))?;
+            .map_err(|e| TargetError::aws(&self.name, &e))?;
         let reported = state.reported_desired().unwrap_or(svc.desired);
         if desired < reported {
             return Err(self.invalid(format!(
@@ -230,7 +226,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         self.ecs
             .update_desired_count(cluster, service, to)
             .await
-            .map_err(|e| failed(&self.name, &e))?;
+            .map_err(|e| TargetError::aws(&self.name, &e))?;
         if let Some(si) = state.scale_in.take() {
             tracing::info!(target_name = %self.name, to, victims = si.victims.len(), "scale-out cancels the scale-in in progress");
             for v in si.victims {
@@ -339,7 +335,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         elb.describe_target_health(tg)
             .await
             .map(Some)
-            .map_err(|e| failed(&self.name, &e))
+            .map_err(|e| TargetError::aws(&self.name, &e))
     }
 
     /// The victims to keep, in the order given, no more than the drop in desired count,
@@ -400,7 +396,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         }
         elb.deregister_targets(tg, targets)
             .await
-            .map_err(|e| failed(&self.name, &e))
+            .map_err(|e| TargetError::aws(&self.name, &e))
     }
 
     /// Moves the scale-in in progress along, then pays what ended ones owe. Errors are
