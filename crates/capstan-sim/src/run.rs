@@ -227,6 +227,16 @@ pub fn run(
                 scenario.origin, b.name
             ))
         })?;
+        if baseline.acts_on_cluster() {
+            // Its step would never act on the service: refuse rather than report a run
+            // that did nothing.
+            return Err(SimError::Invalid(format!(
+                "{}: baselines \"{}\": kind {} scales an EC2 cluster's hosts, which the runner does not drive yet",
+                scenario.origin,
+                b.name,
+                b.spec.kind()
+            )));
+        }
         runs.push(build_run(scenario, seed, options, &b.name, |_, _, _| {
             Ok(Controller::Aws(Box::new(baseline)))
         })?);

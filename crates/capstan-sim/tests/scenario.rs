@@ -96,6 +96,18 @@ fn a_bad_baseline_or_workload_fails_before_the_first_step() {
     assert!(err.starts_with("t.toml: baselines \"aws\":"), "{err}");
     assert!(err.contains("min"), "{err}");
 
+    let text = format!(
+        "{GOOD}\n[[baselines]]\nname = \"managed\"\nkind = \"aws-managed-scaling\"\nmin = 0\nmax = 4\n"
+    );
+    let s = parse(&text).unwrap();
+    let err = run::run(&s, &[], &RunOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("t.toml: baselines \"managed\": kind aws-managed-scaling scales"),
+        "{err}"
+    );
+
     let s = parse(&GOOD.replace("s = 1.0", "s = -1.0")).unwrap();
     let err = run::run(&s, &[], &RunOptions::default())
         .unwrap_err()
