@@ -48,4 +48,9 @@ pub struct StepRecord {
     pub slo_violated: bool,
     /// A scaling action taken in this step: desired count from → to.
     pub action: Option<(u32, u32)>,
+    /// The controller's evaluation in this step, as one line: capstan's decision
+    /// (holds included) at each of its ticks, AWS's action with the alarm that fired.
+    /// `None` in steps without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
 }

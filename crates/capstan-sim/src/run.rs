@@ -100,8 +100,16 @@ pub struct CapstanRun {
     pub protect_minutes: u32,
 }
 
+/// Sees every step of every run as it happens (`capstan demo`'s live table). Called
+/// from each run's own thread, after the step is recorded; a slow observer slows the
+/// run down (which is how the demo paces a run to real time).
+pub trait StepObserver: Send + Sync {
+    /// Run `run` (its name in reports) finished the step `record`.
+    fn on_step(&self, run: &str, record: &StepRecord);
+}
+
 /// How to run and what to write.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Write `summary.json`, one CSV per run, and the plots here.
     pub out: Option<PathBuf>,
@@ -113,6 +121,21 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Replace the scenario's duration.
     pub duration: Option<Duration>,
+    /// Told of every step of every run.
+    pub observer: Option<Arc<dyn StepObserver>>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("out", &self.out)
+            .field("plots", &self.plots)
+            .field("progress", &self.progress)
+            .field("seed", &self.seed)
+            .field("duration", &self.duration)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 /// What a run's controller is.
@@ -157,6 +180,10 @@ fn ready<F: Future>(f: F) -> Option<F::Output> {
         Poll::Pending => None,
     }
 }
+
+/// What a tick of capstan's loop did: the change carried out, and the decision as a
+/// sentence (`None` when no tick was due).
+type Tick = (Option<(u32, u32)>, Option<String>);
 
 /// Everything one run owns.
 struct Run {
@@ -261,7 +288,8 @@ pub fn run(
             .into_iter()
             .map(|r| {
                 let bar = bar.clone();
-                scope.spawn(move || r.run(steps, scenario.step(), bar.as_ref()))
+                let observer = options.observer.clone();
+                scope.spawn(move || r.run(steps, scenario.step(), bar.as_ref(), observer))
             })
             .collect();
         handles
@@ -420,6 +448,7 @@ impl Run {
         steps: u64,
         step: Duration,
         bar: Option<&indicatif::ProgressBar>,
+        observer: Option<Arc<dyn StepObserver>>,
     ) -> Result<(RunSummary, RunSeries), SimError> {
         let start = self.clock.now();
         let dt = step.as_secs_f64();
@@ -436,6 +465,9 @@ impl Run {
             self.recorder
                 .record(&rec)
                 .map_err(|e| SimError::Report(e.to_string()))?;
+            if let Some(observer) = &observer {
+                observer.on_step(&self.name, &rec);
+            }
             if let Some(bar) = bar
                 && i % 1024 == 0
             {
@@ -495,9 +527,13 @@ impl Run {
             .world
             .service_counts(&self.cluster, &self.service)
             .ok_or_else(|| "the service disappeared from the world".to_owned())?;
-        let (action, metric) = match &mut self.controller {
-            Controller::Capstan(side) => (side.step(now, &frame)?, side.plot),
+        let (action, decision, metric) = match &mut self.controller {
+            Controller::Capstan(side) => {
+                let (action, decision) = side.step(now, &frame)?;
+                (action, decision, side.plot)
+            }
             Controller::Aws(baseline) => {
+                let mut decision = None;
                 let action = match baseline.step(now, &frame, counts.running, counts.desired) {
                     Some(a) => {
                         let from = counts.desired;
@@ -508,11 +544,12 @@ impl Run {
                         .ok_or("the world did not answer at once")?
                         .map_err(|e| e.to_string())?;
                         tracing::debug!(run = %self.name, from, to = a.to, "{}", a.reason);
+                        decision = Some(format!("{from} → {}: {}", a.to, a.reason));
                         (from != a.to).then_some((from, a.to))
                     }
                     None => None,
                 };
-                (action, Some(baseline.metric()))
+                (action, decision, Some(baseline.metric()))
             }
         };
         let counts = self
@@ -539,6 +576,7 @@ impl Run {
             interrupted_messages: interrupted_messages + outcome.interrupted_messages,
             slo_violated: outcome.slo_violated,
             action,
+            decision,
         })
     }
 
@@ -581,8 +619,9 @@ impl Run {
 
 impl CapstanSide {
     /// Samples due sources, and ticks the control loop when its interval has come.
-    /// Returns the desired-count change the tick carried out, if any.
-    fn step(&mut self, now: Timestamp, frame: &Frame) -> Result<Option<(u32, u32)>, String> {
+    /// Returns the desired-count change the tick carried out, if any, and the tick's
+    /// decision as a sentence.
+    fn step(&mut self, now: Timestamp, frame: &Frame) -> Result<Tick, String> {
         {
             let mut obs = self.obs.lock().unwrap_or_else(PoisonError::into_inner);
             for (source, due) in &mut self.sources {
@@ -601,21 +640,26 @@ impl CapstanSide {
             }
         }
         if now < self.next_tick {
-            return Ok(None);
+            return Ok((None, None));
         }
         self.next_tick = clock::add(now, self.interval);
         let result = ready(self.service_loop.tick())
             .ok_or("the control loop waited on something the simulator cannot provide")?;
         match result {
-            Ok(decision) if !decision.dry_run => Ok(match decision.action {
-                Action::ScaleOut { from, to } | Action::ScaleIn { from, to } => Some((from, to)),
-                Action::Hold { .. } => None,
-            }),
-            Ok(_) => Ok(None),
+            Ok(decision) => {
+                let action = match decision.action {
+                    _ if decision.dry_run => None,
+                    Action::ScaleOut { from, to } | Action::ScaleIn { from, to } => {
+                        Some((from, to))
+                    }
+                    Action::Hold { .. } => None,
+                };
+                Ok((action, Some(decision.sentence())))
+            }
             Err(e) => {
                 // As in the daemon: a failed tick is logged and retried next interval.
                 tracing::debug!(error = %e, "tick failed");
-                Ok(None)
+                Ok((None, Some(format!("tick failed: {e}"))))
             }
         }
     }

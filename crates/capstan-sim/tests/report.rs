@@ -38,6 +38,7 @@ fn step(elapsed: f64, dt: f64) -> StepRecord {
         interrupted_messages: 0,
         slo_violated: false,
         action: None,
+        decision: None,
     }
 }
 

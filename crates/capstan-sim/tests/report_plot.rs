@@ -54,6 +54,7 @@ fn day(name: &str, lag: usize, slack: f64, max_points: usize) -> RunSeries {
             interrupted_messages: 0,
             slo_violated: false,
             action: None,
+            decision: None,
         };
         rec.record(&r).unwrap();
     }
@@ -183,6 +184,7 @@ fn merged_points_show_the_demand_band() {
             interrupted_messages: 0,
             slo_violated: false,
             action: None,
+            decision: None,
         };
         rec.record(&r).unwrap();
     }
