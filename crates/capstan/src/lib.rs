@@ -4,8 +4,10 @@
 //! - [`cli`]: `validate` and `explain`.
 //! - [`daemon`]: `run`: pollers, one control loop per service, graceful shutdown.
 //! - [`simulate`]: `simulate`: shipped scenarios, configs mapped onto the simulator.
+//! - [`demo`]: `demo`: a scenario in accelerated real time, its decisions shown live.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod simulate;

@@ -1,12 +1,13 @@
 //! The capstan binary: parses arguments and calls the library. `run` bridges SIGINT and
 //! SIGTERM to the daemon's cancellation token; `validate` and `explain` are plain
-//! functions of [`capstan::cli`].
+//! functions of [`capstan::cli`], `simulate` and `demo` of [`capstan::simulate`] and
+//! [`capstan::demo`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use capstan::config::{self, Config, ConfigErrors, LogFormat, LogSpec};
-use capstan::{cli, daemon, simulate};
+use capstan::{cli, daemon, demo, simulate};
 use capstan_core::Timestamp;
 use capstan_core::clock::{Clock, SystemClock};
 use clap::{Parser, Subcommand};
@@ -101,6 +102,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Play a scenario in accelerated real time and watch capstan and AWS's own scaling
+    /// decide, side by side: on a terminal a live table (one row per run, the latest
+    /// actions below), elsewhere one line per action or change of decision; then the
+    /// summary table. Ctrl-C stops.
+    ///
+    /// The part of the scenario before the window shown (`--from`) is simulated at full
+    /// speed; by default the window is the scenario's most telling hour (redis-burst:
+    /// 2:55:00 to 3:55:00, around its first burst), a minute at the default speed.
+    Demo {
+        /// A shipped scenario, as for `capstan simulate` (default: redis-burst).
+        #[arg(long, short)]
+        scenario: Option<String>,
+        /// A scenario file of your own instead (shown from its start).
+        #[arg(long, short, conflicts_with = "scenario")]
+        file: Option<PathBuf>,
+        /// Simulated seconds per wall second (60: a simulated minute per second).
+        #[arg(long, value_name = "X", default_value = "60", allow_negative_numbers = true, value_parser = demo::parse_speed)]
+        speed: f64,
+        /// Where to start showing, in simulated time since the scenario's start:
+        /// seconds or e.g. `2h55m` (default: the scenario's window).
+        #[arg(long, value_name = "TIME", allow_negative_numbers = true, value_parser = demo::parse_from)]
+        from: Option<std::time::Duration>,
+        /// How much simulated time to show: seconds or e.g. `30m` (default 1 hour).
+        #[arg(long, value_name = "SECONDS", allow_negative_numbers = true, value_parser = demo::parse_length)]
+        duration: Option<std::time::Duration>,
+        /// Replace the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -136,6 +166,35 @@ fn main() -> ExitCode {
                 trace,
             };
             simulate_command(&request, seed, duration.as_deref(), out, !no_plots, json)
+        }
+        Command::Demo {
+            scenario,
+            file,
+            speed,
+            from,
+            duration,
+            seed,
+        } => demo_command(&demo::DemoOptions {
+            scenario,
+            file,
+            speed,
+            from,
+            duration,
+            seed,
+        }),
+    }
+}
+
+fn demo_command(options: &demo::DemoOptions) -> ExitCode {
+    init_logging(&LogSpec {
+        format: LogFormat::Text,
+        level: "warn".into(),
+    });
+    match demo::run(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("capstan demo: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -173,6 +232,7 @@ fn simulate_command(
         progress: std::io::stderr().is_terminal(),
         seed,
         duration,
+        observer: None,
     };
     match capstan_sim::run::run(&prepared.scenario, &prepared.capstan, &options) {
         Ok(summary) => {
