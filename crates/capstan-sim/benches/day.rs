@@ -54,6 +54,7 @@ fn one_day_100_tasks(bencher: divan::Bencher) {
         }],
         drain_timeout: Duration::from_secs(600),
         protect_minutes: 10,
+        hosts: None,
     }];
     bencher.bench(|| run::run(&scenario, &capstan, &RunOptions::default()).unwrap());
 }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use capstan_aws_api::Ecs;
+use capstan_aws_api::{Ecs, InstanceLifecycleState};
 use capstan_control::ServiceLoop;
 use capstan_core::clock::{self, Clock, VirtualClock};
 use capstan_core::decision::Action;
@@ -35,17 +35,22 @@ use capstan_core::metrics::{Observations, SharedObservations};
 use capstan_core::model::Sample;
 use capstan_core::planner::Engine;
 use capstan_store::{DecisionLog, MemoryStore};
+use capstan_targets::asg::{AsgTarget, AsgTargetSpec};
 use capstan_targets::ecs::{EcsTarget, EcsTargetSpec, WorkCounts};
 use capstan_world::World;
 use jiff::Timestamp;
 
-use crate::baseline::Baseline;
+use crate::baseline::{Baseline, BaselineSpec};
 use crate::metric::{Frame, SimMetric};
 use crate::record::StepRecord;
 use crate::report::{RecorderOptions, RunRecorder, RunSeries, RunSummary, Summary};
 use crate::scenario::Scenario;
 use crate::trace::Trace;
 use crate::workload::Workload;
+
+mod hosts;
+
+use hosts::{AwsHosts, CapstanHosts, HostScaler};
 
 /// A simulation that could not run, naming the run and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +103,23 @@ pub struct CapstanRun {
     pub drain_timeout: Duration,
     /// How long the tasks that stay are protected while ECS stops the victims.
     pub protect_minutes: u32,
+    /// The config's service that scales the EC2 cluster's hosts, if any (EC2 cluster
+    /// scenarios only).
+    pub hosts: Option<HostsRun>,
+}
+
+/// capstan's host scaling in an EC2 cluster scenario: a compiled service of the config
+/// whose target scales the cluster's Auto Scaling group (its first group).
+#[derive(Debug, Clone)]
+pub struct HostsRun {
+    /// The service's engine (its policies read the same sources as the service's).
+    pub engine: Engine,
+    /// Time between evaluations.
+    pub interval: Duration,
+    /// How long a host may take to drain (its tasks to move) before it is kept.
+    pub drain_timeout: Duration,
+    /// No new scale-out while a host launched less than this ago.
+    pub warmup: Duration,
 }
 
 /// Sees every step of every run as it happens (`capstan demo`'s live table). Called
@@ -199,10 +221,13 @@ struct Run {
     service: String,
     /// Whether the service runs on an EC2 cluster (reservation metrics, hosts).
     on_cluster: bool,
+    /// What scales the cluster's hosts, if anything.
+    host_scaler: Option<HostScaler>,
     /// The world's tasks as last read, and the world's generation then.
     tasks: Vec<capstan_world::TaskInfo>,
     tasks_generation: Option<u64>,
-    /// Active hosts and reservation as last read (EC2 only).
+    /// Billed hosts (the group's instances not terminated) and reservation as last
+    /// read (EC2 only).
     hosts: Option<(u32, f64, f64)>,
 }
 
@@ -239,34 +264,68 @@ pub fn run(
     }
     let mut runs = Vec::new();
     for c in capstan {
+        if c.hosts.is_some() && host_group(scenario).is_none() {
+            return Err(SimError::Invalid(format!(
+                "{}: run {}: its config scales hosts, but the scenario has no [cluster] with an Auto Scaling group",
+                scenario.origin, c.name
+            )));
+        }
         runs.push(build_run(
             scenario,
             seed,
             options,
             &c.name,
+            false,
             |world, work, clock| capstan_side(scenario, c, world, work, clock),
         )?);
     }
     for b in &scenario.baselines {
-        let baseline = Baseline::new(&b.name, &b.spec).map_err(|e| {
+        let invalid = |e: &dyn std::fmt::Display| {
             SimError::Invalid(format!(
                 "{}: baselines \"{}\": {e}",
                 scenario.origin, b.name
             ))
-        })?;
+        };
+        let baseline = Baseline::new(&b.name, &b.spec).map_err(|e| invalid(&e))?;
         if baseline.acts_on_cluster() {
-            // Its step would never act on the service: refuse rather than report a run
-            // that did nothing.
-            return Err(SimError::Invalid(format!(
-                "{}: baselines \"{}\": kind {} scales an EC2 cluster's hosts, which the runner does not drive yet",
-                scenario.origin,
-                b.name,
+            // Its step would never act on the service (the scenario refuses it too).
+            return Err(invalid(&format!(
+                "kind {} scales hosts: put it in a service baseline's `hosts` table",
                 b.spec.kind()
             )));
         }
-        runs.push(build_run(scenario, seed, options, &b.name, |_, _, _| {
-            Ok(Controller::Aws(Box::new(baseline)))
-        })?);
+        let hosts = match &b.hosts {
+            Some(spec) => {
+                let group = host_group(scenario).ok_or_else(|| {
+                    invalid(&"hosts: the scenario has no [cluster] with an Auto Scaling group")
+                })?;
+                let managed = BaselineSpec::AwsManagedScaling(spec.clone());
+                let baseline = Baseline::new(&format!("{} hosts", b.name), &managed)
+                    .map_err(|e| invalid(&e))?;
+                Some((baseline, group.clone()))
+            }
+            None => None,
+        };
+        let managed_draining = hosts.is_some();
+        runs.push(build_run(
+            scenario,
+            seed,
+            options,
+            &b.name,
+            managed_draining,
+            |_, _, _| {
+                let scaler = hosts.map(|(baseline, group)| {
+                    HostScaler::Aws(Box::new(AwsHosts {
+                        baseline,
+                        cluster: scenario.service.cluster.clone(),
+                        group,
+                        view: None,
+                        generation: None,
+                    }))
+                });
+                Ok((Controller::Aws(Box::new(baseline)), scaler))
+            },
+        )?);
     }
     let duration = match options
         .duration
@@ -338,13 +397,24 @@ pub fn run(
     Ok(summary)
 }
 
-/// Builds one run's world, workload, trace and recorder around a controller.
+/// The Auto Scaling group whose instances are the cluster's hosts: the cluster's first.
+fn host_group(scenario: &Scenario) -> Option<&capstan_world::AutoScalingGroupSpec> {
+    scenario.cluster.as_ref().and_then(|c| c.groups.first())
+}
+
+/// Builds one run's world, workload, trace and recorder around a controller (and what
+/// scales the hosts). `managed_draining`: ECS managed draining on the hosts' group.
 fn build_run(
     scenario: &Scenario,
     seed: u64,
     options: &RunOptions,
     name: &str,
-    controller: impl FnOnce(&World, &Arc<SharedWork>, &VirtualClock) -> Result<Controller, SimError>,
+    managed_draining: bool,
+    controller: impl FnOnce(
+        &World,
+        &Arc<SharedWork>,
+        &VirtualClock,
+    ) -> Result<(Controller, Option<HostScaler>), SimError>,
 ) -> Result<Run, SimError> {
     let clock = VirtualClock::new(scenario.start);
     let mut world_config = scenario.world.clone();
@@ -354,8 +424,12 @@ fn build_run(
         SimError::Invalid(format!("{}: {what}: {e}", scenario.origin))
     };
     if let Some(cluster) = &scenario.cluster {
+        let mut cluster = cluster.clone();
+        if let Some(group) = cluster.groups.first_mut() {
+            group.managed_draining = managed_draining;
+        }
         world
-            .add_cluster(cluster.clone())
+            .add_cluster(cluster)
             .map_err(|e| invalid("cluster", &e))?;
     }
     world
@@ -365,7 +439,7 @@ fn build_run(
     let trace =
         Trace::open(&scenario.trace, &scenario.base_dir, seed).map_err(|e| invalid("trace", &e))?;
     let work = Arc::new(SharedWork::default());
-    let controller = controller(&world, &work, &clock)?;
+    let (controller, host_scaler) = controller(&world, &work, &clock)?;
     let csv = options
         .out
         .as_ref()
@@ -391,20 +465,22 @@ fn build_run(
         cluster: scenario.service.cluster.clone(),
         service: scenario.service.name.clone(),
         on_cluster: scenario.cluster.is_some(),
+        host_scaler,
         tasks: Vec::new(),
         tasks_generation: None,
         hosts: None,
     })
 }
 
-/// capstan's side: the ECS target on the world and the control loop around it.
+/// capstan's side: the ECS target on the world and the control loop around it, and the
+/// host loop on the Auto Scaling group target when the config scales hosts.
 fn capstan_side(
     scenario: &Scenario,
     c: &CapstanRun,
     world: &World,
     work: &Arc<SharedWork>,
     clock: &VirtualClock,
-) -> Result<Controller, SimError> {
+) -> Result<(Controller, Option<HostScaler>), SimError> {
     let spec = EcsTargetSpec {
         target_group: scenario
             .service
@@ -429,16 +505,42 @@ fn capstan_side(
     }
     let obs: SharedObservations = Arc::new(Mutex::new(obs));
     let log: Arc<dyn DecisionLog> = Arc::new(MemoryStore::default());
-    let service_loop = ServiceLoop::new(c.engine.clone(), target, clock.clone(), obs.clone(), log);
+    let service_loop = ServiceLoop::new(
+        c.engine.clone(),
+        target,
+        clock.clone(),
+        obs.clone(),
+        log.clone(),
+    );
     let now = clock.now();
-    Ok(Controller::Capstan(Box::new(CapstanSide {
+    let hosts = match (&c.hosts, host_group(scenario)) {
+        (Some(h), Some(group)) => {
+            let spec = AsgTargetSpec {
+                warmup: h.warmup,
+                drain_timeout: h.drain_timeout,
+                ..AsgTargetSpec::new(&scenario.service.cluster, &group.name)
+            };
+            let target = AsgTarget::new(&h.engine.service, spec, world.clone(), world.clone())
+                .with_clock(clock.clone());
+            let service_loop =
+                ServiceLoop::new(h.engine.clone(), target, clock.clone(), obs.clone(), log);
+            Some(HostScaler::Capstan(Box::new(CapstanHosts {
+                service_loop,
+                interval: h.interval,
+                next_tick: now,
+            })))
+        }
+        _ => None,
+    };
+    let side = CapstanSide {
         service_loop,
         obs,
         sources: c.sources.iter().map(|s| (s.clone(), now)).collect(),
         interval: c.interval,
         next_tick: now,
         plot: scenario.plot.map(|p| (p.metric, p.target)),
-    })))
+    };
+    Ok((Controller::Capstan(Box::new(side)), hosts))
 }
 
 impl Run {
@@ -552,6 +654,17 @@ impl Run {
                 (action, decision, Some(baseline.metric()))
             }
         };
+        let (host_action, host_decision) = match &mut self.host_scaler {
+            Some(h) => h.step(now, &self.world)?,
+            None => (None, None),
+        };
+        if let Some((from, to)) = host_action {
+            tracing::debug!(run = %self.name, from, to, "hosts");
+        }
+        let decision = match (decision, host_decision) {
+            (Some(d), Some(h)) => Some(format!("{d} | {h}")),
+            (d, h) => d.or(h),
+        };
         let counts = self
             .world
             .service_counts(&self.cluster, &self.service)
@@ -589,14 +702,17 @@ impl Run {
         self.tasks_generation = Some(generation);
         self.tasks = self.world.tasks(&self.cluster, &self.service);
         if self.on_cluster {
+            // Every instance launched and not yet terminated is billed, whatever its
+            // container instance is doing.
             self.hosts = self.world.cluster_state(&self.cluster).map(|c| {
-                let active = c
-                    .instances
+                let billed: usize = c
+                    .groups
                     .iter()
-                    .filter(|i| i.status == capstan_aws_api::ContainerInstanceStatus::Active)
+                    .flat_map(|g| &g.instances)
+                    .filter(|i| i.lifecycle_state != InstanceLifecycleState::Terminated)
                     .count();
                 (
-                    u32::try_from(active).unwrap_or(u32::MAX),
+                    u32::try_from(billed).unwrap_or(u32::MAX),
                     c.cpu_reservation_percent,
                     c.memory_reservation_percent,
                 )

@@ -42,7 +42,7 @@ use serde::Deserialize;
 
 use capstan_world::{ClusterSpec, ServiceSpec, WorldConfig};
 
-use crate::baseline::BaselineSpec;
+use crate::baseline::{BaselineSpec, ManagedScalingSpec};
 use crate::metric::SimMetric;
 use crate::trace::TraceSpec;
 use crate::workload::WorkloadSpec;
@@ -85,7 +85,10 @@ pub enum ScenarioError {
 pub struct BaselineEntry {
     /// The run's name in reports (`aws-target-tracking`, `aws-step`, ...).
     pub name: String,
-    /// What AWS is configured to do.
+    /// ECS managed scaling of the cluster's hosts (its first Auto Scaling group) in
+    /// the same run, for EC2 cluster scenarios; without it the hosts stay as they are.
+    pub hosts: Option<ManagedScalingSpec>,
+    /// What AWS is configured to do with the service.
     #[serde(flatten)]
     pub spec: BaselineSpec,
 }
@@ -278,11 +281,24 @@ impl Scenario {
         }
         let mut names = std::collections::BTreeSet::new();
         names.insert("capstan");
+        let has_group = self.cluster.as_ref().is_some_and(|c| !c.groups.is_empty());
         for (i, b) in self.baselines.iter().enumerate() {
             if !names.insert(b.name.as_str()) {
                 return Err(self.invalid(
                     &format!("baselines[{i}].name"),
                     format!("\"{}\" is used twice", b.name),
+                ));
+            }
+            if matches!(b.spec, BaselineSpec::AwsManagedScaling(_)) {
+                return Err(self.invalid(
+                    &format!("baselines[{i}].kind"),
+                    "aws-managed-scaling scales the cluster's hosts, not the service: put it in a service baseline's `hosts` table",
+                ));
+            }
+            if b.hosts.is_some() && !has_group {
+                return Err(self.invalid(
+                    &format!("baselines[{i}].hosts"),
+                    "scales the cluster's hosts, but the scenario has no [cluster] with an Auto Scaling group",
                 ));
             }
         }

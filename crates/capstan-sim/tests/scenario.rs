@@ -78,6 +78,18 @@ fn impossible_scenarios_fail_validation() {
             ),
             "t.toml: baselines[0].name: \"capstan\" is used twice",
         ),
+        (
+            format!(
+                "{GOOD}\n[[baselines]]\nname = \"managed\"\nkind = \"aws-managed-scaling\"\nmin = 0\nmax = 4\n"
+            ),
+            "t.toml: baselines[0].kind: aws-managed-scaling scales the cluster's hosts, not the service: put it in a service baseline's `hosts` table",
+        ),
+        (
+            format!(
+                "{GOOD}\n[[baselines]]\nname = \"aws\"\nkind = \"aws-target-tracking\"\nmetric = \"cpu\"\ntarget = 50.0\nmin = 1\nmax = 2\nhosts = {{ min = 1, max = 4 }}\n"
+            ),
+            "t.toml: baselines[0].hosts: scales the cluster's hosts, but the scenario has no [cluster] with an Auto Scaling group",
+        ),
     ];
     for (text, want) in cases {
         assert_eq!(parse(&text).unwrap_err(), want);
@@ -96,23 +108,46 @@ fn a_bad_baseline_or_workload_fails_before_the_first_step() {
     assert!(err.starts_with("t.toml: baselines \"aws\":"), "{err}");
     assert!(err.contains("min"), "{err}");
 
-    let text = format!(
-        "{GOOD}\n[[baselines]]\nname = \"managed\"\nkind = \"aws-managed-scaling\"\nmin = 0\nmax = 4\n"
-    );
-    let s = parse(&text).unwrap();
-    let err = run::run(&s, &[], &RunOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("t.toml: baselines \"managed\": kind aws-managed-scaling scales"),
-        "{err}"
-    );
-
     let s = parse(&GOOD.replace("s = 1.0", "s = -1.0")).unwrap();
     let err = run::run(&s, &[], &RunOptions::default())
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("t.toml: workload:"), "{err}");
+}
+
+/// An EC2 service on a one-host cluster with managed scaling of the hosts.
+fn ec2(hosts: &str) -> String {
+    GOOD.replace(
+        "desired = 1",
+        "desired = 1\ncluster = \"c\"\nlaunch_type = \"ec2\"\ntask_cpu = 1024\ntask_memory = 2048",
+    ) + &format!(
+        "\n[cluster]\nname = \"c\"\ngroups = [{{ name = \"g\", min = 1, max = 4, desired = 1 }}]\n\n[[baselines]]\nname = \"aws\"\nkind = \"aws-target-tracking\"\nmetric = \"cpu\"\ntarget = 50.0\nmin = 1\nmax = 8\nhosts = {hosts}\n"
+    )
+}
+
+#[test]
+fn a_baseline_scales_the_hosts_with_managed_scaling() {
+    let s = parse(&ec2("{ min = 1, max = 4 }")).unwrap();
+    let summary = run::run(&s, &[], &RunOptions::default()).unwrap();
+    let aws = &summary.runs[0];
+    assert_eq!(aws.peak_hosts, Some(1));
+    assert!(
+        aws.host_hours
+            .is_some_and(|h| (h - 600.0 / 3600.0).abs() < 1e-9),
+        "{aws:?}"
+    );
+
+    // Bad managed-scaling settings are named before the first step.
+    let s = parse(&ec2("{ min = 1, max = 4, target_capacity = 0 }")).unwrap();
+    let err = run::run(&s, &[], &RunOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("t.toml: baselines \"aws\":"), "{err}");
+    assert!(err.contains("target_capacity"), "{err}");
+
+    // Unknown keys in the hosts table are refused with the line.
+    let err = parse(&ec2("{ min = 1, max = 4, target = 3 }")).unwrap_err();
+    assert!(err.contains("unknown field `target`"), "{err}");
 }
 
 #[test]

@@ -13,15 +13,32 @@ pub enum TargetSpec {
     Simulated(SimulatedTargetSpec),
 }
 
-/// A `simulated` target: the simulator's ECS service, scaled through the ECS target
-/// with these settings.
+/// A `simulated` target: the simulator's ECS service, scaled through the ECS target,
+/// or the hosts of the scenario's EC2 cluster, scaled through the Auto Scaling group
+/// target, with these settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimulatedTargetSpec {
-    /// How long a scale-in victim may take to drain (its requests to finish, its
-    /// sessions to end) before it is put back and kept.
+    /// What the service scales: the scenario's ECS service or its cluster's hosts.
+    pub scales: Scales,
+    /// How long a scale-in victim may take to drain (a task: its requests to finish,
+    /// its sessions to end; a host: its tasks to move) before it is put back and kept.
     pub drain_timeout: std::time::Duration,
-    /// How long the tasks that stay are protected while ECS stops the victims, minutes.
+    /// How long the tasks that stay are protected while ECS stops the victims, minutes
+    /// (tasks only).
     pub protect_minutes: u32,
+    /// No new scale-out while a host launched less than this ago (hosts only).
+    pub warmup: std::time::Duration,
+}
+
+/// What a `simulated` target scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scales {
+    /// The scenario's ECS service's tasks (`scales = "tasks"`, the default).
+    #[default]
+    Tasks,
+    /// The scenario's EC2 cluster's hosts, its Auto Scaling group's instances
+    /// (`scales = "hosts"`).
+    Hosts,
 }
 
 /// A `process` target: keep N copies of a command running.

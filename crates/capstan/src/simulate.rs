@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use capstan_sim::metric::SimMetric;
-use capstan_sim::run::{CapstanRun, SimSource};
+use capstan_sim::run::{CapstanRun, HostsRun, SimSource};
 use capstan_sim::scenario::Scenario;
 use capstan_sources::SourceKind;
-use capstan_targets::TargetSpec;
+use capstan_targets::{Scales, TargetSpec};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, ServiceSpec};
 
 /// A scenario shipped with capstan: its files, built into the binary.
 #[derive(Debug, Clone, Copy)]
@@ -38,8 +38,13 @@ macro_rules! shipped {
 }
 
 /// Every shipped scenario (`examples/scenarios/NAME/`).
-pub const SHIPPED: &[Shipped] =
-    shipped!["sqs-backlog", "blu-insights", "rdp-sessions", "redis-burst"];
+pub const SHIPPED: &[Shipped] = shipped![
+    "sqs-backlog",
+    "blu-insights",
+    "rdp-sessions",
+    "redis-burst",
+    "ec2-cluster"
+];
 
 /// The scenario `capstan simulate` runs when none is named.
 pub const DEFAULT_SCENARIO: &str = "sqs-backlog";
@@ -167,19 +172,52 @@ fn capstan_run(
     scenario: &Scenario,
     mapping: &BTreeMap<String, SimMetric>,
 ) -> Result<CapstanRun, String> {
+    // The services that scale hosts (`scales = "hosts"`) are apart: at most one, and
+    // only on a scenario with a cluster.
+    let scales_hosts = |s: &&ServiceSpec| matches!(&s.target, TargetSpec::Simulated(t) if t.scales == Scales::Hosts);
+    let (host_services, task_services): (Vec<&ServiceSpec>, Vec<&ServiceSpec>) =
+        config.services.iter().partition(scales_hosts);
     let service = match &scenario.capstan_service {
-        Some(wanted) => config.service(wanted).ok_or_else(|| {
-            format!("{origin}: has no service \"{wanted}\" (the scenario's capstan_service)")
-        })?,
-        None => match config.services.as_slice() {
+        Some(wanted) => task_services
+            .iter()
+            .find(|s| s.name == *wanted)
+            .copied()
+            .ok_or_else(|| {
+                format!(
+                    "{origin}: has no service \"{wanted}\" scaling tasks (the scenario's capstan_service)"
+                )
+            })?,
+        None => match task_services.as_slice() {
             [only] => only,
             _ => {
                 return Err(format!(
-                    "{origin}: has {} services; name the simulated one with capstan_service in the scenario",
-                    config.services.len()
+                    "{origin}: has {} services scaling tasks; name the simulated one with capstan_service in the scenario",
+                    task_services.len()
                 ));
             }
         },
+    };
+    let hosts = match host_services.as_slice() {
+        [] => None,
+        [one] => {
+            if scenario.cluster.is_none() {
+                return Err(format!(
+                    "{origin}: service {} scales hosts, but the scenario has no [cluster]",
+                    one.name
+                ));
+            }
+            Some(one)
+        }
+        more => {
+            return Err(format!(
+                "{origin}: {} services scale hosts ({}); the simulator drives one",
+                more.len(),
+                more.iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     };
     let mut sources = Vec::new();
     for s in &config.sources {
@@ -211,6 +249,21 @@ fn capstan_run(
             config::defaults::PROTECT_MINUTES,
         ),
     };
+    let hosts = hosts.map(|h| {
+        let (drain_timeout, warmup) = match &h.target {
+            TargetSpec::Simulated(t) => (t.drain_timeout, t.warmup),
+            TargetSpec::Process(_) => (
+                config::defaults::HOST_DRAIN_TIMEOUT,
+                config::defaults::HOST_WARMUP,
+            ),
+        };
+        HostsRun {
+            engine: h.engine.clone(),
+            interval: h.interval,
+            drain_timeout,
+            warmup,
+        }
+    });
     Ok(CapstanRun {
         name: name.to_owned(),
         engine: service.engine.clone(),
@@ -218,5 +271,6 @@ fn capstan_run(
         sources,
         drain_timeout,
         protect_minutes,
+        hosts,
     })
 }

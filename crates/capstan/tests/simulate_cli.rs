@@ -110,3 +110,48 @@ fn errors_name_what_is_wrong() {
     assert!(!ok);
     assert!(stderr.contains("--duration"), "{stderr}");
 }
+
+#[test]
+fn a_config_scales_hosts_only_on_a_cluster_and_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ec2 = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/scenarios/ec2-cluster/capstan.toml"
+    ))
+    .unwrap();
+    // The ec2-cluster config on a Fargate scenario: its hosts service has no cluster.
+    std::fs::write(dir.path().join("ec2.toml"), &ec2).unwrap();
+    let (ok, _, stderr) = capstan(&[
+        "simulate",
+        "--scenario",
+        "sqs-backlog",
+        "--duration",
+        "10m",
+        "--compare",
+        dir.path().join("ec2.toml").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("service hosts scales hosts, but the scenario has no [cluster]"),
+        "{stderr}"
+    );
+    // Two services scaling hosts.
+    let twice = format!(
+        "{ec2}\n[[services]]\nname = \"more-hosts\"\nmax = 4\ntarget = {{ kind = \"simulated\", scales = \"hosts\" }}\npolicies = [{{ kind = \"target_tracking\", metric = \"memory_reservation\", mode = \"per_task\", target = 75 }}]\n"
+    );
+    std::fs::write(dir.path().join("twice.toml"), twice).unwrap();
+    let (ok, _, stderr) = capstan(&[
+        "simulate",
+        "--scenario",
+        "ec2-cluster",
+        "--duration",
+        "10m",
+        "--compare",
+        dir.path().join("twice.toml").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("2 services scale hosts (hosts, more-hosts); the simulator drives one"),
+        "{stderr}"
+    );
+}

@@ -63,7 +63,13 @@ fn run_named<'s>(summary: &'s Summary, name: &str) -> &'s RunSummary {
 
 #[test]
 fn every_shipped_scenario_has_a_golden_test() {
-    let tested = ["sqs-backlog", "blu-insights", "rdp-sessions", "redis-burst"];
+    let tested = [
+        "sqs-backlog",
+        "blu-insights",
+        "rdp-sessions",
+        "redis-burst",
+        "ec2-cluster",
+    ];
     for s in SHIPPED {
         assert!(tested.contains(&s.name), "{} has no golden test", s.name);
     }
@@ -117,6 +123,24 @@ fn redis_burst_reacts_faster_than_cloudwatch_alarms() {
         assert!(capstan.slo_violation_minutes < aws.slo_violation_minutes);
         assert!(capstan.task_hours < aws.task_hours);
     }
+}
+
+#[test]
+fn ec2_cluster_scales_hosts_on_reservation() {
+    let summary = check("ec2-cluster");
+    let capstan = run_named(&summary, "capstan");
+    let aws = run_named(&summary, "aws-target-tracking");
+    // Both runs drive the cluster's hosts: they start at the group's 2 and grow with
+    // the load, and host-hours are counted.
+    for run in [capstan, aws] {
+        let peak = run.peak_hosts.unwrap_or(0);
+        assert!(peak > 2 && peak <= 20, "{run:?}");
+        assert!(run.host_hours.is_some_and(|h| h > 0.0), "{run:?}");
+    }
+    // Hosts kept ~75 % reserved leave room for the service's next tasks; removing a
+    // host only once its tasks run elsewhere cuts no message.
+    assert!(capstan.slo_violation_minutes < aws.slo_violation_minutes);
+    assert_eq!(capstan.interrupted_messages, 0);
 }
 
 #[test]

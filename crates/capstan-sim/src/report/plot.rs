@@ -1,5 +1,6 @@
-//! The run plot: demand, tasks and the policy metric for every run, in three panels
-//! stacked on one time axis (hours), drawn identically to PNG and SVG.
+//! The run plot: demand, tasks (and hosts, for EC2 cluster runs) and the policy metric
+//! for every run, in panels stacked on one time axis (hours), drawn identically to PNG
+//! and SVG.
 //!
 //! PNG text is rendered with DejaVu Sans, embedded in the binary (licence next to the
 //! font in `assets/`), so no system font library is needed.
@@ -41,8 +42,9 @@ type DrawResult = Result<(), Box<dyn Error>>;
 /// created): (1) the demand, with its min–max band when points merge several steps;
 /// (2) per run, desired and running tasks, and the tasks needed as a dashed line (every
 /// run replays the same trace, so demand and needed are drawn once, from the series
-/// with the finest resolution); (3) per run, the main policy's
-/// metric and, dashed, its target. Legends sit to the right of each panel.
+/// with the finest resolution); for EC2 cluster runs, (3) the hosts billed per run;
+/// then per run, the main policy's metric and, dashed, its target. Legends sit to the
+/// right of each panel.
 pub fn plot(
     title: &str,
     runs: &[(&str, &RunSeries)],
@@ -100,7 +102,10 @@ where
 {
     root.fill(&WHITE)?;
     let body = root.margin(8, 0, 0, 0).titled(title, (FAMILY, 28))?;
-    let panels = body.split_evenly((3, 1));
+    let with_hosts = runs
+        .iter()
+        .any(|(_, s)| s.points().iter().any(|p| p.hosts.is_some()));
+    let panels = body.split_evenly((if with_hosts { 4 } else { 3 }, 1));
     let x_max = runs
         .iter()
         .map(|(_, s)| s.end_s() / 3600.0)
@@ -108,7 +113,10 @@ where
     let x_max = if x_max > 0.0 { x_max } else { 1.0 };
     demand_panel(&panels[0], runs, x_max)?;
     tasks_panel(&panels[1], runs, x_max)?;
-    metric_panel(&panels[2], runs, x_max)?;
+    if with_hosts {
+        hosts_panel(&panels[2], runs, x_max)?;
+    }
+    metric_panel(&panels[panels.len() - 1], runs, x_max)?;
     root.present()?;
     Ok(())
 }
@@ -206,6 +214,32 @@ where
         black.stroke_width(2),
     ))?;
     legend.push(("needed".to_owned(), Sample::Dashed(black, 2)));
+    draw_legend(&legend_area, &legend)
+}
+
+fn hosts_panel<DB: DrawingBackend>(
+    panel: &DrawingArea<DB, Shift>,
+    runs: &[(&str, &RunSeries)],
+    x_max: f64,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (area, legend_area) = split_panel(panel);
+    let y_max = padded(
+        runs.iter()
+            .flat_map(|(_, s)| s.points())
+            .filter_map(|p| p.hosts.map(|h| h.max)),
+    );
+    let mut chart = chart(&area, x_max, 0.0..y_max, "hosts", false)?;
+    let mut legend = Vec::new();
+    for (i, (name, series)) in runs.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()].to_rgba();
+        for segment in segments(series.points(), |p| p.hosts) {
+            chart.draw_series(LineSeries::new(segment, colour.stroke_width(2)))?;
+        }
+        legend.push((format!("{name} hosts"), Sample::Line(colour, 2)));
+    }
     draw_legend(&legend_area, &legend)
 }
 

@@ -72,6 +72,8 @@ pub struct SeriesPoint {
     pub desired: Stat,
     /// Tasks in RUNNING.
     pub running: Stat,
+    /// Hosts billed (EC2 cluster runs), where defined.
+    pub hosts: Option<Stat>,
     /// The main policy's metric, where defined.
     pub metric: Option<Stat>,
     /// The main policy's target for the metric, where defined.
@@ -89,6 +91,7 @@ impl SeriesPoint {
             needed: Stat::one(rec.needed, dt),
             desired: Stat::one(f64::from(rec.desired), dt),
             running: Stat::one(f64::from(rec.running), dt),
+            hosts: rec.hosts.map(|h| Stat::one(f64::from(h), dt)),
             metric: finite(rec.metric),
             metric_target: finite(rec.metric_target),
         }
@@ -102,6 +105,7 @@ impl SeriesPoint {
             needed: self.needed.merge(next.needed),
             desired: self.desired.merge(next.desired),
             running: self.running.merge(next.running),
+            hosts: merge_opt(self.hosts, next.hosts),
             metric: merge_opt(self.metric, next.metric),
             metric_target: merge_opt(self.metric_target, next.metric_target),
         }

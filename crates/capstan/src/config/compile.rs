@@ -10,7 +10,7 @@ use capstan_core::model::Bounds;
 use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig, RateLimit, RateLimits};
 use capstan_sim::metric::SimMetric;
 use capstan_sources::{CommandSpec, HttpSpec, SimulatedSpec, SourceKind, SourceSpec, ValueKind};
-use capstan_targets::{ProcessSpec, SimulatedTargetSpec, TargetSpec};
+use capstan_targets::{ProcessSpec, Scales, SimulatedTargetSpec, TargetSpec};
 use toml::de::{DeTable, DeValue};
 
 use super::policies::compile_policies;
@@ -463,9 +463,39 @@ fn compile_target(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<TargetSpec>
             })
         }
         Some("simulated") => {
+            let scales = if t.has("scales") {
+                match t.choice(ctx, "scales", schema::SIMULATED_SCALES, "simulated scale") {
+                    Some("hosts") => Some(Scales::Hosts),
+                    Some(_) => Some(Scales::Tasks),
+                    None => None,
+                }
+            } else {
+                Some(Scales::Tasks)
+            };
+            // Keys of the other kind of simulated target are refused, not ignored.
+            let only_for = |ctx: &mut Ctx<'_>, key: &str, which: &str| {
+                if t.has(key) {
+                    ctx.error(
+                        &t.span_of(key),
+                        &t.path_of(key),
+                        format!("applies only to scales = \"{which}\""),
+                    );
+                }
+            };
+            match scales {
+                Some(Scales::Tasks) => only_for(ctx, "warmup", "hosts"),
+                Some(Scales::Hosts) => only_for(ctx, "protect_minutes", "tasks"),
+                None => {}
+            }
             let drain_timeout = t
                 .opt_positive(ctx, "drain_timeout")
-                .unwrap_or(defaults::DRAIN_TIMEOUT);
+                .unwrap_or(match scales {
+                    Some(Scales::Hosts) => defaults::HOST_DRAIN_TIMEOUT,
+                    _ => defaults::DRAIN_TIMEOUT,
+                });
+            let warmup = t
+                .opt::<Duration>(ctx, "warmup")
+                .unwrap_or(defaults::HOST_WARMUP);
             let protect_minutes = match t.opt::<u32>(ctx, "protect_minutes") {
                 Some(m) if !(1..=2880).contains(&m) => {
                     ctx.error(
@@ -478,12 +508,17 @@ fn compile_target(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<TargetSpec>
                 Some(m) => Some(m),
                 None => Some(defaults::PROTECT_MINUTES),
             };
-            protect_minutes.map(|protect_minutes| {
-                TargetSpec::Simulated(SimulatedTargetSpec {
-                    drain_timeout,
-                    protect_minutes,
-                })
-            })
+            match (scales, protect_minutes) {
+                (Some(scales), Some(protect_minutes)) => {
+                    Some(TargetSpec::Simulated(SimulatedTargetSpec {
+                        scales,
+                        drain_timeout,
+                        protect_minutes,
+                        warmup,
+                    }))
+                }
+                _ => None,
+            }
         }
         _ => None,
     };

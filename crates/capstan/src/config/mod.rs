@@ -59,6 +59,11 @@ pub mod defaults {
     pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
     /// `target.drain_timeout` of a simulated target.
     pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+    /// `target.drain_timeout` of a simulated target with `scales = "hosts"`.
+    pub const HOST_DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// `target.warmup` of a simulated target with `scales = "hosts"` (ECS managed
+    /// scaling's default instance warm-up).
+    pub const HOST_WARMUP: Duration = Duration::from_secs(300);
     /// `target.protect_minutes` of a simulated target.
     pub const PROTECT_MINUTES: u32 = 10;
     /// `target.restart_delay` of a process target.
@@ -246,6 +251,7 @@ impl fmt::Debug for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use capstan_targets::Scales;
 
     #[test]
     fn debug_never_shows_secrets() {
@@ -284,6 +290,38 @@ target = 1
         match &config.sources[0].kind {
             SourceKind::Http(h) => assert_eq!(h.headers["Authorization"], "Bearer hunter2"),
             SourceKind::Command(_) | SourceKind::Simulated(_) => panic!("expected http"),
+        }
+    }
+
+    #[test]
+    fn simulated_targets_scale_tasks_or_hosts_with_their_own_defaults() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/config/valid/simulated.toml"
+        ))
+        .unwrap();
+        let config = compile(&text, "simulated.toml", &|_| None).unwrap();
+        let target = |name: &str| match &config.service(name).unwrap().target {
+            TargetSpec::Simulated(t) => t.clone(),
+            TargetSpec::Process(_) => panic!("expected a simulated target"),
+        };
+        let tasks = target("worker");
+        assert_eq!(tasks.scales, Scales::Tasks);
+        assert_eq!(tasks.drain_timeout, defaults::DRAIN_TIMEOUT);
+        assert_eq!(tasks.protect_minutes, defaults::PROTECT_MINUTES);
+        let hosts = target("hosts");
+        assert_eq!(hosts.scales, Scales::Hosts);
+        assert_eq!(hosts.warmup, Duration::from_secs(240));
+        assert_eq!(hosts.drain_timeout, Duration::from_secs(1800));
+        // Without drain_timeout, a host gets an hour (its tasks must move), not a
+        // task's ten minutes.
+        let text = text.replace(", drain_timeout = \"30m\"", "");
+        let config = compile(&text, "simulated.toml", &|_| None).unwrap();
+        match &config.service("hosts").unwrap().target {
+            TargetSpec::Simulated(t) => {
+                assert_eq!(t.drain_timeout, defaults::HOST_DRAIN_TIMEOUT);
+            }
+            TargetSpec::Process(_) => panic!("expected a simulated target"),
         }
     }
 

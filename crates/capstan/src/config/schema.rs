@@ -53,7 +53,9 @@ pub const TARGET: &[&str] = &["kind"];
 /// `target` with `kind = "process"`.
 pub const TARGET_PROCESS: &[&str] = &["command", "env", "workdir", "stop_timeout", "restart_delay"];
 /// `target` of kind `simulated`.
-pub const TARGET_SIMULATED: &[&str] = &["drain_timeout", "protect_minutes"];
+pub const TARGET_SIMULATED: &[&str] = &["scales", "drain_timeout", "protect_minutes", "warmup"];
+/// What a `simulated` target scales.
+pub const SIMULATED_SCALES: &[&str] = &["tasks", "hosts"];
 /// `cooldown`.
 pub const COOLDOWN: &[&str] = &["out", "in"];
 /// `scale_in`.
