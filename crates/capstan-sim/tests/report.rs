@@ -449,6 +449,25 @@ fn table_has_a_row_per_run_in_human_units() {
 }
 
 #[test]
+fn table_shows_hosts_only_when_a_run_has_them() {
+    let mut summary = sample_summary();
+    assert!(!table(&summary).contains("host-h"));
+    summary.runs[0].host_hours = Some(12.5);
+    summary.runs[0].peak_hosts = Some(4);
+    let text = table(&summary);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[1].contains("cost  host-h  peak hosts  SLO min"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[3].contains("12.50"), "{}", lines[3]);
+    // A run without hosts shows '-' in both columns.
+    let end = lines[1].find("peak hosts").unwrap() + "peak hosts".len();
+    assert_eq!(&lines[4][end - 1..end], "-", "{}", lines[4]);
+}
+
+#[test]
 fn csv_has_a_header_with_units_and_a_row_per_step() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("runs/capstan.csv");

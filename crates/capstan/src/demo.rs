@@ -94,6 +94,10 @@ pub fn default_window(shipped: Option<&str>) -> Window {
         // The evening: AWS scales in, blind to the sessions it cuts; capstan keeps
         // every task that still has one.
         Some("rdp-sessions") => minutes(1070),
+        // The 10:00 burst: the service grows past its hosts; capstan's reservation
+        // headroom places the new tasks at once, managed scaling adds hosts only once
+        // tasks wait for room.
+        Some("ec2-cluster") => minutes(590),
         _ => Duration::ZERO,
     };
     Window {

@@ -5,6 +5,18 @@ use super::summary::{RunSummary, Summary};
 /// How a run's cell in one column reads.
 type Cell = fn(&RunSummary) -> String;
 
+/// The columns added when a run has hosts (EC2 cluster scenarios), after `cost`.
+const HOST_COLUMNS: [(&str, Cell); 2] = [
+    ("host-h", |r| {
+        r.host_hours
+            .map_or_else(|| "-".to_owned(), |h| format!("{h:.2}"))
+    }),
+    ("peak hosts", |r| {
+        r.peak_hosts
+            .map_or_else(|| "-".to_owned(), |h| h.to_string())
+    }),
+];
+
 /// The table's columns: header, and how a run's cell reads.
 const COLUMNS: [(&str, Cell); 16] = [
     ("run", |r| r.name.clone()),
@@ -27,14 +39,20 @@ const COLUMNS: [(&str, Cell); 16] = [
 
 /// An aligned table of the runs: a title line, a header, a rule, then one row per run
 /// (name left-aligned, figures right-aligned; latencies in ms / s / minutes, `-` when
-/// the run reported none; over-provisioning in tasks).
+/// the run reported none; over-provisioning in tasks). With EC2 cluster runs, host-hours
+/// and peak hosts follow the cost.
 pub fn table(summary: &Summary) -> String {
+    let with_hosts = summary.runs.iter().any(|r| r.host_hours.is_some());
+    let mut columns: Vec<(&str, Cell)> = COLUMNS.to_vec();
+    if with_hosts {
+        columns.splice(3..3, HOST_COLUMNS);
+    }
     let rows: Vec<Vec<String>> = summary
         .runs
         .iter()
-        .map(|r| COLUMNS.iter().map(|(_, cell)| cell(r)).collect())
+        .map(|r| columns.iter().map(|(_, cell)| cell(r)).collect())
         .collect();
-    let widths: Vec<usize> = COLUMNS
+    let widths: Vec<usize> = columns
         .iter()
         .enumerate()
         .map(|(i, (head, _))| {
@@ -43,7 +61,7 @@ pub fn table(summary: &Summary) -> String {
                 .fold(head.chars().count(), usize::max)
         })
         .collect();
-    let header: Vec<String> = COLUMNS.iter().map(|(h, _)| (*h).to_owned()).collect();
+    let header: Vec<String> = columns.iter().map(|(h, _)| (*h).to_owned()).collect();
     let mut out = format!("scenario {} (seed {})\n", summary.scenario, summary.seed);
     push_row(&mut out, &header, &widths);
     let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();

@@ -53,7 +53,8 @@ pub(super) struct AwsHosts {
 
 impl HostScaler {
     /// One step at `now`: the group's desired-capacity change carried out, if any, and
-    /// the decision as a sentence (prefixed `hosts: `).
+    /// the decision as a sentence (capstan's starts with the hosts service's name, AWS's
+    /// with `hosts: `).
     pub(super) fn step(&mut self, now: Timestamp, world: &World) -> Result<Tick, String> {
         match self {
             Self::Capstan(c) => c.step(now),
@@ -79,11 +80,11 @@ impl CapstanHosts {
                     }
                     Action::Hold { .. } => None,
                 };
-                (action, Some(format!("hosts: {}", decision.sentence())))
+                (action, Some(decision.sentence()))
             }
             Err(e) => {
                 tracing::debug!(error = %e, "host tick failed");
-                (None, Some(format!("hosts: tick failed: {e}")))
+                (None, Some(format!("tick failed: {e}")))
             }
         })
     }

@@ -187,6 +187,32 @@ fn unfit(
     }
 }
 
+/// Refused victims (`"{arn} {why}"`) as one short phrase: grouped by reason, each with
+/// at most three task ARNs named (`"arn1 busy, …; arn2, arn3 and 12 more not
+/// running"`), so a scale-in of many tasks does not log a page.
+fn refusals(refused: &[String]) -> String {
+    const NAMED: usize = 3;
+    let mut by_why: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in refused {
+        let (arn, why) = r.split_once(' ').unwrap_or((r.as_str(), ""));
+        match by_why.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, arns)) => arns.push(arn),
+            None => by_why.push((why, vec![arn])),
+        }
+    }
+    by_why
+        .iter()
+        .map(|(why, arns)| {
+            let mut named = arns[..arns.len().min(NAMED)].join(", ");
+            if arns.len() > NAMED {
+                named.push_str(&format!(" and {} more", arns.len() - NAMED));
+            }
+            format!("{named} {why}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The targets of the live task `arn` in the target group (`health`), on every port the
 /// group has it, except `unused` ones: what deregistering it drains. Found by its
 /// private IP.
@@ -371,13 +397,13 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             }
         }
         if !refused.is_empty() {
-            tracing::info!(target_name = %self.name, refused = ?refused, kept = kept.len(), "victims not fit to stop are kept running");
+            tracing::info!(target_name = %self.name, refused = %refusals(&refused), kept = kept.len(), "victims not fit to stop are kept running");
         }
         if kept.is_empty() {
             let why = if refused.is_empty() {
                 "no victim was given".to_owned()
             } else {
-                refused.join(", ")
+                refusals(&refused)
             };
             return Err(self.fail(format!(
                 "scale-in to {desired} not started: no victim is running, unprotected, and idle or drainable from a target group ({why})"
@@ -679,5 +705,23 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         if !state.cleanup.is_empty() {
             tracing::warn!(target_name = %self.name, reregister = ?state.cleanup.reregister.keys().collect::<Vec<_>>(), unprotect = ?state.cleanup.unprotect, "shutdown: clean-up left undone");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusals;
+
+    #[test]
+    fn refusals_are_grouped_by_reason_and_name_at_most_three_tasks() {
+        let refused: Vec<String> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|arn| format!("{arn} busy, and no target group to drain it from"))
+            .chain(std::iter::once("f not running".to_owned()))
+            .collect();
+        assert_eq!(
+            refusals(&refused),
+            "a, b, c and 2 more busy, and no target group to drain it from; f not running"
+        );
     }
 }
