@@ -17,7 +17,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-use crate::error::{ReadError, excerpt};
+use crate::error::{ReadError, excerpt, redact_url};
 use crate::spec::HttpSpec;
 use crate::{BoxFuture, Source};
 
@@ -147,13 +147,9 @@ impl Source for HttpSource {
     }
 }
 
-/// `url` without its user name and password.
+/// `url` without its user name and password (see [`redact_url`]).
 pub fn redact(url: &Url) -> String {
-    let mut shown = url.clone();
-    // Both fail only for URLs that cannot have credentials, which is fine as is.
-    let _ = shown.set_password(None);
-    let _ = shown.set_username("");
-    shown.to_string()
+    redact_url(url)
 }
 
 /// An error and its causes, as one line ("a: b: c"), skipping repeated messages.

@@ -7,7 +7,8 @@
 //!
 //! Module map:
 //! - [`spec`]: the compiled settings of a source ([`SourceSpec`]).
-//! - [`error`]: [`SourceError`] (which source failed) and [`ReadError`] (why).
+//! - [`error`]: [`SourceError`] (which source failed), [`ReadError`] (why) and
+//!   [`ErrorClass`] (the class errors are counted by: auth, not_found, timeout, ...).
 //! - [`command`]: runs a program and reads one number from its standard output.
 //! - [`http`]: GETs a URL and picks a number from the JSON body.
 //! - [`validate`]: the boundary check every value passes before it becomes a sample.
@@ -27,7 +28,7 @@ pub mod poller;
 pub mod spec;
 pub mod validate;
 
-pub use error::{ReadError, SourceError};
+pub use error::{ErrorClass, ReadError, SourceError};
 pub use poller::{read_once, run_poller, spawn_all};
 pub use spec::{CommandSpec, HttpSpec, SimulatedSpec, SourceKind, SourceSpec, ValueKind};
 

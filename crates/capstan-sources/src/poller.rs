@@ -137,6 +137,7 @@ pub async fn run_poller(
                 if failed == 1 {
                     tracing::warn!(
                         source = %spec.name,
+                        class = e.error.class().label(),
                         kind = e.error.label(),
                         "source {} read failed: {reason} (further failures in a row are logged at debug level)",
                         spec.name,
@@ -144,6 +145,7 @@ pub async fn run_poller(
                 } else {
                     tracing::debug!(
                         source = %spec.name,
+                        class = e.error.class().label(),
                         kind = e.error.label(),
                         failed_reads = failed,
                         "source {} read failed again: {reason}",

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use capstan_sources::{HttpSpec, ReadError, SourceKind, SourceSpec, ValueKind, build, read_once};
+use capstan_sources::{
+    ErrorClass, HttpSpec, ReadError, SourceKind, SourceSpec, ValueKind, build, read_once,
+};
 use capstan_testkit::http::MetricServer;
 use serde_json::json;
 
@@ -161,6 +163,19 @@ async fn error_status_is_an_error_without_credentials() {
         .await
         .unwrap_err();
     assert!(err.to_string().ends_with("answered HTTP 404"), "{err}");
+    assert_eq!(err.class(), ErrorClass::NotFound);
+
+    for (status, class) in [
+        (401, ErrorClass::Auth),
+        (403, ErrorClass::Auth),
+        (503, ErrorClass::Server),
+    ] {
+        server.set_status(status);
+        let err = read(&spec(&server.url(), "", Duration::from_secs(5)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), class, "{status}: {err}");
+    }
 }
 
 #[tokio::test]
@@ -197,6 +212,7 @@ async fn slow_server_hits_the_timeout() {
     let started = tokio::time::Instant::now();
     let err = read(&spec).await.unwrap_err();
     assert_eq!(err, ReadError::Timeout(Duration::from_millis(200)));
+    assert_eq!(err.class(), ErrorClass::Timeout);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -222,4 +238,5 @@ async fn refused_connection_is_a_request_error() {
     };
     assert_eq!(url, &format!("http://{addr}/m"));
     assert!(reason.to_lowercase().contains("refused"), "{reason}");
+    assert_eq!(err.class(), ErrorClass::Connect);
 }
