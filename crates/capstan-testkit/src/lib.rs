@@ -5,7 +5,11 @@
 //! - [`http`]: [`MetricServer`](http::MetricServer), a real HTTP server serving a
 //!   metric as JSON that the test changes at run time.
 //! - [`process`]: whether a pid is alive; waiting on a watch channel for a state.
+//! - [`servers`]: real servers (Redis today) for integration tests: the one running on
+//!   its standard port or a private instance, with per-test isolation; plus a port
+//!   where nothing listens and a server that never answers.
 
 pub mod files;
 pub mod http;
 pub mod process;
+pub mod servers;
