@@ -11,6 +11,8 @@
 //!   [`ErrorClass`] (the class errors are counted by: auth, not_found, timeout, ...).
 //! - [`command`]: runs a program and reads one number from its standard output.
 //! - [`http`]: GETs a URL and picks a number from the JSON body.
+//! - [`redis`]: the length of a Redis key by its type, or a stream consumer group's
+//!   pending entries or lag.
 //! - [`validate`]: the boundary check every value passes before it becomes a sample.
 //! - [`poller`]: one task per source, reading on its interval into the metric windows.
 //!
@@ -25,12 +27,16 @@ pub mod command;
 pub mod error;
 pub mod http;
 pub mod poller;
+pub mod redis;
 pub mod spec;
 pub mod validate;
 
 pub use error::{ErrorClass, ReadError, SourceError};
 pub use poller::{read_once, run_poller, spawn_all};
-pub use spec::{CommandSpec, HttpSpec, SimulatedSpec, SourceKind, SourceSpec, ValueKind};
+pub use spec::{
+    CommandSpec, HttpSpec, MissingKey, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
+    StreamMetric, ValueKind,
+};
 
 /// A boxed, `Send` future, so that sources can be held as `Box<dyn Source>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -67,6 +73,7 @@ pub fn build(spec: &SourceSpec) -> Result<Box<dyn Source>, SourceError> {
             Box::new(command::CommandSource::new(c, spec.timeout).map_err(fail)?)
         }
         SourceKind::Http(h) => Box::new(http::HttpSource::new(h, spec.timeout).map_err(fail)?),
+        SourceKind::Redis(r) => Box::new(redis::RedisSource::new(r, spec.timeout).map_err(fail)?),
         SourceKind::Simulated(s) => {
             return Err(fail(format!(
                 "kind \"simulated\" (metric {}) only exists inside `capstan simulate`",

@@ -39,6 +39,9 @@ pub enum SourceKind {
     Command(CommandSpec),
     /// GET a URL and pick a number from the JSON body.
     Http(HttpSpec),
+    /// The length of a Redis key (list, set, sorted set, hash, stream or a stream's
+    /// consumer group).
+    Redis(RedisSpec),
     /// A metric of the simulator's world (`capstan simulate` only; `capstan run`
     /// refuses it).
     Simulated(SimulatedSpec),
@@ -71,6 +74,72 @@ pub struct HttpSpec {
     pub headers: BTreeMap<String, String>,
 }
 
+/// A `redis` source.
+#[derive(Clone, PartialEq)]
+pub struct RedisSpec {
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS.
+    pub url: String,
+    /// The database index; overrides the URL's.
+    pub db: Option<i64>,
+    /// The password; overrides the URL's (a secret: never shown).
+    pub password: Option<String>,
+    /// A file holding the password (read when the source is built; a final newline is
+    /// dropped); overrides the URL's.
+    pub password_file: Option<std::path::PathBuf>,
+    /// The key whose length is read.
+    pub key: String,
+    /// For a stream: the consumer group whose pending entries or lag is read.
+    pub consumer_group: Option<String>,
+    /// For a stream: what is read.
+    pub stream: StreamMetric,
+    /// What a missing key means.
+    pub missing_key: MissingKey,
+}
+
+/// What a `redis` source reads from a stream (KEDA's `streamLength`,
+/// `pendingEntriesCount` and `lagCount`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamMetric {
+    /// `XLEN`: every entry in the stream.
+    #[default]
+    Length,
+    /// `XPENDING` summary: entries delivered to the group's consumers and not yet
+    /// acknowledged.
+    PendingEntries,
+    /// `XINFO GROUPS` `lag`: entries not yet delivered to the group (Redis 7 or later).
+    Lag,
+}
+
+impl StreamMetric {
+    /// Every value, as written in the configuration.
+    pub const NAMES: &[&str] = &["length", "pending_entries", "lag"];
+
+    /// The name as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Length => "length",
+            Self::PendingEntries => "pending_entries",
+            Self::Lag => "lag",
+        }
+    }
+
+    /// Whether it reads a consumer group.
+    pub fn needs_group(self) -> bool {
+        !matches!(self, Self::Length)
+    }
+}
+
+/// What a `redis` source reads when its key does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingKey {
+    /// 0: Redis deletes an emptied list, set, sorted set or hash, so a drained queue
+    /// has no key.
+    #[default]
+    Zero,
+    /// A `not_found` error (for a key that must exist).
+    Error,
+}
+
 /// Shows the names of a map's entries and hides their values (which may be secrets).
 struct Redacted<'a>(&'a BTreeMap<String, String>);
 
@@ -97,6 +166,21 @@ impl std::fmt::Debug for HttpSpec {
             .field("url", &self.url)
             .field("pointer", &self.pointer)
             .field("headers", &Redacted(&self.headers))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RedisSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSpec")
+            .field("url", &crate::error::redact_url_str(&self.url))
+            .field("db", &self.db)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("key", &self.key)
+            .field("consumer_group", &self.consumer_group)
+            .field("stream", &self.stream)
+            .field("missing_key", &self.missing_key)
             .finish()
     }
 }

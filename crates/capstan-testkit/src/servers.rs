@@ -138,22 +138,31 @@ pub fn redis() -> RedisServer {
 /// # Panics
 /// If `redis-server` is missing or does not start.
 pub fn private_redis(extra: &[&str]) -> PrivateServer {
-    start_redis(extra)
+    start_redis(None, extra)
+}
+
+/// Like [`private_redis`], on a given port (e.g. the port of one the test stopped, to
+/// check that a client reconnects).
+///
+/// # Panics
+/// If `redis-server` is missing or does not start on that port.
+pub fn private_redis_on(port: u16, extra: &[&str]) -> PrivateServer {
+    start_redis(Some(port), extra)
 }
 
 /// The port of this process's shared private Redis, started on first use and kept (never
 /// dropped) until the process ends.
 fn start_private_redis() -> u16 {
     static PRIVATE: OnceLock<PrivateServer> = OnceLock::new();
-    PRIVATE.get_or_init(|| start_redis(&[])).port
+    PRIVATE.get_or_init(|| start_redis(None, &[])).port
 }
 
-fn start_redis(extra: &[&str]) -> PrivateServer {
+fn start_redis(port: Option<u16>, extra: &[&str]) -> PrivateServer {
     require_binary("redis-server", "redis-server");
     let mut last = String::new();
     // A free port can be taken between finding and binding it: try a few.
     for _ in 0..3 {
-        let port = free_port();
+        let port = port.unwrap_or_else(free_port);
         let dir = temp_dir("redis");
         let mut args: Vec<String> = [
             "--port",
@@ -192,7 +201,7 @@ fn redis_answers(port: u16) -> bool {
 
 /// Sends one Redis command over a fresh connection to `127.0.0.1:port` and returns the
 /// reply as text: a simple string or bulk string as is, an integer in decimal, an array
-/// as its elements joined by newlines (one level), nil as `"(nil)"`. An error reply is
+/// as its elements joined by newlines (nested arrays flattened), nil as `"(nil)"`. An error reply is
 /// `Err` with the server's text; so is a connection failure.
 pub fn resp_command(port: u16, args: &[&str]) -> Result<String, String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -210,10 +219,10 @@ pub fn resp_command(port: u16, args: &[&str]) -> Result<String, String> {
     }
     (&stream).write_all(&request).map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(&stream);
-    read_reply(&mut reader, true)
+    read_reply(&mut reader)
 }
 
-fn read_reply(reader: &mut impl BufRead, nested: bool) -> Result<String, String> {
+fn read_reply(reader: &mut impl BufRead) -> Result<String, String> {
     let mut line = String::new();
     reader.read_line(&mut line).map_err(|e| e.to_string())?;
     let line = line.trim_end_matches(['\r', '\n']);
@@ -230,12 +239,11 @@ fn read_reply(reader: &mut impl BufRead, nested: bool) -> Result<String, String>
             buf.truncate(len);
             Ok(String::from_utf8_lossy(&buf).into_owned())
         }
-        "*" if nested => {
+        "*" => {
             let Ok(n) = rest.parse::<usize>() else {
                 return Ok("(nil)".to_owned());
             };
-            let items: Result<Vec<String>, String> =
-                (0..n).map(|_| read_reply(reader, false)).collect();
+            let items: Result<Vec<String>, String> = (0..n).map(|_| read_reply(reader)).collect();
             Ok(items?.join("\n"))
         }
         other => Err(format!("unexpected reply type {other:?}")),

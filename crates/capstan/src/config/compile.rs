@@ -9,7 +9,10 @@ use std::time::Duration;
 use capstan_core::model::Bounds;
 use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig, RateLimit, RateLimits};
 use capstan_sim::metric::SimMetric;
-use capstan_sources::{CommandSpec, HttpSpec, SimulatedSpec, SourceKind, SourceSpec, ValueKind};
+use capstan_sources::{
+    CommandSpec, HttpSpec, MissingKey, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
+    StreamMetric, ValueKind,
+};
 use capstan_targets::{ProcessSpec, Scales, SimulatedTargetSpec, TargetSpec};
 use toml::de::{DeTable, DeValue};
 
@@ -101,11 +104,13 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
     match kind {
         Some("command") => t.allow(schema::SOURCE_COMMAND),
         Some("http") => t.allow(schema::SOURCE_HTTP),
+        Some("redis") => t.allow(schema::SOURCE_REDIS),
         Some("simulated") => t.allow(schema::SOURCE_SIMULATED),
         // Unknown kind: accept every kind's keys so only the kind is reported.
         _ => {
             t.allow(schema::SOURCE_COMMAND);
             t.allow(schema::SOURCE_HTTP);
+            t.allow(schema::SOURCE_REDIS);
             t.allow(schema::SOURCE_SIMULATED);
         }
     }
@@ -128,6 +133,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
     let kind = match kind {
         Some("command") => compile_command_source(ctx, &t).map(SourceKind::Command),
         Some("http") => compile_http_source(ctx, &t).map(SourceKind::Http),
+        Some("redis") => compile_redis_source(ctx, &t).map(SourceKind::Redis),
         Some("simulated") => compile_simulated_source(ctx, &t).map(SourceKind::Simulated),
         _ => None,
     };
@@ -256,6 +262,131 @@ fn compile_http_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<HttpSpec>
         pointer: pointer.unwrap_or_default(),
         headers,
     })
+}
+
+fn compile_redis_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<RedisSpec> {
+    let url = t
+        .req::<Str>(ctx, "url")
+        .and_then(|u| match check_redis_url(&u.value) {
+            Ok(()) => Some(u.value),
+            Err(why) => {
+                ctx.error(
+                    &u.span,
+                    &t.path_of("url"),
+                    format!(
+                        "bad URL {}: {}",
+                        shown_redis_url(&u),
+                        u.detail(&why, "expected redis://HOST[:PORT][/DB] or rediss://")
+                    ),
+                );
+                None
+            }
+        });
+    let db = t.opt::<u32>(ctx, "db").map(i64::from);
+    let password = t.opt::<Str>(ctx, "password").map(|p| p.value);
+    let password_file = t
+        .opt::<Str>(ctx, "password_file")
+        .map(|p| std::path::PathBuf::from(p.value));
+    if password.is_some() && password_file.is_some() {
+        ctx.error(
+            &t.span_of("password_file"),
+            &t.path_of("password_file"),
+            "set `password` or `password_file`, not both",
+        );
+    }
+    let key = t.req::<Str>(ctx, "key").and_then(|k| {
+        if k.value.is_empty() {
+            ctx.error(&k.span, &t.path_of("key"), "the key name is empty");
+            None
+        } else {
+            Some(k.value)
+        }
+    });
+    let consumer_group = t.opt::<Str>(ctx, "consumer_group").map(|g| g.value);
+    let stream = match t.choice(
+        ctx,
+        "stream_metric",
+        schema::REDIS_STREAM_METRICS,
+        "stream metric",
+    ) {
+        Some("length") => StreamMetric::Length,
+        Some("pending_entries") => StreamMetric::PendingEntries,
+        Some("lag") => StreamMetric::Lag,
+        _ if consumer_group.is_some() => StreamMetric::PendingEntries,
+        _ => StreamMetric::Length,
+    };
+    if stream.needs_group() && consumer_group.is_none() {
+        ctx.error(
+            &t.span_of("stream_metric"),
+            &t.path_of("stream_metric"),
+            format!(
+                "stream_metric \"{}\" reads a consumer group: set `consumer_group`",
+                stream.name()
+            ),
+        );
+    }
+    let missing_key = match t.choice(ctx, "missing_key", schema::REDIS_MISSING_KEY, "missing_key") {
+        Some("error") => MissingKey::Error,
+        _ => MissingKey::Zero,
+    };
+    Some(RedisSpec {
+        url: url?,
+        db,
+        password,
+        password_file,
+        key: key?,
+        consumer_group,
+        stream,
+        missing_key,
+    })
+}
+
+/// A redis URL for an error message: without credentials, or not at all if secret.
+fn shown_redis_url(u: &Str) -> String {
+    if u.secret {
+        u.shown()
+    } else {
+        format!("{:?}", capstan_sources::error::redact_url_str(&u.value))
+    }
+}
+
+/// Checks that `url` is a `redis://` or `rediss://` URL with a host, a valid port and
+/// a numeric database (if any).
+fn check_redis_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("expected a URL like \"redis://127.0.0.1:6379/0\"".to_owned());
+    };
+    if scheme != "redis" && scheme != "rediss" {
+        return Err(format!(
+            "scheme `{scheme}` is not supported (use redis, or rediss for TLS)"
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("URLs cannot contain spaces".to_owned());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+        _ => (host_port, None),
+    };
+    if host.is_empty() {
+        return Err("the host is missing".to_owned());
+    }
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return Err(format!("bad port `{p}`"));
+    }
+    let path = rest[authority.len()..]
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default();
+    let db = path.trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return Err(format!("the database `{db}` is not a number"));
+    }
+    Ok(())
 }
 
 /// Checks that `url` is an absolute `http` or `https` URL with a host.
@@ -740,6 +871,28 @@ mod tests {
             ("http://[::1/", "unclosed"),
         ] {
             let err = check_url(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn redis_urls() {
+        for ok in [
+            "redis://127.0.0.1:6379/0",
+            "rediss://cache.internal",
+            "redis://:pw@host:6380/15",
+            "redis://user:pw@host",
+        ] {
+            assert_eq!(check_redis_url(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("127.0.0.1:6379", "like"),
+            ("http://host/", "scheme `http`"),
+            ("redis:///0", "host is missing"),
+            ("redis://host:port/0", "bad port"),
+            ("redis://host/jobs", "database `jobs`"),
+        ] {
+            let err = check_redis_url(bad).expect_err(bad);
             assert!(err.contains(why), "{bad}: {err}");
         }
     }

@@ -235,7 +235,8 @@ impl fmt::Debug for Config {
                 match &mut s.kind {
                     SourceKind::Command(c) => redact_values(&mut c.env),
                     SourceKind::Http(h) => redact_values(&mut h.headers),
-                    SourceKind::Simulated(_) => {}
+                    // RedisSpec's own Debug hides the password and the URL's credentials.
+                    SourceKind::Redis(_) | SourceKind::Simulated(_) => {}
                 }
                 s
             })
@@ -289,7 +290,9 @@ target = 1
         // The values themselves are intact.
         match &config.sources[0].kind {
             SourceKind::Http(h) => assert_eq!(h.headers["Authorization"], "Bearer hunter2"),
-            SourceKind::Command(_) | SourceKind::Simulated(_) => panic!("expected http"),
+            SourceKind::Command(_) | SourceKind::Redis(_) | SourceKind::Simulated(_) => {
+                panic!("expected http")
+            }
         }
     }
 

@@ -32,6 +32,21 @@ pub const SOURCE: &[&str] = &[
 pub const SOURCE_COMMAND: &[&str] = &["command", "env"];
 /// `[sources.NAME]` with `kind = "http"`.
 pub const SOURCE_HTTP: &[&str] = &["url", "pointer", "headers"];
+/// `[sources.NAME]` with `kind = "redis"`.
+pub const SOURCE_REDIS: &[&str] = &[
+    "url",
+    "db",
+    "password",
+    "password_file",
+    "key",
+    "consumer_group",
+    "stream_metric",
+    "missing_key",
+];
+/// `stream_metric` of a redis source.
+pub const REDIS_STREAM_METRICS: &[&str] = &["length", "pending_entries", "lag"];
+/// `missing_key` of a redis source.
+pub const REDIS_MISSING_KEY: &[&str] = &["zero", "error"];
 /// `[sources.NAME]` of kind `simulated`.
 pub const SOURCE_SIMULATED: &[&str] = &["metric"];
 /// `[[services]]`.
@@ -112,7 +127,7 @@ pub const SCHEDULED_ACTION: &[&str] = &["cron", "duration", "min", "max", "exact
 /// `[log] format`.
 pub const LOG_FORMATS: &[&str] = &["text", "json"];
 /// `kind` of a source.
-pub const SOURCE_KINDS: &[&str] = &["command", "http", "simulated"];
+pub const SOURCE_KINDS: &[&str] = &["command", "http", "redis", "simulated"];
 /// `value` of a source.
 pub const VALUE_KINDS: &[&str] = &["count", "any"];
 /// `kind` of a target.
@@ -153,6 +168,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"http\"`",
         keys: SOURCE_HTTP,
+    },
+    TableKeys {
+        section: "`kind = \"redis\"`",
+        keys: SOURCE_REDIS,
     },
     TableKeys {
         section: "`kind = \"simulated\"`",
@@ -261,6 +280,14 @@ pub const ALL_VALUES: &[TableKeys] = &[
     TableKeys {
         section: "`[sources.NAME]`",
         keys: VALUE_KINDS,
+    },
+    TableKeys {
+        section: "`kind = \"redis\"`",
+        keys: REDIS_STREAM_METRICS,
+    },
+    TableKeys {
+        section: "`kind = \"redis\"`",
+        keys: REDIS_MISSING_KEY,
     },
     TableKeys {
         section: "`target`",
