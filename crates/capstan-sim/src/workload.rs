@@ -98,6 +98,8 @@ use wheel::{Cohort, Wheel, ceil};
 const STRATA: u64 = 4;
 /// Float noise tolerated when comparing times.
 const EPS: f64 = 1e-9;
+/// Most latency entries reserved ahead for a step (a 1 KiB block).
+const MAX_LATENCY_ROOM: usize = 64;
 /// Processing time used by `{ kind = "trace" }` before the trace ever gave one (only
 /// when [`Workload::check_trace`] was skipped).
 const FALLBACK_TRACE_TIME: f64 = 1.0;
@@ -308,6 +310,9 @@ pub struct Workload {
     census: Option<Census>,
     /// Completed work slower than the SLO in the current step.
     slow: u64,
+    /// Room to reserve for a step's latencies (from the last step's count), so that
+    /// the list is allocated once per step instead of grown.
+    latency_room: usize,
     // Buffers reused every step.
     due: Vec<Cohort>,
     cand: Vec<u32>,
@@ -347,6 +352,7 @@ impl Workload {
             turn: 0,
             census: None,
             slow: 0,
+            latency_room: 0,
             due: Vec::new(),
             cand: Vec::new(),
             levels: Vec::new(),
@@ -383,7 +389,10 @@ impl Workload {
         demand: &Demand,
         tasks: &[TaskInfo],
     ) -> StepOutcome {
-        let mut out = StepOutcome::default();
+        let mut out = StepOutcome {
+            latencies: Vec::with_capacity(self.latency_room),
+            ..StepOutcome::default()
+        };
         let origin = *self.origin.get_or_insert_with(|| {
             SignedDuration::try_from_secs_f64(dt_s)
                 .ok()
@@ -446,6 +455,10 @@ impl Workload {
         }
         self.t = t1;
         self.census = Some(self.census(tasks, true));
+        // Room for a few more than this step's count, within what the allocator's
+        // per-thread cache serves (a larger block costs a heap consolidation).
+        let n = out.latencies.len();
+        self.latency_room = (n + n / 4 + 4).min(MAX_LATENCY_ROOM);
         out
     }
 

@@ -21,6 +21,7 @@ fn start() -> Timestamp {
 fn task(i: usize) -> TaskInfo {
     TaskInfo {
         arn: format!("arn:aws:ecs:eu-west-1:000000000000:task/default/{i:032x}"),
+        uid: i as u64 + 1,
         cluster: "default".into(),
         service: "app".into(),
         status: TaskStatus::Running,

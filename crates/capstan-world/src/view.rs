@@ -12,6 +12,10 @@ use capstan_aws_api::{AutoScalingInstance, ContainerInstanceStatus, DesiredStatu
 pub struct TaskInfo {
     /// Task ARN.
     pub arn: String,
+    /// A number that names this task alone for the world's whole life (never reused,
+    /// unlike list positions): comparing two of them is as good as comparing ARNs,
+    /// and cheaper.
+    pub uid: u64,
     /// Cluster name.
     pub cluster: String,
     /// Service name.

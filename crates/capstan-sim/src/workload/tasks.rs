@@ -1,6 +1,6 @@
 //! The tasks the workload knows, matched to the world's [`TaskInfo`] list once per step
-//! (by position when the list did not change, by ARN otherwise), and how new work is
-//! spread over them.
+//! (by position and task uid when the list did not change, by ARN otherwise), and how
+//! new work is spread over them.
 
 use std::collections::HashMap;
 
@@ -15,6 +15,8 @@ pub(crate) const NONE: u32 = u32::MAX;
 pub(crate) struct Slot {
     /// Task ARN.
     pub arn: String,
+    /// The world's uid of the task ([`TaskInfo::uid`]).
+    pub uid: u64,
     /// Bumped when the task stops, so its cohorts still in the wheel are skipped.
     pub gen_: u32,
     /// Its containers run (no `TaskStopped` yet).
@@ -60,7 +62,8 @@ impl TaskTable {
     }
 
     /// Refreshes the flags of the slots in `order` from `tasks`; false (stopping
-    /// early) if the list no longer matches `order`.
+    /// early) if the list no longer matches `order`. A slot matches its entry by uid
+    /// (one integer compare instead of an ARN compare per task per step).
     fn update(&mut self, tasks: &[TaskInfo]) -> bool {
         for (t, &i) in tasks.iter().zip(&self.order) {
             if i == NONE {
@@ -70,7 +73,7 @@ impl TaskTable {
                 continue;
             }
             let s = &mut self.slots[i as usize];
-            if s.arn != t.arn {
+            if s.uid != t.uid {
                 return false;
             }
             s.seen = self.step;
@@ -92,7 +95,9 @@ impl TaskTable {
             };
             self.order.push(i);
             if i != NONE {
-                self.slots[i as usize].seen = self.step;
+                let s = &mut self.slots[i as usize];
+                s.seen = self.step;
+                s.uid = t.uid;
             }
         }
         // Stopped tasks the world no longer lists are forgotten.

@@ -16,6 +16,7 @@ impl State {
             .unwrap_or_default();
         TaskInfo {
             arn: t.arn.clone(),
+            uid: t.uid,
             cluster,
             service: svc.map(|s| s.spec.name.clone()).unwrap_or_default(),
             status: t.status,
