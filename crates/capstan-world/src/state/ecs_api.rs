@@ -61,27 +61,36 @@ impl State {
             .services
             .get(si)
             .ok_or_else(|| not_found("DescribeServices", service.to_owned()))?;
-        let live: Vec<&Task> = s.tasks.iter().filter_map(|x| self.task(*x)).collect();
-        let count = |dep: Option<u64>, pred: fn(TaskStatus) -> bool| {
-            let n = live
-                .iter()
-                .filter(|t| dep.is_none_or(|d| t.deployment == d) && pred(t.status))
-                .count();
-            u32::try_from(n).unwrap_or(u32::MAX)
-        };
-        let running = |st: TaskStatus| st == TaskStatus::Running;
-        let pending = |st: TaskStatus| st.is_pending();
+        // Running and pending counts per deployment (index into `s.deployments`) and
+        // in all, in one pass over the tasks.
+        let mut per_deployment = vec![(0u32, 0u32); s.deployments.len()];
+        let (mut running, mut pending) = (0u32, 0u32);
+        for t in s.tasks.iter().filter_map(|x| self.task(*x)) {
+            let (r, p) = (
+                u32::from(t.status == TaskStatus::Running),
+                u32::from(t.status.is_pending()),
+            );
+            running = running.saturating_add(r);
+            pending = pending.saturating_add(p);
+            if let Some(i) = s.deployments.iter().position(|d| d.serial == t.deployment)
+                && let Some(c) = per_deployment.get_mut(i)
+            {
+                c.0 = c.0.saturating_add(r);
+                c.1 = c.1.saturating_add(p);
+            }
+        }
         let deployments = s
             .deployments
             .iter()
+            .zip(&per_deployment)
             .enumerate()
-            .map(|(i, d)| EcsDeployment {
+            .map(|(i, (d, &(running, pending)))| EcsDeployment {
                 id: d.id.clone(),
                 status: if i == 0 { "PRIMARY" } else { "ACTIVE" }.into(),
                 rollout_state: d.rollout,
                 desired: if i == 0 { s.desired } else { 0 },
-                running: count(Some(d.serial), running),
-                pending: count(Some(d.serial), pending),
+                running,
+                pending,
             })
             .collect();
         Ok(EcsService {
@@ -94,8 +103,8 @@ impl State {
                 .unwrap_or_default(),
             status: "ACTIVE".into(),
             desired: s.desired,
-            running: count(None, running),
-            pending: count(None, pending),
+            running,
+            pending,
             deployments,
             target_groups: s
                 .target_group
@@ -119,13 +128,19 @@ impl State {
         let Some(s) = self.services.get(si) else {
             return Ok(Vec::new());
         };
-        Ok(s.tasks
-            .iter()
-            .chain(&s.stopped)
-            .filter_map(|x| self.task(*x))
-            .filter(|t| t.desired == desired)
-            .map(|t| t.arn.clone())
-            .collect())
+        let mut arns = Vec::with_capacity(match desired {
+            DesiredStatus::Running => s.tasks.len(),
+            DesiredStatus::Stopped => s.tasks.len() + s.stopped.len(),
+        });
+        arns.extend(
+            s.tasks
+                .iter()
+                .chain(&s.stopped)
+                .filter_map(|x| self.task(*x))
+                .filter(|t| t.desired == desired)
+                .map(|t| t.arn.clone()),
+        );
+        Ok(arns)
     }
 
     /// `DescribeTasks`: unknown tasks come back as `MISSING` failures.
@@ -143,7 +158,7 @@ impl State {
             ));
         }
         let c = self.cluster_for(OP, cluster)?;
-        let mut found = Vec::new();
+        let mut found = Vec::with_capacity(tasks.len());
         let mut failures = Vec::new();
         for arn in tasks {
             match self.find_task(c, arn).and_then(|s| self.task(s)) {

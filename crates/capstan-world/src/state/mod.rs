@@ -36,7 +36,7 @@ use crate::error::WorldError;
 use crate::faults::Faults;
 use crate::limits::{ApiStats, Buckets, Category};
 use crate::spec::{AutoScalingGroupSpec, ServiceSpec, TargetGroupSpec, WorldConfig};
-use crate::view::Event;
+use crate::view::{Event, ServiceCounts};
 
 /// The Region in every ARN the world makes.
 pub(crate) const REGION: &str = "eu-west-1";
@@ -412,6 +412,9 @@ pub(crate) struct State {
     dirty: bool,
     /// Bumped on every change a view could show.
     pub(crate) generation: u64,
+    /// The service counts last computed: (generation then, service index, counts).
+    /// Valid while the generation stays the same.
+    pub(crate) counts_cache: Option<(u64, usize, ServiceCounts)>,
     /// Task slots (`None` = free).
     pub(crate) tasks: Vec<Option<Task>>,
     /// Free task slots.
@@ -463,6 +466,7 @@ impl State {
             events: Vec::new(),
             dirty: false,
             generation: 0,
+            counts_cache: None,
             tasks: Vec::new(),
             free: Vec::new(),
             task_ids: HashMap::default(),
@@ -760,6 +764,10 @@ pub(crate) fn short(name_or_arn: &str) -> &str {
 
 /// The part of an ECS ARN after `kind/` (`…:cluster/NAME` → `NAME`), or the input.
 pub(crate) fn cluster_name(name_or_arn: &str) -> &str {
+    // A plain name (the common case) needs no substring search.
+    if !name_or_arn.as_bytes().contains(&b':') {
+        return name_or_arn;
+    }
     name_or_arn
         .split_once(":cluster/")
         .map_or(name_or_arn, |(_, n)| n)

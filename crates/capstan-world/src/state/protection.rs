@@ -11,7 +11,6 @@
 //! stays within `desiredCount`; the excess ones fail with `DEPLOYMENT_BLOCKED`. (AWS
 //! does not document which of the named tasks fail; in-order is the choice made here.)
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use capstan_aws_api::{Failure, ProtectionResult, TaskProtection};
@@ -44,10 +43,11 @@ impl State {
                     .filter(|s| self.task(*s).is_some_and(super::Task::live))
             })
             .collect();
-        let named_set: HashSet<usize> = named.iter().flatten().copied().collect();
-        let mut others: HashMap<usize, usize> = HashMap::new();
-        let mut accepted: HashMap<usize, usize> = HashMap::new();
-        let mut seen = HashSet::new();
+        // A call names at most a few tasks (10): plain lists beat hashing here.
+        let named_set: Vec<usize> = named.iter().flatten().copied().collect();
+        // Per service: tasks protected outside the call, tasks accepted so far.
+        let mut counts: Vec<(usize, usize, usize)> = Vec::new();
+        let mut seen: Vec<usize> = Vec::with_capacity(named_set.len());
         for (arn, slot) in tasks.iter().zip(named) {
             let Some(slot) = slot else {
                 result.failures.push(Failure {
@@ -57,9 +57,10 @@ impl State {
                 });
                 continue;
             };
-            if !seen.insert(slot) {
+            if seen.contains(&slot) {
                 continue;
             }
+            seen.push(slot);
             let Some(t) = self.task(slot) else { continue };
             let (svc, full_arn, uid) = (t.service, t.arn.clone(), t.uid);
             let Some(m) = minutes else {
@@ -75,11 +76,17 @@ impl State {
                 continue;
             };
             let desired = self.services.get(svc).map_or(0, |s| s.desired as usize);
-            let already = *others
-                .entry(svc)
-                .or_insert_with(|| self.protected_count(svc, &named_set));
-            let taken = accepted.entry(svc).or_default();
-            if already + *taken + 1 > desired {
+            let k = match counts.iter().position(|c| c.0 == svc) {
+                Some(k) => k,
+                None => {
+                    counts.push((svc, self.protected_count(svc, &named_set), 0));
+                    counts.len() - 1
+                }
+            };
+            let Some((_, already, taken)) = counts.get_mut(k) else {
+                continue;
+            };
+            if *already + *taken + 1 > desired {
                 result.failures.push(Failure {
                     arn: full_arn,
                     reason: "DEPLOYMENT_BLOCKED".into(),
@@ -106,7 +113,7 @@ impl State {
     }
 
     /// Live protected tasks of service `svc` not in `except`.
-    fn protected_count(&self, svc: usize, except: &HashSet<usize>) -> usize {
+    fn protected_count(&self, svc: usize, except: &[usize]) -> usize {
         let now = self.now;
         self.services.get(svc).map_or(0, |s| {
             s.tasks
@@ -121,7 +128,10 @@ impl State {
     /// `GetTaskProtection` on already validated input.
     pub(crate) fn get_protection(&self, cluster: usize, tasks: &[String]) -> ProtectionResult {
         let now = self.now;
-        let mut result = ProtectionResult::default();
+        let mut result = ProtectionResult {
+            protected: Vec::with_capacity(tasks.len()),
+            ..ProtectionResult::default()
+        };
         for arn in tasks {
             match self
                 .find_task(cluster, arn)

@@ -89,6 +89,8 @@ impl State {
         let Some(svc) = self.services.get(si) else {
             return c;
         };
+        // Allocated once at its final size (the scheduler runs after every change).
+        c.incoming.reserve_exact(svc.tasks.len());
         let primary = svc.deployments.first().map_or(0, |d| d.serial);
         for &slot in &svc.tasks {
             let Some(t) = self.task(slot) else { continue };

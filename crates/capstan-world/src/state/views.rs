@@ -56,11 +56,25 @@ impl State {
         })
     }
 
-    /// The service's counts.
-    pub(crate) fn counts(&self, cluster: &str, service: &str) -> Option<ServiceCounts> {
+    /// The service's counts (computed again only when the generation has moved, as
+    /// a caller reads them several times a step).
+    pub(crate) fn counts(&mut self, cluster: &str, service: &str) -> Option<ServiceCounts> {
         let si = self
             .find_cluster(cluster)
             .and_then(|c| self.find_service(c, service))?;
+        if let Some((generation, cached, c)) = self.counts_cache
+            && generation == self.generation
+            && cached == si
+        {
+            return Some(c);
+        }
+        let c = self.count(si)?;
+        self.counts_cache = Some((self.generation, si, c));
+        Some(c)
+    }
+
+    /// Counts the tasks of service `si` by status.
+    fn count(&self, si: usize) -> Option<ServiceCounts> {
         let s = self.services.get(si)?;
         let mut c = ServiceCounts {
             desired: s.desired,
