@@ -21,6 +21,22 @@ pub const DEFAULT_MAX_POINTS: usize = 2000;
 /// Largest latency the histogram takes, microseconds (about 31 years).
 const MAX_LATENCY_US: f64 = 1e15;
 
+/// `micros` (finite, ≥ 0) rounded half away from zero, at most [`MAX_LATENCY_US`]:
+/// `micros.round().min(MAX_LATENCY_US)` with a cast and a compare instead of a libm
+/// call (this runs for every latency reported).
+fn round_micros(micros: f64) -> u64 {
+    if micros >= MAX_LATENCY_US {
+        return MAX_LATENCY_US as u64;
+    }
+    // Below 2^53 the integer part and the fraction are exact.
+    let whole = micros as u64;
+    if micros - whole as f64 >= 0.5 {
+        whole + 1
+    } else {
+        whole
+    }
+}
+
 /// How a run is recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecorderOptions {
@@ -211,10 +227,7 @@ impl RunRecorder {
         let micros = seconds * 1e6;
         let ok = micros.is_finite()
             && micros >= 0.0
-            && self
-                .latencies
-                .record_n(micros.round().min(MAX_LATENCY_US) as u64, count)
-                .is_ok();
+            && self.latencies.record_n(round_micros(micros), count).is_ok();
         if !ok {
             self.bad_latencies += count;
             self.first_bad_latency.get_or_insert(seconds);
@@ -273,6 +286,44 @@ impl RunRecorder {
             peak_hosts: t.peak_hosts,
             duration_hours: t.seconds / 3600.0,
             steps: t.steps,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn reference(micros: f64) -> u64 {
+        micros.round().min(MAX_LATENCY_US) as u64
+    }
+
+    #[test]
+    fn rounding_matches_the_library_at_the_edges() {
+        for x in [
+            0.0,
+            0.49999999999999994,
+            0.5,
+            1.5,
+            2.5,
+            1_999_999.5,
+            4_503_599_627_370_495.5,
+            MAX_LATENCY_US - 0.5,
+            MAX_LATENCY_US,
+            MAX_LATENCY_US + 1.0,
+            1e300,
+        ] {
+            assert_eq!(round_micros(x), reference(x), "{x}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn rounding_matches_the_library(seconds in 0.0f64..1e10, half in any::<bool>()) {
+            let x = if half { (seconds * 1e6).trunc() + 0.5 } else { seconds * 1e6 };
+            prop_assert_eq!(round_micros(x), reference(x));
         }
     }
 }
