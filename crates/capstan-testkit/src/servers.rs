@@ -19,12 +19,13 @@
 //! Set `CAPSTAN_TEST_PRIVATE_SERVERS=1` to always start private instances (to check the
 //! fresh-machine path on a machine that runs the servers).
 //!
-//! Done: Redis ([`redis`]). Planned in the same shape (standard port → private instance
-//! → package hint; isolation by a unique name):
-//! - PostgreSQL (`postgresql`, 5432): a fresh database per handle; private: `initdb`
-//!   + `pg_ctl` on a free port with a socket dir in the temp dir.
-//! - MariaDB (`mariadb-server`, 3306): a fresh database per handle; private:
-//!   `mariadb-install-db` + `mariadbd`.
+//! Done: Redis ([`redis`]); PostgreSQL ([`postgres`]: a fresh database per handle,
+//! dropped with it; private: `initdb` + `postgres` on a free port with its socket in the
+//! temp dir, run as the `postgres` user when the tests run as root); MariaDB
+//! ([`mariadb`]: the same, private: `mariadb-install-db` + `mariadbd`). Both are driven
+//! with their command-line clients (`psql`, `mariadb`), installed with the servers.
+//! Planned in the same shape (standard port → private instance → package hint;
+//! isolation by a unique name):
 //! - RabbitMQ (`rabbitmq-server`, 5672): a unique queue name per handle; private: own
 //!   `RABBITMQ_*` dirs and node name, `epmd` stopped with it.
 //! - NATS (`nats-server`, 4222): a unique stream name per handle; private: `-js -sd DIR`.
@@ -250,6 +251,373 @@ fn read_reply(reader: &mut impl BufRead) -> Result<String, String> {
     }
 }
 
+/// PostgreSQL's standard port.
+pub const POSTGRES_PORT: u16 = 5432;
+/// MariaDB's (and MySQL's) standard port.
+pub const MARIADB_PORT: u16 = 3306;
+
+/// Which SQL server a [`SqlServer`] handle is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlKind {
+    /// PostgreSQL, driven with `psql` as the `postgres` user (trust auth).
+    Postgres,
+    /// MariaDB, driven with `mariadb` as `root` (empty password).
+    MariaDb,
+}
+
+/// A fresh database on a real PostgreSQL or MariaDB server for one test: created when
+/// the handle is made, dropped (with everything in it) when the handle is dropped.
+#[derive(Debug)]
+pub struct SqlServer {
+    /// Which server.
+    kind: SqlKind,
+    /// The server's port on 127.0.0.1.
+    port: u16,
+    /// The database only this handle uses, e.g. `capstan_test_4711_3_00ab...`.
+    database: String,
+    /// Whether the server is a private instance started by this process.
+    private: bool,
+}
+
+impl SqlServer {
+    /// The URL of the handle's database as the administrative user, without a password:
+    /// `postgres://postgres@127.0.0.1:PORT/DB` or `mysql://root@127.0.0.1:PORT/DB`.
+    pub fn url(&self) -> String {
+        self.url_as(self.admin_user(), None)
+    }
+
+    /// The URL of the handle's database as `user`, with `password` if given.
+    pub fn url_as(&self, user: &str, password: Option<&str>) -> String {
+        let scheme = match self.kind {
+            SqlKind::Postgres => "postgres",
+            SqlKind::MariaDb => "mysql",
+        };
+        let auth = match password {
+            Some(p) => format!("{user}:{p}"),
+            None => user.to_owned(),
+        };
+        format!(
+            "{scheme}://{auth}@127.0.0.1:{}/{}",
+            self.port, self.database
+        )
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The database only this handle uses.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Whether the server is a private instance this process started.
+    pub fn is_private(&self) -> bool {
+        self.private
+    }
+
+    /// Runs `sql` (one or more statements) in the handle's database with the command-line
+    /// client as the administrative user; returns the output (rows tab-separated, one a
+    /// line), or the client's error text.
+    pub fn execute(&self, sql: &str) -> Result<String, String> {
+        sql_client(self.kind, self.port, Some(&self.database), sql)
+    }
+
+    fn admin_user(&self) -> &'static str {
+        match self.kind {
+            SqlKind::Postgres => "postgres",
+            SqlKind::MariaDb => "root",
+        }
+    }
+}
+
+impl Drop for SqlServer {
+    fn drop(&mut self) {
+        // Best effort: a test that stopped the server has nothing to clean.
+        let sql = match self.kind {
+            SqlKind::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database),
+            SqlKind::MariaDb => format!("DROP DATABASE IF EXISTS {}", self.database),
+        };
+        let _ = sql_client(self.kind, self.port, None, &sql);
+    }
+}
+
+/// A fresh database on a real PostgreSQL: the one on 127.0.0.1:5432 if it answers as
+/// `postgres` without a password, otherwise a private instance shared by this test
+/// process. The database is dropped with the handle.
+///
+/// # Panics
+/// If no server answers and PostgreSQL cannot be started (the message names the Debian
+/// package to install), or the database cannot be created.
+pub fn postgres() -> SqlServer {
+    static SERVER: OnceLock<(u16, bool)> = OnceLock::new();
+    let &(port, private) = SERVER.get_or_init(|| {
+        if !force_private()
+            && sql_client(SqlKind::Postgres, POSTGRES_PORT, None, "SELECT 1").is_ok()
+        {
+            return (POSTGRES_PORT, false);
+        }
+        static PRIVATE: OnceLock<PrivateServer> = OnceLock::new();
+        (PRIVATE.get_or_init(start_postgres).port, true)
+    });
+    sql_database(SqlKind::Postgres, port, private)
+}
+
+/// A fresh database on a real MariaDB: the one on 127.0.0.1:3306 if it answers as
+/// `root` without a password, otherwise a private instance shared by this test process.
+/// The database is dropped with the handle.
+///
+/// # Panics
+/// If no server answers and MariaDB cannot be started (the message names the Debian
+/// package to install), or the database cannot be created.
+pub fn mariadb() -> SqlServer {
+    static SERVER: OnceLock<(u16, bool)> = OnceLock::new();
+    let &(port, private) = SERVER.get_or_init(|| {
+        if !force_private() && sql_client(SqlKind::MariaDb, MARIADB_PORT, None, "SELECT 1").is_ok()
+        {
+            return (MARIADB_PORT, false);
+        }
+        static PRIVATE: OnceLock<PrivateServer> = OnceLock::new();
+        (PRIVATE.get_or_init(start_mariadb).port, true)
+    });
+    sql_database(SqlKind::MariaDb, port, private)
+}
+
+fn sql_database(kind: SqlKind, port: u16, private: bool) -> SqlServer {
+    let database = unique_name("capstan_test_", "").replace(':', "_");
+    if let Err(e) = sql_client(kind, port, None, &format!("CREATE DATABASE {database}")) {
+        panic!("cannot create the test database {database} on port {port}: {e}");
+    }
+    SqlServer {
+        kind,
+        port,
+        database,
+        private,
+    }
+}
+
+/// Runs `sql` with `psql` or `mariadb` against 127.0.0.1:`port` (database `db`, or the
+/// default one), as the administrative user.
+fn sql_client(kind: SqlKind, port: u16, db: Option<&str>, sql: &str) -> Result<String, String> {
+    let port = port.to_string();
+    let mut command = match kind {
+        SqlKind::Postgres => {
+            let mut c = Command::new("psql");
+            c.args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-X",
+                "-q",
+                "-At",
+            ])
+            .args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-F",
+                "\t",
+                "-d",
+                db.unwrap_or("postgres"),
+            ])
+            .args(["-c", sql])
+            .env("PGCONNECT_TIMEOUT", "2");
+            c
+        }
+        SqlKind::MariaDb => {
+            let mut c = Command::new("mariadb");
+            c.args([
+                "--protocol=tcp",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &port,
+                "-u",
+                "root",
+            ])
+            .args(["--connect-timeout=2", "-N", "-B"]);
+            if let Some(db) = db {
+                c.args(["-D", db]);
+            }
+            c.args(["-e", sql]);
+            c
+        }
+    };
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run the SQL client: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim_end().to_owned())
+    }
+}
+
+/// Finds a PostgreSQL server program: on the `PATH`, or in Debian's versioned
+/// directory (the newest version).
+fn postgres_binary(name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    }) {
+        return path;
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path().join("bin").join(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.retain(|f| f.is_file());
+    versions.sort();
+    match versions.pop() {
+        Some(path) => path,
+        None => {
+            require_binary(name, "postgresql");
+            PathBuf::from(name)
+        }
+    }
+}
+
+/// When the tests run as root, the servers must run as their own user (PostgreSQL
+/// refuses root): `Some(user)` to switch to, after giving it `dir`.
+fn server_user(user: &str, dir: &Path) -> Option<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return None;
+    }
+    let owner = nix::unistd::User::from_name(user).ok().flatten();
+    let Some(owner) = owner else {
+        panic!("the tests run as root and there is no `{user}` user to run the server as");
+    };
+    if let Err(e) =
+        std::os::unix::fs::chown(dir, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))
+    {
+        panic!("cannot give {} to {user}: {e}", dir.display());
+    }
+    Some(user.to_owned())
+}
+
+/// `setpriv` arguments that switch to `user` (nothing if `None`).
+fn as_user(user: Option<&str>) -> Vec<String> {
+    match user {
+        Some(u) => vec![
+            format!("--reuid={u}"),
+            format!("--regid={u}"),
+            "--init-groups".to_owned(),
+        ],
+        None => Vec::new(),
+    }
+}
+
+fn start_postgres() -> PrivateServer {
+    let initdb = postgres_binary("initdb");
+    let server = postgres_binary("postgres");
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let dir = temp_dir("postgres");
+        let user = server_user("postgres", &dir);
+        let data = dir.join("data");
+        let out = Command::new("setpriv")
+            .args(as_user(user.as_deref()))
+            .arg("--")
+            .arg(&initdb)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "--no-sync"])
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!("initdb failed: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => panic!("cannot run initdb: {e}"),
+        }
+        let mut args = as_user(user.as_deref());
+        args.push("--".to_owned());
+        args.push(server.to_string_lossy().into_owned());
+        for a in [
+            "-D",
+            &data.to_string_lossy(),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ] {
+            args.push(a.to_owned());
+        }
+        for a in ["-k", &dir.to_string_lossy(), "-c", "fsync=off"] {
+            args.push(a.to_owned());
+        }
+        let started = PrivateServer::spawn_with("setpriv", &args, port, dir);
+        if wait_until(START_TIMEOUT, || {
+            sql_client(SqlKind::Postgres, port, None, "SELECT 1").is_ok()
+        }) {
+            return started;
+        }
+        last = format!("postgres on port {port} did not answer within {START_TIMEOUT:?}");
+    }
+    panic!("{last}");
+}
+
+fn start_mariadb() -> PrivateServer {
+    require_binary("mariadbd", "mariadb-server");
+    require_binary("mariadb-install-db", "mariadb-server");
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let dir = temp_dir("mariadb");
+        let user = server_user("mysql", &dir);
+        let user_arg = format!("--user={}", user.as_deref().unwrap_or("mysql"));
+        let datadir = format!("--datadir={}", dir.join("data").display());
+        let out = Command::new("mariadb-install-db")
+            .args([
+                &user_arg,
+                &datadir,
+                "--auth-root-authentication-method=normal",
+            ])
+            .args(["--skip-test-db", "--skip-name-resolve"])
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!(
+                "mariadb-install-db failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!("cannot run mariadb-install-db: {e}"),
+        }
+        // Switched by setpriv, not by mariadbd's --user: a process that changes its own
+        // user loses its death signal.
+        let mut args = as_user(user.as_deref());
+        args.extend([
+            "--".to_owned(),
+            "mariadbd".to_owned(),
+            "--no-defaults".to_owned(),
+            user_arg.clone(),
+            datadir.clone(),
+            format!("--socket={}", dir.join("mysqld.sock").display()),
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--skip-name-resolve".to_owned(),
+        ]);
+        let started = PrivateServer::spawn_with("setpriv", &args, port, dir);
+        if wait_until(Duration::from_secs(30), || {
+            sql_client(SqlKind::MariaDb, port, None, "SELECT 1").is_ok()
+        }) {
+            return started;
+        }
+        last = format!("mariadbd on port {port} did not answer within 30 s");
+    }
+    panic!("{last}");
+}
+
 /// A server process this test process started. Killed (and its directory removed) on
 /// drop; a process-wide one lives until the process ends and dies with it.
 #[derive(Debug)]
@@ -267,17 +635,30 @@ impl PrivateServer {
     /// waits for it, so the process dies with the test process (the death signal fires
     /// when the thread that started it ends).
     fn spawn(program: &str, args: &[String], port: u16, dir: PathBuf) -> Self {
+        let mut all = vec!["--".to_owned(), program.to_owned()];
+        all.extend_from_slice(args);
+        Self::spawn_with("setpriv", &all, port, dir)
+    }
+
+    /// Like [`PrivateServer::spawn`] with `setpriv`'s own arguments first (e.g. a user
+    /// to switch to), then `--`, the program and its arguments in `args`.
+    fn spawn_with(setpriv: &str, args: &[String], port: u16, dir: PathBuf) -> Self {
+        let program = args
+            .iter()
+            .skip_while(|a| *a != "--")
+            .nth(1)
+            .cloned()
+            .unwrap_or_default();
         let (stop, stopped) = mpsc::channel::<()>();
         let (started, result) = mpsc::channel::<Result<(), String>>();
-        let program = program.to_owned();
+        let setpriv = setpriv.to_owned();
         let args = args.to_vec();
         let log = dir.join("server.log");
         std::thread::spawn(move || {
             let log = std::fs::File::create(&log).ok();
-            let mut command = Command::new("setpriv");
+            let mut command = Command::new(&setpriv);
             command
-                .args(["--pdeathsig", "KILL", "--"])
-                .arg(&program)
+                .args(["--pdeathsig", "KILL"])
                 .args(&args)
                 .stdin(Stdio::null());
             match log.and_then(|f| f.try_clone().ok().map(|g| (f, g))) {
@@ -543,6 +924,21 @@ mod tests {
             "{err}"
         );
         assert!(TcpStream::connect(("127.0.0.1", closed_port())).is_err());
+    }
+
+    #[test]
+    fn sql_handles_get_their_own_database_dropped_with_them() {
+        for (a, b) in [(postgres(), postgres()), (mariadb(), mariadb())] {
+            assert_ne!(a.database(), b.database());
+            a.execute("CREATE TABLE jobs (id INT)").unwrap();
+            a.execute("INSERT INTO jobs VALUES (1), (2)").unwrap();
+            assert_eq!(a.execute("SELECT count(*) FROM jobs").unwrap(), "2");
+            assert!(b.execute("SELECT count(*) FROM jobs").is_err());
+            let (kind, port, db) = (a.kind, a.port(), a.database().to_owned());
+            drop(a);
+            let err = sql_client(kind, port, Some(&db), "SELECT 1").unwrap_err();
+            assert!(!err.is_empty(), "the database is gone");
+        }
     }
 
     #[test]
