@@ -91,7 +91,7 @@ pub use spec::{Arrivals, WorkloadSpec};
 
 use dist::{Quantiles, poisson, two_units};
 use spec::{Model, Usage};
-use tasks::{NONE, TaskTable, water_fill};
+use tasks::{NONE, Slot, TaskTable, water_fill};
 use wheel::{Cohort, Wheel, ceil};
 
 /// Cohorts a batch of items on one task is split into, at most.
@@ -201,6 +201,21 @@ impl Totals {
             + self.waiting
             + self.in_flight
             + self.sessions
+    }
+}
+
+/// The work a task holding `busy` items reports under `model`.
+fn task_load(model: Model, busy: u64) -> TaskLoad {
+    let n = u32::try_from(busy).unwrap_or(u32::MAX);
+    match model {
+        Model::Sessions { .. } => TaskLoad {
+            in_flight: 0,
+            sessions: n,
+        },
+        Model::Queue { .. } | Model::Requests { .. } => TaskLoad {
+            in_flight: n,
+            sessions: 0,
+        },
     }
 }
 
@@ -519,21 +534,31 @@ impl Workload {
     /// The work each task holds now (for `World::set_work`: in flight + sessions), for
     /// every task whose containers run.
     pub fn load(&self) -> impl Iterator<Item = (&str, TaskLoad)> + '_ {
-        let sessions = matches!(self.model, Model::Sessions { .. });
-        self.tasks.slots.iter().filter(|s| s.live).map(move |s| {
-            let n = u32::try_from(s.busy).unwrap_or(u32::MAX);
-            let load = if sessions {
-                TaskLoad {
-                    in_flight: 0,
-                    sessions: n,
-                }
-            } else {
-                TaskLoad {
-                    in_flight: n,
-                    sessions: 0,
-                }
-            };
-            (s.arn.as_str(), load)
+        let model = self.model;
+        self.tasks
+            .slots
+            .iter()
+            .filter(|s| s.live)
+            .map(move |s| (s.arn.as_str(), task_load(model, s.busy)))
+    }
+
+    /// What [`load`](Self::load) gives, less the tasks whose work is the same as at the
+    /// last call: each task whose containers run comes once when first seen, then
+    /// whenever its work changed since the previous call. In the same order as
+    /// [`load`](Self::load). A caller that passes work on to `World::set_work` (or
+    /// keeps its own copy) each step needs only these: a step costs O(changes) on its
+    /// side instead of a lookup per task.
+    pub fn load_changes(&mut self) -> impl Iterator<Item = (&str, TaskLoad)> + '_ {
+        let model = self.model;
+        self.tasks.slots.iter_mut().filter_map(move |s| {
+            let load = task_load(model, s.busy);
+            let n = load.in_flight.saturating_add(load.sessions);
+            if !s.live || s.reported == Some(n) {
+                return None;
+            }
+            s.reported = Some(n);
+            let s: &Slot = s;
+            Some((s.arn.as_str(), load))
         })
     }
 

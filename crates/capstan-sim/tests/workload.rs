@@ -785,3 +785,45 @@ proptest! {
         prop_assert_eq!(t.waiting + t.in_flight + t.sessions, 0);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// A runner that passes only `load_changes` on makes exactly the calls one
+    /// comparing `load` against its last copy would, in the same order.
+    #[test]
+    fn load_changes_are_the_changes_of_load(
+        spec in spec_strategy(),
+        seed in 0u64..1000,
+        ops in proptest::collection::vec(op(), 1..120),
+    ) {
+        let mut s = Sim::new(&spec, 2, seed);
+        let mut next = 2;
+        let mut copy: std::collections::HashMap<String, u32> = Default::default();
+        for op in ops {
+            match op {
+                Op::Step(rate) => { s.step(rate); }
+                Op::Add => { s.tasks.push(task(next)); next += 1; }
+                Op::Sigterm(i) if i < s.tasks.len() => { s.sigterm(i); }
+                Op::Stop(i) if i < s.tasks.len() => { s.stop(i); }
+                Op::Unroute(i) if i < s.tasks.len() => { s.tasks[i].routable = false; }
+                Op::Forget(i) if i < s.tasks.len() && s.tasks[i].status == TaskStatus::Deprovisioning => {
+                    s.tasks.remove(i);
+                }
+                _ => {}
+            }
+            let mut want = Vec::new();
+            for (arn, l) in s.w.load() {
+                let n = l.in_flight + l.sessions;
+                if copy.get(arn) != Some(&n) {
+                    want.push((arn.to_owned(), l));
+                    copy.insert(arn.to_owned(), n);
+                }
+            }
+            let got: Vec<(String, TaskLoad)> =
+                s.w.load_changes().map(|(a, l)| (a.to_owned(), l)).collect();
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(s.w.load_changes().count(), 0);
+        }
+    }
+}

@@ -33,6 +33,9 @@ pub(crate) struct Slot {
     pub terminating: bool,
     /// The step it was last listed in.
     pub seen: u64,
+    /// The work last handed out by [`Workload::load_changes`](super::Workload::load_changes)
+    /// (`None`: not yet).
+    pub reported: Option<u32>,
 }
 
 /// Every known task.
