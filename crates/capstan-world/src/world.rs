@@ -77,6 +77,13 @@ impl World {
         self.lock().task_infos(cluster, service)
     }
 
+    /// [`tasks`](Self::tasks) written over `out` (what it held is replaced): its
+    /// entries are overwritten in place, so a caller that keeps its list from one read
+    /// to the next allocates nothing once the strings fit.
+    pub fn tasks_into(&self, cluster: &str, service: &str, out: &mut Vec<TaskInfo>) {
+        self.lock().task_infos_into(cluster, service, out);
+    }
+
     /// Tells the world how much work (requests, sessions, messages) the task holds
     /// now; 0 = idle, which lets a draining target go once the routing lag has passed
     /// and lets a task told to stop (SIGTERM) exit. Unknown tasks are ignored.

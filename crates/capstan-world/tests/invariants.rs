@@ -118,6 +118,8 @@ fn check_counts(w: &World) -> Result<(), TestCaseError> {
 
 fn exercise(w: &World, c: &VirtualClock, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut last = c.now();
+    // A list kept from one read to the next, as the simulator keeps it.
+    let mut kept = Vec::new();
     for op in ops {
         let before = protected(w);
         let by_hand = apply(w, c, op);
@@ -126,6 +128,8 @@ fn exercise(w: &World, c: &VirtualClock, ops: &[Op]) -> Result<(), TestCaseError
             last = at(&e);
         }
         check_counts(w)?;
+        w.tasks_into("default", "app", &mut kept);
+        prop_assert_eq!(&kept, &tasks(w), "tasks_into writes what tasks returns");
         let now = c.now();
         let live: Vec<String> = tasks(w)
             .into_iter()

@@ -9,51 +9,96 @@ use crate::view::{ClusterState, GroupState, InstanceState, ServiceCounts, TaskIn
 impl State {
     /// A task as the simulator sees it.
     fn task_info(&self, t: &Task) -> TaskInfo {
-        let svc = self.services.get(t.service);
-        let cluster = svc
-            .and_then(|s| self.clusters.get(s.cluster))
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
-        TaskInfo {
-            arn: t.arn.clone(),
+        let mut info = TaskInfo {
+            arn: String::new(),
             uid: t.uid,
-            cluster,
-            service: svc.map(|s| s.spec.name.clone()).unwrap_or_default(),
+            cluster: String::new(),
+            service: String::new(),
             status: t.status,
             desired_status: t.desired,
-            zone: self.zone_name(t.zone).to_owned(),
-            host: t
-                .host
-                .and_then(|h| self.instances.get(h))
-                .and_then(|i| i.ci.as_ref())
-                .map(|ci| ci.arn.clone()),
-            ip: t.ip.clone(),
+            zone: String::new(),
+            host: None,
+            ip: String::new(),
             created_at: t.created_at,
             started_at: t.started_at,
-            protected_until: t.protected_until.filter(|u| *u > self.now),
-            routable: self.routable(t, self.now),
-            accepting: matches!(t.status, TaskStatus::Running | TaskStatus::Deactivating),
-            terminating: t.status == TaskStatus::Stopping,
+            protected_until: None,
+            routable: false,
+            accepting: false,
+            terminating: false,
             cpu: t.cpu,
             memory: t.memory,
+        };
+        self.fill_task_info(t, &mut info);
+        info
+    }
+
+    /// Overwrites `info` with task `t` as the simulator sees it, reusing the strings'
+    /// allocations (the one place that says what each field shows).
+    fn fill_task_info(&self, t: &Task, info: &mut TaskInfo) {
+        let svc = self.services.get(t.service);
+        let assign = |to: &mut String, from: Option<&str>| {
+            to.clear();
+            to.push_str(from.unwrap_or_default());
+        };
+        assign(&mut info.arn, Some(&t.arn));
+        info.uid = t.uid;
+        assign(
+            &mut info.cluster,
+            svc.and_then(|s| self.clusters.get(s.cluster))
+                .map(|c| c.name.as_str()),
+        );
+        assign(&mut info.service, svc.map(|s| s.spec.name.as_str()));
+        info.status = t.status;
+        info.desired_status = t.desired;
+        assign(&mut info.zone, Some(self.zone_name(t.zone)));
+        match t
+            .host
+            .and_then(|h| self.instances.get(h))
+            .and_then(|i| i.ci.as_ref())
+        {
+            Some(ci) => assign(info.host.get_or_insert_default(), Some(&ci.arn)),
+            None => info.host = None,
         }
+        assign(&mut info.ip, Some(&t.ip));
+        info.created_at = t.created_at;
+        info.started_at = t.started_at;
+        info.protected_until = t.protected_until.filter(|u| *u > self.now);
+        info.routable = self.routable(t, self.now);
+        info.accepting = matches!(t.status, TaskStatus::Running | TaskStatus::Deactivating);
+        info.terminating = t.status == TaskStatus::Stopping;
+        info.cpu = t.cpu;
+        info.memory = t.memory;
     }
 
     /// Every task of the service not yet STOPPED, in creation order.
     pub(crate) fn task_infos(&self, cluster: &str, service: &str) -> Vec<TaskInfo> {
-        let Some(si) = self
+        let mut out = Vec::new();
+        self.task_infos_into(cluster, service, &mut out);
+        out
+    }
+
+    /// [`task_infos`](Self::task_infos) written over `out`: its entries are
+    /// overwritten in place (no allocation once their strings are long enough), extra
+    /// ones dropped, missing ones added.
+    pub(crate) fn task_infos_into(&self, cluster: &str, service: &str, out: &mut Vec<TaskInfo>) {
+        let Some(s) = self
             .find_cluster(cluster)
             .and_then(|c| self.find_service(c, service))
+            .and_then(|si| self.services.get(si))
         else {
-            return Vec::new();
+            out.clear();
+            return;
         };
-        self.services.get(si).map_or_else(Vec::new, |s| {
-            s.tasks
-                .iter()
-                .filter_map(|slot| self.task(*slot))
-                .map(|t| self.task_info(t))
-                .collect()
-        })
+        out.reserve(s.tasks.len().saturating_sub(out.len()));
+        let mut n = 0;
+        for t in s.tasks.iter().filter_map(|slot| self.task(*slot)) {
+            match out.get_mut(n) {
+                Some(info) => self.fill_task_info(t, info),
+                None => out.push(self.task_info(t)),
+            }
+            n += 1;
+        }
+        out.truncate(n);
     }
 
     /// The service's counts (computed again only when the generation has moved, as
