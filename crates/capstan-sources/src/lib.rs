@@ -13,6 +13,7 @@
 //! - [`http`]: GETs a URL and picks a number from the JSON body.
 //! - [`redis`]: the length of a Redis key by its type, or a stream consumer group's
 //!   pending entries or lag.
+//! - [`sql`]: one SQL query returning one number (PostgreSQL, MySQL/MariaDB).
 //! - [`validate`]: the boundary check every value passes before it becomes a sample.
 //! - [`poller`]: one task per source, reading on its interval into the metric windows.
 //!
@@ -29,6 +30,7 @@ pub mod http;
 pub mod poller;
 pub mod redis;
 pub mod spec;
+pub mod sql;
 pub mod validate;
 
 pub use error::{ErrorClass, ReadError, SourceError};
@@ -37,6 +39,7 @@ pub use spec::{
     CommandSpec, HttpSpec, MissingKey, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
     StreamMetric, ValueKind,
 };
+pub use spec::{SqlEngine, SqlSpec};
 
 /// A boxed, `Send` future, so that sources can be held as `Box<dyn Source>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -74,6 +77,7 @@ pub fn build(spec: &SourceSpec) -> Result<Box<dyn Source>, SourceError> {
         }
         SourceKind::Http(h) => Box::new(http::HttpSource::new(h, spec.timeout).map_err(fail)?),
         SourceKind::Redis(r) => Box::new(redis::RedisSource::new(r, spec.timeout).map_err(fail)?),
+        SourceKind::Sql(s) => Box::new(sql::SqlSource::new(s, spec.timeout).map_err(fail)?),
         SourceKind::Simulated(s) => {
             return Err(fail(format!(
                 "kind \"simulated\" (metric {}) only exists inside `capstan simulate`",

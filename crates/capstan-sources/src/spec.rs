@@ -42,6 +42,8 @@ pub enum SourceKind {
     /// The length of a Redis key (list, set, sorted set, hash, stream or a stream's
     /// consumer group).
     Redis(RedisSpec),
+    /// One SQL query returning one number (`postgres` and `mysql`).
+    Sql(SqlSpec),
     /// A metric of the simulator's world (`capstan simulate` only; `capstan run`
     /// refuses it).
     Simulated(SimulatedSpec),
@@ -94,6 +96,53 @@ pub struct RedisSpec {
     pub stream: StreamMetric,
     /// What a missing key means.
     pub missing_key: MissingKey,
+}
+
+/// A `postgres` or `mysql` source.
+#[derive(Clone, PartialEq)]
+pub struct SqlSpec {
+    /// Which server speaks at `url`.
+    pub engine: SqlEngine,
+    /// `postgres://[user[:password]@]host[:port]/database[?params]`, or `mysql://...`.
+    pub url: String,
+    /// The password; overrides the URL's (a secret: never shown).
+    pub password: Option<String>,
+    /// A file holding the password (read when the source is built; a final newline is
+    /// dropped); overrides the URL's.
+    pub password_file: Option<std::path::PathBuf>,
+    /// The query: its first row's first column is the value.
+    pub query: String,
+}
+
+/// The SQL server a `postgres` or `mysql` source talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlEngine {
+    /// PostgreSQL (`kind = "postgres"`).
+    Postgres,
+    /// MySQL or MariaDB (`kind = "mysql"`).
+    MySql,
+}
+
+impl SqlEngine {
+    /// The server's name for messages: `PostgreSQL`, `MySQL`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Postgres => "PostgreSQL",
+            Self::MySql => "MySQL",
+        }
+    }
+}
+
+impl std::fmt::Debug for SqlSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlSpec")
+            .field("engine", &self.engine)
+            .field("url", &crate::error::redact_url_str(&self.url))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("query", &self.query)
+            .finish()
+    }
 }
 
 /// What a `redis` source reads from a stream (KEDA's `streamLength`,

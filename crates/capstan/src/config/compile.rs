@@ -13,6 +13,7 @@ use capstan_sources::{
     CommandSpec, HttpSpec, MissingKey, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
     StreamMetric, ValueKind,
 };
+use capstan_sources::{SqlEngine, SqlSpec};
 use capstan_targets::{ProcessSpec, Scales, SimulatedTargetSpec, TargetSpec};
 use toml::de::{DeTable, DeValue};
 
@@ -105,12 +106,14 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("command") => t.allow(schema::SOURCE_COMMAND),
         Some("http") => t.allow(schema::SOURCE_HTTP),
         Some("redis") => t.allow(schema::SOURCE_REDIS),
+        Some("postgres" | "mysql") => t.allow(schema::SOURCE_SQL),
         Some("simulated") => t.allow(schema::SOURCE_SIMULATED),
         // Unknown kind: accept every kind's keys so only the kind is reported.
         _ => {
             t.allow(schema::SOURCE_COMMAND);
             t.allow(schema::SOURCE_HTTP);
             t.allow(schema::SOURCE_REDIS);
+            t.allow(schema::SOURCE_SQL);
             t.allow(schema::SOURCE_SIMULATED);
         }
     }
@@ -134,6 +137,8 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("command") => compile_command_source(ctx, &t).map(SourceKind::Command),
         Some("http") => compile_http_source(ctx, &t).map(SourceKind::Http),
         Some("redis") => compile_redis_source(ctx, &t).map(SourceKind::Redis),
+        Some("postgres") => compile_sql_source(ctx, &t, SqlEngine::Postgres).map(SourceKind::Sql),
+        Some("mysql") => compile_sql_source(ctx, &t, SqlEngine::MySql).map(SourceKind::Sql),
         Some("simulated") => compile_simulated_source(ctx, &t).map(SourceKind::Simulated),
         _ => None,
     };
@@ -339,6 +344,100 @@ fn compile_redis_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<RedisSpe
         stream,
         missing_key,
     })
+}
+
+fn compile_sql_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, engine: SqlEngine) -> Option<SqlSpec> {
+    let url = t
+        .req::<Str>(ctx, "url")
+        .and_then(|u| match check_sql_url(engine, &u.value) {
+            Ok(()) => Some(u.value),
+            Err(why) => {
+                let expected = match engine {
+                    SqlEngine::Postgres => {
+                        "expected postgres://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE"
+                    }
+                    SqlEngine::MySql => "expected mysql://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE",
+                };
+                ctx.error(
+                    &u.span,
+                    &t.path_of("url"),
+                    format!(
+                        "bad URL {}: {}",
+                        shown_redis_url(&u),
+                        u.detail(&why, expected)
+                    ),
+                );
+                None
+            }
+        });
+    let password = t.opt::<Str>(ctx, "password").map(|p| p.value);
+    let password_file = t
+        .opt::<Str>(ctx, "password_file")
+        .map(|p| std::path::PathBuf::from(p.value));
+    if password.is_some() && password_file.is_some() {
+        ctx.error(
+            &t.span_of("password_file"),
+            &t.path_of("password_file"),
+            "set `password` or `password_file`, not both",
+        );
+    }
+    let query = t.req::<Str>(ctx, "query").and_then(|q| {
+        if q.value.trim().is_empty() {
+            ctx.error(&q.span, &t.path_of("query"), "the query is empty");
+            None
+        } else {
+            Some(q.value)
+        }
+    });
+    Some(SqlSpec {
+        engine,
+        url: url?,
+        password,
+        password_file,
+        query: query?,
+    })
+}
+
+/// Checks that `url` is a URL of `engine` (`postgres://` or `postgresql://`; `mysql://`
+/// or `mariadb://`) with a host and a valid port.
+fn check_sql_url(engine: SqlEngine, url: &str) -> Result<(), String> {
+    let (schemes, example) = match engine {
+        SqlEngine::Postgres => (
+            &["postgres", "postgresql"][..],
+            "\"postgres://capstan@127.0.0.1:5432/app\"",
+        ),
+        SqlEngine::MySql => (
+            &["mysql", "mariadb"][..],
+            "\"mysql://capstan@127.0.0.1:3306/app\"",
+        ),
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("expected a URL like {example}"));
+    };
+    if !schemes.contains(&scheme) {
+        return Err(format!(
+            "scheme `{scheme}` is not supported (use {})",
+            schemes.join(" or ")
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("URLs cannot contain spaces".to_owned());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+        _ => (host_port, None),
+    };
+    if host.is_empty() {
+        return Err("the host is missing".to_owned());
+    }
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return Err(format!("bad port `{p}`"));
+    }
+    Ok(())
 }
 
 /// A redis URL for an error message: without credentials, or not at all if secret.
@@ -871,6 +970,34 @@ mod tests {
             ("http://[::1/", "unclosed"),
         ] {
             let err = check_url(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sql_urls() {
+        for ok in [
+            "postgres://capstan@127.0.0.1:5432/app",
+            "postgresql://u:pw@db.internal/app?sslmode=require",
+            "postgres://[::1]:5433/app",
+        ] {
+            assert_eq!(check_sql_url(SqlEngine::Postgres, ok), Ok(()), "{ok}");
+        }
+        for ok in [
+            "mysql://root@127.0.0.1:3306/test",
+            "mariadb://db.internal/app",
+        ] {
+            assert_eq!(check_sql_url(SqlEngine::MySql, ok), Ok(()), "{ok}");
+        }
+        for (engine, bad, why) in [
+            (SqlEngine::Postgres, "127.0.0.1:5432", "like"),
+            (SqlEngine::Postgres, "mysql://host/app", "scheme `mysql`"),
+            (SqlEngine::MySql, "postgres://host/app", "scheme `postgres`"),
+            (SqlEngine::Postgres, "postgres:///app", "host is missing"),
+            (SqlEngine::MySql, "mysql://host:port/app", "bad port"),
+            (SqlEngine::MySql, "mysql://host/my app", "spaces"),
+        ] {
+            let err = check_sql_url(engine, bad).expect_err(bad);
             assert!(err.contains(why), "{bad}: {err}");
         }
     }

@@ -235,8 +235,9 @@ impl fmt::Debug for Config {
                 match &mut s.kind {
                     SourceKind::Command(c) => redact_values(&mut c.env),
                     SourceKind::Http(h) => redact_values(&mut h.headers),
-                    // RedisSpec's own Debug hides the password and the URL's credentials.
-                    SourceKind::Redis(_) | SourceKind::Simulated(_) => {}
+                    // RedisSpec's and SqlSpec's own Debug hide the password and the URL's
+                    // credentials.
+                    SourceKind::Redis(_) | SourceKind::Sql(_) | SourceKind::Simulated(_) => {}
                 }
                 s
             })
@@ -290,7 +291,10 @@ target = 1
         // The values themselves are intact.
         match &config.sources[0].kind {
             SourceKind::Http(h) => assert_eq!(h.headers["Authorization"], "Bearer hunter2"),
-            SourceKind::Command(_) | SourceKind::Redis(_) | SourceKind::Simulated(_) => {
+            SourceKind::Command(_)
+            | SourceKind::Redis(_)
+            | SourceKind::Sql(_)
+            | SourceKind::Simulated(_) => {
                 panic!("expected http")
             }
         }

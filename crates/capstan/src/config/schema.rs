@@ -47,6 +47,8 @@ pub const SOURCE_REDIS: &[&str] = &[
 pub const REDIS_STREAM_METRICS: &[&str] = &["length", "pending_entries", "lag"];
 /// `missing_key` of a redis source.
 pub const REDIS_MISSING_KEY: &[&str] = &["zero", "error"];
+/// `[sources.NAME]` with `kind = "postgres"` or `kind = "mysql"`.
+pub const SOURCE_SQL: &[&str] = &["url", "password", "password_file", "query"];
 /// `[sources.NAME]` of kind `simulated`.
 pub const SOURCE_SIMULATED: &[&str] = &["metric"];
 /// `[[services]]`.
@@ -127,7 +129,7 @@ pub const SCHEDULED_ACTION: &[&str] = &["cron", "duration", "min", "max", "exact
 /// `[log] format`.
 pub const LOG_FORMATS: &[&str] = &["text", "json"];
 /// `kind` of a source.
-pub const SOURCE_KINDS: &[&str] = &["command", "http", "redis", "simulated"];
+pub const SOURCE_KINDS: &[&str] = &["command", "http", "redis", "postgres", "mysql", "simulated"];
 /// `value` of a source.
 pub const VALUE_KINDS: &[&str] = &["count", "any"];
 /// `kind` of a target.
@@ -172,6 +174,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"redis\"`",
         keys: SOURCE_REDIS,
+    },
+    TableKeys {
+        section: "`kind = \"postgres\"`",
+        keys: SOURCE_SQL,
     },
     TableKeys {
         section: "`kind = \"simulated\"`",
