@@ -11,6 +11,7 @@
 //!   [`ErrorClass`] (the class errors are counted by: auth, not_found, timeout, ...).
 //! - [`command`]: runs a program and reads one number from its standard output.
 //! - [`http`]: GETs a URL and picks a number from the JSON body.
+//! - [`push`]: values POSTed to capstan's listener ([`push::PushStore`]), with a ttl.
 //! - [`redis`]: the length of a Redis key by its type, or a stream consumer group's
 //!   pending entries or lag.
 //! - [`sql`]: one SQL query returning one number (PostgreSQL, MySQL/MariaDB).
@@ -28,15 +29,17 @@ pub mod command;
 pub mod error;
 pub mod http;
 pub mod poller;
+pub mod push;
 pub mod redis;
 pub mod spec;
 pub mod sql;
 pub mod validate;
 
 pub use error::{ErrorClass, ReadError, SourceError};
-pub use poller::{read_once, run_poller, spawn_all};
+pub use poller::{Hooks, ReadObserver, read_once, run_poller, spawn_all, spawn_all_with};
+pub use push::{PushError, PushStore};
 pub use spec::{
-    CommandSpec, HttpSpec, MissingKey, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
+    CommandSpec, HttpSpec, MissingKey, PushSpec, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
     StreamMetric, ValueKind,
 };
 pub use spec::{SqlEngine, SqlSpec};
@@ -64,6 +67,15 @@ pub trait Source: Send + Sync {
 /// Fails with [`ReadError::Config`] if the interval or timeout is zero, or the kind's
 /// own settings are unusable (empty command, malformed URL or header, bad JSON pointer).
 pub fn build(spec: &SourceSpec) -> Result<Box<dyn Source>, SourceError> {
+    build_with(spec, None)
+}
+
+/// [`build`], with the store `push` sources read from (without one, a `push` source
+/// is a [`ReadError::Config`] error).
+pub fn build_with(
+    spec: &SourceSpec,
+    push: Option<&PushStore>,
+) -> Result<Box<dyn Source>, SourceError> {
     let fail = |reason: String| SourceError::new(&spec.name, ReadError::Config(reason));
     if spec.interval == Duration::ZERO {
         return Err(fail("interval must be greater than zero".into()));
@@ -78,6 +90,10 @@ pub fn build(spec: &SourceSpec) -> Result<Box<dyn Source>, SourceError> {
         SourceKind::Http(h) => Box::new(http::HttpSource::new(h, spec.timeout).map_err(fail)?),
         SourceKind::Redis(r) => Box::new(redis::RedisSource::new(r, spec.timeout).map_err(fail)?),
         SourceKind::Sql(s) => Box::new(sql::SqlSource::new(s, spec.timeout).map_err(fail)?),
+        SourceKind::Push(p) => match push {
+            Some(store) => Box::new(push::PushSource::new(&spec.name, p, spec.value, store)),
+            None => return Err(fail("a push source needs capstan's listener".into())),
+        },
         SourceKind::Simulated(s) => {
             return Err(fail(format!(
                 "kind \"simulated\" (metric {}) only exists inside `capstan simulate`",

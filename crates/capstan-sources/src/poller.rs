@@ -10,6 +10,9 @@
 //! Logging, per source: the first failure of a streak at WARN, the following ones at
 //! DEBUG, the recovery once at INFO ("source queue recovered after 5 failed reads").
 //!
+//! Observers: a [`ReadObserver`] given through [`Hooks`] sees every read's outcome and
+//! duration (the exporter counts them); it never changes what is recorded.
+//!
 //! Cancellation: every task stops as soon as the token is cancelled, abandoning a read
 //! in progress (a command's processes are killed). Every `.await` is a cancellation
 //! point; the windows are only written between them.
@@ -26,9 +29,26 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ReadError, SourceError};
+use crate::push::PushStore;
 use crate::spec::SourceSpec;
 use crate::validate::validate;
-use crate::{Source, build};
+use crate::{Source, build_with};
+
+/// Sees the outcome of every read the poller makes (after validation), e.g. to export
+/// it as metrics. Called between `.await`s; must not block.
+pub trait ReadObserver: Send + Sync {
+    /// `source` was read in `took`: its value, or why it failed.
+    fn observed(&self, source: &str, took: Duration, result: Result<f64, &ReadError>);
+}
+
+/// What [`spawn_all_with`] gives the pollers beyond the specs.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// The store `push` sources read from (without it a push source fails to build).
+    pub push: Option<PushStore>,
+    /// Sees every read.
+    pub observer: Option<Arc<dyn ReadObserver>>,
+}
 
 /// [`read_once`] abandons a read this long after the source's own timeout. Sources
 /// enforce their timeout themselves (with a more precise error); this catches one that
@@ -61,6 +81,17 @@ pub fn spawn_all(
     clock: Arc<dyn Clock>,
     cancel: CancellationToken,
 ) -> Result<JoinSet<()>, SourceError> {
+    spawn_all_with(specs, obs, clock, cancel, &Hooks::default())
+}
+
+/// [`spawn_all`] with [`Hooks`]: the push store and a read observer.
+pub fn spawn_all_with(
+    specs: &[SourceSpec],
+    obs: SharedObservations,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+    hooks: &Hooks,
+) -> Result<JoinSet<()>, SourceError> {
     let mut names = BTreeSet::new();
     let mut built = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -70,7 +101,7 @@ pub fn spawn_all(
                 ReadError::Config("two sources have this name".into()),
             ));
         }
-        built.push((spec.clone(), build(spec)?));
+        built.push((spec.clone(), build_with(spec, hooks.push.as_ref())?));
     }
     {
         let mut windows = lock(&obs);
@@ -80,12 +111,13 @@ pub fn spawn_all(
     }
     let mut tasks = JoinSet::new();
     for (spec, source) in built {
-        tasks.spawn(run_poller(
+        tasks.spawn(run_poller_with(
             spec,
             source,
             Arc::clone(&obs),
             Arc::clone(&clock),
             cancel.clone(),
+            hooks.observer.clone(),
         ));
     }
     Ok(tasks)
@@ -100,6 +132,18 @@ pub async fn run_poller(
     clock: Arc<dyn Clock>,
     cancel: CancellationToken,
 ) {
+    run_poller_with(spec, source, obs, clock, cancel, None).await;
+}
+
+/// [`run_poller`], telling `observer` about every read.
+pub async fn run_poller_with(
+    spec: SourceSpec,
+    source: Box<dyn Source>,
+    obs: SharedObservations,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+    observer: Option<Arc<dyn ReadObserver>>,
+) {
     lock(&obs).declare(&spec.name, spec.retention, spec.max_age);
     let mut ticker = tokio::time::interval(spec.interval.max(MIN_INTERVAL));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -110,12 +154,20 @@ pub async fn run_poller(
             () = cancel.cancelled() => break,
             _ = ticker.tick() => {}
         }
+        let started = tokio::time::Instant::now();
         let read = tokio::select! {
             biased;
             () = cancel.cancelled() => break,
             read = read_once(source.as_ref(), &spec) => read,
         };
         let now = clock.now();
+        if let Some(observer) = &observer {
+            observer.observed(
+                &spec.name,
+                started.elapsed(),
+                read.as_ref().copied().map_err(|e| &e.error),
+            );
+        }
         match read {
             Ok(value) => {
                 lock(&obs).push(&spec.name, Sample { value, at: now });

@@ -44,9 +44,18 @@ pub enum SourceKind {
     Redis(RedisSpec),
     /// One SQL query returning one number (`postgres` and `mysql`).
     Sql(SqlSpec),
+    /// Values POSTed to capstan's listener, used until they are older than a ttl.
+    Push(PushSpec),
     /// A metric of the simulator's world (`capstan simulate` only; `capstan run`
     /// refuses it).
     Simulated(SimulatedSpec),
+}
+
+/// A `push` source: values POSTed to `/api/v1/metrics/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushSpec {
+    /// A value older than this is not used (the read fails, the planner holds).
+    pub ttl: Duration,
 }
 
 /// A `simulated` source: one metric of the simulated service.

@@ -1,11 +1,13 @@
 //! The `run` command: pollers, one control loop per service, graceful shutdown.
 //!
-//! [`run`] starts one poller per source (feeding the shared metric windows), builds each
-//! service's target, and spawns one [`ServiceLoop`] per service, all on the system
-//! clock. It returns when its cancellation token fires (the binary bridges SIGINT and
+//! [`run`] binds the HTTP listener (`[server]`: `/healthz`, `/metrics`, pushed values;
+//! see [`crate::server`]), starts one poller per source (feeding the shared metric
+//! windows and the exporter), builds each service's target, and spawns one
+//! [`ServiceLoop`] per service (its decisions counted by the exporter), all on the
+//! system clock. It returns when its cancellation token fires (the binary bridges SIGINT and
 //! SIGTERM to it with [`shutdown_signal`]), after an orderly shutdown:
 //!
-//! 1. the control loops and the pollers stop (no new decision is made);
+//! 1. the control loops, the pollers and the listener stop (no new decision is made);
 //! 2. every target's [`shutdown`](Target::shutdown) runs, all at once, and is awaited.
 //!
 //! What is left behind, per target kind: a local-process target stops every worker it
@@ -27,7 +29,8 @@ use capstan_core::clock::{Clock, SystemClock};
 use capstan_core::metrics::{Observations, SharedObservations};
 use capstan_sources::SourceKind;
 use capstan_sources::error::SourceError;
-use capstan_sources::poller;
+use capstan_sources::poller::{self, Hooks};
+use capstan_sources::{PushStore, ReadObserver};
 use capstan_store::{DecisionLog, MemoryStore};
 use capstan_targets::{ProcessTarget, Target, TargetError, TargetSpec};
 use tokio::signal::unix::{SignalKind, signal};
@@ -35,6 +38,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::server::{self, Exporter, ExportingLog, ServerError, ServerState};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,9 @@ pub enum DaemonError {
     /// A source could not be set up.
     #[error("cannot start the sources: {0}")]
     Sources(#[from] SourceError),
+    /// The HTTP listener could not start (token file, address in use).
+    #[error(transparent)]
+    Server(#[from] ServerError),
     /// A service's target could not be set up.
     #[error("service {service}: cannot set up its target: {source}")]
     Target {
@@ -96,16 +103,44 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Daemon
     refuse_simulated(&config)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let obs: SharedObservations = Arc::new(Mutex::new(Observations::new()));
-    let log: Arc<dyn DecisionLog> = Arc::new(MemoryStore::default());
-    // Stops the loops and pollers: on `cancel`, or when a loop ends on its own.
+    let exporter = Arc::new(Exporter::new(&config.sources, Arc::clone(&clock)));
+    let log: Arc<dyn DecisionLog> = Arc::new(ExportingLog::new(
+        Arc::new(MemoryStore::default()),
+        Arc::clone(&exporter),
+    ));
+    let push = PushStore::new(Arc::clone(&clock));
+    push.declare_all(&config.sources);
+    let token = server::resolve_token(&config.server)?;
+    let listener = server::bind(config.server.listen).await?;
+    // Stops the loops, pollers and listener: on `cancel`, or when a loop ends on its own.
     let stop = cancel.child_token();
 
-    let pollers = poller::spawn_all(
+    let observer: Arc<dyn ReadObserver> = exporter.clone();
+    let mut pollers = poller::spawn_all_with(
         &config.sources,
         Arc::clone(&obs),
         Arc::clone(&clock),
         stop.clone(),
+        &Hooks {
+            push: Some(push.clone()),
+            observer: Some(observer),
+        },
     )?;
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| config.server.listen.to_string(), |a| a.to_string());
+    tracing::info!(address = %address, auth = token.is_some(), "HTTP listener started");
+    let app = server::router(ServerState {
+        token,
+        exporter,
+        push,
+    });
+    let listening = stop.clone();
+    pollers.spawn(async move {
+        if let Err(e) = server::serve(listener, app, listening).await {
+            tracing::error!(error = %e, "the HTTP listener failed");
+        }
+    });
     tracing::info!(
         sources = config.sources.len(),
         services = config.services.len(),
@@ -282,6 +317,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             r#"
+[server]
+listen = "127.0.0.1:0"
+
 [sources.q]
 kind = "command"
 command = ["echo", "0"]
@@ -327,6 +365,9 @@ target = 10
     #[tokio::test]
     async fn a_bad_target_fails_start_up_with_the_service_named() {
         let text = r#"
+[server]
+listen = "127.0.0.1:0"
+
 [sources.q]
 kind = "command"
 command = ["echo", "0"]

@@ -3,6 +3,7 @@
 //! - [`config`]: the TOML file, compiled into typed settings with every error named.
 //! - [`cli`]: `validate` and `explain`.
 //! - [`daemon`]: `run`: pollers, one control loop per service, graceful shutdown.
+//! - [`server`]: the HTTP listener: `/healthz`, `/metrics`, pushed values.
 //! - [`simulate`]: `simulate`: shipped scenarios, configs mapped onto the simulator.
 //! - [`demo`]: `demo`: a scenario in accelerated real time, its decisions shown live.
 
@@ -10,4 +11,5 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod server;
 pub mod simulate;

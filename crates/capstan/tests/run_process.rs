@@ -37,6 +37,9 @@ fn config(dir: &Path) -> String {
 format = "text"
 level = "info"
 
+[server]
+listen = "127.0.0.1:0"
+
 [sources.depth]
 kind = "command"
 command = ["cat", "{dir}/depth"]

@@ -10,7 +10,7 @@ use capstan_core::model::Bounds;
 use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig, RateLimit, RateLimits};
 use capstan_sim::metric::SimMetric;
 use capstan_sources::{
-    CommandSpec, HttpSpec, MissingKey, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
+    CommandSpec, HttpSpec, MissingKey, PushSpec, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
     StreamMetric, ValueKind,
 };
 use capstan_sources::{SqlEngine, SqlSpec};
@@ -20,13 +20,14 @@ use toml::de::{DeTable, DeValue};
 use super::policies::compile_policies;
 use super::reader::{Ctx, KeyPath, Node, Read, Str, Table, list, suggest, type_error};
 use super::schema;
-use super::{Config, LogFormat, LogSpec, ServiceSpec, defaults};
+use super::{Config, LogFormat, LogSpec, Secret, ServerSpec, ServiceSpec, TokenSource, defaults};
 
 /// Compiles a parsed document. Errors are recorded in `ctx`; the result is only
 /// meaningful when none were.
 pub(crate) fn compile_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Option<Config> {
     let top = Table::new(KeyPath::root(), 0..0, root, schema::ROOT);
     let log = compile_log(ctx, &top);
+    let server = compile_server(ctx, &top);
     let sources = compile_sources(ctx, &top);
     // Every name written under [sources], even one whose settings are broken, so a
     // policy referring to it is not reported as well.
@@ -39,6 +40,7 @@ pub(crate) fn compile_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Option<
     top.finish(ctx);
     Some(Config {
         log,
+        server,
         sources,
         services,
     })
@@ -69,6 +71,63 @@ fn compile_log(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> LogSpec {
                 ),
             ),
         }
+    }
+    t.finish(ctx);
+    spec
+}
+
+/// `[server]`: a listener beyond loopback needs a token (security by default).
+fn compile_server(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> ServerSpec {
+    let mut spec = ServerSpec::default();
+    let Some(t) = top.table(ctx, "server", schema::SERVER) else {
+        return spec;
+    };
+    if let Some(listen) = t.opt::<Str>(ctx, "listen") {
+        match listen.value.parse::<std::net::SocketAddr>() {
+            Ok(addr) => spec.listen = addr,
+            Err(_) => ctx.error(
+                &listen.span,
+                &t.path_of("listen"),
+                format!(
+                    "bad listen address {}: expected IP:PORT, e.g. \"127.0.0.1:9120\" or \"[::1]:9120\"",
+                    listen.shown()
+                ),
+            ),
+        }
+    }
+    let token = t.opt::<Str>(ctx, "token");
+    let token_file = t.opt::<Str>(ctx, "token_file");
+    match (token, token_file) {
+        (Some(_), Some(_)) => ctx.error(
+            &t.span_of("token_file"),
+            &t.path_of("token_file"),
+            "set `token` or `token_file`, not both",
+        ),
+        (Some(token), None) => {
+            if token.value.trim().is_empty() {
+                ctx.error(&token.span, &t.path_of("token"), "the token is empty");
+            } else {
+                spec.token = Some(TokenSource::Inline(Secret::new(token.value)));
+            }
+        }
+        (None, Some(file)) => {
+            if file.value.trim().is_empty() {
+                ctx.error(&file.span, &t.path_of("token_file"), "the path is empty");
+            } else {
+                spec.token = Some(TokenSource::File(PathBuf::from(file.value)));
+            }
+        }
+        (None, None) => {}
+    }
+    if spec.token.is_none() && !spec.listen.ip().is_loopback() && t.has("listen") {
+        ctx.error(
+            &t.span_of("listen"),
+            &t.path_of("listen"),
+            format!(
+                "listening beyond loopback ({}) needs a bearer token: set `token` or `token_file`",
+                spec.listen
+            ),
+        );
     }
     t.finish(ctx);
     spec
@@ -107,6 +166,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("http") => t.allow(schema::SOURCE_HTTP),
         Some("redis") => t.allow(schema::SOURCE_REDIS),
         Some("postgres" | "mysql") => t.allow(schema::SOURCE_SQL),
+        Some("push") => t.allow(schema::SOURCE_PUSH),
         Some("simulated") => t.allow(schema::SOURCE_SIMULATED),
         // Unknown kind: accept every kind's keys so only the kind is reported.
         _ => {
@@ -114,6 +174,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
             t.allow(schema::SOURCE_HTTP);
             t.allow(schema::SOURCE_REDIS);
             t.allow(schema::SOURCE_SQL);
+            t.allow(schema::SOURCE_PUSH);
             t.allow(schema::SOURCE_SIMULATED);
         }
     }
@@ -139,6 +200,13 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("redis") => compile_redis_source(ctx, &t).map(SourceKind::Redis),
         Some("postgres") => compile_sql_source(ctx, &t, SqlEngine::Postgres).map(SourceKind::Sql),
         Some("mysql") => compile_sql_source(ctx, &t, SqlEngine::MySql).map(SourceKind::Sql),
+        Some("push") => {
+            if !t.has("ttl") {
+                t.missing(ctx, "ttl");
+            }
+            t.opt_positive(ctx, "ttl")
+                .map(|ttl| SourceKind::Push(PushSpec { ttl }))
+        }
         Some("simulated") => compile_simulated_source(ctx, &t).map(SourceKind::Simulated),
         _ => None,
     };

@@ -41,6 +41,10 @@ pub mod defaults {
     pub const SOURCE_INTERVAL: Duration = Duration::from_secs(5);
     /// `sources.NAME.timeout` is `min(interval, this)` unless set.
     pub const SOURCE_TIMEOUT_CAP: Duration = Duration::from_secs(10);
+    /// `server.listen`.
+    pub const SERVER_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(
+        std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9120),
+    );
     /// `sources.NAME.retention`.
     pub const SOURCE_RETENTION: Duration = Duration::from_secs(15 * 60);
     /// `services[].min`.
@@ -161,6 +165,55 @@ impl Default for LogSpec {
     }
 }
 
+/// A secret string (the listener's bearer token): `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself (to compare, never to log).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// Where the bearer token of the listener comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `token`, written in the file (usually as `${ENV}`).
+    Inline(Secret),
+    /// `token_file`: read when `capstan run` starts (a final newline is dropped).
+    File(std::path::PathBuf),
+}
+
+/// `[server]`: the HTTP listener (`/healthz`, `/metrics`, the push endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// Address and port to listen on.
+    pub listen: std::net::SocketAddr,
+    /// The bearer token every route but `/healthz` requires; `None` only on loopback.
+    pub token: Option<TokenSource>,
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        Self {
+            listen: defaults::SERVER_LISTEN,
+            token: None,
+        }
+    }
+}
+
 /// One `[[services]]` entry.
 ///
 /// `Debug` redacts the target's environment values (they may hold secrets).
@@ -183,6 +236,8 @@ pub struct ServiceSpec {
 pub struct Config {
     /// Logging.
     pub log: LogSpec,
+    /// The HTTP listener.
+    pub server: ServerSpec,
     /// Sources, in file order.
     pub sources: Vec<SourceSpec>,
     /// Services, in file order.
@@ -237,13 +292,17 @@ impl fmt::Debug for Config {
                     SourceKind::Http(h) => redact_values(&mut h.headers),
                     // RedisSpec's and SqlSpec's own Debug hide the password and the URL's
                     // credentials.
-                    SourceKind::Redis(_) | SourceKind::Sql(_) | SourceKind::Simulated(_) => {}
+                    SourceKind::Redis(_)
+                    | SourceKind::Sql(_)
+                    | SourceKind::Push(_)
+                    | SourceKind::Simulated(_) => {}
                 }
                 s
             })
             .collect();
         f.debug_struct("Config")
             .field("log", &self.log)
+            .field("server", &self.server)
             .field("sources", &sources)
             .field("services", &self.services)
             .finish()
@@ -294,6 +353,7 @@ target = 1
             SourceKind::Command(_)
             | SourceKind::Redis(_)
             | SourceKind::Sql(_)
+            | SourceKind::Push(_)
             | SourceKind::Simulated(_) => {
                 panic!("expected http")
             }

@@ -16,9 +16,11 @@ pub struct TableKeys {
 }
 
 /// The top level of the file.
-pub const ROOT: &[&str] = &["log", "sources", "services"];
+pub const ROOT: &[&str] = &["log", "server", "sources", "services"];
 /// `[log]`.
 pub const LOG: &[&str] = &["format", "level"];
+/// `[server]`.
+pub const SERVER: &[&str] = &["listen", "token", "token_file"];
 /// `[sources.NAME]`, keys of every kind.
 pub const SOURCE: &[&str] = &[
     "kind",
@@ -49,6 +51,8 @@ pub const REDIS_STREAM_METRICS: &[&str] = &["length", "pending_entries", "lag"];
 pub const REDIS_MISSING_KEY: &[&str] = &["zero", "error"];
 /// `[sources.NAME]` with `kind = "postgres"` or `kind = "mysql"`.
 pub const SOURCE_SQL: &[&str] = &["url", "password", "password_file", "query"];
+/// `[sources.NAME]` with `kind = "push"`.
+pub const SOURCE_PUSH: &[&str] = &["ttl"];
 /// `[sources.NAME]` of kind `simulated`.
 pub const SOURCE_SIMULATED: &[&str] = &["metric"];
 /// `[[services]]`.
@@ -129,7 +133,15 @@ pub const SCHEDULED_ACTION: &[&str] = &["cron", "duration", "min", "max", "exact
 /// `[log] format`.
 pub const LOG_FORMATS: &[&str] = &["text", "json"];
 /// `kind` of a source.
-pub const SOURCE_KINDS: &[&str] = &["command", "http", "redis", "postgres", "mysql", "simulated"];
+pub const SOURCE_KINDS: &[&str] = &[
+    "command",
+    "http",
+    "redis",
+    "postgres",
+    "mysql",
+    "push",
+    "simulated",
+];
 /// `value` of a source.
 pub const VALUE_KINDS: &[&str] = &["count", "any"];
 /// `kind` of a target.
@@ -160,6 +172,10 @@ pub const ALL: &[TableKeys] = &[
         keys: LOG,
     },
     TableKeys {
+        section: "`[server]`",
+        keys: SERVER,
+    },
+    TableKeys {
         section: "`[sources.NAME]`",
         keys: SOURCE,
     },
@@ -178,6 +194,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"postgres\"`",
         keys: SOURCE_SQL,
+    },
+    TableKeys {
+        section: "`kind = \"push\"`",
+        keys: SOURCE_PUSH,
     },
     TableKeys {
         section: "`kind = \"simulated\"`",

@@ -1,0 +1,302 @@
+//! The `/metrics` exporter: capstan's sources and decisions in Prometheus format
+//! (prometheus-client's OpenMetrics text).
+//!
+//! It is fed where things are already reported, never by repeating their logic:
+//! - the poller's [`ReadObserver`] hook gives every read's value or error class and its
+//!   duration;
+//! - [`ExportingLog`] wraps the decision log the service loops record into, so every
+//!   recorded decision updates the service's gauges and decision counter.
+//!
+//! Every configured source is exported from the start (value and age `NaN` until its
+//! first good read, every error class at 0 so `rate()` works from the first scrape).
+//! Ages are computed when scraped, on the exporter's [`Clock`].
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use capstan_core::clock::{Clock, elapsed};
+use capstan_core::decision::{Action, Decision, Rule, StepKind};
+use capstan_sources::{ErrorClass, ReadError, ReadObserver, SourceSpec};
+use capstan_store::{DecisionLog, StoreError};
+use jiff::Timestamp;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The label of per-source metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    /// The source's name.
+    source: String,
+}
+
+/// The labels of the error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    /// The source's name.
+    source: String,
+    /// The error class ([`ErrorClass::label`]).
+    class: &'static str,
+}
+
+/// The label of per-service metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    /// The service's name.
+    service: String,
+}
+
+/// The labels of the decision counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    /// The service's name.
+    service: String,
+    /// `out`, `in` or `hold`.
+    direction: &'static str,
+    /// A bounded reason ([`reason_label`]).
+    reason: &'static str,
+}
+
+type F64Gauge = Gauge<f64, AtomicU64>;
+
+/// Buckets of the read-duration histogram: 1 ms to about 33 s.
+fn read_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// capstan's metrics, rendered by `/metrics`.
+pub struct Exporter {
+    /// Every metric, for rendering.
+    registry: Registry,
+    /// Where "now" comes from (ages).
+    clock: Arc<dyn Clock>,
+    /// `capstan_source_value`.
+    value: Family<SourceLabel, F64Gauge>,
+    /// `capstan_source_age_seconds`.
+    age: Family<SourceLabel, F64Gauge>,
+    /// `capstan_source_read_duration_seconds`.
+    duration: Family<SourceLabel, Histogram, fn() -> Histogram>,
+    /// `capstan_source_errors_total`.
+    errors: Family<ErrorLabels, Counter>,
+    /// `capstan_desired_tasks`.
+    desired: Family<ServiceLabel, Gauge>,
+    /// `capstan_running_tasks`.
+    running: Family<ServiceLabel, Gauge>,
+    /// `capstan_decisions_total`.
+    decisions: Family<DecisionLabels, Counter>,
+    /// When each source last read a good value.
+    last_ok: Mutex<HashMap<String, Timestamp>>,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter").finish_non_exhaustive()
+    }
+}
+
+impl Exporter {
+    /// An exporter for `sources` (each exported at once), ages measured on `clock`.
+    pub fn new(sources: &[SourceSpec], clock: Arc<dyn Clock>) -> Self {
+        let mut registry = Registry::default();
+        let value = Family::<SourceLabel, F64Gauge>::default();
+        let age = Family::<SourceLabel, F64Gauge>::default();
+        let duration: Family<SourceLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(read_buckets);
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let desired = Family::<ServiceLabel, Gauge>::default();
+        let running = Family::<ServiceLabel, Gauge>::default();
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "capstan_source_value",
+            "The last value each source read",
+            value.clone(),
+        );
+        registry.register(
+            "capstan_source_age_seconds",
+            "Seconds since each source last read a good value",
+            age.clone(),
+        );
+        registry.register(
+            "capstan_source_read_duration_seconds",
+            "How long each read took",
+            duration.clone(),
+        );
+        registry.register(
+            "capstan_source_errors",
+            "Failed reads by source and error class",
+            errors.clone(),
+        );
+        registry.register(
+            "capstan_desired_tasks",
+            "The desired count of each service after its latest decision",
+            desired.clone(),
+        );
+        registry.register(
+            "capstan_running_tasks",
+            "The running tasks each service's latest decision observed",
+            running.clone(),
+        );
+        registry.register(
+            "capstan_decisions",
+            "Decisions by service, direction and reason",
+            decisions.clone(),
+        );
+        for spec in sources {
+            let label = SourceLabel {
+                source: spec.name.clone(),
+            };
+            value.get_or_create(&label).set(f64::NAN);
+            age.get_or_create(&label).set(f64::NAN);
+            let _ = duration.get_or_create(&label);
+            for class in ErrorClass::ALL {
+                let _ = errors.get_or_create(&ErrorLabels {
+                    source: spec.name.clone(),
+                    class: class.label(),
+                });
+            }
+        }
+        Self {
+            registry,
+            clock,
+            value,
+            age,
+            duration,
+            errors,
+            desired,
+            running,
+            decisions,
+            last_ok: Mutex::default(),
+        }
+    }
+
+    /// Counts one recorded decision and sets its service's gauges.
+    pub fn record_decision(&self, decision: &Decision) {
+        let service = ServiceLabel {
+            service: decision.service.clone(),
+        };
+        self.desired
+            .get_or_create(&service)
+            .set(i64::from(decision.action.desired()));
+        self.running
+            .get_or_create(&service)
+            .set(i64::from(decision.capacity.running));
+        let direction = match decision.action {
+            Action::ScaleOut { .. } => "out",
+            Action::ScaleIn { .. } => "in",
+            Action::Hold { .. } => "hold",
+        };
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                service: decision.service.clone(),
+                direction,
+                reason: reason_label(decision),
+            })
+            .inc();
+    }
+
+    /// The metrics in OpenMetrics text format, ages as of now.
+    pub fn render(&self) -> String {
+        let now = self.clock.now();
+        {
+            let last = self.last_ok.lock().unwrap_or_else(PoisonError::into_inner);
+            for (source, at) in last.iter() {
+                self.age
+                    .get_or_create(&SourceLabel {
+                        source: source.clone(),
+                    })
+                    .set(elapsed(*at, now).as_secs_f64());
+            }
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl ReadObserver for Exporter {
+    fn observed(&self, source: &str, took: Duration, result: Result<f64, &ReadError>) {
+        let label = SourceLabel {
+            source: source.to_owned(),
+        };
+        self.duration
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
+        match result {
+            Ok(value) => {
+                self.value.get_or_create(&label).set(value);
+                let now = self.clock.now();
+                self.last_ok
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(source.to_owned(), now);
+            }
+            Err(e) => {
+                self.errors
+                    .get_or_create(&ErrorLabels {
+                        source: source.to_owned(),
+                        class: e.class().label(),
+                    })
+                    .inc();
+            }
+        }
+    }
+}
+
+/// The bounded `reason` of a decision: the last planner step that changed the number
+/// (`max`, `in_cooldown`, `missing_data`, ...), else the rule that combined the asks
+/// (`largest_scale_out`, `scale_in_all_agree`, `hold`, `no_votes`).
+pub fn reason_label(decision: &Decision) -> &'static str {
+    if let Some(step) = decision.steps.last() {
+        return match step.kind {
+            StepKind::Fallback => "fallback",
+            StepKind::MissingData => "missing_data",
+            StepKind::Stabilization => "stabilization",
+            StepKind::OutCooldown => "out_cooldown",
+            StepKind::InCooldown => "in_cooldown",
+            StepKind::RateLimitOut => "rate_limit_out",
+            StepKind::RateLimitIn => "rate_limit_in",
+            StepKind::Min => "min",
+            StepKind::Max => "max",
+            StepKind::DryRun => "dry_run",
+        };
+    }
+    match decision.rule {
+        Rule::LargestScaleOut => "largest_scale_out",
+        Rule::ScaleInAllAgree => "scale_in_all_agree",
+        Rule::Hold => "hold",
+        Rule::NoVotes => "no_votes",
+    }
+}
+
+/// A decision log that also feeds the [`Exporter`]: every decision the service loops
+/// record is counted, then passed on.
+pub struct ExportingLog {
+    /// Where decisions are kept.
+    inner: Arc<dyn DecisionLog>,
+    /// What counts them.
+    exporter: Arc<Exporter>,
+}
+
+impl ExportingLog {
+    /// Wraps `inner`, counting into `exporter`.
+    pub fn new(inner: Arc<dyn DecisionLog>, exporter: Arc<Exporter>) -> Self {
+        Self { inner, exporter }
+    }
+}
+
+impl DecisionLog for ExportingLog {
+    fn record(&self, decision: &Decision) -> Result<(), StoreError> {
+        self.exporter.record_decision(decision);
+        self.inner.record(decision)
+    }
+
+    fn recent(&self, service: &str, limit: usize) -> Result<Vec<Decision>, StoreError> {
+        self.inner.recent(service, limit)
+    }
+}
