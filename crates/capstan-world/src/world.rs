@@ -95,6 +95,15 @@ impl World {
         }
     }
 
+    /// The work the task holds as last told by [`set_work`](Self::set_work) (0 once
+    /// its containers have stopped); `None` for a task the world does not know (never
+    /// existed, or STOPPED and forgotten).
+    pub fn work(&self, task_arn: &str) -> Option<u32> {
+        let s = self.lock();
+        let slot = s.slot_of(task_arn)?;
+        s.task(slot).map(|t| t.in_flight)
+    }
+
     /// The service's desired, running, pending, stopping and unplaced counts.
     pub fn service_counts(&self, cluster: &str, service: &str) -> Option<ServiceCounts> {
         self.lock().counts(cluster, service)

@@ -96,11 +96,20 @@ fn busy_task_drains_for_the_whole_delay_and_routes_during_the_lag() {
     // Still busy: SIGKILL at kill_at.
     let ev = run(&w, &c, 29);
     assert!(ev.is_empty());
+    assert_eq!(w.work(&arn), Some(3), "the work last set");
     let ev = run(&w, &c, 1);
     assert!(matches!(&ev[..], [Event::TaskStopped { at, .. }] if secs_since(t0, *at) == 330.0));
     assert_eq!(task(&w, &arn).unwrap().status, TaskStatus::Deprovisioning);
+    assert_eq!(w.work(&arn), Some(0), "containers gone: no work");
     run(&w, &c, 5);
     assert!(task(&w, &arn).is_none(), "STOPPED tasks leave tasks()");
+    assert_eq!(w.work(&arn), Some(0), "still known while STOPPED");
+    run(&w, &c, 3600);
+    assert_eq!(w.work(&arn), None, "forgotten an hour after STOPPED");
+    assert_eq!(
+        w.work("arn:aws:ecs:eu-west-1:000000000000:task/default/nope"),
+        None
+    );
 }
 
 #[test]
