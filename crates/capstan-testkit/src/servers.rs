@@ -576,8 +576,11 @@ fn start_mariadb() -> PrivateServer {
         let user = server_user("mysql", &dir);
         let user_arg = format!("--user={}", user.as_deref().unwrap_or("mysql"));
         let datadir = format!("--datadir={}", dir.join("data").display());
+        // --no-defaults: the machine's own configuration (its error log, its socket)
+        // is shared with parallel installs and with the system's server.
         let out = Command::new("mariadb-install-db")
             .args([
+                "--no-defaults",
                 &user_arg,
                 &datadir,
                 "--auth-root-authentication-method=normal",
@@ -587,10 +590,16 @@ fn start_mariadb() -> PrivateServer {
             .output();
         match out {
             Ok(o) if o.status.success() => {}
-            Ok(o) => panic!(
-                "mariadb-install-db failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            ),
+            Ok(o) => {
+                last = format!(
+                    "mariadb-install-db failed ({}): {}{}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                let _ = std::fs::remove_dir_all(&dir);
+                continue;
+            }
             Err(e) => panic!("cannot run mariadb-install-db: {e}"),
         }
         // Switched by setpriv, not by mariadbd's --user: a process that changes its own
