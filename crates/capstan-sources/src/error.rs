@@ -5,10 +5,10 @@
 //! never carry secrets: HTTP header values and passwords are never included, and URLs
 //! are shown without their user name and password ([`redact_url`], [`redact_url_str`]).
 //!
-//! Server clients (redis today; SQL, AMQP, NATS, Kafka, Prometheus next) report with the
-//! generic variants [`ReadError::Connect`], [`ReadError::Auth`], [`ReadError::NotFound`],
-//! [`ReadError::Server`] and [`ReadError::Malformed`], each naming the server (`target`,
-//! redacted) and what failed.
+//! Server clients (redis, postgres and mysql today; AMQP, NATS, Kafka, Prometheus next)
+//! report with the generic variants [`ReadError::Connect`], [`ReadError::Auth`],
+//! [`ReadError::NotFound`], [`ReadError::Server`] and [`ReadError::Malformed`], each
+//! naming the server (`target`, redacted) and what failed.
 
 use std::fmt;
 use std::time::Duration;
