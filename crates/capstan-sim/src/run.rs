@@ -19,7 +19,6 @@
 //! Runs are independent and deterministic for the scenario's seed; they run on
 //! parallel threads.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -176,19 +175,14 @@ struct CapstanSide {
     plot: Option<(SimMetric, f64)>,
 }
 
-/// Work per task as the workload reports it, shared with capstan's ECS target (the
-/// simulator's stand-in for the session registry).
-#[derive(Debug, Default)]
-struct SharedWork(Mutex<HashMap<String, u32>>);
+/// Work per task as the workload last reported it to the world, read by capstan's ECS
+/// target (the simulator's stand-in for the session registry).
+#[derive(Debug)]
+struct SharedWork(World);
 
 impl WorkCounts for SharedWork {
     fn work(&self, task_arn: &str) -> u32 {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(task_arn)
-            .copied()
-            .unwrap_or(0)
+        self.0.work(task_arn).unwrap_or(0)
     }
 }
 
@@ -212,7 +206,6 @@ struct Run {
     name: String,
     clock: VirtualClock,
     world: World,
-    work: Arc<SharedWork>,
     workload: Workload,
     trace: Trace,
     controller: Controller,
@@ -438,7 +431,7 @@ fn build_run(
     let workload = Workload::new(&scenario.workload, seed).map_err(|e| invalid("workload", &e))?;
     let trace =
         Trace::open(&scenario.trace, &scenario.base_dir, seed).map_err(|e| invalid("trace", &e))?;
-    let work = Arc::new(SharedWork::default());
+    let work = Arc::new(SharedWork(world.clone()));
     let (controller, host_scaler) = controller(&world, &work, &clock)?;
     let csv = options
         .out
@@ -457,7 +450,6 @@ fn build_run(
         name: name.to_owned(),
         clock,
         world,
-        work,
         workload,
         trace,
         controller,
@@ -596,28 +588,11 @@ impl Run {
         self.refresh();
         let tasks = &self.tasks;
         let outcome = self.workload.step(now, dt, &demand, tasks);
-        {
-            // Only changes reach the world (each one lets it settle) and the map.
-            let mut work = self.work.0.lock().unwrap_or_else(PoisonError::into_inner);
-            for (arn, load) in self.workload.load() {
-                let n = load.in_flight + load.sessions;
-                match work.get_mut(arn) {
-                    Some(old) if *old == n => {}
-                    Some(old) => {
-                        *old = n;
-                        self.world.set_work(arn, n);
-                    }
-                    None => {
-                        work.insert(arn.to_owned(), n);
-                        self.world.set_work(arn, n);
-                    }
-                }
-            }
-            if work.len() > 2 * self.tasks.len() + 16 {
-                let live: std::collections::HashSet<&str> =
-                    self.tasks.iter().map(|t| t.arn.as_str()).collect();
-                work.retain(|arn, _| live.contains(arn.as_str()));
-            }
+        // Only changes reach the world (each one lets it settle); capstan's target reads
+        // the work back from the world.
+        for (arn, load) in self.workload.load_changes() {
+            self.world
+                .set_work(arn, load.in_flight.saturating_add(load.sessions));
         }
         for (latency, count) in &outcome.latencies {
             self.recorder.latency(*latency, *count);
@@ -700,7 +675,8 @@ impl Run {
             return;
         }
         self.tasks_generation = Some(generation);
-        self.tasks = self.world.tasks(&self.cluster, &self.service);
+        self.world
+            .tasks_into(&self.cluster, &self.service, &mut self.tasks);
         if self.on_cluster {
             // Every instance launched and not yet terminated is billed, whatever its
             // container instance is doing.
