@@ -731,28 +731,42 @@ impl CapstanSide {
                 }
             }
         }
-        if now < self.next_tick {
-            return Ok((None, None));
-        }
-        self.next_tick = clock::add(now, self.interval);
-        let result = ready(self.service_loop.tick())
-            .ok_or("the control loop waited on something the simulator cannot provide")?;
-        match result {
-            Ok(decision) => {
-                let action = match decision.action {
-                    _ if decision.dry_run => None,
-                    Action::ScaleOut { from, to } | Action::ScaleIn { from, to } => {
-                        Some((from, to))
-                    }
-                    Action::Hold { .. } => None,
-                };
-                Ok((action, Some(decision.sentence())))
-            }
-            Err(e) => {
-                // As in the daemon: a failed tick is logged and retried next interval.
-                tracing::debug!(error = %e, "tick failed");
-                Ok((None, Some(format!("tick failed: {e}"))))
-            }
-        }
+        tick_due(
+            &mut self.service_loop,
+            now,
+            self.interval,
+            &mut self.next_tick,
+        )
     }
+}
+
+/// Ticks `service_loop` if its `next_tick` has come (then due again `interval` later):
+/// the desired-count change it carried out, if any, and the decision as a sentence.
+/// As in the daemon, a failed tick is logged and tried again at the next interval.
+fn tick_due<T: capstan_targets::Target>(
+    service_loop: &mut ServiceLoop<T, VirtualClock>,
+    now: Timestamp,
+    interval: Duration,
+    next_tick: &mut Timestamp,
+) -> Result<Tick, String> {
+    if now < *next_tick {
+        return Ok((None, None));
+    }
+    *next_tick = clock::add(now, interval);
+    let result = ready(service_loop.tick())
+        .ok_or("the control loop waited on something the simulator cannot provide")?;
+    Ok(match result {
+        Ok(decision) => {
+            let action = match decision.action {
+                _ if decision.dry_run => None,
+                Action::ScaleOut { from, to } | Action::ScaleIn { from, to } => Some((from, to)),
+                Action::Hold { .. } => None,
+            };
+            (action, Some(decision.sentence()))
+        }
+        Err(e) => {
+            tracing::debug!(service = %service_loop.service(), error = %e, "tick failed");
+            (None, Some(format!("tick failed: {e}")))
+        }
+    })
 }

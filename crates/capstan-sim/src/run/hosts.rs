@@ -18,13 +18,12 @@ use std::time::Duration;
 
 use capstan_aws_api::AutoScaling;
 use capstan_control::ServiceLoop;
-use capstan_core::clock::{self, VirtualClock};
-use capstan_core::decision::Action;
+use capstan_core::clock::VirtualClock;
 use capstan_targets::asg::AsgTarget;
 use capstan_world::{AutoScalingGroupSpec, World};
 use jiff::Timestamp;
 
-use super::{Tick, ready};
+use super::{Tick, ready, tick_due};
 use crate::baseline::{Baseline, ClusterView, TaskGroup, managed_protection};
 
 /// What scales one run's hosts.
@@ -65,28 +64,12 @@ impl HostScaler {
 
 impl CapstanHosts {
     fn step(&mut self, now: Timestamp) -> Result<Tick, String> {
-        if now < self.next_tick {
-            return Ok((None, None));
-        }
-        self.next_tick = clock::add(now, self.interval);
-        let result = ready(self.service_loop.tick())
-            .ok_or("the host loop waited on something the simulator cannot provide")?;
-        Ok(match result {
-            Ok(decision) => {
-                let action = match decision.action {
-                    _ if decision.dry_run => None,
-                    Action::ScaleOut { from, to } | Action::ScaleIn { from, to } => {
-                        Some((from, to))
-                    }
-                    Action::Hold { .. } => None,
-                };
-                (action, Some(decision.sentence()))
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "host tick failed");
-                (None, Some(format!("tick failed: {e}")))
-            }
-        })
+        tick_due(
+            &mut self.service_loop,
+            now,
+            self.interval,
+            &mut self.next_tick,
+        )
     }
 }
 
