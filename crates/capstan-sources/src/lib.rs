@@ -12,6 +12,7 @@
 //! - [`command`]: runs a program and reads one number from its standard output.
 //! - [`http`]: GETs a URL and picks a number from the JSON body.
 //! - [`push`]: values POSTed to capstan's listener ([`push::PushStore`]), with a ttl.
+//! - [`rabbitmq`]: the ready messages of a RabbitMQ queue (AMQP).
 //! - [`redis`]: the length of a Redis key by its type, or a stream consumer group's
 //!   pending entries or lag.
 //! - [`sql`]: one SQL query returning one number (PostgreSQL, MySQL/MariaDB).
@@ -30,6 +31,7 @@ pub mod error;
 pub mod http;
 pub mod poller;
 pub mod push;
+pub mod rabbitmq;
 pub mod redis;
 pub mod spec;
 pub mod sql;
@@ -42,7 +44,7 @@ pub use spec::{
     CommandSpec, HttpSpec, MissingKey, PushSpec, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
     StreamMetric, ValueKind,
 };
-pub use spec::{SqlEngine, SqlSpec};
+pub use spec::{RabbitmqSpec, SqlEngine, SqlSpec};
 
 /// A boxed, `Send` future, so that sources can be held as `Box<dyn Source>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -90,6 +92,9 @@ pub fn build_with(
         SourceKind::Http(h) => Box::new(http::HttpSource::new(h, spec.timeout).map_err(fail)?),
         SourceKind::Redis(r) => Box::new(redis::RedisSource::new(r, spec.timeout).map_err(fail)?),
         SourceKind::Sql(s) => Box::new(sql::SqlSource::new(s, spec.timeout).map_err(fail)?),
+        SourceKind::Rabbitmq(r) => {
+            Box::new(rabbitmq::RabbitmqSource::new(r, spec.timeout).map_err(fail)?)
+        }
         SourceKind::Push(p) => match push {
             Some(store) => Box::new(push::PushSource::new(&spec.name, p, spec.value, store)),
             None => return Err(fail("a push source needs capstan's listener".into())),

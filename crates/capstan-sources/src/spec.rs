@@ -46,6 +46,8 @@ pub enum SourceKind {
     Sql(SqlSpec),
     /// Values POSTed to capstan's listener, used until they are older than a ttl.
     Push(PushSpec),
+    /// The ready messages of a RabbitMQ queue (AMQP passive declare).
+    Rabbitmq(RabbitmqSpec),
     /// A metric of the simulator's world (`capstan simulate` only; `capstan run`
     /// refuses it).
     Simulated(SimulatedSpec),
@@ -121,6 +123,31 @@ pub struct SqlSpec {
     pub password_file: Option<std::path::PathBuf>,
     /// The query: its first row's first column is the value.
     pub query: String,
+}
+
+/// A `rabbitmq` source.
+#[derive(Clone, PartialEq)]
+pub struct RabbitmqSpec {
+    /// `amqp://[user[:password]@]host[:port][/vhost]`, or `amqps://` for TLS.
+    pub url: String,
+    /// The password; overrides the URL's (a secret: never shown).
+    pub password: Option<String>,
+    /// A file holding the password (read when the source is built; a final newline is
+    /// dropped); overrides the URL's.
+    pub password_file: Option<std::path::PathBuf>,
+    /// The queue whose ready messages are counted.
+    pub queue: String,
+}
+
+impl std::fmt::Debug for RabbitmqSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitmqSpec")
+            .field("url", &crate::error::redact_url_str(&self.url))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("queue", &self.queue)
+            .finish()
+    }
 }
 
 /// The SQL server a `postgres` or `mysql` source talks to.

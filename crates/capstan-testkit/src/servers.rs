@@ -24,10 +24,10 @@
 //! temp dir, run as the `postgres` user when the tests run as root); MariaDB
 //! ([`mariadb`]: the same, private: `mariadb-install-db` + `mariadbd`). Both are driven
 //! with their command-line clients (`psql`, `mariadb`), installed with the servers.
+//! RabbitMQ ([`rabbitmq`]: the broker on 5672 only, unique queue names per handle; a
+//! private broker, with its own `RABBITMQ_*` dirs, node name and `epmd`, is not done).
 //! Planned in the same shape (standard port → private instance → package hint;
 //! isolation by a unique name):
-//! - RabbitMQ (`rabbitmq-server`, 5672): a unique queue name per handle; private: own
-//!   `RABBITMQ_*` dirs and node name, `epmd` stopped with it.
 //! - NATS (`nats-server`, 4222): a unique stream name per handle; private: `-js -sd DIR`.
 //! - Prometheus / Alertmanager (`prometheus`, `prometheus-alertmanager`): always
 //!   private (the config is the test's), on free ports.
@@ -787,6 +787,97 @@ impl Drop for SilentServer {
         // Wakes the accepting thread, which then sees the flag and ends.
         let _ = TcpStream::connect_timeout(&self.addr, REQUEST_TIMEOUT);
     }
+}
+
+/// RabbitMQ's standard AMQP port.
+pub const RABBITMQ_PORT: u16 = 5672;
+
+/// A place on a real RabbitMQ broker for one test: the broker's URL (user `guest`,
+/// virtual host `/`) and queue names no other test uses ([`RabbitmqServer::queue`]).
+///
+/// Queues are not deleted by the handle (the harness speaks no AMQP): tests declare
+/// them with the argument `x-expires` = [`RabbitmqServer::QUEUE_EXPIRES_MS`], so the
+/// broker removes them once unused.
+#[derive(Debug)]
+pub struct RabbitmqServer {
+    /// The broker's AMQP port on 127.0.0.1.
+    port: u16,
+    /// Unique to this handle, e.g. `capstan-test.4711:3:1700000000123.`.
+    prefix: String,
+}
+
+impl RabbitmqServer {
+    /// The `x-expires` (milliseconds) test queues are declared with: an unused queue
+    /// is deleted by the broker after this.
+    pub const QUEUE_EXPIRES_MS: u32 = 60_000;
+
+    /// The broker's URL as `guest` on the default virtual host, e.g.
+    /// `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub fn url(&self) -> String {
+        self.url_as("guest", "guest")
+    }
+
+    /// The broker's URL with another login (e.g. a wrong password).
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("amqp://{user}:{password}@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// The broker's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A queue name under this handle's prefix.
+    pub fn queue(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}
+
+/// The RabbitMQ broker on 127.0.0.1:5672 (`guest`/`guest`), as on developer machines
+/// and in CI.
+///
+/// A private broker is not started: RabbitMQ needs its own user, Erlang's `epmd` and
+/// about 7 s to start, which is not done here yet.
+///
+/// # Panics
+/// If no broker answers AMQP on 5672 (the message names the Debian package, and says
+/// that the broker must be running).
+pub fn rabbitmq() -> RabbitmqServer {
+    static SERVER: OnceLock<bool> = OnceLock::new();
+    let answers = *SERVER.get_or_init(|| !force_private() && amqp_answers(RABBITMQ_PORT));
+    assert!(
+        answers,
+        "no RabbitMQ broker answers AMQP on 127.0.0.1:{RABBITMQ_PORT}{}: install the Debian \
+         package `rabbitmq-server` (./scripts/test installs it) and start it on loopback \
+         with user guest/guest; the harness does not start a private broker",
+        if force_private() {
+            " (CAPSTAN_TEST_PRIVATE_SERVERS=1 asks for a private one)"
+        } else {
+            ""
+        }
+    );
+    RabbitmqServer {
+        port: RABBITMQ_PORT,
+        prefix: unique_name("capstan-test.", "."),
+    }
+}
+
+/// Whether an AMQP 0-9-1 broker answers on `port`: it replies to the protocol header
+/// with a method frame (`connection.start`).
+fn amqp_answers(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(
+        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        REQUEST_TIMEOUT,
+    ) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+    if stream.write_all(b"AMQP\x00\x00\x09\x01").is_err() {
+        return false;
+    }
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut stream, &mut first).is_ok() && first[0] == 1
 }
 
 /// A loopback port where nothing listens (it was free a moment ago): for "server down"

@@ -13,7 +13,7 @@ use capstan_sources::{
     CommandSpec, HttpSpec, MissingKey, PushSpec, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
     StreamMetric, ValueKind,
 };
-use capstan_sources::{SqlEngine, SqlSpec};
+use capstan_sources::{RabbitmqSpec, SqlEngine, SqlSpec};
 use capstan_targets::{ProcessSpec, Scales, SimulatedTargetSpec, TargetSpec};
 use toml::de::{DeTable, DeValue};
 
@@ -166,6 +166,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("http") => t.allow(schema::SOURCE_HTTP),
         Some("redis") => t.allow(schema::SOURCE_REDIS),
         Some("postgres" | "mysql") => t.allow(schema::SOURCE_SQL),
+        Some("rabbitmq") => t.allow(schema::SOURCE_RABBITMQ),
         Some("push") => t.allow(schema::SOURCE_PUSH),
         Some("simulated") => t.allow(schema::SOURCE_SIMULATED),
         // Unknown kind: accept every kind's keys so only the kind is reported.
@@ -174,6 +175,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
             t.allow(schema::SOURCE_HTTP);
             t.allow(schema::SOURCE_REDIS);
             t.allow(schema::SOURCE_SQL);
+            t.allow(schema::SOURCE_RABBITMQ);
             t.allow(schema::SOURCE_PUSH);
             t.allow(schema::SOURCE_SIMULATED);
         }
@@ -200,6 +202,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("redis") => compile_redis_source(ctx, &t).map(SourceKind::Redis),
         Some("postgres") => compile_sql_source(ctx, &t, SqlEngine::Postgres).map(SourceKind::Sql),
         Some("mysql") => compile_sql_source(ctx, &t, SqlEngine::MySql).map(SourceKind::Sql),
+        Some("rabbitmq") => compile_rabbitmq_source(ctx, &t).map(SourceKind::Rabbitmq),
         Some("push") => {
             if !t.has("ttl") {
                 t.missing(ctx, "ttl");
@@ -464,6 +467,88 @@ fn compile_sql_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, engine: SqlEngine) -
         password_file,
         query: query?,
     })
+}
+
+fn compile_rabbitmq_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<RabbitmqSpec> {
+    let url = t
+        .req::<Str>(ctx, "url")
+        .and_then(|u| match check_amqp_url(&u.value) {
+            Ok(()) => Some(u.value),
+            Err(why) => {
+                ctx.error(
+                    &u.span,
+                    &t.path_of("url"),
+                    format!(
+                        "bad URL {}: {}",
+                        shown_redis_url(&u),
+                        u.detail(
+                            &why,
+                            "expected amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST]"
+                        )
+                    ),
+                );
+                None
+            }
+        });
+    let password = t.opt::<Str>(ctx, "password").map(|p| p.value);
+    let password_file = t
+        .opt::<Str>(ctx, "password_file")
+        .map(|p| std::path::PathBuf::from(p.value));
+    if password.is_some() && password_file.is_some() {
+        ctx.error(
+            &t.span_of("password_file"),
+            &t.path_of("password_file"),
+            "set `password` or `password_file`, not both",
+        );
+    }
+    let queue = t.req::<Str>(ctx, "queue").and_then(|q| {
+        if q.value.is_empty() || q.value.len() > 255 {
+            ctx.error(
+                &q.span,
+                &t.path_of("queue"),
+                "a queue name is 1 to 255 bytes long",
+            );
+            None
+        } else {
+            Some(q.value)
+        }
+    });
+    Some(RabbitmqSpec {
+        url: url?,
+        password,
+        password_file,
+        queue: queue?,
+    })
+}
+
+/// Checks that `url` is an `amqp://` or `amqps://` URL with a host and a valid port.
+fn check_amqp_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("expected a URL like \"amqp://capstan@127.0.0.1:5672/%2f\"".to_owned());
+    };
+    if scheme != "amqp" && scheme != "amqps" {
+        return Err(format!(
+            "scheme `{scheme}` is not supported (use amqp or amqps)"
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("URLs cannot contain spaces".to_owned());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+        _ => (host_port, None),
+    };
+    if host.is_empty() {
+        return Err("the host is missing".to_owned());
+    }
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return Err(format!("bad port `{p}`"));
+    }
+    Ok(())
 }
 
 /// Checks that `url` is a URL of `engine` (`postgres://` or `postgresql://`; `mysql://`

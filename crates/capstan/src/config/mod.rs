@@ -290,10 +290,11 @@ impl fmt::Debug for Config {
                 match &mut s.kind {
                     SourceKind::Command(c) => redact_values(&mut c.env),
                     SourceKind::Http(h) => redact_values(&mut h.headers),
-                    // RedisSpec's and SqlSpec's own Debug hide the password and the URL's
-                    // credentials.
+                    // RedisSpec's, SqlSpec's and RabbitmqSpec's own Debug hide the
+                    // password and the URL's credentials.
                     SourceKind::Redis(_)
                     | SourceKind::Sql(_)
+                    | SourceKind::Rabbitmq(_)
                     | SourceKind::Push(_)
                     | SourceKind::Simulated(_) => {}
                 }
@@ -353,6 +354,7 @@ target = 1
             SourceKind::Command(_)
             | SourceKind::Redis(_)
             | SourceKind::Sql(_)
+            | SourceKind::Rabbitmq(_)
             | SourceKind::Push(_)
             | SourceKind::Simulated(_) => {
                 panic!("expected http")

@@ -51,6 +51,8 @@ pub const REDIS_STREAM_METRICS: &[&str] = &["length", "pending_entries", "lag"];
 pub const REDIS_MISSING_KEY: &[&str] = &["zero", "error"];
 /// `[sources.NAME]` with `kind = "postgres"` or `kind = "mysql"`.
 pub const SOURCE_SQL: &[&str] = &["url", "password", "password_file", "query"];
+/// `[sources.NAME]` with `kind = "rabbitmq"`.
+pub const SOURCE_RABBITMQ: &[&str] = &["url", "password", "password_file", "queue"];
 /// `[sources.NAME]` with `kind = "push"`.
 pub const SOURCE_PUSH: &[&str] = &["ttl"];
 /// `[sources.NAME]` of kind `simulated`.
@@ -139,6 +141,7 @@ pub const SOURCE_KINDS: &[&str] = &[
     "redis",
     "postgres",
     "mysql",
+    "rabbitmq",
     "push",
     "simulated",
 ];
@@ -194,6 +197,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"postgres\"`",
         keys: SOURCE_SQL,
+    },
+    TableKeys {
+        section: "`kind = \"rabbitmq\"`",
+        keys: SOURCE_RABBITMQ,
     },
     TableKeys {
         section: "`kind = \"push\"`",
