@@ -11,6 +11,7 @@
 //!   [`ErrorClass`] (the class errors are counted by: auth, not_found, timeout, ...).
 //! - [`command`]: runs a program and reads one number from its standard output.
 //! - [`http`]: GETs a URL and picks a number from the JSON body.
+//! - [`nats`]: the backlog of a NATS JetStream consumer (pending + unacknowledged).
 //! - [`push`]: values POSTed to capstan's listener ([`push::PushStore`]), with a ttl.
 //! - [`rabbitmq`]: the ready messages of a RabbitMQ queue (AMQP).
 //! - [`redis`]: the length of a Redis key by its type, or a stream consumer group's
@@ -29,6 +30,7 @@ use std::time::Duration;
 pub mod command;
 pub mod error;
 pub mod http;
+pub mod nats;
 pub mod poller;
 pub mod push;
 pub mod rabbitmq;
@@ -40,6 +42,7 @@ pub mod validate;
 pub use error::{ErrorClass, ReadError, SourceError};
 pub use poller::{Hooks, ReadObserver, read_once, run_poller, spawn_all, spawn_all_with};
 pub use push::{PushError, PushStore};
+pub use spec::NatsSpec;
 pub use spec::{
     CommandSpec, HttpSpec, MissingKey, PushSpec, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
     StreamMetric, ValueKind,
@@ -92,6 +95,7 @@ pub fn build_with(
         SourceKind::Http(h) => Box::new(http::HttpSource::new(h, spec.timeout).map_err(fail)?),
         SourceKind::Redis(r) => Box::new(redis::RedisSource::new(r, spec.timeout).map_err(fail)?),
         SourceKind::Sql(s) => Box::new(sql::SqlSource::new(s, spec.timeout).map_err(fail)?),
+        SourceKind::Nats(n) => Box::new(nats::NatsSource::new(n, spec.timeout).map_err(fail)?),
         SourceKind::Rabbitmq(r) => {
             Box::new(rabbitmq::RabbitmqSource::new(r, spec.timeout).map_err(fail)?)
         }

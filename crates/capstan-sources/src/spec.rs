@@ -44,6 +44,8 @@ pub enum SourceKind {
     Redis(RedisSpec),
     /// One SQL query returning one number (`postgres` and `mysql`).
     Sql(SqlSpec),
+    /// The backlog of a NATS JetStream consumer.
+    Nats(NatsSpec),
     /// Values POSTed to capstan's listener, used until they are older than a ttl.
     Push(PushSpec),
     /// The ready messages of a RabbitMQ queue (AMQP passive declare).
@@ -146,6 +148,48 @@ impl std::fmt::Debug for RabbitmqSpec {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_file", &self.password_file)
             .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+/// A `nats` source.
+#[derive(Clone, PartialEq)]
+pub struct NatsSpec {
+    /// `nats://[user:password@]host[:port]`, or `tls://` for TLS.
+    pub url: String,
+    /// The stream the consumer reads.
+    pub stream: String,
+    /// The durable consumer whose backlog (pending + unacknowledged) is read.
+    pub consumer: String,
+    /// A token (a secret: never shown).
+    pub token: Option<String>,
+    /// A file holding the token (read when the source is built; a final newline is
+    /// dropped).
+    pub token_file: Option<std::path::PathBuf>,
+    /// The user name (with `password` or `password_file`).
+    pub user: Option<String>,
+    /// The password (a secret: never shown).
+    pub password: Option<String>,
+    /// A file holding the password (read when the source is built).
+    pub password_file: Option<std::path::PathBuf>,
+    /// A NATS credentials file (JWT and NKey seed, `.creds`), read when the source is
+    /// built.
+    pub credentials_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for NatsSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("NatsSpec")
+            .field("url", &crate::error::redact_url_str(&self.url))
+            .field("stream", &self.stream)
+            .field("consumer", &self.consumer)
+            .field("token", &hidden(&self.token))
+            .field("token_file", &self.token_file)
+            .field("user", &self.user)
+            .field("password", &hidden(&self.password))
+            .field("password_file", &self.password_file)
+            .field("credentials_file", &self.credentials_file)
             .finish()
     }
 }

@@ -26,9 +26,10 @@
 //! with their command-line clients (`psql`, `mariadb`), installed with the servers.
 //! RabbitMQ ([`rabbitmq`]: the broker on 5672 only, unique queue names per handle; a
 //! private broker, with its own `RABBITMQ_*` dirs, node name and `epmd`, is not done).
+//! NATS ([`nats`]: a unique stream per handle, deleted on drop; private: `nats-server
+//! -js -sd DIR`, and [`private_nats`] with auth arguments).
 //! Planned in the same shape (standard port → private instance → package hint;
 //! isolation by a unique name):
-//! - NATS (`nats-server`, 4222): a unique stream name per handle; private: `-js -sd DIR`.
 //! - Prometheus / Alertmanager (`prometheus`, `prometheus-alertmanager`): always
 //!   private (the config is the test's), on free ports.
 //! - moto (`pip install 'moto[server]'` into a project-local venv): always private.
@@ -1045,5 +1046,145 @@ mod tests {
     fn unique_names_differ() {
         assert_ne!(unique_name("a:", ""), unique_name("a:", ""));
         assert!(unique_name("capstan-test:", ":").ends_with(':'));
+    }
+}
+
+/// NATS's standard client port.
+pub const NATS_PORT: u16 = 4222;
+
+/// A place on a real NATS server with JetStream for one test: the server's URL and a
+/// stream and consumer name no other test uses. The stream (and its consumers) is
+/// deleted when the handle is dropped.
+#[derive(Debug)]
+pub struct NatsServer {
+    /// The server's port on 127.0.0.1.
+    port: u16,
+    /// Unique to this handle.
+    stream: String,
+    /// Whether the server is a private instance started by this process.
+    private: bool,
+}
+
+impl NatsServer {
+    /// The server's URL, e.g. `nats://127.0.0.1:4222`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The stream name only this handle uses (the test creates it).
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// A subject only this handle uses: the stream's name, a dot and `name`.
+    pub fn subject(&self, name: &str) -> String {
+        format!("{}.{name}", self.stream)
+    }
+
+    /// Whether the server is a private instance this process started.
+    pub fn is_private(&self) -> bool {
+        self.private
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        // Best effort: deleting the stream deletes its consumers.
+        let subject = format!("$JS.API.STREAM.DELETE.{}", self.stream);
+        let _ = nats_publish(self.port, &subject);
+    }
+}
+
+/// A place on a real NATS server with JetStream: the one on 127.0.0.1:4222 if it
+/// answers without credentials, otherwise a private `nats-server -js` shared by this
+/// test process.
+///
+/// # Panics
+/// If no server answers and `nats-server` cannot be started.
+pub fn nats() -> NatsServer {
+    static SERVER: OnceLock<(u16, bool)> = OnceLock::new();
+    let &(port, private) = SERVER.get_or_init(|| {
+        if !force_private() && nats_publish(NATS_PORT, "capstan.test.ping").is_ok() {
+            return (NATS_PORT, false);
+        }
+        static PRIVATE: OnceLock<PrivateServer> = OnceLock::new();
+        (PRIVATE.get_or_init(|| private_nats(&[])).port, true)
+    });
+    NatsServer {
+        port,
+        stream: unique_name("capstan-test-", "").replace(':', "-"),
+        private,
+    }
+}
+
+/// A private `nats-server -js` started for one test (not shared), with `extra`
+/// arguments such as `["--user", "app", "--pass", "s3cret"]` or `["--auth", "tok"]`.
+/// Stopped when the value is dropped.
+///
+/// # Panics
+/// If `nats-server` is missing or does not start.
+pub fn private_nats(extra: &[&str]) -> PrivateServer {
+    require_binary("nats-server", "nats-server");
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let dir = temp_dir("nats");
+        let mut args: Vec<String> = ["-js", "-a", "127.0.0.1", "-p", &port.to_string()]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        args.push("-sd".to_owned());
+        args.push(dir.to_string_lossy().into_owned());
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let server = PrivateServer::spawn("nats-server", &args, port, dir);
+        // The server greets every connection with INFO, with or without auth.
+        let ready = wait_until(START_TIMEOUT, || nats_info(port).is_ok());
+        if ready {
+            return server;
+        }
+        last = format!("nats-server on port {port} did not answer within {START_TIMEOUT:?}");
+    }
+    panic!("{last}");
+}
+
+/// Opens a connection to a NATS server and reads its `INFO` greeting.
+fn nats_info(port: u16) -> Result<(TcpStream, BufReader<TcpStream>), String> {
+    let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|e| e.to_string())?;
+    if !line.starts_with("INFO ") {
+        return Err(format!("not a NATS greeting: {line:?}"));
+    }
+    Ok((stream, reader))
+}
+
+/// Publishes an empty message on `subject` without credentials and waits for the
+/// server's `PONG` (an error if it refuses, e.g. because it requires authentication).
+fn nats_publish(port: u16, subject: &str) -> Result<(), String> {
+    let (mut stream, mut reader) = nats_info(port)?;
+    let request = format!("CONNECT {{\"verbose\":false}}\r\nPUB {subject} 0\r\n\r\nPING\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed".into());
+        }
+        if line.starts_with("PONG") {
+            return Ok(());
+        }
+        if line.starts_with("-ERR") {
+            return Err(line.trim_end().to_owned());
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use capstan_core::model::Bounds;
 use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig, RateLimit, RateLimits};
 use capstan_sim::metric::SimMetric;
+use capstan_sources::NatsSpec;
 use capstan_sources::{
     CommandSpec, HttpSpec, MissingKey, PushSpec, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
     StreamMetric, ValueKind,
@@ -167,6 +168,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("redis") => t.allow(schema::SOURCE_REDIS),
         Some("postgres" | "mysql") => t.allow(schema::SOURCE_SQL),
         Some("rabbitmq") => t.allow(schema::SOURCE_RABBITMQ),
+        Some("nats") => t.allow(schema::SOURCE_NATS),
         Some("push") => t.allow(schema::SOURCE_PUSH),
         Some("simulated") => t.allow(schema::SOURCE_SIMULATED),
         // Unknown kind: accept every kind's keys so only the kind is reported.
@@ -176,6 +178,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
             t.allow(schema::SOURCE_REDIS);
             t.allow(schema::SOURCE_SQL);
             t.allow(schema::SOURCE_RABBITMQ);
+            t.allow(schema::SOURCE_NATS);
             t.allow(schema::SOURCE_PUSH);
             t.allow(schema::SOURCE_SIMULATED);
         }
@@ -203,6 +206,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("postgres") => compile_sql_source(ctx, &t, SqlEngine::Postgres).map(SourceKind::Sql),
         Some("mysql") => compile_sql_source(ctx, &t, SqlEngine::MySql).map(SourceKind::Sql),
         Some("rabbitmq") => compile_rabbitmq_source(ctx, &t).map(SourceKind::Rabbitmq),
+        Some("nats") => compile_nats_source(ctx, &t).map(SourceKind::Nats),
         Some("push") => {
             if !t.has("ttl") {
                 t.missing(ctx, "ttl");
@@ -549,6 +553,104 @@ fn check_amqp_url(url: &str) -> Result<(), String> {
         return Err(format!("bad port `{p}`"));
     }
     Ok(())
+}
+
+fn compile_nats_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<NatsSpec> {
+    let url = t.req::<Str>(ctx, "url").and_then(|u| {
+        let scheme = u.value.split_once("://").map(|(s, _)| s);
+        if matches!(scheme, Some("nats" | "tls")) {
+            Some(u.value)
+        } else {
+            ctx.error(
+                &u.span,
+                &t.path_of("url"),
+                format!(
+                    "bad URL {}: {}",
+                    shown_redis_url(&u),
+                    u.detail(
+                        "the scheme must be nats or tls",
+                        "expected nats://HOST[:PORT] or tls://HOST[:PORT]"
+                    )
+                ),
+            );
+            None
+        }
+    });
+    let mut name = |key: &str| {
+        t.req::<Str>(ctx, key).and_then(|n| {
+            let bad = n.value.is_empty()
+                || n.value.chars().any(|c| {
+                    c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
+                });
+            if bad {
+                ctx.error(
+                    &n.span,
+                    &t.path_of(key),
+                    "a JetStream name is not empty and has no spaces, `.`, `*`, `>` or slashes",
+                );
+                None
+            } else {
+                Some(n.value)
+            }
+        })
+    };
+    let stream = name("stream");
+    let consumer = name("consumer");
+    let text = |ctx: &mut Ctx<'_>, key: &str| t.opt::<Str>(ctx, key).map(|s| s.value);
+    let path = |ctx: &mut Ctx<'_>, key: &str| {
+        t.opt::<Str>(ctx, key)
+            .map(|s| std::path::PathBuf::from(s.value))
+    };
+    let token = text(ctx, "token");
+    let token_file = path(ctx, "token_file");
+    let user = text(ctx, "user");
+    let password = text(ctx, "password");
+    let password_file = path(ctx, "password_file");
+    let credentials_file = path(ctx, "credentials_file");
+    let mut both = |a: bool, b: bool, key: &str, msg: &str| {
+        if a && b {
+            ctx.error(&t.span_of(key), &t.path_of(key), msg.to_owned());
+        }
+    };
+    both(
+        token.is_some(),
+        token_file.is_some(),
+        "token_file",
+        "set `token` or `token_file`, not both",
+    );
+    both(
+        password.is_some(),
+        password_file.is_some(),
+        "password_file",
+        "set `password` or `password_file`, not both",
+    );
+    let has_password = password.is_some() || password_file.is_some();
+    both(
+        user.is_some() != has_password,
+        true,
+        if user.is_some() { "user" } else { "password" },
+        "`user` and a password (`password` or `password_file`) go together",
+    );
+    let ways = usize::from(token.is_some() || token_file.is_some())
+        + usize::from(user.is_some())
+        + usize::from(credentials_file.is_some());
+    both(
+        ways > 1,
+        true,
+        "url",
+        "use one of `token`, `user` with a password, or `credentials_file`",
+    );
+    Some(NatsSpec {
+        url: url?,
+        stream: stream?,
+        consumer: consumer?,
+        token,
+        token_file,
+        user,
+        password,
+        password_file,
+        credentials_file,
+    })
 }
 
 /// Checks that `url` is a URL of `engine` (`postgres://` or `postgresql://`; `mysql://`

@@ -295,6 +295,8 @@ impl fmt::Debug for Config {
                     SourceKind::Redis(_)
                     | SourceKind::Sql(_)
                     | SourceKind::Rabbitmq(_)
+                    // NatsSpec's Debug hides the token, password and URL credentials.
+                    | SourceKind::Nats(_)
                     | SourceKind::Push(_)
                     | SourceKind::Simulated(_) => {}
                 }
@@ -355,6 +357,7 @@ target = 1
             | SourceKind::Redis(_)
             | SourceKind::Sql(_)
             | SourceKind::Rabbitmq(_)
+            | SourceKind::Nats(_)
             | SourceKind::Push(_)
             | SourceKind::Simulated(_) => {
                 panic!("expected http")

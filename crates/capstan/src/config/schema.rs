@@ -53,6 +53,18 @@ pub const REDIS_MISSING_KEY: &[&str] = &["zero", "error"];
 pub const SOURCE_SQL: &[&str] = &["url", "password", "password_file", "query"];
 /// `[sources.NAME]` with `kind = "rabbitmq"`.
 pub const SOURCE_RABBITMQ: &[&str] = &["url", "password", "password_file", "queue"];
+/// `[sources.NAME]` with `kind = "nats"`.
+pub const SOURCE_NATS: &[&str] = &[
+    "url",
+    "stream",
+    "consumer",
+    "token",
+    "token_file",
+    "user",
+    "password",
+    "password_file",
+    "credentials_file",
+];
 /// `[sources.NAME]` with `kind = "push"`.
 pub const SOURCE_PUSH: &[&str] = &["ttl"];
 /// `[sources.NAME]` of kind `simulated`.
@@ -142,6 +154,7 @@ pub const SOURCE_KINDS: &[&str] = &[
     "postgres",
     "mysql",
     "rabbitmq",
+    "nats",
     "push",
     "simulated",
 ];
@@ -201,6 +214,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"rabbitmq\"`",
         keys: SOURCE_RABBITMQ,
+    },
+    TableKeys {
+        section: "`kind = \"nats\"`",
+        keys: SOURCE_NATS,
     },
     TableKeys {
         section: "`kind = \"push\"`",
