@@ -527,32 +527,13 @@ fn compile_rabbitmq_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<Rabbi
 
 /// Checks that `url` is an `amqp://` or `amqps://` URL with a host and a valid port.
 fn check_amqp_url(url: &str) -> Result<(), String> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err("expected a URL like \"amqp://capstan@127.0.0.1:5672/%2f\"".to_owned());
-    };
-    if scheme != "amqp" && scheme != "amqps" {
-        return Err(format!(
-            "scheme `{scheme}` is not supported (use amqp or amqps)"
-        ));
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("URLs cannot contain spaces".to_owned());
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = match host_port.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
-        _ => (host_port, None),
-    };
-    if host.is_empty() {
-        return Err("the host is missing".to_owned());
-    }
-    if let Some(p) = port
-        && p.parse::<u16>().is_err()
-    {
-        return Err(format!("bad port `{p}`"));
-    }
-    Ok(())
+    check_server_url(
+        url,
+        &["amqp", "amqps"],
+        "amqp or amqps",
+        "\"amqp://capstan@127.0.0.1:5672/%2f\"",
+    )
+    .map(|_| ())
 }
 
 fn compile_nats_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<NatsSpec> {
@@ -666,14 +647,24 @@ fn check_sql_url(engine: SqlEngine, url: &str) -> Result<(), String> {
             "\"mysql://capstan@127.0.0.1:3306/app\"",
         ),
     };
+    check_server_url(url, schemes, &schemes.join(" or "), example).map(|_| ())
+}
+
+/// The checks every server URL of a source gets: a scheme among `schemes` (`use_`
+/// says which, in the error), no spaces, a host and a valid port; `example` shows the
+/// shape when there is no scheme at all. Returns what follows the host and port (path,
+/// query, fragment).
+fn check_server_url<'u>(
+    url: &'u str,
+    schemes: &[&str],
+    use_: &str,
+    example: &str,
+) -> Result<&'u str, String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(format!("expected a URL like {example}"));
     };
     if !schemes.contains(&scheme) {
-        return Err(format!(
-            "scheme `{scheme}` is not supported (use {})",
-            schemes.join(" or ")
-        ));
+        return Err(format!("scheme `{scheme}` is not supported (use {use_})"));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("URLs cannot contain spaces".to_owned());
@@ -692,7 +683,7 @@ fn check_sql_url(engine: SqlEngine, url: &str) -> Result<(), String> {
     {
         return Err(format!("bad port `{p}`"));
     }
-    Ok(())
+    Ok(&rest[authority.len()..])
 }
 
 /// A redis URL for an error message: without credentials, or not at all if secret.
@@ -707,35 +698,13 @@ fn shown_redis_url(u: &Str) -> String {
 /// Checks that `url` is a `redis://` or `rediss://` URL with a host, a valid port and
 /// a numeric database (if any).
 fn check_redis_url(url: &str) -> Result<(), String> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err("expected a URL like \"redis://127.0.0.1:6379/0\"".to_owned());
-    };
-    if scheme != "redis" && scheme != "rediss" {
-        return Err(format!(
-            "scheme `{scheme}` is not supported (use redis, or rediss for TLS)"
-        ));
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("URLs cannot contain spaces".to_owned());
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = match host_port.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
-        _ => (host_port, None),
-    };
-    if host.is_empty() {
-        return Err("the host is missing".to_owned());
-    }
-    if let Some(p) = port
-        && p.parse::<u16>().is_err()
-    {
-        return Err(format!("bad port `{p}`"));
-    }
-    let path = rest[authority.len()..]
-        .split(['?', '#'])
-        .next()
-        .unwrap_or_default();
+    let after = check_server_url(
+        url,
+        &["redis", "rediss"],
+        "redis, or rediss for TLS",
+        "\"redis://127.0.0.1:6379/0\"",
+    )?;
+    let path = after.split(['?', '#']).next().unwrap_or_default();
     let db = path.trim_start_matches('/');
     if !db.is_empty() && db.parse::<u32>().is_err() {
         return Err(format!("the database `{db}` is not a number"));
