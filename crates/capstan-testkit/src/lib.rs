@@ -8,8 +8,10 @@
 //! - [`servers`]: real servers (Redis today) for integration tests: the one running on
 //!   its standard port or a private instance, with per-test isolation; plus a port
 //!   where nothing listens and a server that never answers.
+//! - [`venv`]: Python tools (moto, tansu) in a project-local virtual environment.
 
 pub mod files;
 pub mod http;
 pub mod process;
 pub mod servers;
+pub mod venv;

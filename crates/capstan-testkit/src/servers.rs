@@ -50,7 +50,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long a private instance may take to answer its first ping.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeout of one harness request (connect, write, read).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -644,7 +644,7 @@ impl PrivateServer {
     /// Starts `program args` under `setpriv --pdeathsig KILL` from a keeper thread that
     /// waits for it, so the process dies with the test process (the death signal fires
     /// when the thread that started it ends).
-    fn spawn(program: &str, args: &[String], port: u16, dir: PathBuf) -> Self {
+    pub(crate) fn spawn(program: &str, args: &[String], port: u16, dir: PathBuf) -> Self {
         let mut all = vec!["--".to_owned(), program.to_owned()];
         all.extend_from_slice(args);
         Self::spawn_with("setpriv", &all, port, dir)
@@ -652,7 +652,7 @@ impl PrivateServer {
 
     /// Like [`PrivateServer::spawn`] with `setpriv`'s own arguments first (e.g. a user
     /// to switch to), then `--`, the program and its arguments in `args`.
-    fn spawn_with(setpriv: &str, args: &[String], port: u16, dir: PathBuf) -> Self {
+    pub(crate) fn spawn_with(setpriv: &str, args: &[String], port: u16, dir: PathBuf) -> Self {
         let program = args
             .iter()
             .skip_while(|a| *a != "--")
@@ -957,7 +957,7 @@ fn temp_dir(what: &str) -> PathBuf {
 
 /// Polls `ready` every 50 ms until it holds or `limit` passes.
 #[allow(clippy::disallowed_methods)] // waiting for a real server process: wall-clock time
-fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
         if ready() {
