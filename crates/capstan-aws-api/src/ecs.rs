@@ -2,6 +2,7 @@
 //! instances that capstan calls.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -63,20 +64,20 @@ pub enum HealthStatus {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EcsTask {
     /// Task ARN.
-    pub arn: String,
+    pub arn: Arc<str>,
     /// The service that started it (`group = "service:NAME"`), if any.
-    pub service: Option<String>,
+    pub service: Option<Arc<str>>,
     /// Where it is in its life.
     pub last_status: TaskStatus,
     /// Where ECS is taking it.
     pub desired_status: DesiredStatus,
     /// Availability zone.
-    pub availability_zone: String,
+    pub availability_zone: Arc<str>,
     /// The container instance it runs on (EC2 launch type), if any.
-    pub container_instance: Option<String>,
+    pub container_instance: Option<Arc<str>>,
     /// The private IP of its network interface: the id it is registered under in IP
     /// target groups.
-    pub private_ip: Option<String>,
+    pub private_ip: Option<Arc<str>>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it reached RUNNING, if it did.
@@ -167,7 +168,7 @@ impl EcsService {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
     /// The resource (task or container instance ARN).
-    pub arn: String,
+    pub arn: Arc<str>,
     /// AWS's reason, e.g. `TASK_NOT_VALID`, `MISSING`.
     pub reason: String,
     /// Detail, if any.
@@ -178,7 +179,7 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskProtection {
     /// Task ARN.
-    pub arn: String,
+    pub arn: Arc<str>,
     /// Whether scale-in protection is on.
     pub enabled: bool,
     /// When it lapses (when enabled).
@@ -257,14 +258,14 @@ pub trait Ecs: Send + Sync + 'static {
         cluster: &str,
         service: &str,
         desired_status: DesiredStatus,
-    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Arc<str>>, AwsError>> + Send;
 
     /// `DescribeTasks` (at most [`DESCRIBE_TASKS`](crate::limits::DESCRIBE_TASKS)).
     /// Unknown tasks come back as failures (`MISSING`), not as an error.
     fn describe_tasks(
         &self,
         cluster: &str,
-        tasks: &[String],
+        tasks: &[Arc<str>],
     ) -> impl Future<Output = Result<(Vec<EcsTask>, Vec<Failure>), AwsError>> + Send;
 
     /// `UpdateService` setting only `desiredCount`. Idempotent.
@@ -291,7 +292,7 @@ pub trait Ecs: Send + Sync + 'static {
     fn update_task_protection(
         &self,
         cluster: &str,
-        tasks: &[String],
+        tasks: &[Arc<str>],
         protect_minutes: Option<u32>,
     ) -> impl Future<Output = Result<ProtectionResult, AwsError>> + Send;
 
@@ -300,7 +301,7 @@ pub trait Ecs: Send + Sync + 'static {
     fn get_task_protection(
         &self,
         cluster: &str,
-        tasks: &[String],
+        tasks: &[Arc<str>],
     ) -> impl Future<Output = Result<ProtectionResult, AwsError>> + Send;
 
     /// `ListContainerInstances`, every page, optionally only those in `status`.

@@ -9,7 +9,10 @@
 //!
 //! Conventions shared by every trait:
 //! - Resources are named by the strings AWS uses (ARNs or names, as the operation
-//!   accepts); the types carry what capstan reads, nothing more.
+//!   accepts); the types carry what capstan reads, nothing more. The task
+//!   identifiers read on every observation (task ARNs, zones, private IPs) are
+//!   `Arc<str>`, so they are shared, not copied, from the client to the target and on
+//!   to the core's task ids.
 //! - Batch limits are AWS's (see [`limits`]); an implementation rejects a larger batch
 //!   with [`AwsErrorKind::InvalidParameter`] rather than splitting it silently, so
 //!   callers batch explicitly and the world model can count calls as AWS would.

@@ -150,7 +150,7 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
                         victim::choose(&observed.tasks, usize::try_from(count).unwrap_or(0));
                     tracing::debug!(
                         service = %service,
-                        victims = ?victims.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(),
+                        victims = ?victims.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
                         "victims chosen"
                     );
                     self.target.scale_in(to, &victims).await

@@ -61,7 +61,7 @@ impl FakeTarget {
             .unwrap()
             .tasks
             .iter()
-            .map(|t| t.id.0.clone())
+            .map(|t| t.id.to_string())
             .collect()
     }
 }
@@ -70,7 +70,7 @@ impl FakeWorld {
     fn add_task(&mut self) {
         self.next_seq += 1;
         self.tasks.push(Task {
-            id: TaskId(format!("fake-{}", self.next_seq)),
+            id: TaskId::from(format!("fake-{}", self.next_seq)),
             // Later tasks are newer.
             started_at: capstan_core::Timestamp::from_second(1_000 + self.next_seq).unwrap(),
             zone: None,

@@ -79,7 +79,7 @@ async fn the_loop_keeps_real_workers_at_the_decided_count() {
         .unwrap()
         .workers
         .iter()
-        .map(|w| (w.id.0.clone(), w.pid))
+        .map(|w| (w.id.to_string(), w.pid))
         .collect();
     assert!(pids.values().all(|&p| alive(p)));
 
@@ -93,7 +93,7 @@ async fn the_loop_keeps_real_workers_at_the_decided_count() {
         .unwrap()
         .tasks
         .into_iter()
-        .map(|t| (t.id.0, t.state))
+        .map(|t| (t.id.to_string(), t.state))
         .collect();
     assert_eq!(
         states,
@@ -104,7 +104,7 @@ async fn the_loop_keeps_real_workers_at_the_decided_count() {
         ]
     );
     let after = until(&mut rx, |s| s.workers.len() == 1).await;
-    assert_eq!(after.workers[0].id.0, "svc-1");
+    assert_eq!(after.workers[0].id.as_str(), "svc-1");
     assert_eq!(after.restarts_pending, 0);
     assert!(!alive(pids["svc-2"]) && !alive(pids["svc-3"]) && alive(pids["svc-1"]));
 

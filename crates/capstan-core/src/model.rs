@@ -1,11 +1,34 @@
 //! The things capstan reasons about: services, their tasks and capacity, and metric samples.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// The identifier of one task (an ECS task ARN, a local process's id, ...).
+/// The identifier of one task (an ECS task ARN, a local process's id, ...). Shared, not
+/// copied: cloning it is a reference-count increment, as targets report every task on
+/// every observation.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct TaskId(pub String);
+pub struct TaskId(pub Arc<str>);
+
+impl TaskId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for TaskId {
+    fn from(id: &str) -> Self {
+        Self(Arc::from(id))
+    }
+}
+
+impl From<String> for TaskId {
+    fn from(id: String) -> Self {
+        Self(Arc::from(id))
+    }
+}
 
 impl std::fmt::Display for TaskId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,7 +60,7 @@ pub struct Task {
     /// When it started (or was asked to start).
     pub started_at: Timestamp,
     /// Availability zone (or host) it runs in, when known.
-    pub zone: Option<String>,
+    pub zone: Option<Arc<str>>,
     /// Lifecycle state.
     pub state: TaskState,
     /// Live sessions or workloads it reports (0 = idle).

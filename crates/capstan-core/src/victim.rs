@@ -58,7 +58,7 @@ mod tests {
             task("prot", 400, 0, TaskState::Running, true),
             task("gone", 500, 0, TaskState::Stopped, false),
         ];
-        let ids: Vec<String> = choose(&tasks, 3).into_iter().map(|t| t.0).collect();
+        let ids: Vec<String> = choose(&tasks, 3).iter().map(|t| t.to_string()).collect();
         assert_eq!(ids, vec!["new-idle", "old-idle", "new-busy"]);
         assert_eq!(choose(&tasks, 10).len(), 3);
     }

@@ -531,7 +531,7 @@ impl Supervisor {
     fn spawn(&mut self, streak: u32) -> Result<(), TargetError> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let id = TaskId(format!("{}-{seq}", self.name));
+        let id = TaskId::from(format!("{}-{seq}", self.name));
         let spawn_error = |reason: String| TargetError::Spawn {
             target: self.name.clone(),
             task: id.clone(),
@@ -544,7 +544,7 @@ impl Supervisor {
         command
             .args(args)
             .envs(&self.spec.env)
-            .env("CAPSTAN_TASK_ID", &id.0)
+            .env("CAPSTAN_TASK_ID", id.as_str())
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
@@ -674,14 +674,14 @@ mod tests {
     }
 
     fn id(s: &str) -> TaskId {
-        TaskId(s.to_owned())
+        TaskId::from(s)
     }
 
     fn ids(observed: &Observed) -> Vec<(String, TaskState)> {
         observed
             .tasks
             .iter()
-            .map(|t| (t.id.0.clone(), t.state))
+            .map(|t| (t.id.to_string(), t.state))
             .collect()
     }
 
@@ -983,7 +983,7 @@ while :; do sleep 0.1; done"#;
         assert_eq!(gaps[..7], [1, 2, 4, 8, 16, 16, 16]);
         let last = target.snapshot().unwrap();
         assert!(last.workers.len() + last.restarts_pending as usize == 1);
-        let newest = last.workers.first().map(|w| w.id.0.clone());
+        let newest = last.workers.first().map(|w| w.id.to_string());
         assert!(newest.is_none_or(|id| id.starts_with("svc-")));
         target.shutdown().await;
     }
@@ -1001,7 +1001,7 @@ while :; do sleep 0.1; done"#;
         let killed_at = Instant::now();
         kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGKILL).unwrap();
         let replaced = until(&mut rx, |s| {
-            s.workers.first().is_some_and(|w| w.id.0 == "svc-2")
+            s.workers.first().is_some_and(|w| w.id.as_str() == "svc-2")
         })
         .await;
         assert_eq!(replaced.restarts_pending, 0);
@@ -1023,7 +1023,7 @@ while :; do sleep 0.1; done"#;
                 task,
                 reason,
             } => {
-                assert_eq!((target.as_str(), task.0.as_str()), ("svc", "svc-1"));
+                assert_eq!((target.as_str(), task.as_str()), ("svc", "svc-1"));
                 assert!(reason.contains("no-such-program"), "{reason}");
             }
             other => panic!("expected a spawn error, got {other:?}"),
@@ -1074,7 +1074,7 @@ while :; do sleep 0.1; done"#;
     fn snapshot_reports_stopping_workers_apart() {
         let at = VirtualClock::at_epoch().now();
         let w = |n: u32, stopping| WorkerInfo {
-            id: TaskId(format!("svc-{n}")),
+            id: TaskId::from(format!("svc-{n}")),
             pid: n,
             started_at: at,
             stopping,

@@ -206,7 +206,7 @@ async fn observe_maps_the_groups_instances_to_tasks() {
     );
     assert_eq!(o.tasks.len(), 3, "the other group's host is not ours");
     let ids: Vec<String> = fx.lifecycle().await.into_keys().collect();
-    let mut seen: Vec<String> = o.tasks.iter().map(|t| t.id.0.clone()).collect();
+    let mut seen: Vec<String> = o.tasks.iter().map(|t| t.id.to_string()).collect();
     seen.sort();
     assert_eq!(seen, ids);
     let hosts = fx.hosts();
@@ -214,7 +214,7 @@ async fn observe_maps_the_groups_instances_to_tasks() {
         assert_eq!(t.state, TaskState::Running);
         assert_eq!(t.started_at, fx.clock.now(), "launched at the start");
         assert!(!t.protected);
-        assert_eq!(t.sessions as usize, hosts[&t.id.0].1, "tasks on the host");
+        assert_eq!(t.sessions as usize, hosts[&*t.id.0].1, "tasks on the host");
     }
     assert_eq!(o.tasks.iter().map(|t| t.sessions).sum::<u32>(), 4);
     let mut zones: Vec<_> = o.tasks.iter().map(|t| t.zone.clone().unwrap()).collect();
@@ -225,7 +225,7 @@ async fn observe_maps_the_groups_instances_to_tasks() {
     fx.run(300);
     fx.target.scale_out(4).await.unwrap();
     fx.world
-        .set_instance_protection(GROUP, &[o.tasks[0].id.0.clone()], true)
+        .set_instance_protection(GROUP, &[o.tasks[0].id.to_string()], true)
         .await
         .unwrap();
     let o = fx.observe().await;
@@ -292,12 +292,12 @@ async fn scale_in_drains_the_chosen_host_then_terminates_it() {
         let o = fx.observe().await;
         let victims = victim::choose(&o.tasks, 1);
         let victim = victims[0].0.clone();
-        assert_eq!(fx.hosts()[&victim].1, 1, "the emptiest host is chosen");
+        assert_eq!(fx.hosts()[&*victim].1, 1, "the emptiest host is chosen");
         fx.target.scale_in(2, &victims).await.unwrap();
-        assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Draining);
+        assert_eq!(fx.hosts()[&*victim].0, ContainerInstanceStatus::Draining);
         let o = fx.observe().await;
         assert_eq!(o.capacity.desired, 2, "reported while removing");
-        let t = o.tasks.iter().find(|t| t.id.0 == victim).unwrap();
+        let t = o.tasks.iter().find(|t| *t.id.0 == *victim).unwrap();
         assert_eq!(t.state, TaskState::Draining);
         assert_eq!(fx.group_desired().await, 3, "not lowered before it drains");
         let progress = fx.target.removal_in_progress().await.unwrap();
@@ -352,7 +352,11 @@ async fn a_host_whose_tasks_do_not_fit_elsewhere_is_refused() {
     // Two full hosts (3 + 3): neither can go.
     let fx = setup(2, 6).build();
     let victim = fx.host_with(3);
-    let e = failed_reason(fx.target.scale_in(1, &[TaskId(victim.clone())]).await);
+    let e = failed_reason(
+        fx.target
+            .scale_in(1, &[TaskId::from(victim.as_str())])
+            .await,
+    );
     assert!(
         e.contains(&format!(
             "{victim}: its 3 tasks (1024 CPU units, 2048 MiB each) do not fit"
@@ -373,7 +377,7 @@ async fn a_host_whose_tasks_do_not_fit_elsewhere_is_refused() {
     let two = fx.host_with(2);
     let one = fx.host_with(1);
     fx.target
-        .scale_in(1, &[TaskId(two.clone()), TaskId(one.clone())])
+        .scale_in(1, &[TaskId::from(two.as_str()), TaskId::from(one.as_str())])
         .await
         .unwrap();
     let hosts = fx.hosts();
@@ -397,7 +401,7 @@ async fn protected_hosts_are_refused_and_launching_ones_go_at_once() {
     let o = fx.observe().await;
     let protected = o.tasks[0].id.clone();
     fx.world
-        .set_instance_protection(GROUP, std::slice::from_ref(&protected.0), true)
+        .set_instance_protection(GROUP, &[protected.to_string()], true)
         .await
         .unwrap();
     let e = failed_reason(
@@ -424,7 +428,7 @@ async fn protected_hosts_are_refused_and_launching_ones_go_at_once() {
         .await
         .unwrap();
     assert_eq!(
-        fx.lifecycle().await.get(&launching.0),
+        fx.lifecycle().await.get(&*launching.0),
         Some(&InstanceLifecycleState::Terminating)
     );
     assert_eq!(fx.group_desired().await, 3);
@@ -459,7 +463,7 @@ async fn a_host_still_holding_tasks_at_the_drain_timeout_is_put_back() {
     let mut fx = slow_replacements().build();
     let victim = fx.host_with(1);
     fx.target
-        .scale_in(1, &[TaskId(victim.clone())])
+        .scale_in(1, &[TaskId::from(victim.as_str())])
         .await
         .unwrap();
     for _ in 0..59 {
@@ -469,14 +473,14 @@ async fn a_host_still_holding_tasks_at_the_drain_timeout_is_put_back() {
         assert!(fx.running_tasks() >= 2);
     }
     fx.run(9);
-    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Draining);
+    assert_eq!(fx.hosts()[&*victim].0, ContainerInstanceStatus::Draining);
     fx.run(1);
     let o = fx.observe().await;
-    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Active);
+    assert_eq!(fx.hosts()[&*victim].0, ContainerInstanceStatus::Active);
     assert!(fx.target.removal_in_progress().await.is_none());
     assert_eq!(o.capacity.desired, 2);
     assert_eq!(fx.group_desired().await, 2);
-    let t = o.tasks.iter().find(|t| t.id.0 == victim).unwrap();
+    let t = o.tasks.iter().find(|t| *t.id.0 == *victim).unwrap();
     assert_eq!(t.state, TaskState::Running);
     fx.run(600);
     fx.observe().await;
@@ -489,25 +493,25 @@ async fn scale_out_cancels_a_removal_and_shutdown_undoes_one() {
     let mut fx = slow_replacements().build();
     let victim = fx.host_with(1);
     fx.target
-        .scale_in(1, &[TaskId(victim.clone())])
+        .scale_in(1, &[TaskId::from(victim.as_str())])
         .await
         .unwrap();
     fx.run(30);
     fx.observe().await;
     // Back to 2: the draining host is ACTIVE again, nothing launched.
     fx.target.scale_out(2).await.unwrap();
-    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Active);
+    assert_eq!(fx.hosts()[&*victim].0, ContainerInstanceStatus::Active);
     assert!(fx.target.removal_in_progress().await.is_none());
     assert_eq!(fx.group_desired().await, 2);
     assert_eq!(fx.lifecycle().await.len(), 2);
 
     fx.target
-        .scale_in(1, &[TaskId(victim.clone())])
+        .scale_in(1, &[TaskId::from(victim.as_str())])
         .await
         .unwrap();
-    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Draining);
+    assert_eq!(fx.hosts()[&*victim].0, ContainerInstanceStatus::Draining);
     fx.target.shutdown().await;
-    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Active);
+    assert_eq!(fx.hosts()[&*victim].0, ContainerInstanceStatus::Active);
     assert!(fx.target.removal_in_progress().await.is_none());
 }
 

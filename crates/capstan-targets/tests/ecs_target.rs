@@ -141,12 +141,12 @@ impl Fixture {
     }
 
     /// The ARNs of the service's live tasks (ECS wants them running), oldest first.
-    fn live(&self) -> Vec<String> {
+    fn live(&self) -> Vec<Arc<str>> {
         self.world
             .tasks(CLUSTER, SERVICE)
             .into_iter()
             .filter(|t| t.desired_status == DesiredStatus::Running)
-            .map(|t| t.arn)
+            .map(|t| Arc::from(t.arn))
             .collect()
     }
 
@@ -155,12 +155,12 @@ impl Fixture {
     }
 
     /// The ARNs of the tasks that got SIGTERM or stopped so far.
-    fn stopped(&self) -> BTreeSet<String> {
+    fn stopped(&self) -> BTreeSet<Arc<str>> {
         self.events
             .iter()
             .filter_map(|e| match e {
                 Event::TaskSigterm { arn, .. } | Event::TaskStopped { arn, .. } => {
-                    Some(arn.clone())
+                    Some(Arc::from(arn.as_str()))
                 }
                 _ => None,
             })
@@ -197,7 +197,7 @@ impl Fixture {
     }
 
     /// Protection expiry per protected task (GetTaskProtection on every live task).
-    async fn protection(&self) -> HashMap<String, Timestamp> {
+    async fn protection(&self) -> HashMap<Arc<str>, Timestamp> {
         let live = self.live();
         let mut out = HashMap::new();
         for batch in live.chunks(100) {
@@ -218,15 +218,15 @@ impl Fixture {
     }
 }
 
-fn ids(arns: &[String]) -> Vec<TaskId> {
-    arns.iter().map(|a| TaskId(a.clone())).collect()
+fn ids(arns: &[Arc<str>]) -> Vec<TaskId> {
+    arns.iter().map(|a| TaskId(Arc::clone(a))).collect()
 }
 
 fn state_of(observed: &Observed, arn: &str) -> Option<TaskState> {
     observed
         .tasks
         .iter()
-        .find(|t| t.id.0 == arn)
+        .find(|t| *t.id.0 == *arn)
         .map(|t| t.state)
 }
 
@@ -247,19 +247,19 @@ async fn observe_maps_counts_states_sessions_and_protection() {
     assert_eq!(o.tasks.len(), 3);
     let world_tasks = f.world.tasks(CLUSTER, SERVICE);
     for t in &o.tasks {
-        let w = world_tasks.iter().find(|w| w.arn == t.id.0).unwrap();
+        let w = world_tasks.iter().find(|w| w.arn == *t.id.0).unwrap();
         assert_eq!(t.state, TaskState::Running);
         assert_eq!(t.zone.as_deref(), Some(w.zone.as_str()));
         assert_eq!(Some(t.started_at), w.started_at);
     }
     let sessions: Vec<u32> = live
         .iter()
-        .map(|a| o.tasks.iter().find(|t| &t.id.0 == a).unwrap().sessions)
+        .map(|a| o.tasks.iter().find(|t| t.id.0 == *a).unwrap().sessions)
         .collect();
     assert_eq!(sessions, vec![0, 4, 0]);
     let protected: Vec<bool> = live
         .iter()
-        .map(|a| o.tasks.iter().find(|t| &t.id.0 == a).unwrap().protected)
+        .map(|a| o.tasks.iter().find(|t| t.id.0 == *a).unwrap().protected)
         .collect();
     assert_eq!(protected, vec![false, false, true]);
 }
@@ -300,12 +300,12 @@ async fn scale_in_drains_then_ecs_stops_exactly_the_idle_victims() {
     for arn in &live[..3] {
         f.work.set(arn, 2);
     }
-    let busy: BTreeSet<String> = live[..3].iter().cloned().collect();
+    let busy: BTreeSet<Arc<str>> = live[..3].iter().cloned().collect();
 
     // The control loop's way: choose victims among the observed tasks.
     let o = f.observe().await;
     let victims = victim::choose(&o.tasks, 3);
-    let chosen: BTreeSet<String> = victims.iter().map(|v| v.0.clone()).collect();
+    let chosen: BTreeSet<Arc<str>> = victims.iter().map(|v| v.0.clone()).collect();
     assert!(chosen.is_disjoint(&busy));
     f.target.scale_in(3, &victims).await.unwrap();
 
@@ -598,7 +598,7 @@ async fn victim_the_app_protects_while_draining_is_registered_again_and_kept() {
 /// Scale-in of `a` to 2, dropped because the app protects it while registering it
 /// again fails: `a` ends up out of the group, owed a registration, and unprotected.
 async fn dropped_with_registration_owed(f: &mut Fixture, a: &str) {
-    let one = [a.to_owned()];
+    let one: [Arc<str>; 1] = [a.into()];
     f.target.scale_in(2, &ids(&one)).await.unwrap();
     f.world
         .update_task_protection(CLUSTER, &one, Some(30))
@@ -679,13 +679,13 @@ impl Ecs for CountRaisedBack {
         c: &str,
         s: &str,
         d: DesiredStatus,
-    ) -> Result<Vec<String>, AwsError> {
+    ) -> Result<Vec<Arc<str>>, AwsError> {
         self.world.list_tasks(c, s, d).await
     }
     async fn describe_tasks(
         &self,
         c: &str,
-        t: &[String],
+        t: &[Arc<str>],
     ) -> Result<(Vec<EcsTask>, Vec<Failure>), AwsError> {
         self.world.describe_tasks(c, t).await
     }
@@ -702,7 +702,7 @@ impl Ecs for CountRaisedBack {
     async fn update_task_protection(
         &self,
         c: &str,
-        t: &[String],
+        t: &[Arc<str>],
         m: Option<u32>,
     ) -> Result<ProtectionResult, AwsError> {
         self.world.update_task_protection(c, t, m).await
@@ -710,7 +710,7 @@ impl Ecs for CountRaisedBack {
     async fn get_task_protection(
         &self,
         c: &str,
-        t: &[String],
+        t: &[Arc<str>],
     ) -> Result<ProtectionResult, AwsError> {
         self.world.get_task_protection(c, t).await
     }
@@ -1066,8 +1066,8 @@ struct WorkItem {
 const PROP_DRAIN_TIMEOUT: u64 = 200;
 
 /// The work each task holds now: the items started (and taken) and not yet ended.
-fn work_now(items: &[(WorkItem, bool)], arns: &[String], now: u64) -> HashMap<String, u32> {
-    let mut out: HashMap<String, u32> = arns.iter().map(|a| (a.clone(), 0)).collect();
+fn work_now(items: &[(WorkItem, bool)], arns: &[Arc<str>], now: u64) -> HashMap<Arc<str>, u32> {
+    let mut out: HashMap<Arc<str>, u32> = arns.iter().map(|a| (a.clone(), 0)).collect();
     for (item, taken) in items {
         let active = *taken && item.start <= now && item.end.is_none_or(|e| now < e);
         if active && let Some(arn) = arns.get(item.task) {
@@ -1130,10 +1130,10 @@ fn scale_in_case(
             }
         };
         let victims = victim::choose(&observed.tasks, drop as usize);
-        let victim_set: BTreeSet<String> = victims.iter().map(|v| v.0.clone()).collect();
+        let victim_set: BTreeSet<Arc<str>> = victims.iter().map(|v| v.0.clone()).collect();
         // Fit: every victim with a target group (all are registered), only idle ones
         // without. Those whose work ends (before the drain timeout) must stop.
-        let fit: Vec<String> = victims
+        let fit: Vec<Arc<str>> = victims
             .iter()
             .map(|v| v.0.clone())
             .filter(|v| with_tg || f.work.work(v) == 0)
@@ -1143,7 +1143,7 @@ fn scale_in_case(
             .filter(|(i, taken)| *taken && i.end.is_none())
             .map(|(i, _)| i.task)
             .collect();
-        let must_stop: BTreeSet<String> = fit
+        let must_stop: BTreeSet<Arc<str>> = fit
             .iter()
             .filter(|v| {
                 !arns
@@ -1169,7 +1169,10 @@ fn scale_in_case(
             for e in &f.events[seen..] {
                 if let Event::TaskSigterm { arn, .. } | Event::TaskStopped { arn, .. } = e {
                     assert_eq!(f.work.work(arn), 0, "{arn} stopped while it had work");
-                    assert!(victim_set.contains(arn), "{arn} stopped but not a victim");
+                    assert!(
+                        victim_set.contains(&**arn),
+                        "{arn} stopped but not a victim"
+                    );
                 }
             }
             seen = f.events.len();
@@ -1183,7 +1186,7 @@ fn scale_in_case(
                             .world
                             .tasks(CLUSTER, SERVICE)
                             .iter()
-                            .any(|w| w.arn == arns[item.task] && w.routable);
+                            .any(|w| *w.arn == *arns[item.task] && w.routable);
                     }
                 }
                 apply(&f, &items, t);

@@ -2,6 +2,7 @@
 //! [`World::call`] (catch up, rate limit, faults, act) and returns a ready future.
 
 use std::future::{Future, ready};
+use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_aws_api::{
@@ -29,7 +30,7 @@ impl Ecs for World {
         cluster: &str,
         service: &str,
         desired_status: DesiredStatus,
-    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send {
+    ) -> impl Future<Output = Result<Vec<Arc<str>>, AwsError>> + Send {
         ready(self.call("ListTasks", Category::ClusterRead, |s| {
             s.list_tasks(cluster, service, desired_status)
         }))
@@ -38,7 +39,7 @@ impl Ecs for World {
     fn describe_tasks(
         &self,
         cluster: &str,
-        tasks: &[String],
+        tasks: &[Arc<str>],
     ) -> impl Future<Output = Result<(Vec<EcsTask>, Vec<Failure>), AwsError>> + Send {
         ready(self.call("DescribeTasks", Category::ClusterRead, |s| {
             s.describe_tasks(cluster, tasks)
@@ -70,7 +71,7 @@ impl Ecs for World {
     fn update_task_protection(
         &self,
         cluster: &str,
-        tasks: &[String],
+        tasks: &[Arc<str>],
         protect_minutes: Option<u32>,
     ) -> impl Future<Output = Result<ProtectionResult, AwsError>> + Send {
         ready(
@@ -83,7 +84,7 @@ impl Ecs for World {
     fn get_task_protection(
         &self,
         cluster: &str,
-        tasks: &[String],
+        tasks: &[Arc<str>],
     ) -> impl Future<Output = Result<ProtectionResult, AwsError>> + Send {
         ready(
             self.call("GetTaskProtection", Category::TaskProtection, |s| {

@@ -272,7 +272,7 @@ fn list_and_describe_follow_aws() {
     assert_eq!(found[0].stopped_reason.as_deref(), Some("bye"));
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].reason, "MISSING");
-    let too_many: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
+    let too_many: Vec<std::sync::Arc<str>> = (0..101).map(|i| format!("t{i}").into()).collect();
     let e = ready(w.describe_tasks("default", &too_many)).unwrap_err();
     assert_eq!(e.kind, AwsErrorKind::InvalidParameter);
     let e = ready(w.describe_service("default", "ghost")).unwrap_err();

@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_aws_api::{ContainerInstanceStatus, DesiredStatus, Ecs, TaskStatus};
@@ -53,9 +54,9 @@ fn protected(w: &World) -> HashMap<String, Timestamp> {
         .collect()
 }
 
-fn nth_task(w: &World, i: usize) -> Option<String> {
+fn nth_task(w: &World, i: usize) -> Option<Arc<str>> {
     let ts = tasks(w);
-    (!ts.is_empty()).then(|| ts[i % ts.len()].arn.clone())
+    (!ts.is_empty()).then(|| Arc::from(ts[i % ts.len()].arn.as_str()))
 }
 
 fn nth_instance(w: &World, i: usize) -> Option<String> {
@@ -64,7 +65,7 @@ fn nth_instance(w: &World, i: usize) -> Option<String> {
 }
 
 /// Applies `op`; returns the task it released or stopped by hand, if any.
-fn apply(w: &World, c: &VirtualClock, op: &Op) -> Option<String> {
+fn apply(w: &World, c: &VirtualClock, op: &Op) -> Option<Arc<str>> {
     match op {
         Op::Desired(n) => ready(w.update_desired_count("default", "app", *n)).unwrap(),
         Op::Advance(s) => c.advance(Duration::from_secs(*s)),

@@ -3,17 +3,18 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_aws_api::{AwsErrorKind, DeploymentRollout, DesiredStatus, Ecs, TaskStatus};
 use capstan_world::{Event, World};
 use common::*;
 
-fn live(w: &World) -> Vec<String> {
+fn live(w: &World) -> Vec<Arc<str>> {
     tasks(w)
         .into_iter()
         .filter(|t| t.desired_status == DesiredStatus::Running)
-        .map(|t| t.arn)
+        .map(|t| Arc::from(t.arn))
         .collect()
 }
 
@@ -38,7 +39,7 @@ fn protected_tasks_survive_scale_in_until_expiry_then_stop() {
     assert!(
         tasks(&w)
             .iter()
-            .all(|t| t.protected_until.is_some() || !keep.contains(&t.arn))
+            .all(|t| t.protected_until.is_some() || !keep.iter().any(|k| **k == *t.arn))
     );
     run(&w, &c, 599);
     assert_eq!(live(&w), keep);
@@ -61,14 +62,14 @@ fn protection_call_limits_and_failures() {
     let (w, c) = world(1);
     w.add_service(plain(3)).unwrap();
     let arns = live(&w);
-    let eleven: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
+    let eleven: Vec<Arc<str>> = (0..11).map(|i| format!("t{i}").into()).collect();
     let e = ready(w.update_task_protection("default", &eleven, Some(5))).unwrap_err();
     assert_eq!(e.kind, AwsErrorKind::InvalidParameter);
     for bad in [0, 2881] {
         let e = ready(w.update_task_protection("default", &arns[..1], Some(bad))).unwrap_err();
         assert_eq!(e.kind, AwsErrorKind::InvalidParameter, "{bad} minutes");
     }
-    let hundred_one: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
+    let hundred_one: Vec<Arc<str>> = (0..101).map(|i| format!("t{i}").into()).collect();
     let e = ready(w.get_task_protection("default", &hundred_one)).unwrap_err();
     assert_eq!(e.kind, AwsErrorKind::InvalidParameter);
     // Unknown and stopped tasks: TASK_NOT_VALID.
@@ -102,7 +103,7 @@ fn protecting_more_tasks_than_desired_is_blocked_for_the_excess() {
     ready(w.update_task_protection("default", &arns[..1], Some(30))).unwrap();
     ready(w.update_desired_count("default", "app", 2)).unwrap();
     // Two more remain; one protected already: one more fits within desired 2.
-    let rest: Vec<String> = live(&w).into_iter().filter(|a| *a != arns[0]).collect();
+    let rest: Vec<Arc<str>> = live(&w).into_iter().filter(|a| *a != arns[0]).collect();
     assert_eq!(rest.len(), 1);
     let mut asked = rest.clone();
     asked.push(arns[0].clone());

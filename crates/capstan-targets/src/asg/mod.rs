@@ -332,9 +332,9 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
                     _ => {}
                 }
                 Some(Task {
-                    id: TaskId(i.instance_id.clone()),
+                    id: TaskId::from(i.instance_id.as_str()),
                     started_at: i.launched_at,
-                    zone: Some(i.availability_zone.clone()),
+                    zone: Some(i.availability_zone.as_str().into()),
                     state,
                     sessions: snap.host(&i.instance_id).map_or(0, tasks_on),
                     protected: i.protected_from_scale_in,

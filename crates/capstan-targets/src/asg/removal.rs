@@ -34,7 +34,7 @@ impl State {
             draining: r
                 .victims
                 .iter()
-                .map(|v| TaskId(v.instance_id.clone()))
+                .map(|v| TaskId::from(v.instance_id.as_str()))
                 .collect(),
             terminated: r.terminated,
         })
@@ -286,7 +286,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
         let mut picked = Picked::default();
         let mut seen = BTreeSet::new();
         for victim in victims {
-            let id = victim.0.as_str();
+            let id = victim.as_str();
             if picked.active.len() + picked.launching.len() == drop || !seen.insert(id) {
                 continue;
             }
@@ -385,7 +385,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
                 Ok(failures) => {
                     let failed: BTreeMap<&str, &str> = failures
                         .iter()
-                        .map(|f| (f.arn.as_str(), f.reason.as_str()))
+                        .map(|f| (&*f.arn, f.reason.as_str()))
                         .collect();
                     for (id, arn) in batch {
                         match failed.get(arn.as_str()) {
@@ -544,7 +544,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
             {
                 Ok(failures) => {
                     // A failure is a host ECS no longer knows: nothing left to do.
-                    let gone: BTreeSet<&str> = failures.iter().map(|f| f.arn.as_str()).collect();
+                    let gone: BTreeSet<&str> = failures.iter().map(|f| &*f.arn).collect();
                     for f in &failures {
                         tracing::info!(target_name = %self.name, host = %f.arn, reason = %f.reason, "host to set ACTIVE again is gone");
                     }

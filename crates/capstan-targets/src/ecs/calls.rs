@@ -2,6 +2,7 @@
 //! into [`TargetError::Failed`] naming the target and the operation.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use capstan_aws_api::limits::{DESCRIBE_TASKS, GET_TASK_PROTECTION, UPDATE_TASK_PROTECTION};
 use capstan_aws_api::{AwsError, Ecs, EcsTask};
@@ -14,7 +15,7 @@ pub(super) const TASK_NOT_VALID: &str = "TASK_NOT_VALID";
 pub(super) async fn describe_tasks<E: Ecs>(
     ecs: &E,
     cluster: &str,
-    arns: &[String],
+    arns: &[Arc<str>],
 ) -> Result<Vec<EcsTask>, AwsError> {
     let mut tasks = Vec::with_capacity(arns.len());
     for batch in arns.chunks(DESCRIBE_TASKS) {
@@ -29,8 +30,8 @@ pub(super) async fn describe_tasks<E: Ecs>(
 pub(super) async fn protected_tasks<E: Ecs>(
     ecs: &E,
     cluster: &str,
-    arns: &[String],
-) -> Result<BTreeSet<String>, AwsError> {
+    arns: &[Arc<str>],
+) -> Result<BTreeSet<Arc<str>>, AwsError> {
     let mut protected = BTreeSet::new();
     for batch in arns.chunks(GET_TASK_PROTECTION) {
         let result = ecs.get_task_protection(cluster, batch).await?;
@@ -49,9 +50,9 @@ pub(super) async fn protected_tasks<E: Ecs>(
 #[derive(Debug, Default)]
 pub(super) struct ProtectionOutcome {
     /// Tasks whose protection was changed as asked.
-    pub done: Vec<String>,
+    pub done: Vec<Arc<str>>,
     /// Tasks ECS reported as `TASK_NOT_VALID`: gone, nothing to do.
-    pub gone: Vec<String>,
+    pub gone: Vec<Arc<str>>,
     /// The first error met: an AWS error or a failure other than `TASK_NOT_VALID`.
     /// Batches after it were not sent.
     pub error: Option<String>,
@@ -62,7 +63,7 @@ pub(super) struct ProtectionOutcome {
 pub(super) async fn update_protection<E: Ecs>(
     ecs: &E,
     cluster: &str,
-    arns: &[String],
+    arns: &[Arc<str>],
     minutes: Option<u32>,
 ) -> ProtectionOutcome {
     let mut outcome = ProtectionOutcome::default();
@@ -77,10 +78,10 @@ pub(super) async fn update_protection<E: Ecs>(
         let failures: BTreeMap<&str, &str> = result
             .failures
             .iter()
-            .map(|f| (f.arn.as_str(), f.reason.as_str()))
+            .map(|f| (&*f.arn, f.reason.as_str()))
             .collect();
         for arn in batch {
-            match failures.get(arn.as_str()) {
+            match failures.get(&**arn) {
                 None => outcome.done.push(arn.clone()),
                 Some(&TASK_NOT_VALID) => outcome.gone.push(arn.clone()),
                 Some(reason) => {

@@ -81,7 +81,7 @@
 mod calls;
 mod scale_in;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -280,7 +280,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
 
     /// Reads the service, its tasks and their protection; `extra` are tasks to
     /// describe even if ECS no longer lists them (the victims of a scale-in).
-    async fn snapshot(&self, extra: &[String]) -> Result<Snapshot, TargetError> {
+    async fn snapshot(&self, extra: &[Arc<str>]) -> Result<Snapshot, TargetError> {
         let (cluster, service) = (&self.spec.cluster, &self.spec.service);
         let svc = self
             .ecs
@@ -292,20 +292,29 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             .list_tasks(cluster, service, DesiredStatus::Running)
             .await
             .map_err(|e| TargetError::aws(&self.name, &e))?;
-        let listed_set: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
-        let mut arns = listed.clone();
-        arns.extend(
+        // The extra tasks ECS no longer lists (few: the victims of one scale-in).
+        let unlisted: Vec<&Arc<str>> = if extra.is_empty() {
+            Vec::new()
+        } else {
+            let listed_set: HashSet<&str> = listed.iter().map(|a| &**a).collect();
             extra
                 .iter()
-                .filter(|a| !listed_set.contains(a.as_str()))
-                .cloned(),
-        );
+                .filter(|a| !listed_set.contains(&***a))
+                .collect()
+        };
+        let mut arns = Vec::with_capacity(listed.len() + unlisted.len());
+        arns.extend(listed.iter().cloned());
+        arns.extend(unlisted.iter().map(|a| Arc::clone(a)));
         let described = calls::describe_tasks(&self.ecs, cluster, &arns)
             .await
             .map_err(|e| TargetError::aws(&self.name, &e))?;
-        let (live, others): (Vec<EcsTask>, Vec<EcsTask>) = described
-            .into_iter()
-            .partition(|t| listed_set.contains(t.arn.as_str()));
+        let (live, others): (Vec<EcsTask>, Vec<EcsTask>) = if unlisted.is_empty() {
+            (described, Vec::new())
+        } else {
+            described
+                .into_iter()
+                .partition(|t| !unlisted.iter().any(|u| **u == t.arn))
+        };
         let protected = calls::protected_tasks(&self.ecs, cluster, &listed)
             .await
             .map_err(|e| TargetError::aws(&self.name, &e))?;
@@ -326,16 +335,16 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             .chain(&snap.others)
             .filter_map(|t| {
                 let mut state = task_state(t.last_status)?;
-                if state == TaskState::Running && draining.contains(t.arn.as_str()) {
+                if state == TaskState::Running && draining.contains(&*t.arn) {
                     state = TaskState::Draining;
                 }
                 Some(Task {
                     id: TaskId(t.arn.clone()),
                     started_at: t.started_at.unwrap_or(t.created_at),
-                    zone: Some(t.availability_zone.clone()),
+                    zone: Some(Arc::clone(&t.availability_zone)),
                     state,
                     sessions: self.work_of(&t.arn),
-                    protected: snap.protected.contains(&t.arn),
+                    protected: snap.protected.contains(&*t.arn),
                 })
             })
             .collect();
@@ -360,13 +369,13 @@ struct Snapshot {
     /// Other tasks asked for (victims ECS is stopping or has stopped).
     others: Vec<EcsTask>,
     /// The live tasks that are protected from scale-in.
-    protected: BTreeSet<String>,
+    protected: BTreeSet<Arc<str>>,
 }
 
 impl Snapshot {
     /// The live task `arn`, if ECS still wants it running.
     fn live_task(&self, arn: &str) -> Option<&EcsTask> {
-        self.live.iter().find(|t| t.arn == arn)
+        self.live.iter().find(|t| *t.arn == *arn)
     }
 
     /// Whether `arn` is RUNNING and ECS wants it to keep running.

@@ -3,6 +3,7 @@
 //! each observation, cancelled by `scale_out` and by shutdown. In memory only.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_aws_api::{Ecs, Elb, TargetHealth, TargetHealthState, TargetRef};
@@ -46,13 +47,16 @@ impl State {
     pub(super) fn victim_arns(&self) -> BTreeSet<&str> {
         self.scale_in
             .iter()
-            .flat_map(|si| si.victims.iter().map(|v| v.arn.as_str()))
+            .flat_map(|si| si.victims.iter().map(|v| &*v.arn))
             .collect()
     }
 
     /// The victims of the scale-in in progress, as a list.
-    pub(super) fn victim_list(&self) -> Vec<String> {
-        self.victim_arns().into_iter().map(str::to_owned).collect()
+    pub(super) fn victim_list(&self) -> Vec<Arc<str>> {
+        self.scale_in
+            .iter()
+            .flat_map(|si| si.victims.iter().map(|v| v.arn.clone()))
+            .collect()
     }
 }
 
@@ -68,7 +72,7 @@ struct ScaleIn {
     /// Where it stands.
     phase: Phase,
     /// Tasks it protected (released when it ends).
-    added: BTreeSet<String>,
+    added: BTreeSet<Arc<str>>,
 }
 
 impl ScaleIn {
@@ -99,11 +103,14 @@ enum Phase {
     },
 }
 
+/// A victim kept for a scale-in: its ARN and its targets in the target group.
+type Kept = (Arc<str>, Vec<TargetRef>);
+
 /// One victim of a scale-in.
 #[derive(Debug)]
 struct Victim {
     /// Task ARN.
-    arn: String,
+    arn: Arc<str>,
     /// Its targets deregistered from the target group (empty if none).
     targets: Vec<TargetRef>,
     /// When they were deregistered.
@@ -114,9 +121,9 @@ struct Victim {
 #[derive(Debug, Default)]
 struct Cleanup {
     /// Targets to register again, per task (skipped once ECS no longer runs the task).
-    reregister: BTreeMap<String, Vec<TargetRef>>,
+    reregister: BTreeMap<Arc<str>, Vec<TargetRef>>,
     /// Tasks whose protection (added by a scale-in) is to be released.
-    unprotect: BTreeSet<String>,
+    unprotect: BTreeSet<Arc<str>>,
 }
 
 impl Cleanup {
@@ -168,7 +175,7 @@ fn unfit(
     arn: &str,
     work: u32,
     drain: Drain,
-    ours: &BTreeSet<String>,
+    ours: &BTreeSet<Arc<str>>,
 ) -> Option<&'static str> {
     if !snap.is_running(arn) {
         Some("not running")
@@ -334,7 +341,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             target_name = %self.name,
             from = svc.desired,
             to = svc.desired.saturating_sub(count(chosen.len())).max(desired),
-            victims = ?chosen.iter().map(|v| v.arn.as_str()).collect::<Vec<_>>(),
+            victims = ?chosen.iter().map(|v| &*v.arn).collect::<Vec<_>>(),
             "scale-in started"
         );
         state.scale_in = Some(ScaleIn {
@@ -374,13 +381,13 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         health: Option<&[TargetHealth]>,
         desired: u32,
         victims: &[TaskId],
-    ) -> Result<Vec<(String, Vec<TargetRef>)>, TargetError> {
+    ) -> Result<Vec<Kept>, TargetError> {
         let drop = usize::try_from(snap.service.desired.saturating_sub(desired)).unwrap_or(0);
-        let mut kept: Vec<(String, Vec<TargetRef>)> = Vec::new();
+        let mut kept: Vec<Kept> = Vec::new();
         let mut refused = Vec::new();
         for victim in victims {
-            let arn = victim.0.as_str();
-            if kept.len() == drop || kept.iter().any(|(k, _)| k == arn) {
+            let arn = victim.as_str();
+            if kept.len() == drop || kept.iter().any(|(k, _)| **k == *arn) {
                 continue;
             }
             let targets = health.map_or_else(Vec::new, |h| targets_of(snap, h, arn));
@@ -393,7 +400,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                 &state.cleanup.unprotect,
             ) {
                 Some(why) => refused.push(format!("{arn} {why}")),
-                None => kept.push((arn.to_owned(), targets)),
+                None => kept.push((Arc::clone(&victim.0), targets)),
             }
         }
         if !refused.is_empty() {
@@ -459,7 +466,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         snap: &Snapshot,
     ) -> bool {
         let now = self.clock.now();
-        let ours: BTreeSet<String> = si.added.union(&cleanup.unprotect).cloned().collect();
+        let ours: BTreeSet<Arc<str>> = si.added.union(&cleanup.unprotect).cloned().collect();
         let has_group = self.spec.target_group.is_some();
         for victim in std::mem::take(&mut si.victims) {
             let drain = Drain::of(&victim.targets, has_group);
@@ -554,13 +561,13 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             }
             return false;
         }
-        let victims: BTreeSet<&str> = si.victims.iter().map(|v| v.arn.as_str()).collect();
+        let victims: BTreeSet<&str> = si.victims.iter().map(|v| &*v.arn).collect();
         // Protect (again, refreshing the expiry) every other task except those
         // protected by someone else, whose protection must not be shortened.
-        let to_protect: Vec<String> = snap
+        let to_protect: Vec<Arc<str>> = snap
             .live
             .iter()
-            .filter(|t| !victims.contains(t.arn.as_str()))
+            .filter(|t| !victims.contains(&*t.arn))
             .filter(|t| {
                 !snap.protected.contains(&t.arn)
                     || si.added.contains(&t.arn)
@@ -631,7 +638,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         if kept_by_ecs || lapsed {
             tracing::warn!(
                 target_name = %self.name,
-                kept = ?running.iter().map(|v| v.arn.as_str()).collect::<Vec<_>>(),
+                kept = ?running.iter().map(|v| &*v.arn).collect::<Vec<_>>(),
                 protection_lapsed = lapsed,
                 "ECS did not stop these victims: registered again and kept"
             );
@@ -666,7 +673,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             }
         }
         if !cleanup.unprotect.is_empty() {
-            let arns: Vec<String> = cleanup.unprotect.iter().cloned().collect();
+            let arns: Vec<Arc<str>> = cleanup.unprotect.iter().cloned().collect();
             let outcome =
                 calls::update_protection(&self.ecs, &self.spec.cluster, &arns, None).await;
             for arn in outcome.done.iter().chain(&outcome.gone) {

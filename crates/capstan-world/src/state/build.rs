@@ -129,6 +129,7 @@ impl State {
                 "arn:aws:ecs:{REGION}:{ACCOUNT}:service/{}/{}",
                 spec.cluster, spec.name
             ),
+            name: spec.name.as_str().into(),
             spec,
             cluster: c,
             desired,

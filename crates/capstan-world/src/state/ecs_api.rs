@@ -4,6 +4,8 @@
 //! filter, `DescribeTasks` does not move tasks along, StopTask on an unknown task is a
 //! proper not-found error, and task protection is implemented.
 
+use std::sync::Arc;
+
 use capstan_aws_api::{
     AwsError, AwsErrorKind, ContainerInstance, ContainerInstanceStatus, DesiredStatus,
     EcsDeployment, EcsService, EcsTask, Failure, HealthStatus, ProtectionResult, TaskStatus,
@@ -25,7 +27,7 @@ pub(crate) fn invalid(operation: &'static str, message: String) -> AwsError {
 /// A `MISSING` failure for `arn`.
 fn missing(arn: &str) -> Failure {
     Failure {
-        arn: arn.to_owned(),
+        arn: arn.into(),
         reason: "MISSING".into(),
         detail: None,
     }
@@ -123,7 +125,7 @@ impl State {
         cluster: &str,
         service: &str,
         desired: DesiredStatus,
-    ) -> Result<Vec<String>, AwsError> {
+    ) -> Result<Vec<Arc<str>>, AwsError> {
         let si = self.service_for("ListTasks", cluster, service)?;
         let Some(s) = self.services.get(si) else {
             return Ok(Vec::new());
@@ -147,7 +149,7 @@ impl State {
     pub(crate) fn describe_tasks(
         &self,
         cluster: &str,
-        tasks: &[String],
+        tasks: &[Arc<str>],
     ) -> Result<(Vec<EcsTask>, Vec<Failure>), AwsError> {
         const OP: &str = "DescribeTasks";
         if tasks.len() > limits::DESCRIBE_TASKS {
@@ -174,15 +176,15 @@ impl State {
     fn ecs_task(&self, t: &Task) -> EcsTask {
         EcsTask {
             arn: t.arn.clone(),
-            service: self.services.get(t.service).map(|s| s.spec.name.clone()),
+            service: self.services.get(t.service).map(|s| s.name.clone()),
             last_status: t.status,
             desired_status: t.desired,
-            availability_zone: self.zone_name(t.zone).to_owned(),
+            availability_zone: self.zone_arc(t.zone),
             container_instance: t
                 .host
                 .and_then(|h| self.instances.get(h))
                 .and_then(|i| i.ci.as_ref())
-                .map(|ci| ci.arn.clone()),
+                .map(|ci| Arc::from(ci.arn.as_str())),
             private_ip: Some(t.ip.clone()),
             created_at: t.created_at,
             started_at: t.started_at,
@@ -241,7 +243,7 @@ impl State {
     pub(crate) fn update_task_protection(
         &mut self,
         cluster: &str,
-        tasks: &[String],
+        tasks: &[Arc<str>],
         minutes: Option<u32>,
     ) -> Result<ProtectionResult, AwsError> {
         const OP: &str = "UpdateTaskProtection";
@@ -268,7 +270,7 @@ impl State {
     pub(crate) fn get_task_protection(
         &self,
         cluster: &str,
-        tasks: &[String],
+        tasks: &[Arc<str>],
     ) -> Result<ProtectionResult, AwsError> {
         const OP: &str = "GetTaskProtection";
         if tasks.len() > limits::GET_TASK_PROTECTION {

@@ -28,7 +28,7 @@ impl State {
         svc.tasks
             .iter()
             .copied()
-            .find(|s| self.task(*s).is_some_and(|t| t.ip == ip))
+            .find(|s| self.task(*s).is_some_and(|t| *t.ip == *ip))
     }
 
     /// Resolves every target or fails naming the first unknown one.
@@ -84,7 +84,7 @@ impl State {
                 };
                 Some(TargetHealth {
                     target: TargetRef {
-                        id: t.ip.clone(),
+                        id: t.ip.to_string(),
                         port: target.port,
                     },
                     state,

@@ -20,6 +20,7 @@ mod views;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_aws_api::{
@@ -85,8 +86,8 @@ pub(crate) struct Task {
     pub(crate) uid: u64,
     /// The id part of the ARN (32 hex digits).
     pub(crate) id: String,
-    /// Task ARN.
-    pub(crate) arn: String,
+    /// Task ARN (shared with what the API returns).
+    pub(crate) arn: Arc<str>,
     /// Service index.
     pub(crate) service: usize,
     /// Serial of the deployment that started it.
@@ -99,8 +100,8 @@ pub(crate) struct Task {
     pub(crate) zone: usize,
     /// Instance index (EC2 launch type).
     pub(crate) host: Option<usize>,
-    /// Private IP.
-    pub(crate) ip: String,
+    /// Private IP (shared with what the API returns).
+    pub(crate) ip: Arc<str>,
     /// Created.
     pub(crate) created_at: Timestamp,
     /// Reached RUNNING.
@@ -157,6 +158,8 @@ pub(crate) struct Service {
     pub(crate) cluster: usize,
     /// Service ARN.
     pub(crate) arn: String,
+    /// Its name (shared with what the API returns).
+    pub(crate) name: Arc<str>,
     /// `desiredCount`.
     pub(crate) desired: u32,
     /// Slots of its tasks not yet STOPPED, in creation order.
@@ -396,6 +399,8 @@ impl Ord for Timer {
 pub(crate) struct State {
     /// Settings.
     pub(crate) config: WorldConfig,
+    /// `config.zones`, shared with what the API returns.
+    zone_names: Vec<Arc<str>>,
     /// The instant the world has caught up to.
     pub(crate) now: Timestamp,
     /// The world's random choices (ids, arbitrary victims).
@@ -456,8 +461,10 @@ impl State {
     pub(crate) fn new(config: WorldConfig, now: Timestamp) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let fault_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_fa17_5eed_fa17);
+        let zone_names = config.zones.iter().map(|z| Arc::from(z.as_str())).collect();
         Self {
             config,
+            zone_names,
             now,
             rng,
             fault_rng,
@@ -653,11 +660,11 @@ impl State {
     }
 
     /// A fresh, unique private IP (`10.0.x.y` for the first 64 516 tasks).
-    fn new_ip(&mut self) -> String {
+    fn new_ip(&mut self) -> Arc<str> {
         let n = self.next_ip;
         self.next_ip = self.next_ip.wrapping_add(1);
         let (hi, lo) = (n / 254, n % 254 + 1);
-        format!("10.{}.{}.{}", hi / 256, hi % 256, lo)
+        format!("10.{}.{}.{}", hi / 256, hi % 256, lo).into()
     }
 
     /// A fresh registration number.
@@ -681,6 +688,14 @@ impl State {
     /// The zone name of index `zone`.
     pub(crate) fn zone_name(&self, zone: usize) -> &str {
         self.config.zones.get(zone).map_or("", String::as_str)
+    }
+
+    /// The name of zone `zone`, shared (what the API returns).
+    pub(crate) fn zone_arc(&self, zone: usize) -> Arc<str> {
+        self.zone_names
+            .get(zone)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
     }
 
     /// Queues an event.

@@ -11,6 +11,8 @@
 //! stays within `desiredCount`; the excess ones fail with `DEPLOYMENT_BLOCKED`. (AWS
 //! does not document which of the named tasks fail; in-order is the choice made here.)
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use capstan_aws_api::{Failure, ProtectionResult, TaskProtection};
@@ -31,7 +33,7 @@ impl State {
     pub(crate) fn update_protection(
         &mut self,
         cluster: usize,
-        tasks: &[String],
+        tasks: &[Arc<str>],
         minutes: Option<u32>,
     ) -> ProtectionResult {
         let now = self.now;
@@ -126,7 +128,7 @@ impl State {
     }
 
     /// `GetTaskProtection` on already validated input.
-    pub(crate) fn get_protection(&self, cluster: usize, tasks: &[String]) -> ProtectionResult {
+    pub(crate) fn get_protection(&self, cluster: usize, tasks: &[Arc<str>]) -> ProtectionResult {
         let now = self.now;
         let mut result = ProtectionResult {
             protected: Vec::with_capacity(tasks.len()),

@@ -47,7 +47,7 @@ impl State {
         let now = self.now;
         let task = Task {
             uid,
-            arn: format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{id}"),
+            arn: format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{id}").into(),
             id,
             service: svc,
             deployment,
@@ -82,7 +82,10 @@ impl State {
                 self.register_target(slot, true);
             }
         } else {
-            let arn = self.task(slot).map(|t| t.arn.clone()).unwrap_or_default();
+            let arn = self
+                .task(slot)
+                .map(|t| t.arn.to_string())
+                .unwrap_or_default();
             self.emit(Event::TaskCreated {
                 arn,
                 service: spec.name.clone(),
@@ -177,7 +180,7 @@ impl State {
                 let arn = match self.task_mut(slot) {
                     Some(t) => {
                         t.started_at = Some(now);
-                        t.arn.clone()
+                        t.arn.to_string()
                     }
                     None => return,
                 };
@@ -239,7 +242,7 @@ impl State {
         t.kill_at = Some(kill_at);
         let (uid, idle) = (t.uid, t.in_flight == 0);
         let event = Event::TaskSigterm {
-            arn: t.arn.clone(),
+            arn: t.arn.to_string(),
             service: self.service_name_of(slot),
             at: now,
             kill_at,
@@ -356,7 +359,10 @@ impl State {
     /// A `TaskStopped` event for the task in `slot`.
     fn stopped_event(&self, slot: usize, reason: &str) -> Event {
         Event::TaskStopped {
-            arn: self.task(slot).map(|t| t.arn.clone()).unwrap_or_default(),
+            arn: self
+                .task(slot)
+                .map(|t| t.arn.to_string())
+                .unwrap_or_default(),
             service: self.service_name_of(slot),
             at: self.now,
             reason: reason.to_owned(),

@@ -170,7 +170,7 @@ impl State {
                     .tasks
                     .iter()
                     .filter_map(|s| self.task(*s))
-                    .map(|t| t.arn.clone())
+                    .map(|t| t.arn.to_string())
                     .collect(),
             });
         }
