@@ -1,11 +1,13 @@
 //! The AWS operations capstan needs, as narrow traits with plain types.
 //!
 //! Every AWS call capstan makes goes through one of these traits: [`Ecs`], [`Elb`]
-//! (ELBv2 target groups) and [`AutoScaling`] (EC2 Auto Scaling groups). Each has two
-//! implementations: one backed by the official AWS SDK (used by the daemon, proven on
-//! the wire against moto), and the world model of `capstan-world` (used by the
-//! simulator and by behaviour tests), which follows AWS's documented semantics on a
-//! virtual clock. This crate holds only the contract: no SDK, no I/O.
+//! (ELBv2 target groups), [`AutoScaling`] (EC2 Auto Scaling groups), [`Sqs`] (queue
+//! counts) and [`CloudWatch`] (metric reads and custom metrics). Implementations: the
+//! official AWS SDK (`capstan-aws-sdk`, used by the daemon, proven on the wire against
+//! moto where moto speaks the protocol), and for ECS, ELBv2 and Auto Scaling the world
+//! model of `capstan-world` (used by the simulator and by behaviour tests), which
+//! follows AWS's documented semantics on a virtual clock. This crate holds only the
+//! contract: no SDK, no I/O.
 //!
 //! Conventions shared by every trait:
 //! - Resources are named by the strings AWS uses (ARNs or names, as the operation
@@ -20,12 +22,15 @@
 //!   help ([`AwsError::is_retryable`]).
 //! - Futures are `Send` so callers can run on Tokio.
 //!
-//! Module map: [`error`], [`ecs`], [`elb`], [`autoscaling`], [`limits`].
+//! Module map: [`error`], [`ecs`], [`elb`], [`autoscaling`], [`sqs`], [`cloudwatch`],
+//! [`limits`].
 
 pub mod autoscaling;
+pub mod cloudwatch;
 pub mod ecs;
 pub mod elb;
 pub mod error;
+pub mod sqs;
 
 pub use autoscaling::{
     AutoScaling, AutoScalingGroup, AutoScalingInstance, InstanceLifecycleState,
@@ -36,8 +41,10 @@ pub use ecs::{
     EcsDeployment, EcsService, EcsTask, Failure, HealthStatus, ProtectionResult, TaskProtection,
     TaskStatus,
 };
+pub use cloudwatch::{CloudWatch, Datapoint, Dimension, MetricDatum, MetricQuery};
 pub use elb::{Elb, TargetHealth, TargetHealthState, TargetRef};
 pub use error::{AwsError, AwsErrorKind};
+pub use sqs::{QueueCounts, Sqs};
 
 /// AWS's per-call batch limits (AWS-SEMANTICS §8).
 pub mod limits {
@@ -57,4 +64,6 @@ pub mod limits {
     pub const PROTECTION_MINUTES: std::ops::RangeInclusive<u32> = 1..=2880;
     /// The default `ExpiresInMinutes` of task protection.
     pub const PROTECTION_DEFAULT_MINUTES: u32 = 120;
+    /// `PutMetricData`: at most 1000 datums per call.
+    pub const PUT_METRIC_DATA: usize = 1000;
 }
