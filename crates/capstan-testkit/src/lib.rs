@@ -4,6 +4,8 @@
 //! - [`files`]: the fixture files of a folder, in name order.
 //! - [`http`]: [`MetricServer`](http::MetricServer), a real HTTP server serving a
 //!   metric as JSON that the test changes at run time.
+//! - [`moto`]: a private moto (AWS) server per test process, with names unique per
+//!   handle, dummy credentials and `reset()`.
 //! - [`process`]: whether a pid is alive; waiting on a watch channel for a state.
 //! - [`servers`]: real servers (Redis today) for integration tests: the one running on
 //!   its standard port or a private instance, with per-test isolation; plus a port
@@ -12,6 +14,7 @@
 
 pub mod files;
 pub mod http;
+pub mod moto;
 pub mod process;
 pub mod servers;
 pub mod venv;

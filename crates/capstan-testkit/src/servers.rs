@@ -932,7 +932,7 @@ fn force_private() -> bool {
 /// `capstan-server-{what}-{pid}-*` in the system's temp dir. A process-wide instance
 /// is never dropped, so its directory outlives the test process: directories of
 /// processes that are gone are removed here, before a new one is made.
-fn temp_dir(what: &str) -> PathBuf {
+pub(crate) fn temp_dir(what: &str) -> PathBuf {
     let base = std::env::temp_dir();
     if let Ok(entries) = std::fs::read_dir(&base) {
         for entry in entries.flatten() {

