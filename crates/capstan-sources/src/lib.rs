@@ -9,6 +9,10 @@
 //! - [`spec`]: the compiled settings of a source ([`SourceSpec`]).
 //! - [`error`]: [`SourceError`] (which source failed), [`ReadError`] (why) and
 //!   [`ErrorClass`] (the class errors are counted by: auth, not_found, timeout, ...).
+//! - [`aws`]: what the AWS sources share (settings, error classes) and how they get
+//!   their SDK clients (the `aws` cargo feature, on by default).
+//! - [`cloudwatch`]: the latest datapoint of a CloudWatch metric or expression, and
+//!   the `ecs` presets (service CPU and memory, requests per target).
 //! - [`command`]: runs a program and reads one number from its standard output.
 //! - [`http`]: GETs a URL and picks a number from the JSON body.
 //! - [`nats`]: the backlog of a NATS JetStream consumer (pending + unacknowledged).
@@ -16,6 +20,7 @@
 //! - [`rabbitmq`]: the ready messages of a RabbitMQ queue (AMQP).
 //! - [`redis`]: the length of a Redis key by its type, or a stream consumer group's
 //!   pending entries or lag.
+//! - [`sqs`]: the backlog of an SQS queue (visible, in flight, delayed).
 //! - [`sql`]: one SQL query returning one number (PostgreSQL, MySQL/MariaDB).
 //! - [`validate`]: the boundary check every value passes before it becomes a sample.
 //! - [`poller`]: one task per source, reading on its interval into the metric windows.
@@ -27,6 +32,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub mod aws;
+pub mod cloudwatch;
 pub mod command;
 pub mod error;
 pub mod http;
@@ -36,6 +43,7 @@ pub mod push;
 pub mod rabbitmq;
 pub mod redis;
 pub mod spec;
+pub mod sqs;
 pub mod sql;
 pub mod validate;
 
@@ -98,6 +106,14 @@ pub fn build_with(
         SourceKind::Nats(n) => Box::new(nats::NatsSource::new(n, spec.timeout).map_err(fail)?),
         SourceKind::Rabbitmq(r) => {
             Box::new(rabbitmq::RabbitmqSource::new(r, spec.timeout).map_err(fail)?)
+        }
+        #[cfg(feature = "aws")]
+        SourceKind::Sqs(s) => Box::new(sqs::build_sdk(s, spec.timeout)),
+        #[cfg(feature = "aws")]
+        SourceKind::Cloudwatch(c) => Box::new(cloudwatch::build_sdk(c, spec.timeout)),
+        #[cfg(not(feature = "aws"))]
+        SourceKind::Sqs(_) | SourceKind::Cloudwatch(_) => {
+            return Err(fail("capstan was built without the `aws` feature".into()));
         }
         SourceKind::Push(p) => match push {
             Some(store) => Box::new(push::PushSource::new(&spec.name, p, spec.value, store)),

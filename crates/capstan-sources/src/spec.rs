@@ -50,6 +50,11 @@ pub enum SourceKind {
     Push(PushSpec),
     /// The ready messages of a RabbitMQ queue (AMQP passive declare).
     Rabbitmq(RabbitmqSpec),
+    /// The backlog of an SQS queue (visible, optionally in-flight and delayed).
+    Sqs(crate::sqs::SqsSpec),
+    /// The latest datapoint of a CloudWatch metric or expression (also the `ecs`
+    /// presets).
+    Cloudwatch(crate::cloudwatch::CloudWatchSpec),
     /// A metric of the simulator's world (`capstan simulate` only; `capstan run`
     /// refuses it).
     Simulated(SimulatedSpec),

@@ -297,6 +297,10 @@ impl fmt::Debug for Config {
                     | SourceKind::Rabbitmq(_)
                     // NatsSpec's Debug hides the token, password and URL credentials.
                     | SourceKind::Nats(_)
+                    // The AWS sources hold no secrets (credentials come from the
+                    // standard chain).
+                    | SourceKind::Sqs(_)
+                    | SourceKind::Cloudwatch(_)
                     | SourceKind::Push(_)
                     | SourceKind::Simulated(_) => {}
                 }
