@@ -13,6 +13,10 @@ use capstan_sim::metric::SimMetric;
 use capstan_sim::run::{self, CapstanRun, RunOptions, SimSource};
 use capstan_sim::scenario::Scenario;
 
+/// The allocator the `capstan` binary uses (about 10 % faster here than the system's).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     divan::main();
 }

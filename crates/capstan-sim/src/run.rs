@@ -184,6 +184,14 @@ impl WorkCounts for SharedWork {
     fn work(&self, task_arn: &str) -> u32 {
         self.0.work(task_arn).unwrap_or(0)
     }
+
+    fn work_many(&self, task_arns: &[&str]) -> Vec<u32> {
+        self.0
+            .work_many(task_arns.iter().copied())
+            .into_iter()
+            .map(|w| w.unwrap_or(0))
+            .collect()
+    }
 }
 
 /// Polls a future that never waits on anything outside the simulator (the world's
@@ -588,12 +596,13 @@ impl Run {
         self.refresh();
         let tasks = &self.tasks;
         let outcome = self.workload.step(now, dt, &demand, tasks);
-        // Only changes reach the world (each one lets it settle); capstan's target reads
-        // the work back from the world.
-        for (arn, load) in self.workload.load_changes() {
-            self.world
-                .set_work(arn, load.in_flight.saturating_add(load.sessions));
-        }
+        // Only changes reach the world, all at once (it settles once after them);
+        // capstan's target reads the work back from the world.
+        self.world.set_work_many(
+            self.workload
+                .load_changes()
+                .map(|(arn, load)| (arn, load.in_flight.saturating_add(load.sessions))),
+        );
         for (latency, count) in &outcome.latencies {
             self.recorder.latency(*latency, *count);
         }

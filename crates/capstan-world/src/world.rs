@@ -95,6 +95,36 @@ impl World {
         }
     }
 
+    /// [`set_work`](Self::set_work) for several tasks at once (one lock, one settling
+    /// of the world after all of them): what a caller telling the world every change
+    /// of a step uses.
+    pub fn set_work_many<'a>(&self, work: impl IntoIterator<Item = (&'a str, u32)>) {
+        let mut s = self.lock();
+        let mut changed = false;
+        for (task_arn, in_flight) in work {
+            if let Some(slot) = s.slot_of(task_arn) {
+                s.set_work(slot, in_flight);
+                changed = true;
+            }
+        }
+        if changed {
+            s.settle();
+        }
+    }
+
+    /// [`work`](Self::work) of each task of `task_arns`, in order, under one lock.
+    pub fn work_many<'a>(&self, task_arns: impl IntoIterator<Item = &'a str>) -> Vec<Option<u32>> {
+        let s = self.lock();
+        task_arns
+            .into_iter()
+            .map(|arn| {
+                s.slot_of(arn)
+                    .and_then(|slot| s.task(slot))
+                    .map(|t| t.in_flight)
+            })
+            .collect()
+    }
+
     /// The work the task holds as last told by [`set_work`](Self::set_work) (0 once
     /// its containers have stopped); `None` for a task the world does not know (never
     /// existed, or STOPPED and forgotten).

@@ -17,8 +17,13 @@ pub(super) async fn describe_tasks<E: Ecs>(
     cluster: &str,
     arns: &[Arc<str>],
 ) -> Result<Vec<EcsTask>, AwsError> {
-    let mut tasks = Vec::with_capacity(arns.len());
-    for batch in arns.chunks(DESCRIBE_TASKS) {
+    let mut batches = arns.chunks(DESCRIBE_TASKS);
+    let Some(first) = batches.next() else {
+        return Ok(Vec::new());
+    };
+    // The first batch's answer is kept as it is (most services fit in one batch).
+    let (mut tasks, _missing) = ecs.describe_tasks(cluster, first).await?;
+    for batch in batches {
         let (found, _missing) = ecs.describe_tasks(cluster, batch).await?;
         tasks.extend(found);
     }

@@ -160,6 +160,13 @@ impl EcsTargetSpec {
 pub trait WorkCounts: Send + Sync + 'static {
     /// The live work of task `task_arn` (0 = idle).
     fn work(&self, task_arn: &str) -> u32;
+
+    /// The live work of each task of `task_arns`, in order: what one observation
+    /// asks for every task. Implementations that pay per call (a lock, a query) do
+    /// it once here.
+    fn work_many(&self, task_arns: &[&str]) -> Vec<u32> {
+        task_arns.iter().map(|arn| self.work(arn)).collect()
+    }
 }
 
 /// Where a scale-in in progress stands.
@@ -302,19 +309,21 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                 .filter(|a| !listed_set.contains(&***a))
                 .collect()
         };
-        let mut arns = Vec::with_capacity(listed.len() + unlisted.len());
-        arns.extend(listed.iter().cloned());
-        arns.extend(unlisted.iter().map(|a| Arc::clone(a)));
-        let described = calls::describe_tasks(&self.ecs, cluster, &arns)
-            .await
-            .map_err(|e| TargetError::aws(&self.name, &e))?;
-        let (live, others): (Vec<EcsTask>, Vec<EcsTask>) = if unlisted.is_empty() {
-            (described, Vec::new())
+        let described = if unlisted.is_empty() {
+            calls::describe_tasks(&self.ecs, cluster, &listed).await
         } else {
-            described
-                .into_iter()
-                .partition(|t| !unlisted.iter().any(|u| **u == t.arn))
-        };
+            let mut arns = Vec::with_capacity(listed.len() + unlisted.len());
+            arns.extend(listed.iter().cloned());
+            arns.extend(unlisted.iter().map(|a| Arc::clone(a)));
+            calls::describe_tasks(&self.ecs, cluster, &arns).await
+        }
+        .map_err(|e| TargetError::aws(&self.name, &e))?;
+        // The unlisted ones are taken out; the live ones stay where they are.
+        let mut live = described;
+        let mut others: Vec<EcsTask> = Vec::with_capacity(unlisted.len());
+        if !unlisted.is_empty() {
+            others.extend(live.extract_if(.., |t| unlisted.iter().any(|u| **u == t.arn)));
+        }
         let protected = calls::protected_tasks(&self.ecs, cluster, &listed)
             .await
             .map_err(|e| TargetError::aws(&self.name, &e))?;
@@ -329,23 +338,33 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
     /// The tasks and capacity to report, given the snapshot and the scale-in state.
     fn observed(&self, snap: &Snapshot, state: &State) -> Observed {
         let draining = state.victim_arns();
-        let tasks = snap
+        let shown: Vec<(&EcsTask, TaskState)> = snap
             .live
             .iter()
             .chain(&snap.others)
-            .filter_map(|t| {
-                let mut state = task_state(t.last_status)?;
-                if state == TaskState::Running && draining.contains(&*t.arn) {
-                    state = TaskState::Draining;
-                }
-                Some(Task {
+            .filter_map(|t| Some((t, task_state(t.last_status)?)))
+            .collect();
+        let work = match &self.work {
+            Some(w) => w.work_many(&shown.iter().map(|(t, _)| &*t.arn).collect::<Vec<_>>()),
+            None => Vec::new(),
+        };
+        let tasks = shown
+            .iter()
+            .enumerate()
+            .map(|(i, (t, state))| {
+                let state = if *state == TaskState::Running && draining.contains(&*t.arn) {
+                    TaskState::Draining
+                } else {
+                    *state
+                };
+                Task {
                     id: TaskId(t.arn.clone()),
                     started_at: t.started_at.unwrap_or(t.created_at),
                     zone: Some(Arc::clone(&t.availability_zone)),
                     state,
-                    sessions: self.work_of(&t.arn),
+                    sessions: work.get(i).copied().unwrap_or(0),
                     protected: snap.protected.contains(&*t.arn),
-                })
+                }
             })
             .collect();
         Observed {
