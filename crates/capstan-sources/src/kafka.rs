@@ -34,8 +34,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -127,41 +126,8 @@ impl SaslMechanism {
     }
 }
 
-/// Collects librdkafka's global errors (refused connections, failed SASL
-/// handshakes), which explain a call that timed out.
-#[derive(Default)]
-struct Context {
-    /// The last error librdkafka reported, with its reason.
-    last_error: Mutex<Option<(Option<RDKafkaErrorCode>, String)>>,
-}
-
-impl Context {
-    fn take(&self) -> Option<(Option<RDKafkaErrorCode>, String)> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-    }
-}
-
-impl ClientContext for Context {
-    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, _message: &str) {
-        // The errors that matter come through `error` and end up in the read's error.
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        let code = error.rdkafka_error_code();
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((code, reason.to_owned()));
-    }
-}
-
-impl ConsumerContext for Context {}
-
 /// The client type.
-type Client = BaseConsumer<Context>;
+type Client = BaseConsumer;
 
 /// What one partition looked like at a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +146,8 @@ pub struct KafkaSource {
     config: ClientConfig,
     /// The client, once created.
     client: Arc<Mutex<Option<Arc<Client>>>>,
+    /// The bootstrap brokers, comma-separated `host:port`.
+    brokers: String,
     /// The brokers as shown in errors: `kafka 127.0.0.1:9092,…`.
     shown: String,
     /// The consumer group.
@@ -230,9 +198,12 @@ impl KafkaSource {
             return Err("lag_threshold must be greater than zero".into());
         }
         let brokers = spec.brokers.join(",");
-        // librdkafka's ranges: socket.timeout.ms 10..=300000, the setup 1000 and up.
+        // A request that gets no answer is cut by the read's own timeout (a timeout
+        // error), not by librdkafka's socket timeout, which would report a transport
+        // failure: that one is a second longer. (Ranges: socket.timeout.ms 10..=300000,
+        // socket.connection.setup.timeout.ms from 1000.)
         let ms = timeout.as_millis();
-        let socket_ms = ms.clamp(10, 300_000).to_string();
+        let socket_ms = ms.saturating_add(1000).clamp(10, 300_000).to_string();
         let setup_ms = ms.clamp(1000, 300_000).to_string();
         let mut config = ClientConfig::new();
         config
@@ -279,6 +250,7 @@ impl KafkaSource {
             config,
             client: Arc::new(Mutex::new(None)),
             shown: format!("kafka {brokers}"),
+            brokers,
             group: spec.group.clone(),
             topic: spec.topic.clone(),
             offset_reset: spec.offset_reset,
@@ -292,14 +264,18 @@ impl KafkaSource {
     /// Reads the group's lag once, within the timeout.
     pub async fn fetch(&self) -> Result<f64, ReadError> {
         let deadline = Instant::now() + self.timeout;
+        // The blocking calls end a little earlier, so that a call that found no broker
+        // can still say why (refused, SASL) before the read is cut.
+        let margin = (self.timeout / 10).min(Duration::from_millis(200));
         let reader = Reader {
             config: self.config.clone(),
+            brokers: self.brokers.clone(),
             client: Arc::clone(&self.client),
             shown: self.shown.clone(),
             group: self.group.clone(),
             topic: self.topic.clone(),
             timeout: self.timeout,
-            deadline,
+            deadline: deadline - margin,
         };
         let task = tokio::task::spawn_blocking(move || reader.offsets());
         let offsets = match tokio::time::timeout_at(deadline, task).await {
@@ -372,6 +348,8 @@ fn lag(
 /// One read's blocking part, owned by a blocking thread.
 struct Reader {
     config: ClientConfig,
+    /// The bootstrap brokers, comma-separated `host:port`.
+    brokers: String,
     client: Arc<Mutex<Option<Arc<Client>>>>,
     shown: String,
     group: String,
@@ -395,7 +373,7 @@ impl Reader {
         }
         let client: Client = self
             .config
-            .create_with_context(Context::default())
+            .create()
             .map_err(|e| ReadError::Config(format!("cannot create the Kafka client: {e}")))?;
         let client = Arc::new(client);
         *slot = Some(Arc::clone(&client));
@@ -405,8 +383,8 @@ impl Reader {
     /// Every partition read, with its offsets.
     fn offsets(&self) -> Result<HashMap<(String, i32), PartitionOffsets>, ReadError> {
         let client = self.client()?;
-        // An error left from before this read explains nothing about it.
-        client.context().take();
+        // Errors left from before this read explain nothing about it.
+        drain_errors(&client);
         let metadata = client
             .fetch_metadata(self.topic.as_deref(), self.left())
             .map_err(|e| self.error(&client, &e))?;
@@ -488,6 +466,30 @@ impl Reader {
         }
     }
 
+    /// Why no broker can be reached, if none accepts a TCP connection (refused, name
+    /// not resolved) within the time left; `None` if one accepts or the time runs out.
+    fn unreachable(&self) -> Option<String> {
+        use std::net::ToSocketAddrs;
+        let mut last = None;
+        for broker in self.brokers.split(',') {
+            let addrs = match broker.to_socket_addrs() {
+                Ok(addrs) => addrs,
+                Err(e) => {
+                    last = Some(format!("{broker}: {e}"));
+                    continue;
+                }
+            };
+            for addr in addrs {
+                match std::net::TcpStream::connect_timeout(&addr, self.left()) {
+                    Ok(_) => return None,
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return None,
+                    Err(e) => last = Some(format!("{broker}: {e}")),
+                }
+            }
+        }
+        last
+    }
+
     fn not_found(&self, what: String) -> ReadError {
         ReadError::NotFound {
             target: self.shown.clone(),
@@ -509,15 +511,36 @@ impl Reader {
     fn code_error(&self, client: &Client, code: RDKafkaErrorCode, what: &str) -> ReadError {
         use RDKafkaErrorCode as C;
         let target = self.shown.clone();
-        let seen = client.context().take();
-        // A call that timed out, explained by an error librdkafka saw on the way.
-        let (code, reason) = match (code, seen) {
-            (
-                C::OperationTimedOut | C::RequestTimedOut | C::AllBrokersDown,
-                Some((Some(seen), why)),
-            ) => (seen, format!("{what}: {why}")),
-            (code, _) => (code, format!("{what}: {code}")),
+        // librdkafka fails a call that found no usable broker within its time with a
+        // transport error, whether the broker refused, failed the SASL handshake or
+        // never answered: the errors it reported meanwhile tell which.
+        let given = code;
+        let code = match code {
+            C::BrokerTransportFailure | C::AllBrokersDown | C::OperationTimedOut => {
+                let seen = drain_errors(client);
+                let found = |wanted: &[C]| seen.iter().copied().find(|c| wanted.contains(c));
+                found(&[C::Authentication, C::SaslAuthenticationFailed])
+                    .or_else(|| found(&[C::Resolve, C::SSL]))
+                    .or_else(|| found(&[C::BrokerTransportFailure, C::AllBrokersDown]))
+                    .unwrap_or(C::OperationTimedOut)
+            }
+            code => code,
         };
+        let reason = if code == given {
+            what.to_owned()
+        } else {
+            format!("{what}; librdkafka reported: {code}")
+        };
+        if code == C::OperationTimedOut
+            && let Some(refused) = self.unreachable()
+        {
+            // librdkafka does not report refused connections to a client that never
+            // polls for messages: a plain connection attempt tells.
+            return ReadError::Connect {
+                target,
+                reason: format!("{what}; {refused}"),
+            };
+        }
         match code {
             C::UnknownTopicOrPartition | C::UnknownTopic => ReadError::NotFound {
                 target,
@@ -544,6 +567,21 @@ impl Reader {
             _ => ReadError::Server { target, reason },
         }
     }
+}
+
+/// Takes the errors librdkafka queued for the client (connections refused, failed SASL
+/// handshakes); the client never subscribes, so its queue holds nothing else.
+fn drain_errors(client: &Client) -> Vec<RDKafkaErrorCode> {
+    let mut seen = Vec::new();
+    // Bounded: a queue cannot hold more than this between two reads worth keeping.
+    for _ in 0..1000 {
+        match client.poll(Duration::ZERO) {
+            Some(Err(e)) => seen.extend(e.rdkafka_error_code()),
+            Some(Ok(_)) => {}
+            None => break,
+        }
+    }
+    seen
 }
 
 /// Checks one `host:port` broker address.

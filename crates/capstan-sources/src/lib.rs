@@ -15,6 +15,7 @@
 //!   the `ecs` presets (service CPU and memory, requests per target).
 //! - [`command`]: runs a program and reads one number from its standard output.
 //! - [`http`]: GETs a URL and picks a number from the JSON body.
+//! - [`kafka`]: a Kafka consumer group's lag (rdkafka).
 //! - [`nats`]: the backlog of a NATS JetStream consumer (pending + unacknowledged).
 //! - [`push`]: values POSTed to capstan's listener ([`push::PushStore`]), with a ttl.
 //! - [`rabbitmq`]: the ready messages of a RabbitMQ queue (AMQP).
@@ -37,6 +38,7 @@ pub mod cloudwatch;
 pub mod command;
 pub mod error;
 pub mod http;
+pub mod kafka;
 pub mod nats;
 pub mod poller;
 pub mod push;
@@ -49,6 +51,7 @@ pub mod validate;
 
 pub use error::{ErrorClass, ReadError, SourceError};
 pub use poller::{Hooks, ReadObserver, read_once, run_poller, spawn_all, spawn_all_with};
+pub use kafka::{KafkaSpec, OffsetReset, SaslMechanism};
 pub use push::{PushError, PushStore};
 pub use spec::NatsSpec;
 pub use spec::{
@@ -103,6 +106,7 @@ pub fn build_with(
         SourceKind::Http(h) => Box::new(http::HttpSource::new(h, spec.timeout).map_err(fail)?),
         SourceKind::Redis(r) => Box::new(redis::RedisSource::new(r, spec.timeout).map_err(fail)?),
         SourceKind::Sql(s) => Box::new(sql::SqlSource::new(s, spec.timeout).map_err(fail)?),
+        SourceKind::Kafka(k) => Box::new(kafka::KafkaSource::new(k, spec.timeout).map_err(fail)?),
         SourceKind::Nats(n) => Box::new(nats::NatsSource::new(n, spec.timeout).map_err(fail)?),
         SourceKind::Rabbitmq(r) => {
             Box::new(rabbitmq::RabbitmqSource::new(r, spec.timeout).map_err(fail)?)

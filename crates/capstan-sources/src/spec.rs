@@ -50,6 +50,8 @@ pub enum SourceKind {
     Push(PushSpec),
     /// The ready messages of a RabbitMQ queue (AMQP passive declare).
     Rabbitmq(RabbitmqSpec),
+    /// A Kafka consumer group's lag.
+    Kafka(crate::kafka::KafkaSpec),
     /// The backlog of an SQS queue (visible, optionally in-flight and delayed).
     Sqs(crate::sqs::SqsSpec),
     /// The latest datapoint of a CloudWatch metric or expression (also the `ecs`

@@ -5,7 +5,7 @@
 //! [`kafka()`] gives a handle to one private broker per test process, started on a free
 //! loopback port on first use; each handle makes unique topic and group names, so tests
 //! in one process do not see each other's data. [`private_kafka`] starts a broker of
-//! the test's own (to stop it, or with `--authentication`).
+//! the test's own (to stop it).
 //!
 //! The helpers are blocking (rdkafka's base clients) and panic on failure: they set
 //! up a test. Records are produced one per batch: tansu reports a partition's latest
@@ -106,29 +106,12 @@ pub fn kafka() -> KafkaBroker {
 }
 
 /// A tansu broker of the caller's own, with `extra` arguments for `tansu broker` (such
-/// as `--authentication`); stopped when dropped.
+/// as `--cluster-id`); stopped when dropped.
 ///
 /// # Panics
 /// If the broker cannot be installed or does not start.
 pub fn private_kafka(extra: &[&str]) -> PrivateServer {
     start_tansu(extra)
-}
-
-/// Creates a SCRAM user (`mechanism` `scram256` or `scram512`) on the broker at `port`.
-///
-/// # Panics
-/// If tansu refuses.
-pub fn create_user(port: u16, name: &str, password: &str, mechanism: &str) {
-    tansu_command(&[
-        "user",
-        "create",
-        name,
-        password,
-        "--mechanism",
-        mechanism,
-        "--broker",
-        &format!("tcp://127.0.0.1:{port}"),
-    ]);
 }
 
 /// Creates `topic` with `partitions` partitions on the broker at `port`.

@@ -6,6 +6,9 @@
 //!   metric as JSON that the test changes at run time.
 //! - [`moto`]: a private moto (AWS) server per test process, with names unique per
 //!   handle, dummy credentials and `reset()`.
+//! - [`kafka`]: a private `tansu` Kafka-protocol broker per test process, with unique
+//!   topic and group names per handle, and helpers to create topics, produce records
+//!   and commit a group's offsets.
 //! - [`process`]: whether a pid is alive; waiting on a watch channel for a state.
 //! - [`servers`]: real servers (Redis today) for integration tests: the one running on
 //!   its standard port or a private instance, with per-test isolation; plus a port
@@ -14,6 +17,7 @@
 
 pub mod files;
 pub mod http;
+pub mod kafka;
 pub mod moto;
 pub mod process;
 pub mod servers;

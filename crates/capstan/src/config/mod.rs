@@ -297,6 +297,8 @@ impl fmt::Debug for Config {
                     | SourceKind::Rabbitmq(_)
                     // NatsSpec's Debug hides the token, password and URL credentials.
                     | SourceKind::Nats(_)
+                    // KafkaSpec's Debug hides the SASL password.
+                    | SourceKind::Kafka(_)
                     // The AWS sources hold no secrets (credentials come from the
                     // standard chain).
                     | SourceKind::Sqs(_)
@@ -362,6 +364,7 @@ target = 1
             | SourceKind::Sql(_)
             | SourceKind::Rabbitmq(_)
             | SourceKind::Nats(_)
+            | SourceKind::Kafka(_)
             | SourceKind::Push(_)
             | SourceKind::Simulated(_) => {
                 panic!("expected http")
