@@ -36,12 +36,12 @@ pub use autoscaling::{
     AutoScaling, AutoScalingGroup, AutoScalingInstance, InstanceLifecycleState,
     LifecycleActionResult,
 };
+pub use cloudwatch::{CloudWatch, Datapoint, Dimension, MetricDatum, MetricQuery};
 pub use ecs::{
     ContainerInstance, ContainerInstanceStatus, DeploymentRollout, DesiredStatus, Ecs,
     EcsDeployment, EcsService, EcsTask, Failure, HealthStatus, ProtectionResult, TaskProtection,
     TaskStatus,
 };
-pub use cloudwatch::{CloudWatch, Datapoint, Dimension, MetricDatum, MetricQuery};
 pub use elb::{Elb, TargetHealth, TargetHealthState, TargetRef};
 pub use error::{AwsError, AwsErrorKind};
 pub use sqs::{QueueCounts, Sqs};

@@ -88,6 +88,14 @@ where
 {
     let text = DisplayErrorContext(&error).to_string();
     match &error {
+        // A success status whose body could not be read as the operation's answer.
+        SdkError::ServiceError(service) if service.raw().status().is_success() => AwsError::new(
+            operation,
+            AwsErrorKind::Other {
+                code: MALFORMED_RESPONSE.to_owned(),
+            },
+            text,
+        ),
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let err = service.err();

@@ -21,6 +21,8 @@
 //! - [`rabbitmq`]: the ready messages of a RabbitMQ queue (AMQP).
 //! - [`redis`]: the length of a Redis key by its type, or a stream consumer group's
 //!   pending entries or lag.
+//! - [`ship`]: `ship_to_cloudwatch`, publishing every value read as a CloudWatch
+//!   custom metric in batches, off the poller's task.
 //! - [`sqs`]: the backlog of an SQS queue (visible, in flight, delayed).
 //! - [`sql`]: one SQL query returning one number (PostgreSQL, MySQL/MariaDB).
 //! - [`validate`]: the boundary check every value passes before it becomes a sample.
@@ -44,6 +46,7 @@ pub mod poller;
 pub mod push;
 pub mod rabbitmq;
 pub mod redis;
+pub mod ship;
 pub mod spec;
 pub mod sqs;
 pub mod sql;

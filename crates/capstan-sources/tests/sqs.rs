@@ -194,7 +194,7 @@ async fn a_silent_server_is_a_timeout() {
         &spec(&endpoint, QueueRef::Name("jobs".into())),
         Duration::from_millis(500),
     );
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let error = read(&s).await.expect_err("no answer");
     assert_eq!(error, ReadError::Timeout(Duration::from_millis(500)));
     assert!(started.elapsed() < Duration::from_secs(3));
