@@ -134,6 +134,8 @@ fn compile_server(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> ServerSpec {
     spec
 }
 
+mod kafka;
+
 fn compile_sources(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> Vec<SourceSpec> {
     let Some(node) = top.node("sources") else {
         return Vec::new();
@@ -169,6 +171,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("postgres" | "mysql") => t.allow(schema::SOURCE_SQL),
         Some("rabbitmq") => t.allow(schema::SOURCE_RABBITMQ),
         Some("nats") => t.allow(schema::SOURCE_NATS),
+        Some("kafka") => t.allow(schema::SOURCE_KAFKA),
         Some("push") => t.allow(schema::SOURCE_PUSH),
         Some("simulated") => t.allow(schema::SOURCE_SIMULATED),
         // Unknown kind: accept every kind's keys so only the kind is reported.
@@ -179,6 +182,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
             t.allow(schema::SOURCE_SQL);
             t.allow(schema::SOURCE_RABBITMQ);
             t.allow(schema::SOURCE_NATS);
+            t.allow(schema::SOURCE_KAFKA);
             t.allow(schema::SOURCE_PUSH);
             t.allow(schema::SOURCE_SIMULATED);
         }
@@ -207,6 +211,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("mysql") => compile_sql_source(ctx, &t, SqlEngine::MySql).map(SourceKind::Sql),
         Some("rabbitmq") => compile_rabbitmq_source(ctx, &t).map(SourceKind::Rabbitmq),
         Some("nats") => compile_nats_source(ctx, &t).map(SourceKind::Nats),
+        Some("kafka") => kafka::compile_kafka_source(ctx, &t).map(SourceKind::Kafka),
         Some("push") => {
             if !t.has("ttl") {
                 t.missing(ctx, "ttl");

@@ -65,6 +65,25 @@ pub const SOURCE_NATS: &[&str] = &[
     "password_file",
     "credentials_file",
 ];
+/// `[sources.NAME]` with `kind = "kafka"`.
+pub const SOURCE_KAFKA: &[&str] = &[
+    "brokers",
+    "group",
+    "topic",
+    "offset_reset",
+    "lag_threshold",
+    "cap_at_partitions",
+    "exclude_persistent_lag",
+    "sasl_mechanism",
+    "username",
+    "password",
+    "password_file",
+    "tls",
+];
+/// `offset_reset` of a `kafka` source.
+pub const KAFKA_OFFSET_RESET: &[&str] = &["latest", "earliest"];
+/// `sasl_mechanism` of a `kafka` source.
+pub const KAFKA_SASL_MECHANISMS: &[&str] = &["plain", "scram-sha-256", "scram-sha-512"];
 /// `[sources.NAME]` with `kind = "push"`.
 pub const SOURCE_PUSH: &[&str] = &["ttl"];
 /// `[sources.NAME]` of kind `simulated`.
@@ -155,6 +174,7 @@ pub const SOURCE_KINDS: &[&str] = &[
     "mysql",
     "rabbitmq",
     "nats",
+    "kafka",
     "push",
     "simulated",
 ];
@@ -218,6 +238,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"nats\"`",
         keys: SOURCE_NATS,
+    },
+    TableKeys {
+        section: "`kind = \"kafka\"`",
+        keys: SOURCE_KAFKA,
     },
     TableKeys {
         section: "`kind = \"push\"`",
@@ -338,6 +362,14 @@ pub const ALL_VALUES: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"redis\"`",
         keys: REDIS_MISSING_KEY,
+    },
+    TableKeys {
+        section: "`kind = \"kafka\"`",
+        keys: KAFKA_OFFSET_RESET,
+    },
+    TableKeys {
+        section: "`kind = \"kafka\"`",
+        keys: KAFKA_SASL_MECHANISMS,
     },
     TableKeys {
         section: "`target`",
