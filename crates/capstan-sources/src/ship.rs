@@ -278,3 +278,36 @@ pub fn build_sdk(
         Arc::new(capstan_core::SystemClock),
     )
 }
+
+/// Starts one SDK-backed shipper per distinct AWS setting of `specs` (source name →
+/// settings), each flushing until `cancel` (then once more); the observer to give the
+/// pollers, or `None` when no source ships.
+#[cfg(feature = "aws")]
+pub fn spawn_sdk(
+    specs: &BTreeMap<String, ShipSpec>,
+    options: ShipOptions,
+    cancel: &CancellationToken,
+) -> Option<Arc<dyn ReadObserver>> {
+    if specs.is_empty() {
+        return None;
+    }
+    let mut groups: Vec<(AwsSpec, HashMap<String, ShipSpec>)> = Vec::new();
+    for (name, spec) in specs {
+        match groups.iter_mut().find(|(aws, _)| *aws == spec.aws) {
+            Some((_, group)) => {
+                group.insert(name.clone(), spec.clone());
+            }
+            None => groups.push((
+                spec.aws.clone(),
+                HashMap::from([(name.clone(), spec.clone())]),
+            )),
+        }
+    }
+    let mut observers: Vec<Arc<dyn ReadObserver>> = Vec::new();
+    for (aws, group) in groups {
+        let shipper = build_sdk(&aws, group, options);
+        tokio::spawn(shipper.clone().run(cancel.clone()));
+        observers.push(Arc::new(shipper));
+    }
+    Some(Arc::new(Observers(observers)))
+}

@@ -115,7 +115,15 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Daemon
     // Stops the loops, pollers and listener: on `cancel`, or when a loop ends on its own.
     let stop = cancel.child_token();
 
-    let observer: Arc<dyn ReadObserver> = exporter.clone();
+    let mut observer: Arc<dyn ReadObserver> = exporter.clone();
+    // ship_to_cloudwatch: shippers on tasks of their own, fed by the same reads.
+    if let Some(shippers) = capstan_sources::ship::spawn_sdk(
+        &config.ship_to_cloudwatch,
+        capstan_sources::ship::ShipOptions::default(),
+        &stop,
+    ) {
+        observer = Arc::new(capstan_sources::ship::Observers(vec![observer, shippers]));
+    }
     let mut pollers = poller::spawn_all_with(
         &config.sources,
         Arc::clone(&obs),

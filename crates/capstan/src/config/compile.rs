@@ -38,12 +38,14 @@ pub(crate) fn compile_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Option<
         .map(|m| m.iter().map(|(k, _)| k.get_ref().to_string()).collect())
         .unwrap_or_default();
     let services = compile_services(ctx, &top, &names);
+    let ship_to_cloudwatch = super::aws::compile_ships(ctx, &top);
     top.finish(ctx);
     Some(Config {
         log,
         server,
         sources,
         services,
+        ship_to_cloudwatch,
     })
 }
 
@@ -172,6 +174,9 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("rabbitmq") => t.allow(schema::SOURCE_RABBITMQ),
         Some("nats") => t.allow(schema::SOURCE_NATS),
         Some("kafka") => t.allow(schema::SOURCE_KAFKA),
+        Some("sqs") => t.allow(schema::SOURCE_SQS),
+        Some("cloudwatch") => t.allow(schema::SOURCE_CLOUDWATCH),
+        Some("ecs") => t.allow(schema::SOURCE_ECS),
         Some("push") => t.allow(schema::SOURCE_PUSH),
         Some("simulated") => t.allow(schema::SOURCE_SIMULATED),
         // Unknown kind: accept every kind's keys so only the kind is reported.
@@ -183,6 +188,9 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
             t.allow(schema::SOURCE_RABBITMQ);
             t.allow(schema::SOURCE_NATS);
             t.allow(schema::SOURCE_KAFKA);
+            t.allow(schema::SOURCE_SQS);
+            t.allow(schema::SOURCE_CLOUDWATCH);
+            t.allow(schema::SOURCE_ECS);
             t.allow(schema::SOURCE_PUSH);
             t.allow(schema::SOURCE_SIMULATED);
         }
@@ -211,6 +219,11 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("mysql") => compile_sql_source(ctx, &t, SqlEngine::MySql).map(SourceKind::Sql),
         Some("rabbitmq") => compile_rabbitmq_source(ctx, &t).map(SourceKind::Rabbitmq),
         Some("nats") => compile_nats_source(ctx, &t).map(SourceKind::Nats),
+        Some("sqs") => super::aws::compile_sqs_source(ctx, &t).map(SourceKind::Sqs),
+        Some("cloudwatch") => {
+            super::aws::compile_cloudwatch_source(ctx, &t).map(SourceKind::Cloudwatch)
+        }
+        Some("ecs") => super::aws::compile_ecs_source(ctx, &t).map(SourceKind::Cloudwatch),
         Some("kafka") => kafka::compile_kafka_source(ctx, &t).map(SourceKind::Kafka),
         Some("push") => {
             if !t.has("ttl") {

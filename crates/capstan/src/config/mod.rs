@@ -21,6 +21,7 @@ use capstan_sources::{SourceKind, SourceSpec};
 use capstan_targets::TargetSpec;
 use toml::de::DeTable;
 
+mod aws;
 mod compile;
 pub mod duration;
 pub mod error;
@@ -242,6 +243,8 @@ pub struct Config {
     pub sources: Vec<SourceSpec>,
     /// Services, in file order.
     pub services: Vec<ServiceSpec>,
+    /// The `ship_to_cloudwatch` settings of the sources that have them, by source name.
+    pub ship_to_cloudwatch: std::collections::BTreeMap<String, capstan_sources::ship::ShipSpec>,
 }
 
 impl Config {
@@ -314,6 +317,7 @@ impl fmt::Debug for Config {
             .field("server", &self.server)
             .field("sources", &sources)
             .field("services", &self.services)
+            .field("ship_to_cloudwatch", &self.ship_to_cloudwatch)
             .finish()
     }
 }

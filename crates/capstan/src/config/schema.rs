@@ -24,6 +24,7 @@ pub const SERVER: &[&str] = &["listen", "token", "token_file"];
 /// `[sources.NAME]`, keys of every kind.
 pub const SOURCE: &[&str] = &[
     "kind",
+    "ship_to_cloudwatch",
     "interval",
     "timeout",
     "max_age",
@@ -88,6 +89,60 @@ pub const KAFKA_SASL_MECHANISMS: &[&str] = &["plain", "scram-sha-256", "scram-sh
 pub const SOURCE_PUSH: &[&str] = &["ttl"];
 /// `[sources.NAME]` of kind `simulated`.
 pub const SOURCE_SIMULATED: &[&str] = &["metric"];
+/// The AWS settings of the `sqs`, `cloudwatch` and `ecs` kinds and of
+/// `ship_to_cloudwatch`.
+const AWS_KEYS: [&str; 3] = ["region", "endpoint_url", "profile"];
+/// `[sources.NAME]` with `kind = "sqs"`.
+pub const SOURCE_SQS: &[&str] = &[
+    "queue",
+    "queue_url",
+    "include_in_flight",
+    "include_delayed",
+    AWS_KEYS[0],
+    AWS_KEYS[1],
+    AWS_KEYS[2],
+];
+/// `[sources.NAME]` with `kind = "cloudwatch"`.
+pub const SOURCE_CLOUDWATCH: &[&str] = &[
+    "namespace",
+    "metric",
+    "dimensions",
+    "stat",
+    "expression",
+    "period",
+    "lookback",
+    "on_empty",
+    AWS_KEYS[0],
+    AWS_KEYS[1],
+    AWS_KEYS[2],
+];
+/// `[sources.NAME]` with `kind = "ecs"`.
+pub const SOURCE_ECS: &[&str] = &[
+    "metric",
+    "cluster",
+    "service",
+    "target_group",
+    "stat",
+    "period",
+    "lookback",
+    "on_empty",
+    AWS_KEYS[0],
+    AWS_KEYS[1],
+    AWS_KEYS[2],
+];
+/// `[sources.NAME.ship_to_cloudwatch]`.
+pub const SHIP_TO_CLOUDWATCH: &[&str] = &[
+    "namespace",
+    "metric",
+    "dimensions",
+    AWS_KEYS[0],
+    AWS_KEYS[1],
+    AWS_KEYS[2],
+];
+/// `on_empty` of a `cloudwatch` or `ecs` source.
+pub const CLOUDWATCH_ON_EMPTY: &[&str] = &["error", "zero"];
+/// `metric` of an `ecs` source.
+pub const ECS_METRICS: &[&str] = &["cpu", "memory", "requests_per_target"];
 /// `[[services]]`.
 pub const SERVICE: &[&str] = &[
     "name",
@@ -175,6 +230,9 @@ pub const SOURCE_KINDS: &[&str] = &[
     "rabbitmq",
     "nats",
     "kafka",
+    "sqs",
+    "cloudwatch",
+    "ecs",
     "push",
     "simulated",
 ];
@@ -246,6 +304,22 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"push\"`",
         keys: SOURCE_PUSH,
+    },
+    TableKeys {
+        section: "`kind = \"sqs\"`",
+        keys: SOURCE_SQS,
+    },
+    TableKeys {
+        section: "`kind = \"cloudwatch\"`",
+        keys: SOURCE_CLOUDWATCH,
+    },
+    TableKeys {
+        section: "`kind = \"ecs\"`",
+        keys: SOURCE_ECS,
+    },
+    TableKeys {
+        section: "`ship_to_cloudwatch`",
+        keys: SHIP_TO_CLOUDWATCH,
     },
     TableKeys {
         section: "`kind = \"simulated\"`",
@@ -354,6 +428,14 @@ pub const ALL_VALUES: &[TableKeys] = &[
     TableKeys {
         section: "`[sources.NAME]`",
         keys: VALUE_KINDS,
+    },
+    TableKeys {
+        section: "`kind = \"cloudwatch\"`",
+        keys: CLOUDWATCH_ON_EMPTY,
+    },
+    TableKeys {
+        section: "`kind = \"ecs\"`",
+        keys: ECS_METRICS,
     },
     TableKeys {
         section: "`kind = \"redis\"`",
