@@ -339,3 +339,118 @@ pub(super) fn compile_ships(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> BTreeMap<
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use capstan_aws_api::{Dimension, MetricQuery};
+    use capstan_sources::SourceKind;
+    use capstan_sources::cloudwatch::OnEmpty;
+    use capstan_sources::sqs::QueueRef;
+
+    use crate::config::{Config, compile};
+
+    fn config() -> Config {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/config/valid/aws.toml"
+        ))
+        .expect("the fixture");
+        compile(&text, "aws.toml", &|_| None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_aws_fixture_compiles_to_these_settings() {
+        let config = config();
+        let kind = |name: &str| &config.source(name).expect("a source").kind;
+        let SourceKind::Sqs(jobs) = kind("jobs") else {
+            panic!("jobs is sqs");
+        };
+        assert_eq!(jobs.queue, QueueRef::Name("jobs".into()));
+        assert!(jobs.include_in_flight && jobs.include_delayed);
+        assert_eq!(jobs.aws.region.as_deref(), Some("eu-west-1"));
+        let SourceKind::Sqs(orders) = kind("orders") else {
+            panic!("orders is sqs");
+        };
+        assert!(matches!(&orders.queue, QueueRef::Url(u) if u.ends_with("/orders")));
+        assert!(!orders.include_in_flight && !orders.include_delayed);
+        assert_eq!(
+            orders.aws.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+
+        let SourceKind::Cloudwatch(oldest) = kind("oldest") else {
+            panic!("oldest is cloudwatch");
+        };
+        assert_eq!(
+            oldest.query,
+            MetricQuery::Metric {
+                namespace: "AWS/SQS".into(),
+                metric_name: "ApproximateAgeOfOldestMessage".into(),
+                dimensions: vec![Dimension::new("QueueName", "jobs")],
+                stat: "Maximum".into(),
+                period_secs: 300,
+            }
+        );
+        assert_eq!(oldest.on_empty, OnEmpty::Zero);
+        assert_eq!(oldest.lookback, Duration::from_secs(900), "3 periods");
+        let SourceKind::Cloudwatch(total) = kind("total") else {
+            panic!("total is cloudwatch");
+        };
+        assert!(matches!(
+            &total.query,
+            MetricQuery::Expression {
+                period_secs: 60,
+                ..
+            }
+        ));
+        assert_eq!(total.lookback, Duration::from_secs(900));
+        assert_eq!(total.on_empty, OnEmpty::Error);
+        assert_eq!(total.aws.profile.as_deref(), Some("prod"));
+
+        let SourceKind::Cloudwatch(cpu) = kind("cpu") else {
+            panic!("cpu is ecs");
+        };
+        assert_eq!(
+            cpu.query,
+            MetricQuery::Metric {
+                namespace: "AWS/ECS".into(),
+                metric_name: "CPUUtilization".into(),
+                dimensions: vec![
+                    Dimension::new("ClusterName", "prod"),
+                    Dimension::new("ServiceName", "worker")
+                ],
+                stat: "Average".into(),
+                period_secs: 60,
+            }
+        );
+        assert_eq!(cpu.lookback, Duration::from_secs(600));
+        let SourceKind::Cloudwatch(requests) = kind("requests") else {
+            panic!("requests is ecs");
+        };
+        assert_eq!(
+            requests.query,
+            MetricQuery::Metric {
+                namespace: "AWS/ApplicationELB".into(),
+                metric_name: "RequestCountPerTarget".into(),
+                dimensions: vec![Dimension::new(
+                    "TargetGroup",
+                    "targetgroup/web/0123456789abcdef"
+                )],
+                stat: "Sum".into(),
+                period_secs: 60,
+            }
+        );
+
+        let ships = &config.ship_to_cloudwatch;
+        assert_eq!(ships.len(), 2);
+        let jobs = &ships["jobs"];
+        assert_eq!(jobs.namespace, "MyApp/Workers");
+        assert_eq!(jobs.metric_name, "jobs", "the source's name by default");
+        assert_eq!(jobs.dimensions, [Dimension::new("Service", "worker")]);
+        let requests = &ships["requests"];
+        assert_eq!(requests.metric_name, "web_requests_per_target");
+        assert_eq!(requests.aws.region.as_deref(), Some("us-east-1"));
+    }
+}

@@ -369,6 +369,8 @@ target = 1
             | SourceKind::Rabbitmq(_)
             | SourceKind::Nats(_)
             | SourceKind::Kafka(_)
+            | SourceKind::Sqs(_)
+            | SourceKind::Cloudwatch(_)
             | SourceKind::Push(_)
             | SourceKind::Simulated(_) => {
                 panic!("expected http")
