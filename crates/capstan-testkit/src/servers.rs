@@ -24,8 +24,9 @@
 //! temp dir, run as the `postgres` user when the tests run as root); MariaDB
 //! ([`mariadb`]: the same, private: `mariadb-install-db` + `mariadbd`). Both are driven
 //! with their command-line clients (`psql`, `mariadb`), installed with the servers.
-//! RabbitMQ ([`rabbitmq`]: the broker on 5672 only, unique queue names per handle; a
-//! private broker, with its own `RABBITMQ_*` dirs, node name and `epmd`, is not done).
+//! RabbitMQ ([`rabbitmq`]: unique queue names per handle; private: `rabbitmq-server` as
+//! the `rabbitmq` user with its own `RABBITMQ_*` dirs, node name, ports and `epmd`, see
+//! [`private_rabbitmq`]).
 //! NATS ([`nats`]: a unique stream per handle, deleted on drop; private: `nats-server
 //! -js -sd DIR`, and [`private_nats`] with auth arguments).
 //! Planned in the same shape (standard port → private instance → package hint;
@@ -834,33 +835,161 @@ impl RabbitmqServer {
     }
 }
 
-/// The RabbitMQ broker on 127.0.0.1:5672 (`guest`/`guest`), as on developer machines
-/// and in CI.
-///
-/// A private broker is not started: RabbitMQ needs its own user, Erlang's `epmd` and
-/// about 7 s to start, which is not done here yet.
+/// A place on a real RabbitMQ broker (`guest`/`guest`): the one on 127.0.0.1:5672 if it
+/// answers AMQP, otherwise a private broker shared by this test process
+/// ([`private_rabbitmq`]).
 ///
 /// # Panics
-/// If no broker answers AMQP on 5672 (the message names the Debian package, and says
-/// that the broker must be running).
+/// If no broker answers and `rabbitmq-server` cannot be started (the message names the
+/// Debian package to install).
 pub fn rabbitmq() -> RabbitmqServer {
-    static SERVER: OnceLock<bool> = OnceLock::new();
-    let answers = *SERVER.get_or_init(|| !force_private() && amqp_answers(RABBITMQ_PORT));
-    assert!(
-        answers,
-        "no RabbitMQ broker answers AMQP on 127.0.0.1:{RABBITMQ_PORT}{}: install the Debian \
-         package `rabbitmq-server` (./scripts/test installs it) and start it on loopback \
-         with user guest/guest; the harness does not start a private broker",
-        if force_private() {
-            " (CAPSTAN_TEST_PRIVATE_SERVERS=1 asks for a private one)"
-        } else {
-            ""
+    static SERVER: OnceLock<u16> = OnceLock::new();
+    let port = *SERVER.get_or_init(|| {
+        if !force_private() && amqp_answers(RABBITMQ_PORT) {
+            return RABBITMQ_PORT;
         }
-    );
+        static PRIVATE: OnceLock<PrivateRabbitmq> = OnceLock::new();
+        PRIVATE.get_or_init(private_rabbitmq).port()
+    });
     RabbitmqServer {
-        port: RABBITMQ_PORT,
+        port,
         prefix: unique_name("capstan-test.", "."),
     }
+}
+
+/// How long a private broker may take to answer AMQP (it is usually ready after ~7 s).
+const RABBITMQ_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A private RabbitMQ broker and the `epmd` it registers with, both on free loopback
+/// ports; both are stopped when it is dropped (a process-wide one dies with the test
+/// process).
+#[derive(Debug)]
+pub struct PrivateRabbitmq {
+    /// The broker (dropped first: Rust drops fields in order).
+    broker: PrivateServer,
+    /// Its own Erlang port mapper, never the system's.
+    _epmd: PrivateServer,
+}
+
+impl PrivateRabbitmq {
+    /// The broker's AMQP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.broker.port()
+    }
+
+    /// The broker's data directory (its logs are under `log/` and in `server.log`).
+    pub fn dir(&self) -> Option<&Path> {
+        self.broker.dir()
+    }
+}
+
+/// Starts a private RabbitMQ broker for one test (not shared): `rabbitmq-server` as the
+/// `rabbitmq` user (when the tests run as root) with `HOME=/var/lib/rabbitmq` (its
+/// Erlang cookie), every `RABBITMQ_*` directory and file in a temp dir, a unique node
+/// name, AMQP on a free loopback port, the distribution port and a private `epmd` on
+/// free loopback ports too, so it never meets the system's broker. Ready after ~7 s.
+///
+/// # Panics
+/// If `rabbitmq-server` or `epmd` is missing, or the broker does not answer within 60 s.
+pub fn private_rabbitmq() -> PrivateRabbitmq {
+    require_binary("rabbitmq-server", "rabbitmq-server");
+    require_binary("epmd", "erlang-base");
+    // The package's own launcher (not the wrapper in sbin that switches users itself).
+    let launcher = ["/usr/lib/rabbitmq/bin/rabbitmq-server"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("rabbitmq-server");
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let epmd_port = free_port();
+        let dist_port = free_port();
+        let dir = temp_dir("rabbitmq");
+        let user = server_user("rabbitmq", &dir);
+        let home = match user {
+            Some(_) => PathBuf::from("/var/lib/rabbitmq"),
+            None => dir.clone(),
+        };
+        let epmd_dir = temp_dir("epmd");
+        let _ = server_user("rabbitmq", &epmd_dir);
+        let mut args = as_user(user.as_deref());
+        args.extend(
+            [
+                "--",
+                "epmd",
+                "-port",
+                &epmd_port.to_string(),
+                "-address",
+                "127.0.0.1",
+            ]
+            .map(str::to_owned),
+        );
+        let epmd = PrivateServer::spawn_with("setpriv", &args, epmd_port, epmd_dir);
+        if !wait_until(START_TIMEOUT, || {
+            TcpStream::connect((Ipv4Addr::LOCALHOST, epmd_port)).is_ok()
+        }) {
+            last = format!("epmd on port {epmd_port} did not listen within {START_TIMEOUT:?}");
+            continue;
+        }
+        let config = dir.join("rabbitmq.conf");
+        let plugins = dir.join("enabled_plugins");
+        let written = std::fs::write(&config, "loopback_users.guest = true\n")
+            .and_then(|()| std::fs::write(&plugins, "[].\n"));
+        if let Err(e) = written {
+            panic!(
+                "cannot write the private broker's files in {}: {e}",
+                dir.display()
+            );
+        }
+        let at = |name: &str| dir.join(name).display().to_string();
+        let node = format!("capstan{}x{port}@localhost", std::process::id());
+        let env = [
+            ("HOME", home.display().to_string()),
+            ("RABBITMQ_NODENAME", node),
+            ("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1".to_owned()),
+            ("RABBITMQ_NODE_PORT", port.to_string()),
+            ("RABBITMQ_DIST_PORT", dist_port.to_string()),
+            ("ERL_EPMD_ADDRESS", "127.0.0.1".to_owned()),
+            ("ERL_EPMD_PORT", epmd_port.to_string()),
+            (
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1}".to_owned(),
+            ),
+            ("RABBITMQ_MNESIA_BASE", at("mnesia")),
+            ("RABBITMQ_LOG_BASE", at("log")),
+            ("RABBITMQ_PID_FILE", at("rabbitmq.pid")),
+            ("RABBITMQ_PLUGINS_EXPAND_DIR", at("plugins-expand")),
+            ("RABBITMQ_FEATURE_FLAGS_FILE", at("feature_flags")),
+            ("RABBITMQ_CONFIG_FILE", at("rabbitmq.conf")),
+            ("RABBITMQ_ADVANCED_CONFIG_FILE", at("advanced.config")),
+            ("RABBITMQ_ENABLED_PLUGINS_FILE", at("enabled_plugins")),
+            // The machine's env file names the system broker's node: not read.
+            ("RABBITMQ_CONF_ENV_FILE", at("rabbitmq-env.conf")),
+            // The launcher then runs the VM in place (no wrapper shell), so killing
+            // the process kills the broker.
+            ("RUNNING_UNDER_SYSTEMD", "true".to_owned()),
+        ];
+        let mut args = as_user(user.as_deref());
+        args.extend(["--".to_owned(), "env".to_owned()]);
+        args.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        args.push(launcher.to_owned());
+        let broker = PrivateServer::spawn_with("setpriv", &args, port, dir);
+        if wait_until(RABBITMQ_START_TIMEOUT, || amqp_answers(port)) {
+            return PrivateRabbitmq {
+                broker,
+                _epmd: epmd,
+            };
+        }
+        last = format!(
+            "the private rabbitmq-server on port {port} did not answer AMQP within \
+             {RABBITMQ_START_TIMEOUT:?} (its log: {})",
+            broker
+                .dir()
+                .map(|d| d.join("server.log").display().to_string())
+                .unwrap_or_default()
+        );
+    }
+    panic!("{last}");
 }
 
 /// Whether an AMQP 0-9-1 broker answers on `port`: it replies to the protocol header
