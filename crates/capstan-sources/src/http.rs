@@ -1,58 +1,68 @@
-//! The `http` source: GETs a URL and picks a number from the JSON body.
+//! The `http` source: GETs a URL and picks a number from the body: JSON or YAML at a
+//! pointer, or one sample of a Prometheus text exposition.
 //!
-//! - One client per source, built once: its timeout is the source's timeout (connect,
-//!   headers and body together), its user agent `capstan/<version>`, the configured
-//!   headers are sent with every request and marked sensitive.
-//! - A status other than 2xx is an error naming the status. The body (at most
-//!   [`BODY_CAP`] bytes) must be JSON.
-//! - The pointer (RFC 6901) picks the value; `""` means the whole body. The value may be
-//!   a JSON number or a string holding a number, as Prometheus returns (`"3.5"`); any
-//!   other JSON type is an error naming the pointer and the type found.
-//! - Errors show the URL without its user name and password, and never a header value.
+//! - One client per source, built once ([`crate::web`]): its timeout is the source's
+//!   timeout (connect, headers and body together), its user agent `capstan/<version>`,
+//!   the configured headers (marked sensitive) and basic or bearer auth are sent with
+//!   every request.
+//! - A status other than 2xx is an error naming the status. The body is read up to
+//!   [`BODY_CAP`] bytes.
+//! - `json` and `yaml`: the pointer (RFC 6901) picks the value; `""` means the whole
+//!   body. The value may be a number or a string holding a number, as Prometheus
+//!   returns (`"3.5"`); any other type is an error naming the pointer and the type found.
+//! - `prometheus`: the one sample of `metric` whose labels include the configured ones;
+//!   none is `not_found`, several is `malformed` naming the count.
+//! - Errors show the URL without its user name and password, and never a header value
+//!   or credential.
 
-use std::fmt;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::Url;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::error::{ReadError, excerpt, redact_url};
-use crate::spec::HttpSpec;
+use crate::formats::{PickError, pick_sample, yaml_to_json};
+use crate::spec::{BodyFormat, HttpSpec};
+use crate::web::{Transport, WebClient};
 use crate::{BoxFuture, Source};
 
-/// Largest response body read; a larger one is an error.
-pub const BODY_CAP: usize = 4 * 1024 * 1024;
+pub use crate::web::BODY_CAP;
 /// Characters of a non-numeric string quoted in an error.
 const VALUE_EXCERPT: usize = 40;
 
 /// An `http` source, ready to read.
 pub struct HttpSource {
-    /// Built once; holds the timeout, user agent and headers.
-    client: reqwest::Client,
+    /// Built once; holds the timeout, user agent, headers and credentials.
+    client: WebClient,
     /// Where to GET.
     url: Url,
     /// The URL as shown in errors and logs: without user name and password.
     shown_url: String,
-    /// JSON pointer to the value; empty for the whole body.
+    /// JSON pointer to the value (json, yaml); empty for the whole body.
     pointer: String,
+    /// How the body is read.
+    format: BodyFormat,
     /// The client's timeout, for the error message.
     timeout: Duration,
 }
 
-impl fmt::Debug for HttpSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Not derived: the client's headers may hold secrets.
+impl std::fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not derived: the URL may hold a password.
         f.debug_struct("HttpSource")
             .field("url", &self.shown_url)
             .field("pointer", &self.pointer)
+            .field("format", &self.format)
+            .field("client", &self.client)
             .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
 impl HttpSource {
-    /// Checks `spec` (an http(s) URL, a valid pointer and headers) and builds the client.
+    /// Checks `spec` (an http(s) URL, a valid pointer, headers and credentials, reading
+    /// secret files) and builds the client.
     pub fn new(spec: &HttpSpec, timeout: Duration) -> Result<Self, String> {
         // The parse error never echoes the URL, which may hold a password.
         let url = Url::parse(&spec.url).map_err(|e| format!("url is not a valid URL: {e}"))?;
@@ -68,77 +78,103 @@ impl HttpSource {
                 spec.pointer
             ));
         }
-        let mut headers = HeaderMap::new();
-        for (name, value) in &spec.headers {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("header name {name:?} is not a valid HTTP header name"))?;
-            let mut value = HeaderValue::from_str(value).map_err(|_| {
-                format!("header {name:?} has a value that is not valid in HTTP (value not shown)")
-            })?;
-            value.set_sensitive(true);
-            headers.insert(header, value);
+        if let BodyFormat::Prometheus { metric, .. } = &spec.format {
+            if !spec.pointer.is_empty() {
+                return Err("format \"prometheus\" picks a sample by metric, not pointer".into());
+            }
+            if !valid_metric_name(metric) {
+                return Err(format!("metric {metric:?} is not a Prometheus metric name"));
+            }
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("capstan/", env!("CARGO_PKG_VERSION")))
-            .default_headers(headers)
-            // Redirects are not followed: a redirect to another host would carry the
-            // configured (possibly secret) headers with it. A 3xx is reported instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", chain(&e.without_url())))?;
+        let client = WebClient::new(&url, &spec.headers, &spec.auth, timeout)?;
         Ok(Self {
             shown_url: redact(&url),
             client,
             url,
             pointer: spec.pointer.clone(),
+            format: spec.format.clone(),
             timeout,
         })
     }
 
     /// GETs the URL once and extracts the number.
     pub async fn fetch(&self) -> Result<f64, ReadError> {
-        let mut response = self
+        let (status, body) = self
             .client
             .get(self.url.clone())
-            .send()
             .await
-            .map_err(|e| self.transport(e))?;
-        let status = response.status();
-        if !status.is_success() {
+            .map_err(|e| match e {
+                Transport::Timeout => ReadError::Timeout(self.timeout),
+                Transport::Failed(reason) => ReadError::Request {
+                    url: self.shown_url.clone(),
+                    reason,
+                },
+                too_large @ Transport::TooLarge => ReadError::Body {
+                    url: self.shown_url.clone(),
+                    reason: too_large.to_string(),
+                },
+            })?;
+        if !(200..300).contains(&status) {
             return Err(ReadError::Status {
                 url: self.shown_url.clone(),
-                status: status.as_u16(),
+                status,
             });
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
-            if body.len() + chunk.len() > BODY_CAP {
-                return Err(ReadError::Body {
-                    url: self.shown_url.clone(),
-                    reason: format!("response body is larger than {} MiB", BODY_CAP >> 20),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let json: Value = serde_json::from_slice(&body).map_err(|e| ReadError::Body {
+        let body_error = |reason: String| ReadError::Body {
             url: self.shown_url.clone(),
-            reason: format!("response body is not JSON: {e}"),
-        })?;
-        extract(&json, &self.pointer)
-    }
-
-    /// The error for a request that failed before a usable response.
-    fn transport(&self, e: reqwest::Error) -> ReadError {
-        if e.is_timeout() {
-            ReadError::Timeout(self.timeout)
-        } else {
-            ReadError::Request {
-                url: self.shown_url.clone(),
-                reason: chain(&e.without_url()),
+            reason,
+        };
+        match &self.format {
+            BodyFormat::Json => {
+                let json: Value = serde_json::from_slice(&body)
+                    .map_err(|e| body_error(format!("response body is not JSON: {e}")))?;
+                extract(&json, &self.pointer)
+            }
+            BodyFormat::Yaml => {
+                let json = yaml_to_json(&body).map_err(body_error)?;
+                extract(&json, &self.pointer)
+            }
+            BodyFormat::Prometheus { metric, labels } => {
+                let text = std::str::from_utf8(&body)
+                    .map_err(|e| body_error(format!("response body is not UTF-8: {e}")))?;
+                let shown = selector(metric, labels);
+                pick_sample(text, metric, labels).map_err(|e| match e {
+                    PickError::Missing => ReadError::NotFound {
+                        target: self.shown_url.clone(),
+                        what: format!("a sample {shown}"),
+                    },
+                    PickError::Several(n) => ReadError::Malformed {
+                        target: self.shown_url.clone(),
+                        reason: format!(
+                            "{n} samples match {shown}; expected exactly one (add labels)"
+                        ),
+                    },
+                    PickError::Bad(line, why) => ReadError::Malformed {
+                        target: self.shown_url.clone(),
+                        reason: format!("line {line} (a sample of {metric}) is not valid: {why}"),
+                    },
+                })
             }
         }
     }
+}
+
+/// `metric{a="x",b="y"}` for messages.
+fn selector(metric: &str, labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return metric.to_owned();
+    }
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{metric}{{{}}}", inner.join(","))
+}
+
+/// Whether `name` is a Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
+pub(crate) fn valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 impl Source for HttpSource {
@@ -150,20 +186,6 @@ impl Source for HttpSource {
 /// `url` without its user name and password (see [`redact_url`]).
 pub fn redact(url: &Url) -> String {
     redact_url(url)
-}
-
-/// An error and its causes, as one line ("a: b: c"), skipping repeated messages.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        next = cause.source();
-    }
-    parts.join(": ")
 }
 
 /// Picks the number at `pointer` ("" = the whole body) from `body`.
@@ -219,8 +241,6 @@ fn json_type(v: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use serde_json::json;
 
     use super::*;
@@ -277,6 +297,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect::<BTreeMap<_, _>>(),
+            ..HttpSpec::default()
         }
     }
 

@@ -14,7 +14,10 @@
 //! - [`cloudwatch`]: the latest datapoint of a CloudWatch metric or expression, and
 //!   the `ecs` presets (service CPU and memory, requests per target).
 //! - [`command`]: runs a program and reads one number from its standard output.
-//! - [`http`]: GETs a URL and picks a number from the JSON body.
+//! - [`http`]: GETs a URL and picks a number from the body (JSON or YAML at a pointer,
+//!   or one sample of a Prometheus text exposition).
+//! - [`formats`]: the YAML and Prometheus-text body formats of the `http` source.
+//! - [`prometheus`]: one PromQL instant query giving one number.
 //! - [`kafka`]: a Kafka consumer group's lag (rdkafka).
 //! - [`nats`]: the backlog of a NATS JetStream consumer (pending + unacknowledged).
 //! - [`push`]: values POSTed to capstan's listener ([`push::PushStore`]), with a ttl.
@@ -26,6 +29,8 @@
 //! - [`sqs`]: the backlog of an SQS queue (visible, in flight, delayed).
 //! - [`sql`]: one SQL query returning one number (PostgreSQL, MySQL/MariaDB).
 //! - [`validate`]: the boundary check every value passes before it becomes a sample.
+//! - [`web`] (private): the HTTP client the `http` and `prometheus` sources share
+//!   (headers, basic/bearer auth, bounded GET).
 //! - [`poller`]: one task per source, reading on its interval into the metric windows.
 //!
 //! Adding a kind: implement [`Source`] in a new module, add its settings to
@@ -39,10 +44,12 @@ pub mod aws;
 pub mod cloudwatch;
 pub mod command;
 pub mod error;
+pub mod formats;
 pub mod http;
 pub mod kafka;
 pub mod nats;
 pub mod poller;
+pub mod prometheus;
 pub mod push;
 pub mod rabbitmq;
 pub mod redis;
@@ -51,12 +58,14 @@ pub mod spec;
 pub mod sqs;
 pub mod sql;
 pub mod validate;
+mod web;
 
 pub use error::{ErrorClass, ReadError, SourceError};
 pub use poller::{Hooks, ReadObserver, read_once, run_poller, spawn_all, spawn_all_with};
 pub use kafka::{KafkaSpec, OffsetReset, SaslMechanism};
 pub use push::{PushError, PushStore};
 pub use spec::NatsSpec;
+pub use spec::{BodyFormat, HttpAuth, OnEmpty, PrometheusSpec};
 pub use spec::{
     CommandSpec, HttpSpec, MissingKey, PushSpec, RedisSpec, SimulatedSpec, SourceKind, SourceSpec,
     StreamMetric, ValueKind,
@@ -113,6 +122,9 @@ pub fn build_with(
         SourceKind::Nats(n) => Box::new(nats::NatsSource::new(n, spec.timeout).map_err(fail)?),
         SourceKind::Rabbitmq(r) => {
             Box::new(rabbitmq::RabbitmqSource::new(r, spec.timeout).map_err(fail)?)
+        }
+        SourceKind::Prometheus(p) => {
+            Box::new(prometheus::PrometheusSource::new(p, spec.timeout).map_err(fail)?)
         }
         #[cfg(feature = "aws")]
         SourceKind::Sqs(s) => Box::new(sqs::build_sdk(s, spec.timeout)),

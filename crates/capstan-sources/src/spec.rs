@@ -50,6 +50,8 @@ pub enum SourceKind {
     Push(PushSpec),
     /// The ready messages of a RabbitMQ queue (AMQP passive declare).
     Rabbitmq(RabbitmqSpec),
+    /// One PromQL instant query giving one sample.
+    Prometheus(PrometheusSpec),
     /// A Kafka consumer group's lag.
     Kafka(crate::kafka::KafkaSpec),
     /// The backlog of an SQS queue (visible, optionally in-flight and delayed).
@@ -86,7 +88,7 @@ pub struct CommandSpec {
 }
 
 /// An `http` source.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Default)]
 pub struct HttpSpec {
     /// The URL to GET.
     pub url: String,
@@ -94,6 +96,96 @@ pub struct HttpSpec {
     pub pointer: String,
     /// Extra request headers (values may hold secrets: never logged).
     pub headers: BTreeMap<String, String>,
+    /// How the body is read.
+    pub format: BodyFormat,
+    /// Basic or bearer authentication.
+    pub auth: HttpAuth,
+}
+
+/// How an `http` source reads the response body.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BodyFormat {
+    /// JSON; the number is at [`HttpSpec::pointer`].
+    #[default]
+    Json,
+    /// YAML; the number is at [`HttpSpec::pointer`] (the same JSON-pointer syntax).
+    Yaml,
+    /// Prometheus text exposition: the one sample of `metric` whose labels match.
+    Prometheus {
+        /// The metric (sample) name, e.g. `jobs_waiting` or `http_requests_total`.
+        metric: String,
+        /// Labels the sample must have, with these exact values.
+        labels: BTreeMap<String, String>,
+    },
+}
+
+/// How an HTTP request (the `http` and `prometheus` sources) authenticates. At most one
+/// way: basic (`username` with a password) or bearer (a token). Secrets are never shown.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct HttpAuth {
+    /// The basic-auth user name.
+    pub username: Option<String>,
+    /// The basic-auth password.
+    pub password: Option<String>,
+    /// A file holding the basic-auth password (read when the source is built; a final
+    /// newline is dropped).
+    pub password_file: Option<std::path::PathBuf>,
+    /// A bearer token.
+    pub token: Option<String>,
+    /// A file holding the bearer token (read when the source is built; a final newline
+    /// is dropped).
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for HttpAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("HttpAuth")
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("password_file", &self.password_file)
+            .field("token", &hidden(&self.token))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
+/// A `prometheus` source: one PromQL instant query.
+#[derive(Clone, PartialEq)]
+pub struct PrometheusSpec {
+    /// The server's base URL (`http://127.0.0.1:9090`, or with a path prefix);
+    /// `/api/v1/query` is appended.
+    pub url: String,
+    /// The PromQL expression; it must give exactly one sample (or a scalar).
+    pub query: String,
+    /// What an empty result means.
+    pub on_empty: OnEmpty,
+    /// Extra request headers (values may hold secrets: never logged).
+    pub headers: BTreeMap<String, String>,
+    /// Basic or bearer authentication.
+    pub auth: HttpAuth,
+}
+
+impl std::fmt::Debug for PrometheusSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrometheusSpec")
+            .field("url", &crate::error::redact_url_str(&self.url))
+            .field("query", &self.query)
+            .field("on_empty", &self.on_empty)
+            .field("headers", &Redacted(&self.headers))
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// What a `prometheus` source reads when its query gives no sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnEmpty {
+    /// A `not_found` error (the series may be gone because its exporter is down).
+    #[default]
+    Error,
+    /// 0 (for a series that exists only while there is something to count).
+    Zero,
 }
 
 /// A `redis` source.
@@ -302,6 +394,8 @@ impl std::fmt::Debug for HttpSpec {
             .field("url", &self.url)
             .field("pointer", &self.pointer)
             .field("headers", &Redacted(&self.headers))
+            .field("format", &self.format)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -331,6 +425,12 @@ mod tests {
             url: "http://127.0.0.1/x".into(),
             pointer: String::new(),
             headers: BTreeMap::from([("Authorization".into(), "Bearer s3cret".into())]),
+            format: BodyFormat::Json,
+            auth: HttpAuth {
+                username: Some("u".into()),
+                password: Some("s3cret".into()),
+                ..HttpAuth::default()
+            },
         };
         let cmd = CommandSpec {
             command: vec!["true".into()],

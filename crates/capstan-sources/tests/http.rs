@@ -21,6 +21,7 @@ fn spec(url: &str, pointer: &str, timeout: Duration) -> SourceSpec {
             url: url.into(),
             pointer: pointer.into(),
             headers: BTreeMap::new(),
+            ..HttpSpec::default()
         }),
     }
 }

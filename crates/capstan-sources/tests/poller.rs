@@ -137,6 +137,7 @@ async fn spawn_all_declares_every_source_and_refuses_bad_ones_before_starting_an
         url: "ftp://example.test/x".into(),
         pointer: String::new(),
         headers: BTreeMap::new(),
+        ..HttpSpec::default()
     });
     let err = spawn_all(
         &[spec("jobs", 5), bad],

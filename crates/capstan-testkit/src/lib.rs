@@ -9,6 +9,8 @@
 //! - [`kafka`]: a private `tansu` Kafka-protocol broker per test process, with unique
 //!   topic and group names per handle, and helpers to create topics, produce records
 //!   and commit a group's offsets.
+//! - [`prometheus`]: private Prometheus and Alertmanager servers with the test's
+//!   configuration, on free ports.
 //! - [`process`]: whether a pid is alive; waiting on a watch channel for a state.
 //! - [`servers`]: real servers (Redis today) for integration tests: the one running on
 //!   its standard port or a private instance, with per-test isolation; plus a port
@@ -20,5 +22,6 @@ pub mod http;
 pub mod kafka;
 pub mod moto;
 pub mod process;
+pub mod prometheus;
 pub mod servers;
 pub mod venv;

@@ -138,6 +138,8 @@ fn compile_server(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> ServerSpec {
 
 mod kafka;
 
+mod web;
+
 fn compile_sources(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> Vec<SourceSpec> {
     let Some(node) = top.node("sources") else {
         return Vec::new();
@@ -173,6 +175,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("postgres" | "mysql") => t.allow(schema::SOURCE_SQL),
         Some("rabbitmq") => t.allow(schema::SOURCE_RABBITMQ),
         Some("nats") => t.allow(schema::SOURCE_NATS),
+        Some("prometheus") => t.allow(schema::SOURCE_PROMETHEUS),
         Some("kafka") => t.allow(schema::SOURCE_KAFKA),
         Some("sqs") => t.allow(schema::SOURCE_SQS),
         Some("cloudwatch") => t.allow(schema::SOURCE_CLOUDWATCH),
@@ -187,6 +190,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
             t.allow(schema::SOURCE_SQL);
             t.allow(schema::SOURCE_RABBITMQ);
             t.allow(schema::SOURCE_NATS);
+            t.allow(schema::SOURCE_PROMETHEUS);
             t.allow(schema::SOURCE_KAFKA);
             t.allow(schema::SOURCE_SQS);
             t.allow(schema::SOURCE_CLOUDWATCH);
@@ -219,6 +223,9 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("mysql") => compile_sql_source(ctx, &t, SqlEngine::MySql).map(SourceKind::Sql),
         Some("rabbitmq") => compile_rabbitmq_source(ctx, &t).map(SourceKind::Rabbitmq),
         Some("nats") => compile_nats_source(ctx, &t).map(SourceKind::Nats),
+        Some("prometheus") => {
+            web::compile_prometheus_source(ctx, &t).map(SourceKind::Prometheus)
+        }
         Some("sqs") => super::aws::compile_sqs_source(ctx, &t).map(SourceKind::Sqs),
         Some("cloudwatch") => {
             super::aws::compile_cloudwatch_source(ctx, &t).map(SourceKind::Cloudwatch)
@@ -313,7 +320,7 @@ fn compile_http_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<HttpSpec>
                     &t.path_of("url"),
                     format!(
                         "bad URL {}: {}",
-                        u.shown(),
+                        shown_redis_url(&u),
                         u.detail(&why, "expected an absolute http or https URL")
                     ),
                 );
@@ -335,30 +342,15 @@ fn compile_http_source(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<HttpSpec>
             None
         }
     });
-    let headers = string_map(ctx, t, "headers");
-    for (name, node) in t
-        .node("headers")
-        .and_then(|n| n.get_ref().as_table())
-        .into_iter()
-        .flat_map(|m| m.iter())
-    {
-        let name = name.get_ref().as_ref();
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if !valid {
-            ctx.error(
-                &node.span(),
-                &t.path_of("headers").key(name),
-                "not a valid HTTP header name",
-            );
-        }
-    }
+    let headers = web::headers(ctx, t);
+    let auth = web::auth(ctx, t, &headers);
+    let format = web::body_format(ctx, t, t.has("pointer"));
     Some(HttpSpec {
         url: url?,
         pointer: pointer.unwrap_or_default(),
         headers,
+        format: format?,
+        auth,
     })
 }
 

@@ -300,6 +300,9 @@ impl fmt::Debug for Config {
                     | SourceKind::Rabbitmq(_)
                     // NatsSpec's Debug hides the token, password and URL credentials.
                     | SourceKind::Nats(_)
+                    // PrometheusSpec's Debug hides header values, the password,
+                    // the token and the URL's credentials.
+                    | SourceKind::Prometheus(_)
                     // KafkaSpec's Debug hides the SASL password.
                     | SourceKind::Kafka(_)
                     // The AWS sources hold no secrets (credentials come from the
@@ -368,6 +371,7 @@ target = 1
             | SourceKind::Sql(_)
             | SourceKind::Rabbitmq(_)
             | SourceKind::Nats(_)
+            | SourceKind::Prometheus(_)
             | SourceKind::Kafka(_)
             | SourceKind::Sqs(_)
             | SourceKind::Cloudwatch(_)

@@ -34,7 +34,31 @@ pub const SOURCE: &[&str] = &[
 /// `[sources.NAME]` with `kind = "command"`.
 pub const SOURCE_COMMAND: &[&str] = &["command", "env"];
 /// `[sources.NAME]` with `kind = "http"`.
-pub const SOURCE_HTTP: &[&str] = &["url", "pointer", "headers"];
+pub const SOURCE_HTTP: &[&str] = &[
+    "url",
+    "pointer",
+    "headers",
+    "format",
+    "metric",
+    "labels",
+    "username",
+    "password",
+    "password_file",
+    "token",
+    "token_file",
+];
+/// `[sources.NAME]` with `kind = "prometheus"`.
+pub const SOURCE_PROMETHEUS: &[&str] = &[
+    "url",
+    "query",
+    "on_empty",
+    "headers",
+    "username",
+    "password",
+    "password_file",
+    "token",
+    "token_file",
+];
 /// `[sources.NAME]` with `kind = "redis"`.
 pub const SOURCE_REDIS: &[&str] = &[
     "url",
@@ -229,6 +253,7 @@ pub const SOURCE_KINDS: &[&str] = &[
     "mysql",
     "rabbitmq",
     "nats",
+    "prometheus",
     "kafka",
     "sqs",
     "cloudwatch",
@@ -236,6 +261,10 @@ pub const SOURCE_KINDS: &[&str] = &[
     "push",
     "simulated",
 ];
+/// `format` of an `http` source.
+pub const HTTP_FORMATS: &[&str] = &["json", "yaml", "prometheus"];
+/// `on_empty` of a `prometheus` source.
+pub const ON_EMPTY: &[&str] = &["error", "zero"];
 /// `value` of a source.
 pub const VALUE_KINDS: &[&str] = &["count", "any"];
 /// `kind` of a target.
@@ -300,6 +329,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"kafka\"`",
         keys: SOURCE_KAFKA,
+    },
+    TableKeys {
+        section: "`kind = \"prometheus\"`",
+        keys: SOURCE_PROMETHEUS,
     },
     TableKeys {
         section: "`kind = \"push\"`",
