@@ -84,7 +84,13 @@ struct Shared {
     shipped: AtomicU64,
     unshipped: AtomicU64,
     calls: AtomicU64,
+    /// Told how many datums were given up on, each time some are (e.g. a counter of
+    /// the daemon's `/metrics`).
+    on_unshipped: Option<UnshippedHook>,
 }
+
+/// Called with the number of datums given up on.
+pub type UnshippedHook = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Ships the reads of the sources it has a [`ShipSpec`] for. Cloning shares it.
 pub struct CloudWatchShipper<C> {
@@ -120,7 +126,29 @@ impl<C: CloudWatch> CloudWatchShipper<C> {
                 shipped: AtomicU64::new(0),
                 unshipped: AtomicU64::new(0),
                 calls: AtomicU64::new(0),
+                on_unshipped: None,
             }),
+        }
+    }
+
+    /// Calls `hook` with the number of datums given up on, each time some are. Only
+    /// effective before the shipper is cloned or started.
+    #[must_use]
+    pub fn on_unshipped(mut self, hook: UnshippedHook) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.on_unshipped = Some(hook);
+        }
+        self
+    }
+
+    /// Counts `n` datums given up on.
+    fn lost(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.shared.unshipped.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(hook) = &self.shared.on_unshipped {
+            hook(n as u64);
         }
     }
 
@@ -190,11 +218,7 @@ impl<C: CloudWatch> CloudWatchShipper<C> {
                                 error.is_retryable()
                                     && p.attempts < self.shared.options.max_attempts
                             });
-                        if !lost.is_empty() {
-                            self.shared
-                                .unshipped
-                                .fetch_add(lost.len() as u64, Ordering::Relaxed);
-                        }
+                        self.lost(lost.len());
                         tracing::warn!(
                             namespace = %namespace,
                             datums = batch.len(),
@@ -217,9 +241,8 @@ impl<C: CloudWatch> CloudWatchShipper<C> {
             if buffer.len() > max {
                 let over = buffer.len() - max;
                 buffer.truncate(max);
-                self.shared
-                    .unshipped
-                    .fetch_add(over as u64, Ordering::Relaxed);
+                drop(buffer);
+                self.lost(over);
             }
         }
     }
@@ -243,7 +266,7 @@ impl<C: CloudWatch> ReadObserver for CloudWatchShipper<C> {
         let mut buffer = self.lock();
         if buffer.len() >= self.shared.options.max_buffered {
             drop(buffer);
-            self.shared.unshipped.fetch_add(1, Ordering::Relaxed);
+            self.lost(1);
             tracing::warn!(source, "CloudWatch shipping buffer full; value dropped");
             return;
         }
@@ -287,6 +310,7 @@ pub fn spawn_sdk(
     specs: &BTreeMap<String, ShipSpec>,
     options: ShipOptions,
     cancel: &CancellationToken,
+    on_unshipped: UnshippedHook,
 ) -> Option<Arc<dyn ReadObserver>> {
     if specs.is_empty() {
         return None;
@@ -305,7 +329,7 @@ pub fn spawn_sdk(
     }
     let mut observers: Vec<Arc<dyn ReadObserver>> = Vec::new();
     for (aws, group) in groups {
-        let shipper = build_sdk(&aws, group, options);
+        let shipper = build_sdk(&aws, group, options).on_unshipped(Arc::clone(&on_unshipped));
         tokio::spawn(shipper.clone().run(cancel.clone()));
         observers.push(Arc::new(shipper));
     }

@@ -434,6 +434,8 @@ async fn a_throttled_batch_is_retried_and_counted_when_attempts_run_out() {
         throttled(),
         denied(),
     ]);
+    let hooked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = Arc::clone(&hooked);
     let shipper = CloudWatchShipper::new(
         client(&http),
         ship_spec(),
@@ -442,7 +444,10 @@ async fn a_throttled_batch_is_retried_and_counted_when_attempts_run_out() {
             ..ShipOptions::default()
         },
         clock() as Arc<dyn Clock>,
-    );
+    )
+    .on_unshipped(Arc::new(move |n| {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }));
     for n in 0..10 {
         shipper.observed("jobs", Duration::ZERO, Ok(f64::from(n)));
     }
@@ -470,4 +475,9 @@ async fn a_throttled_batch_is_retried_and_counted_when_attempts_run_out() {
     assert_eq!(shipper.buffered(), 0);
     let stats = shipper.stats();
     assert_eq!((stats.shipped, stats.unshipped, stats.calls), (10, 5, 5));
+    assert_eq!(
+        hooked.load(std::sync::atomic::Ordering::Relaxed),
+        5,
+        "the hook saw every datum given up on"
+    );
 }

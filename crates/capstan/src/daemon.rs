@@ -121,6 +121,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Daemon
         &config.ship_to_cloudwatch,
         capstan_sources::ship::ShipOptions::default(),
         &stop,
+        {
+            let exporter = Arc::clone(&exporter);
+            Arc::new(move |n| exporter.count_unshipped(n))
+        },
     ) {
         observer = Arc::new(capstan_sources::ship::Observers(vec![observer, shippers]));
     }

@@ -89,6 +89,8 @@ pub struct Exporter {
     running: Family<ServiceLabel, Gauge>,
     /// `capstan_decisions_total`.
     decisions: Family<DecisionLabels, Counter>,
+    /// `capstan_cloudwatch_unshipped_total`.
+    unshipped: Counter,
     /// When each source last read a good value.
     last_ok: Mutex<HashMap<String, Timestamp>>,
 }
@@ -111,6 +113,12 @@ impl Exporter {
         let desired = Family::<ServiceLabel, Gauge>::default();
         let running = Family::<ServiceLabel, Gauge>::default();
         let decisions = Family::<DecisionLabels, Counter>::default();
+        let unshipped = Counter::default();
+        registry.register(
+            "capstan_cloudwatch_unshipped",
+            "Values of ship_to_cloudwatch sources given up on (AWS refused them, retries used up, or the buffer was full)",
+            unshipped.clone(),
+        );
         registry.register(
             "capstan_source_value",
             "The last value each source read",
@@ -170,8 +178,14 @@ impl Exporter {
             desired,
             running,
             decisions,
+            unshipped,
             last_ok: Mutex::default(),
         }
+    }
+
+    /// Counts `n` values of `ship_to_cloudwatch` sources given up on.
+    pub fn count_unshipped(&self, n: u64) {
+        self.unshipped.inc_by(n);
     }
 
     /// Counts one recorded decision and sets its service's gauges.
