@@ -246,3 +246,70 @@ fn shown_url(u: &Str) -> String {
         format!("{:?}", capstan_sources::error::redact_url_str(&u.value))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use capstan_sources::{BodyFormat, HttpAuth, OnEmpty, SourceKind};
+
+    use crate::config::compile;
+
+    #[test]
+    fn the_valid_fixture_compiles_to_these_settings_and_hides_its_secrets() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/config/valid/prometheus.toml"
+        ))
+        .expect("the fixture");
+        let env = |n: &str| (n == "API_TOKEN").then(|| "tok-hunter2".to_owned());
+        let config = match compile(&text, "prometheus.toml", &env) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let kind = |name: &str| {
+            config
+                .sources
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.kind.clone())
+                .expect("the source")
+        };
+        let SourceKind::Prometheus(render) = kind("render") else {
+            panic!("render is not a prometheus source");
+        };
+        assert_eq!(render.url, "http://127.0.0.1:9090");
+        assert_eq!(render.query, "sum(jobs_waiting{queue=\"render\"})");
+        assert_eq!(render.on_empty, OnEmpty::Zero);
+        assert_eq!(render.auth, HttpAuth::default());
+        let SourceKind::Prometheus(tenant) = kind("tenant") else {
+            panic!("tenant is not a prometheus source");
+        };
+        assert_eq!(tenant.on_empty, OnEmpty::Error);
+        assert_eq!(tenant.headers["X-Scope-OrgID"], "team-a");
+        assert_eq!(tenant.auth.username.as_deref(), Some("capstan"));
+        assert_eq!(
+            tenant.auth.password_file.as_deref(),
+            Some(std::path::Path::new("/run/secrets/prometheus"))
+        );
+        let SourceKind::Http(status) = kind("status") else {
+            panic!("status is not an http source");
+        };
+        assert_eq!(status.format, BodyFormat::Yaml);
+        assert_eq!(status.pointer, "/queues/0/depth");
+        assert_eq!(status.auth.token.as_deref(), Some("tok-hunter2"));
+        let SourceKind::Http(exporter) = kind("exporter") else {
+            panic!("exporter is not an http source");
+        };
+        assert_eq!(
+            exporter.format,
+            BodyFormat::Prometheus {
+                metric: "jobs_waiting".into(),
+                labels: BTreeMap::from([("queue".to_owned(), "mail".to_owned())]),
+            }
+        );
+        assert_eq!(exporter.auth.password.as_deref(), Some("tok-hunter2"));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
