@@ -391,7 +391,7 @@ impl std::fmt::Debug for CommandSpec {
 impl std::fmt::Debug for HttpSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpSpec")
-            .field("url", &self.url)
+            .field("url", &crate::error::redact_url_str(&self.url))
             .field("pointer", &self.pointer)
             .field("headers", &Redacted(&self.headers))
             .field("format", &self.format)
@@ -422,7 +422,7 @@ mod tests {
     #[test]
     fn debug_hides_header_and_env_values() {
         let http = HttpSpec {
-            url: "http://127.0.0.1/x".into(),
+            url: "http://u:s3cret@127.0.0.1/x".into(),
             pointer: String::new(),
             headers: BTreeMap::from([("Authorization".into(), "Bearer s3cret".into())]),
             format: BodyFormat::Json,
