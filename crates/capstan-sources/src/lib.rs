@@ -32,6 +32,8 @@
 //! - [`web`] (private): the HTTP client the `http` and `prometheus` sources share
 //!   (headers, basic/bearer auth, bounded GET).
 //! - [`poller`]: one task per source, reading on its interval into the metric windows.
+//! - [`retry`]: which failures are retried within an interval, and the backoff.
+//! - [`log_limit`]: the poller's error logs, rate-limited per source and class.
 //!
 //! Adding a kind: implement [`Source`] in a new module, add its settings to
 //! [`SourceKind`] and its constructor to [`build`].
@@ -46,6 +48,7 @@ pub mod command;
 pub mod error;
 pub mod formats;
 pub mod http;
+pub mod log_limit;
 pub mod kafka;
 pub mod nats;
 pub mod poller;
@@ -53,6 +56,7 @@ pub mod prometheus;
 pub mod push;
 pub mod rabbitmq;
 pub mod redis;
+pub mod retry;
 pub mod ship;
 pub mod spec;
 pub mod sqs;

@@ -7,8 +7,19 @@
 //! [`Sample`] stamped with the [`Clock`]'s now, a failure is recorded with its reason, so
 //! the window turns "failing" and the planner holds.
 //!
-//! Logging, per source: the first failure of a streak at WARN, the following ones at
-//! DEBUG, the recovery once at INFO ("source queue recovered after 5 failed reads").
+//! Retries: a failure of a transient class (connect, timeout, server) is tried again
+//! within the same interval, up to `spec.retries` times, after an exponential backoff
+//! with full jitter ([`crate::retry`]); a retry never starts after the interval has
+//! passed. Every attempt is seen by the observer (so errors are counted per attempt);
+//! the window gets the interval's outcome once.
+//!
+//! Sharing: sources identical except their name read once per interval and feed every
+//! window ([`spawn_all`]).
+//!
+//! Logging, per source and error class ([`crate::log_limit`]): the first failure at
+//! WARN, then at most one WARN per minute saying how many failures were left out (the
+//! rest at TRACE); the end of a streak whose start was logged once at INFO ("source
+//! queue recovered after 5 failed reads").
 //!
 //! Observers: a [`ReadObserver`] given through [`Hooks`] sees every read's outcome and
 //! duration (the exporter counts them); it never changes what is recorded.
@@ -29,8 +40,10 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ReadError, SourceError};
+use crate::log_limit::{LogLimiter, Verdict};
 use crate::push::PushStore;
-use crate::spec::SourceSpec;
+use crate::retry::{Backoff, is_transient};
+use crate::spec::{SourceKind, SourceSpec};
 use crate::validate::validate;
 use crate::{Source, build_with};
 
@@ -71,7 +84,14 @@ pub async fn read_once(source: &dyn Source, spec: &SourceSpec) -> Result<f64, So
 }
 
 /// Builds every source of `specs`, declares their windows in `obs`, and spawns one
-/// polling task per source ([`run_poller`]). Must be called within a Tokio runtime.
+/// polling task per distinct query ([`run_poller`]). Must be called within a Tokio
+/// runtime.
+///
+/// Sources whose settings are identical except their name, retention and max age (the
+/// same kind settings, interval, timeout, value kind and retries) share one read: it is
+/// made once per interval, by one source object (so one connection pool), and its
+/// value or failure goes into every such source's window. `push` sources are never
+/// shared (each reads its own name).
 ///
 /// Nothing is spawned or declared if any source cannot be built or two share a name;
 /// the first such error is returned.
@@ -93,7 +113,6 @@ pub fn spawn_all_with(
     hooks: &Hooks,
 ) -> Result<JoinSet<()>, SourceError> {
     let mut names = BTreeSet::new();
-    let mut built = Vec::with_capacity(specs.len());
     for spec in specs {
         if !names.insert(spec.name.as_str()) {
             return Err(SourceError::new(
@@ -101,7 +120,13 @@ pub fn spawn_all_with(
                 ReadError::Config("two sources have this name".into()),
             ));
         }
-        built.push((spec.clone(), build_with(spec, hooks.push.as_ref())?));
+    }
+    let mut built = Vec::new();
+    for group in share(specs) {
+        let leader = &specs[group[0]];
+        let source = build_with(leader, hooks.push.as_ref())?;
+        let names = group.iter().map(|&i| specs[i].name.clone()).collect();
+        built.push((leader.clone(), names, source));
     }
     {
         let mut windows = lock(&obs);
@@ -110,17 +135,52 @@ pub fn spawn_all_with(
         }
     }
     let mut tasks = JoinSet::new();
-    for (spec, source) in built {
-        tasks.spawn(run_poller_with(
-            spec,
+    for (spec, names, source) in built {
+        tasks.spawn(poll(
+            Poll {
+                spec,
+                names,
+                obs: Arc::clone(&obs),
+                clock: Arc::clone(&clock),
+                observer: hooks.observer.clone(),
+            },
             source,
-            Arc::clone(&obs),
-            Arc::clone(&clock),
             cancel.clone(),
-            hooks.observer.clone(),
         ));
     }
     Ok(tasks)
+}
+
+/// The sources of `specs` grouped by identical query (indices into `specs`, in order;
+/// each group's first is its leader).
+fn share(specs: &[SourceSpec]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let shared = shareable(spec)
+            .then(|| groups.iter_mut().find(|g| same_query(&specs[g[0]], spec)))
+            .flatten();
+        match shared {
+            Some(group) => group.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
+/// Whether a source's read may serve other sources (a push source reads its own name).
+fn shareable(spec: &SourceSpec) -> bool {
+    !matches!(spec.kind, SourceKind::Push(_) | SourceKind::Simulated(_))
+}
+
+/// Whether `a` and `b` read the same thing the same way (their names, retention and
+/// max age may differ).
+fn same_query(a: &SourceSpec, b: &SourceSpec) -> bool {
+    shareable(a)
+        && a.interval == b.interval
+        && a.timeout == b.timeout
+        && a.value == b.value
+        && a.retries == b.retries
+        && a.kind == b.kind
 }
 
 /// Polls one source until `cancel`: reads at once, then every `spec.interval`
@@ -145,69 +205,168 @@ pub async fn run_poller_with(
     observer: Option<Arc<dyn ReadObserver>>,
 ) {
     lock(&obs).declare(&spec.name, spec.retention, spec.max_age);
-    let mut ticker = tokio::time::interval(spec.interval.max(MIN_INTERVAL));
+    let names = vec![spec.name.clone()];
+    let poll_of = Poll {
+        spec,
+        names,
+        obs,
+        clock,
+        observer,
+    };
+    poll(poll_of, source, cancel).await;
+}
+
+/// What one polling task reads and where it records.
+struct Poll {
+    /// The settings of the read (the leader's, for shared sources).
+    spec: SourceSpec,
+    /// The windows fed (one name, or every source sharing the read).
+    names: Vec<String>,
+    /// The windows.
+    obs: SharedObservations,
+    /// Stamps samples and failures.
+    clock: Arc<dyn Clock>,
+    /// Sees every attempt, once per name.
+    observer: Option<Arc<dyn ReadObserver>>,
+}
+
+impl Poll {
+    /// Tells the observer about one attempt, for every name.
+    fn observe(&self, took: Duration, read: &Result<f64, SourceError>) {
+        if let Some(observer) = &self.observer {
+            for name in &self.names {
+                observer.observed(name, took, read.as_ref().copied().map_err(|e| &e.error));
+            }
+        }
+    }
+}
+
+/// The polling loop of one read (one source, or several sharing it): at each tick, up
+/// to `1 + retries` attempts (transient failures only, with backoff, never past the
+/// interval), then the value or the last failure into every window.
+async fn poll(p: Poll, source: Box<dyn Source>, cancel: CancellationToken) {
+    let label = p.names.join(", ");
+    let interval = p.spec.interval.max(MIN_INTERVAL);
+    let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut backoff = Backoff::for_interval(interval, Backoff::seed_of(&p.spec.name));
     let mut streak = Streak::default();
-    loop {
-        tokio::select! {
+    let mut limiter = LogLimiter::default();
+    // Whether the current streak's first failure was logged (its end is logged then).
+    let mut streak_logged = false;
+    'ticks: loop {
+        let tick = tokio::select! {
             biased;
             () = cancel.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
-        let started = tokio::time::Instant::now();
-        let read = tokio::select! {
-            biased;
-            () = cancel.cancelled() => break,
-            read = read_once(source.as_ref(), &spec) => read,
+            tick = ticker.tick() => tick,
         };
-        let now = clock.now();
-        if let Some(observer) = &observer {
-            observer.observed(
-                &spec.name,
-                started.elapsed(),
-                read.as_ref().copied().map_err(|e| &e.error),
-            );
-        }
+        let mut attempt: u32 = 0;
+        let read = loop {
+            let started = tokio::time::Instant::now();
+            let read = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break 'ticks,
+                read = read_once(source.as_ref(), &p.spec) => read,
+            };
+            p.observe(started.elapsed(), &read);
+            let Err(e) = &read else { break read };
+            let failed = streak.failed();
+            let class = e.error.class();
+            let retry = is_transient(class) && attempt < p.spec.retries;
+            let delay = retry.then(|| backoff.delay(attempt));
+            let now = tokio::time::Instant::now();
+            let delay = delay.filter(|d| now + *d < tick + interval);
+            let note = match delay {
+                Some(d) => format!(
+                    "; retry {} of {} in {:?}",
+                    attempt + 1,
+                    p.spec.retries,
+                    round_ms(d)
+                ),
+                None => String::new(),
+            };
+            match limiter.failure(class, now) {
+                Verdict::Log { suppressed, since } => {
+                    if failed == 1 {
+                        streak_logged = true;
+                    }
+                    let left_out = match (suppressed, since) {
+                        (0, _) | (_, None) => String::new(),
+                        (n, Some(since)) => format!(
+                            " ({} of class {class} not logged in the last {})",
+                            plural(n, "more failure"),
+                            whole_seconds(since),
+                        ),
+                    };
+                    tracing::warn!(
+                        source = %label,
+                        class = class.label(),
+                        kind = e.error.label(),
+                        failed_reads = failed,
+                        suppressed,
+                        "source {label} read failed: {}{note}{left_out}",
+                        e.error,
+                    );
+                }
+                Verdict::Suppress => {
+                    tracing::trace!(
+                        source = %label,
+                        class = class.label(),
+                        failed_reads = failed,
+                        "source {label} read failed again: {}{note}",
+                        e.error,
+                    );
+                }
+            }
+            let Some(delay) = delay else { break read };
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break 'ticks,
+                () = tokio::time::sleep(delay) => {}
+            }
+            attempt += 1;
+        };
+        let now = p.clock.now();
         match read {
             Ok(value) => {
-                lock(&obs).push(&spec.name, Sample { value, at: now });
-                tracing::debug!(source = %spec.name, value, "source read");
-                if let Some(failed) = streak.succeeded() {
+                {
+                    let mut windows = lock(&p.obs);
+                    for name in &p.names {
+                        windows.push(name, Sample { value, at: now });
+                    }
+                }
+                tracing::debug!(source = %label, value, "source read");
+                if let Some(failed) = streak.succeeded()
+                    && std::mem::take(&mut streak_logged)
+                {
                     tracing::info!(
-                        source = %spec.name,
+                        source = %label,
                         failed_reads = failed,
-                        "source {} recovered after {}",
-                        spec.name,
-                        plural(failed, "failed read"),
+                        "source {label} recovered after {}",
+                        plural(u64::from(failed), "failed read"),
                     );
                 }
             }
             Err(e) => {
                 let reason = e.error.to_string();
-                lock(&obs).fail(&spec.name, now, reason.as_str());
-                let failed = streak.failed();
-                if failed == 1 {
-                    tracing::warn!(
-                        source = %spec.name,
-                        class = e.error.class().label(),
-                        kind = e.error.label(),
-                        "source {} read failed: {reason} (further failures in a row are logged at debug level)",
-                        spec.name,
-                    );
-                } else {
-                    tracing::debug!(
-                        source = %spec.name,
-                        class = e.error.class().label(),
-                        kind = e.error.label(),
-                        failed_reads = failed,
-                        "source {} read failed again: {reason}",
-                        spec.name,
-                    );
+                let mut windows = lock(&p.obs);
+                for name in &p.names {
+                    windows.fail(name, now, reason.as_str());
                 }
             }
         }
     }
-    tracing::debug!(source = %spec.name, "source poller stopped");
+    tracing::debug!(source = %label, "source poller stopped");
+}
+
+/// `d` rounded to whole milliseconds, for log lines.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `d` as whole seconds, e.g. "60s".
+fn whole_seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs())
 }
 
 /// Counts failed reads in a row, to log a streak's start and end once each.
@@ -237,7 +396,7 @@ impl Streak {
 }
 
 /// "1 failed read", "5 failed reads".
-fn plural(n: u32, what: &str) -> String {
+fn plural(n: u64, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {

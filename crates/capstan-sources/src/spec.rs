@@ -28,6 +28,9 @@ pub struct SourceSpec {
     pub retention: Duration,
     /// Which values are valid.
     pub value: ValueKind,
+    /// How many times a read failing with a transient error (connect, timeout, server)
+    /// is tried again within one interval (0: never); see [`crate::retry`].
+    pub retries: u32,
     /// The kind and its own settings.
     pub kind: SourceKind,
 }

@@ -17,6 +17,7 @@ fn spec(command: &[&str], value: ValueKind, timeout: Duration) -> SourceSpec {
         max_age: Duration::from_secs(30),
         retention: Duration::from_secs(300),
         value,
+        retries: 0,
         kind: SourceKind::Command(CommandSpec {
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             env: BTreeMap::new(),

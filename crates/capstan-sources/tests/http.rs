@@ -17,6 +17,7 @@ fn spec(url: &str, pointer: &str, timeout: Duration) -> SourceSpec {
         max_age: Duration::from_secs(30),
         retention: Duration::from_secs(300),
         value: ValueKind::Count,
+        retries: 0,
         kind: SourceKind::Http(HttpSpec {
             url: url.into(),
             pointer: pointer.into(),

@@ -19,6 +19,7 @@ fn spec(url: &str, pointer: &str, format: BodyFormat, auth: HttpAuth) -> SourceS
         max_age: Duration::from_secs(30),
         retention: Duration::from_secs(300),
         value: ValueKind::Count,
+        retries: 0,
         kind: SourceKind::Http(HttpSpec {
             url: url.into(),
             pointer: pointer.into(),

@@ -35,6 +35,7 @@ fn source(nats: NatsSpec, timeout: Duration) -> SourceSpec {
         max_age: Duration::from_secs(60),
         retention: Duration::from_secs(600),
         value: ValueKind::Count,
+        retries: 0,
         kind: SourceKind::Nats(nats),
     }
 }

@@ -170,16 +170,17 @@ async fn spawn_all_declares_every_source_and_refuses_bad_ones_before_starting_an
         "source \"zero\": invalid settings: interval must be greater than zero"
     );
 
-    // Good sources: declared before the call returns, one task each, all stop on cancel.
+    // Good sources: declared before the call returns, one task per distinct query (jobs
+    // and sessions differ only by name, so they share one), all stop on cancel.
     let mut tasks = spawn_all(
-        &[spec("jobs", 5), spec("sessions", 5)],
+        &[spec("jobs", 5), spec("sessions", 5), spec("other", 6)],
         obs.clone(),
         clock,
         cancel.clone(),
     )
     .unwrap();
     let names: Vec<String> = obs.lock().unwrap().sources().map(str::to_owned).collect();
-    assert_eq!(names, vec!["jobs", "sessions"]);
+    assert_eq!(names, vec!["jobs", "other", "sessions"]);
     assert_eq!(tasks.len(), 2);
     cancel.cancel();
     while let Some(done) = tasks.join_next().await {

@@ -52,7 +52,7 @@ impl Logs {
 }
 
 #[tokio::test(start_paused = true)]
-async fn failures_and_rejected_values_are_failed_reads_logged_once_per_streak() {
+async fn failures_and_rejected_values_are_failed_reads_logged_once_per_class_and_minute() {
     let logs = Logs::default();
     let _guard = logs.install();
     let start = tokio::time::Instant::now();
@@ -103,26 +103,91 @@ async fn failures_and_rejected_values_are_failed_reads_logged_once_per_streak() 
     let got: Vec<f64> = values(&obs, "queue").into_iter().map(|(v, _)| v).collect();
     assert_eq!(got, vec![4.0, 5.0, 6.0]);
 
-    // One warning per streak, the rest at debug level, one recovery line per streak.
+    // The first failure of each class is logged (connect at 5 s, rejected at 10 s); the
+    // rejected -1 at 15 s and the connect failure at 25 s come within a minute of their
+    // class's last line: counted, not logged. The first streak's end is logged; the
+    // second streak's start was not, so neither is its end.
     let warns = logs.lines("WARN", "source queue read failed");
     assert_eq!(warns.len(), 2, "{warns:#?}");
     assert!(warns[0].contains("connection reset"), "{}", warns[0]);
-    assert!(warns[1].contains("boom"), "{}", warns[1]);
-    assert_eq!(
-        logs.lines("DEBUG", "source queue read failed again").len(),
-        2
-    );
+    assert!(warns[0].contains("class=\"connect\""), "{}", warns[0]);
+    assert!(warns[1].contains("value NaN rejected"), "{}", warns[1]);
+    assert!(warns[1].contains("class=\"rejected\""), "{}", warns[1]);
+    assert!(!logs.all().contains("boom"), "{}", logs.all());
     let recovered = logs.lines("INFO", "recovered");
-    assert_eq!(recovered.len(), 2, "{}", logs.all());
+    assert_eq!(recovered.len(), 1, "{}", logs.all());
     assert!(
         recovered[0].contains("source queue recovered after 3 failed reads"),
         "{}",
         recovered[0]
     );
-    assert!(
-        recovered[1].contains("source queue recovered after 1 failed read"),
-        "{}",
-        recovered[1]
-    );
     assert!(logs.lines("WARN", "").len() == 2 && logs.lines("ERROR", "").is_empty());
+}
+
+/// Counts the errors the poller reports, like the exporter's counters.
+#[derive(Default)]
+struct Errors(Mutex<u64>);
+
+impl capstan_sources::ReadObserver for Errors {
+    fn observed(
+        &self,
+        _source: &str,
+        _took: std::time::Duration,
+        result: Result<f64, &capstan_sources::ReadError>,
+    ) {
+        if result.is_err() {
+            *self.0.lock().expect("lock") += 1;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_failures_are_counted_exactly_and_logged_once_a_minute() {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let start = tokio::time::Instant::now();
+    let clock = TokioClock::new();
+    let obs = shared();
+    let cancel = CancellationToken::new();
+    let errors = Arc::new(Errors::default());
+    let (source, reads) = Scripted::boxed(&[Step::Fail("connection refused")]);
+    let task = tokio::spawn(capstan_sources::poller::run_poller_with(
+        spec("queue", 1),
+        source,
+        obs.clone(),
+        clock.clone(),
+        cancel.clone(),
+        Some(errors.clone()),
+    ));
+    // Reads at 0, 1, ..., 999 s.
+    run_until(start, 999.5).await;
+    cancel.cancel();
+    task.await.expect("poller");
+    assert_eq!(*reads.lock().expect("lock"), 1000);
+    assert_eq!(*errors.0.lock().expect("lock"), 1000);
+
+    // One line at 0 s, then one per minute (60, 120, ..., 960 s) with the count of the
+    // 59 left out since the previous one; the 39 after 960 s wait for the next line.
+    let warns = logs.lines("WARN", "source queue read failed");
+    assert_eq!(warns.len(), 17, "{}", logs.all());
+    assert!(!warns[0].contains("not logged"), "{}", warns[0]);
+    for line in &warns[1..] {
+        assert!(
+            line.contains("(59 more failures of class connect not logged in the last 60s)"),
+            "{line}"
+        );
+        assert!(line.contains("suppressed=59"), "{line}");
+    }
+    assert_eq!(1 + 16 * 60 + 39, 1000);
+    // Nothing else was logged at DEBUG or above but the stop.
+    let all = logs.all();
+    let other: Vec<&str> = all
+        .lines()
+        .filter(|l| !l.contains("source queue read failed") && !l.contains("poller stopped"))
+        .collect();
+    assert!(other.is_empty(), "{other:#?}");
+    let Freshness::Failing { failure } = freshness(&obs, "queue", &clock) else {
+        panic!("expected failing");
+    };
+    assert_eq!(failure.streak, 1000);
 }

@@ -41,6 +41,7 @@ fn source(prometheus: PrometheusSpec, timeout: Duration) -> SourceSpec {
         max_age: Duration::from_secs(60),
         retention: Duration::from_secs(600),
         value: ValueKind::Count,
+        retries: 0,
         kind: SourceKind::Prometheus(prometheus),
     }
 }

@@ -31,6 +31,7 @@ fn source(rabbitmq: RabbitmqSpec, timeout: Duration) -> SourceSpec {
         max_age: Duration::from_secs(15),
         retention: Duration::from_secs(900),
         value: ValueKind::Count,
+        retries: 0,
         kind: SourceKind::Rabbitmq(rabbitmq),
     }
 }

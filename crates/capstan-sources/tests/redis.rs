@@ -30,6 +30,7 @@ fn source(redis: RedisSpec, timeout: Duration) -> SourceSpec {
         max_age: Duration::from_secs(15),
         retention: Duration::from_secs(900),
         value: ValueKind::Count,
+        retries: 0,
         kind: SourceKind::Redis(redis),
     }
 }

@@ -29,6 +29,7 @@ fn source(sql: SqlSpec, timeout: Duration) -> SourceSpec {
         max_age: Duration::from_secs(15),
         retention: Duration::from_secs(900),
         value: ValueKind::Count,
+        retries: 0,
         kind: SourceKind::Sql(sql),
     }
 }

@@ -98,6 +98,7 @@ pub fn spec(name: &str, interval_s: u64) -> SourceSpec {
         max_age: Duration::from_secs(30),
         retention: Duration::from_secs(600),
         value: ValueKind::Count,
+        retries: 0,
         kind: SourceKind::Command(CommandSpec {
             command: vec!["true".into()],
             env: BTreeMap::new(),

@@ -211,6 +211,9 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
     let retention = t
         .opt_positive(ctx, "retention")
         .unwrap_or(defaults::SOURCE_RETENTION);
+    let retries = t
+        .opt::<u32>(ctx, "retries")
+        .unwrap_or(capstan_sources::retry::DEFAULT_RETRIES);
     let value = match t.choice(ctx, "value", schema::VALUE_KINDS, "value kind") {
         Some("any") => ValueKind::Any,
         _ => ValueKind::Count,
@@ -250,6 +253,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         max_age,
         retention,
         value,
+        retries,
         kind: kind?,
     })
 }

@@ -30,6 +30,7 @@ pub const SOURCE: &[&str] = &[
     "max_age",
     "retention",
     "value",
+    "retries",
 ];
 /// `[sources.NAME]` with `kind = "command"`.
 pub const SOURCE_COMMAND: &[&str] = &["command", "env"];
