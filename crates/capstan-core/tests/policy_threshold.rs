@@ -118,24 +118,41 @@ fn any_above_max_scales_up_all_below_min_scales_down() {
     assert_eq!(ask, Ask::Desired { count: 0 });
 }
 
+/// The step asked at each evaluation of `pattern` (1 above max, −1 below min, 0 in
+/// the band), each ask carried out before the next evaluation.
 fn steps(p: &Threshold, pattern: &[i8]) -> Vec<i64> {
+    steps_applied(p, pattern, &vec![true; pattern.len()])
+}
+
+/// Like [`steps`]; `applied[i]` says whether the i-th ask was carried out (false: the
+/// planner held it back and the count stayed).
+fn steps_applied(p: &Threshold, pattern: &[i8], applied: &[bool]) -> Vec<i64> {
     let mut s = ThresholdState::new(p);
     let hi: &[f64] = &[100.0];
     let lo: &[f64] = &[0.0];
     let mid: &[f64] = &[50.0];
+    let mut desired = 100_000;
     pattern
         .iter()
-        .map(|d| {
+        .zip(applied)
+        .map(|(d, applied)| {
             let v = match d {
                 1 => hi,
                 -1 => lo,
                 _ => mid,
             };
-            match eval(p, &mut s, &[("q", v)], 1000).0 {
-                Ask::Desired { count } => i64::from(count) - 1000,
+            let step = match eval(p, &mut s, &[("q", v)], desired).0 {
+                Ask::Desired { count } => {
+                    let step = i64::from(count) - i64::from(desired);
+                    if *applied {
+                        desired = count;
+                    }
+                    step
+                }
                 Ask::Hold => 0,
                 other => panic!("unexpected {other:?}"),
-            }
+            };
+            step
         })
         .collect()
 }
@@ -180,12 +197,33 @@ fn growth_saturates() {
         u32::MAX
     );
     let mut s = ThresholdState::new(&p);
-    for _ in 0..40 {
+    // The count moves at every firing (another one each time): the step grows to
+    // 3 << 30 by the 31st firing and saturates from the 32nd.
+    for k in 1..=40u32 {
         let (obs, now) = windows(&[("q", &[100.0])]);
-        let (ask, _, _) = p.evaluate(&input(&obs, now, u32::MAX - 1), &mut s);
-        assert_eq!(ask, Ask::Desired { count: u32::MAX });
+        let (ask, _, _) = p.evaluate(&input(&obs, now, k), &mut s);
+        if k >= 32 {
+            assert_eq!(ask, Ask::Desired { count: u32::MAX }, "firing {k}");
+        }
     }
     assert_eq!(s.streak, 40);
+}
+
+#[test]
+fn a_step_held_back_is_asked_again_not_grown() {
+    // Exponential up: 1, 2, then the planner holds three asks back (cooldown): the
+    // same 4 is asked each time, and growth resumes once it is carried out.
+    let p = single(Growth::Exponential, 1, 1);
+    let pattern = [1, 1, 1, 1, 1, 1, 1];
+    let applied = [true, true, false, false, false, true, true];
+    assert_eq!(steps_applied(&p, &pattern, &applied), [1, 2, 4, 4, 4, 4, 8]);
+    // The same down, linear.
+    let p = single(Growth::Linear, 2, 2);
+    let applied = [true, false, false, true, true, false, true];
+    assert_eq!(
+        steps_applied(&p, &[-1; 7], &applied),
+        [-2, -4, -4, -4, -6, -8, -8]
+    );
 }
 
 #[test]

@@ -9,7 +9,10 @@
 //!
 //! The step is `step_out` / `step_in`, grown while the same direction keeps firing on
 //! consecutive evaluations (linear: step × k on the k-th firing; exponential:
-//! step × 2^(k−1), saturating), then multiplied by a jitter factor uniform in
+//! step × 2^(k−1), saturating). A firing counts towards the growth only once the
+//! previous one took effect (the desired count moved since): while the planner holds an
+//! ask back (cooldown, stabilization, rate limit, max), the same step is asked again
+//! instead of doubling into a jump to the bound. The step is then multiplied by a jitter factor uniform in
 //! [1 − f, 1 + f) drawn from the state's seeded RNG (rounded to nearest, at least 1). The
 //! streak resets when the direction changes, when the policy holds, and when data is
 //! missing. Up asks `capacity.desired + step`; down asks `capacity.desired − step`
@@ -80,8 +83,11 @@ pub struct Threshold {
 pub struct ThresholdState {
     /// +1 while firing up, −1 while firing down, 0 otherwise.
     pub direction: i8,
-    /// Consecutive firings in `direction`.
+    /// Consecutive firings in `direction` that took effect.
     pub streak: u32,
+    /// The desired count at the last firing: the next one grows the step only if the
+    /// count has moved since.
+    pub last_desired: Option<u32>,
     /// Seeded RNG for jitter.
     pub rng: ChaCha8Rng,
 }
@@ -93,6 +99,7 @@ impl ThresholdState {
         Self {
             direction: 0,
             streak: 0,
+            last_desired: None,
             rng: ChaCha8Rng::seed_from_u64(policy.jitter.map_or(0, |j| j.seed)),
         }
     }
@@ -188,7 +195,7 @@ impl Threshold {
         for (m, d) in &data {
             match d.streak(out_n, |v| v > m.max) {
                 Streak::Met => {
-                    let step = state.fire(self, 1);
+                    let step = state.fire(self, 1, desired);
                     let count = desired.saturating_add(step);
                     let why = format!(
                         "up: {} {} > max {} ({}) → +{step}{} → {count}",
@@ -245,7 +252,7 @@ impl Threshold {
                 );
                 return (Ask::Hold, mark(why, degraded), degraded);
             }
-            let step = state.fire(self, -1);
+            let step = state.fire(self, -1, desired);
             let count = desired.saturating_sub(step);
             let why = format!(
                 "down: every metric below its min for {in_n} datapoints ({values}) → −{step}{} → {count}",
@@ -289,17 +296,20 @@ impl ThresholdState {
     pub fn reset(&mut self) {
         self.direction = 0;
         self.streak = 0;
+        self.last_desired = None;
     }
 
-    /// Records one firing in `direction` (+1 up, −1 down) and returns the step to take:
-    /// grown by the streak, jittered, at least 1.
-    fn fire(&mut self, policy: &Threshold, direction: i8) -> u32 {
-        if self.direction == direction {
-            self.streak = self.streak.saturating_add(1);
-        } else {
+    /// Records one firing in `direction` (+1 up, −1 down) at desired count `desired` and
+    /// returns the step to take: grown by the streak, jittered, at least 1. The streak
+    /// grows only if the count moved since the last firing (the last step took effect).
+    fn fire(&mut self, policy: &Threshold, direction: i8, desired: u32) -> u32 {
+        if self.direction != direction {
             self.direction = direction;
             self.streak = 1;
+        } else if self.last_desired != Some(desired) {
+            self.streak = self.streak.saturating_add(1);
         }
+        self.last_desired = Some(desired);
         let base = if direction > 0 {
             policy.step_out
         } else {
