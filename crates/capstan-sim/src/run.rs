@@ -601,7 +601,7 @@ impl Run {
         self.world.set_work_many(
             self.workload
                 .load_changes()
-                .map(|(arn, load)| (arn, load.in_flight.saturating_add(load.sessions))),
+                .map(|(_, task, load)| (task, load.in_flight.saturating_add(load.sessions))),
         );
         for (latency, count) in &outcome.latencies {
             self.recorder.latency(*latency, *count);

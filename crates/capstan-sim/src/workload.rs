@@ -81,7 +81,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use capstan_aws_api::TaskStatus;
-use capstan_world::{Event, TaskInfo};
+use capstan_world::{Event, TaskHandle, TaskInfo};
 
 use crate::metric::{Frame, SimMetric};
 use crate::trace::{Demand, Trace};
@@ -548,7 +548,7 @@ impl Workload {
     /// [`load`](Self::load). A caller that passes work on to `World::set_work` (or
     /// keeps its own copy) each step needs only these: a step costs O(changes) on its
     /// side instead of a lookup per task.
-    pub fn load_changes(&mut self) -> impl Iterator<Item = (&str, TaskLoad)> + '_ {
+    pub fn load_changes(&mut self) -> impl Iterator<Item = (&str, TaskHandle, TaskLoad)> + '_ {
         let model = self.model;
         self.tasks.slots.iter_mut().filter_map(move |s| {
             let load = task_load(model, s.busy);
@@ -558,7 +558,7 @@ impl Workload {
             }
             s.reported = Some(n);
             let s: &Slot = s;
-            Some((s.arn.as_str(), load))
+            Some((s.arn.as_str(), s.handle, load))
         })
     }
 

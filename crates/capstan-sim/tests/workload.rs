@@ -12,7 +12,7 @@ use capstan_sim::trace::{Demand, Trace, TraceSpec};
 use capstan_sim::workload::{
     Arrivals, Dist, Losses, StepOutcome, TaskLoad, Totals, Workload, WorkloadSpec,
 };
-use capstan_world::{Event, TaskInfo};
+use capstan_world::{Event, TaskHandle, TaskInfo};
 
 fn start() -> Timestamp {
     "2026-03-01T00:00:00Z".parse().unwrap()
@@ -21,6 +21,7 @@ fn start() -> Timestamp {
 fn task(i: usize) -> TaskInfo {
     TaskInfo {
         arn: format!("arn:aws:ecs:eu-west-1:000000000000:task/default/{i:032x}"),
+        handle: TaskHandle::default(),
         uid: i as u64 + 1,
         cluster: "default".into(),
         service: "app".into(),
@@ -821,7 +822,7 @@ proptest! {
                 }
             }
             let got: Vec<(String, TaskLoad)> =
-                s.w.load_changes().map(|(a, l)| (a.to_owned(), l)).collect();
+                s.w.load_changes().map(|(a, _, l)| (a.to_owned(), l)).collect();
             prop_assert_eq!(got, want);
             prop_assert_eq!(s.w.load_changes().count(), 0);
         }

@@ -40,5 +40,7 @@ pub use spec::{
     AutoScalingGroupSpec, ClusterSpec, HookSpec, HookTransition, LaunchType, ServiceSpec,
     TargetGroupSpec, WorldConfig,
 };
-pub use view::{ClusterState, Event, GroupState, InstanceState, ServiceCounts, TaskInfo};
+pub use view::{
+    ClusterState, Event, GroupState, InstanceState, ServiceCounts, TaskHandle, TaskInfo,
+};
 pub use world::World;

@@ -7,11 +7,25 @@ use serde::Serialize;
 
 use capstan_aws_api::{AutoScalingInstance, ContainerInstanceStatus, DesiredStatus, TaskStatus};
 
+/// Names one task in [`World`](crate::World) calls without looking its ARN up: where
+/// the world keeps it, and its uid. A handle of a task the world has since forgotten
+/// names nothing (its slot may hold another task by then, with another uid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TaskHandle {
+    /// The task's slot in the world.
+    pub(crate) slot: u32,
+    /// The task's uid ([`TaskInfo::uid`]).
+    pub(crate) uid: u64,
+}
+
 /// One task as the simulator sees it (no API limits, no throttling).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskInfo {
     /// Task ARN.
     pub arn: String,
+    /// Names this task in [`World::set_work_many`](crate::World::set_work_many).
+    #[serde(skip)]
+    pub handle: TaskHandle,
     /// A number that names this task alone for the world's whole life (never reused,
     /// unlike list positions): comparing two of them is as good as comparing ARNs,
     /// and cheaper.

@@ -10,7 +10,7 @@ use crate::faults::FaultRule;
 use crate::limits::{ApiStats, Category};
 use crate::spec::{ClusterSpec, ServiceSpec, WorldConfig};
 use crate::state::State;
-use crate::view::{ClusterState, Event, ServiceCounts, TaskInfo};
+use crate::view::{ClusterState, Event, ServiceCounts, TaskHandle, TaskInfo};
 
 /// A world of ECS services, target groups and Auto Scaling groups on a clock.
 ///
@@ -95,14 +95,16 @@ impl World {
         }
     }
 
-    /// [`set_work`](Self::set_work) for several tasks at once (one lock, one settling
-    /// of the world after all of them): what a caller telling the world every change
-    /// of a step uses.
-    pub fn set_work_many<'a>(&self, work: impl IntoIterator<Item = (&'a str, u32)>) {
+    /// [`set_work`](Self::set_work) for several tasks at once, named by their
+    /// [`TaskInfo::handle`] (no ARN lookup), with one lock and one settling of the world
+    /// after all of them: what a caller telling the world every change of a step uses.
+    /// Handles of tasks the world has forgotten are ignored.
+    pub fn set_work_many(&self, work: impl IntoIterator<Item = (TaskHandle, u32)>) {
         let mut s = self.lock();
         let mut changed = false;
-        for (task_arn, in_flight) in work {
-            if let Some(slot) = s.slot_of(task_arn) {
+        for (handle, in_flight) in work {
+            let slot = handle.slot as usize;
+            if s.task(slot).is_some_and(|t| t.uid == handle.uid) {
                 s.set_work(slot, in_flight);
                 changed = true;
             }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use capstan_aws_api::TaskStatus;
-use capstan_world::TaskInfo;
+use capstan_world::{TaskHandle, TaskInfo};
 
 /// No slot (a task seen only after it stopped).
 pub(crate) const NONE: u32 = u32::MAX;
@@ -17,6 +17,8 @@ pub(crate) struct Slot {
     pub arn: String,
     /// The world's uid of the task ([`TaskInfo::uid`]).
     pub uid: u64,
+    /// The world's handle of the task ([`TaskInfo::handle`]).
+    pub handle: TaskHandle,
     /// Bumped when the task stops, so its cohorts still in the wheel are skipped.
     pub gen_: u32,
     /// Its containers run (no `TaskStopped` yet).
@@ -101,6 +103,7 @@ impl TaskTable {
                 let s = &mut self.slots[i as usize];
                 s.seen = self.step;
                 s.uid = t.uid;
+                s.handle = t.handle;
             }
         }
         // Stopped tasks the world no longer lists are forgotten.

@@ -4,14 +4,15 @@
 use capstan_aws_api::{AutoScalingInstance, ContainerInstanceStatus, TaskStatus};
 
 use super::{State, Task};
-use crate::view::{ClusterState, GroupState, InstanceState, ServiceCounts, TaskInfo};
+use crate::view::{ClusterState, GroupState, InstanceState, ServiceCounts, TaskHandle, TaskInfo};
 
 impl State {
-    /// A task as the simulator sees it.
-    fn task_info(&self, t: &Task) -> TaskInfo {
+    /// A task as the simulator sees it (`slot`: where it is kept).
+    fn task_info(&self, slot: usize, t: &Task) -> TaskInfo {
         let mut info = TaskInfo {
             arn: String::new(),
-            uid: t.uid,
+            handle: TaskHandle::default(),
+            uid: 0, // no task has uid 0: every field is filled below
             cluster: String::new(),
             service: String::new(),
             status: t.status,
@@ -28,46 +29,59 @@ impl State {
             cpu: t.cpu,
             memory: t.memory,
         };
-        self.fill_task_info(t, &mut info);
+        self.fill_task_info(slot, t, &mut info);
         info
     }
 
-    /// Overwrites `info` with task `t` as the simulator sees it, reusing the strings'
-    /// allocations (the one place that says what each field shows).
-    fn fill_task_info(&self, t: &Task, info: &mut TaskInfo) {
-        let svc = self.services.get(t.service);
-        let assign = |to: &mut String, from: Option<&str>| {
-            to.clear();
-            to.push_str(from.unwrap_or_default());
-        };
-        assign(&mut info.arn, Some(&t.arn));
-        info.uid = t.uid;
-        assign(
-            &mut info.cluster,
-            svc.and_then(|s| self.clusters.get(s.cluster))
-                .map(|c| c.name.as_str()),
-        );
-        assign(&mut info.service, svc.map(|s| s.spec.name.as_str()));
+    /// Overwrites `info` with task `t` (kept in `slot`) as the simulator sees it (the
+    /// one place that says what each field shows). What never changes in a task's life
+    /// (ARN, names, zone, IP, size) is written only if `info` showed another task, and
+    /// then into the strings' existing allocations.
+    fn fill_task_info(&self, slot: usize, t: &Task, info: &mut TaskInfo) {
+        if info.uid != t.uid {
+            let svc = self.services.get(t.service);
+            let assign = |to: &mut String, from: Option<&str>| {
+                to.clear();
+                to.push_str(from.unwrap_or_default());
+            };
+            assign(&mut info.arn, Some(&t.arn));
+            info.uid = t.uid;
+            info.handle = TaskHandle {
+                slot: u32::try_from(slot).unwrap_or(u32::MAX),
+                uid: t.uid,
+            };
+            assign(
+                &mut info.cluster,
+                svc.and_then(|s| self.clusters.get(s.cluster))
+                    .map(|c| c.name.as_str()),
+            );
+            assign(&mut info.service, svc.map(|s| s.spec.name.as_str()));
+            assign(&mut info.zone, Some(self.zone_name(t.zone)));
+            assign(&mut info.ip, Some(&t.ip));
+            info.created_at = t.created_at;
+            info.cpu = t.cpu;
+            info.memory = t.memory;
+        }
         info.status = t.status;
         info.desired_status = t.desired;
-        assign(&mut info.zone, Some(self.zone_name(t.zone)));
         match t
             .host
             .and_then(|h| self.instances.get(h))
             .and_then(|i| i.ci.as_ref())
         {
-            Some(ci) => assign(info.host.get_or_insert_default(), Some(&ci.arn)),
+            Some(ci) if info.host.as_deref() != Some(ci.arn.as_str()) => {
+                let host = info.host.get_or_insert_default();
+                host.clear();
+                host.push_str(&ci.arn);
+            }
+            Some(_) => {}
             None => info.host = None,
         }
-        assign(&mut info.ip, Some(&t.ip));
-        info.created_at = t.created_at;
         info.started_at = t.started_at;
         info.protected_until = t.protected_until.filter(|u| *u > self.now);
         info.routable = self.routable(t, self.now);
         info.accepting = matches!(t.status, TaskStatus::Running | TaskStatus::Deactivating);
         info.terminating = t.status == TaskStatus::Stopping;
-        info.cpu = t.cpu;
-        info.memory = t.memory;
     }
 
     /// Every task of the service not yet STOPPED, in creation order.
@@ -91,10 +105,14 @@ impl State {
         };
         out.reserve(s.tasks.len().saturating_sub(out.len()));
         let mut n = 0;
-        for t in s.tasks.iter().filter_map(|slot| self.task(*slot)) {
+        for (slot, t) in s
+            .tasks
+            .iter()
+            .filter_map(|&slot| Some((slot, self.task(slot)?)))
+        {
             match out.get_mut(n) {
-                Some(info) => self.fill_task_info(t, info),
-                None => out.push(self.task_info(t)),
+                Some(info) => self.fill_task_info(slot, t, info),
+                None => out.push(self.task_info(slot, t)),
             }
             n += 1;
         }
