@@ -226,9 +226,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("mysql") => compile_sql_source(ctx, &t, SqlEngine::MySql).map(SourceKind::Sql),
         Some("rabbitmq") => compile_rabbitmq_source(ctx, &t).map(SourceKind::Rabbitmq),
         Some("nats") => compile_nats_source(ctx, &t).map(SourceKind::Nats),
-        Some("prometheus") => {
-            web::compile_prometheus_source(ctx, &t).map(SourceKind::Prometheus)
-        }
+        Some("prometheus") => web::compile_prometheus_source(ctx, &t).map(SourceKind::Prometheus),
         Some("sqs") => super::aws::compile_sqs_source(ctx, &t).map(SourceKind::Sqs),
         Some("cloudwatch") => {
             super::aws::compile_cloudwatch_source(ctx, &t).map(SourceKind::Cloudwatch)
