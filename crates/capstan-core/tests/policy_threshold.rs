@@ -141,7 +141,7 @@ fn steps_applied(p: &Threshold, pattern: &[i8], applied: &[bool]) -> Vec<i64> {
                 -1 => lo,
                 _ => mid,
             };
-            let step = match eval(p, &mut s, &[("q", v)], desired).0 {
+            match eval(p, &mut s, &[("q", v)], desired).0 {
                 Ask::Desired { count } => {
                     let step = i64::from(count) - i64::from(desired);
                     if *applied {
@@ -151,8 +151,7 @@ fn steps_applied(p: &Threshold, pattern: &[i8], applied: &[bool]) -> Vec<i64> {
                 }
                 Ask::Hold => 0,
                 other => panic!("unexpected {other:?}"),
-            };
-            step
+            }
         })
         .collect()
 }
