@@ -5,7 +5,8 @@
 //! the duration, `CAPSTAN_BENCH_SOURCES` the number of sources). The server
 //! (`capstan_testkit::http::MetricServer`) runs on a Tokio runtime of its own in a
 //! thread of its own; its CPU time (that thread's, from `/proc/thread-self/schedstat`) is
-//! subtracted from the process's (`/proc/self/schedstat`). Linux only. Every source
+//! subtracted from the whole process's (`getrusage`, every thread; the sources are
+//! built before the clock starts). Linux only. Every source
 //! keeps a connection open, so the process needs a few more than 2 × sources open files.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -20,6 +21,17 @@ use capstan_core::metrics::Observations;
 use capstan_sources::{HttpSpec, SourceKind, SourceSpec, ValueKind, spawn_all};
 use capstan_testkit::http::MetricServer;
 use tokio_util::sync::CancellationToken;
+
+/// User + system CPU time of the whole process, every thread included.
+fn process_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
+    let micros = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
+    };
+    micros(usage.user_time()) + micros(usage.system_time())
+}
 
 /// CPU time on record in a `schedstat` file (its first field, nanoseconds).
 fn cpu(path: &str) -> Duration {
@@ -93,16 +105,19 @@ fn main() {
     let obs = Arc::new(Mutex::new(Observations::new()));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let cancel = CancellationToken::new();
-    let process_before = cpu("/proc/self/schedstat");
-    let wall = tokio::time::Instant::now();
+    let mut process_before = Duration::ZERO;
+    let mut wall = tokio::time::Instant::now();
     rt.block_on(async {
         let mut tasks = spawn_all(&specs, Arc::clone(&obs), clock, cancel.clone()).expect("spawn");
+        // The clock starts once every source is built and polling.
+        process_before = process_cpu();
+        wall = tokio::time::Instant::now();
         tokio::time::sleep(Duration::from_secs(secs)).await;
         cancel.cancel();
         while tasks.join_next().await.is_some() {}
     });
     let elapsed = wall.elapsed();
-    let process = cpu("/proc/self/schedstat").saturating_sub(process_before);
+    let process = process_cpu().saturating_sub(process_before);
     stop.send(()).expect("stop server");
     let (server_cpu, requests) = server_report.recv().expect("server report");
     server.join().expect("server thread");
