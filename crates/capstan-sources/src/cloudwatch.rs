@@ -167,12 +167,7 @@ impl<C: CloudWatch> CloudWatchSource<C> {
 
 impl<C: CloudWatch> Source for CloudWatchSource<C> {
     fn read(&self) -> BoxFuture<'_, Result<f64, ReadError>> {
-        Box::pin(async move {
-            match tokio::time::timeout(self.timeout, self.query()).await {
-                Ok(read) => read,
-                Err(_) => Err(ReadError::Timeout(self.timeout)),
-            }
-        })
+        Box::pin(crate::error::within(self.timeout, self.query()))
     }
 }
 

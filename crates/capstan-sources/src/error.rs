@@ -210,6 +210,17 @@ impl fmt::Display for ErrorClass {
     }
 }
 
+/// Runs a read, cut at `timeout`: a read that takes longer is abandoned (dropped) and
+/// is a [`ReadError::Timeout`].
+pub(crate) async fn within(
+    timeout: Duration,
+    read: impl std::future::Future<Output = Result<f64, ReadError>>,
+) -> Result<f64, ReadError> {
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(ReadError::Timeout(timeout)))
+}
+
 impl ReadError {
     /// The class of this failure, for counting ([`ErrorClass`]).
     pub fn class(&self) -> ErrorClass {

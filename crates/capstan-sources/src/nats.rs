@@ -140,10 +140,7 @@ impl NatsSource {
 
     /// Reads the consumer's backlog once, within the timeout.
     pub async fn fetch(&self) -> Result<f64, ReadError> {
-        match tokio::time::timeout(self.timeout, self.query()).await {
-            Ok(read) => read,
-            Err(_) => Err(ReadError::Timeout(self.timeout)),
-        }
+        crate::error::within(self.timeout, self.query()).await
     }
 
     /// The client: the connected one, or a new one.

@@ -119,10 +119,7 @@ impl RedisSource {
 
     /// Reads the key's length once, within the timeout.
     pub async fn fetch(&self) -> Result<f64, ReadError> {
-        match tokio::time::timeout(self.timeout, self.query()).await {
-            Ok(read) => read,
-            Err(_) => Err(ReadError::Timeout(self.timeout)),
-        }
+        crate::error::within(self.timeout, self.query()).await
     }
 
     /// The connection: the open one, or a new one.

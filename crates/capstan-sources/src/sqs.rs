@@ -107,12 +107,7 @@ impl<S: Sqs> SqsSource<S> {
 
 impl<S: Sqs> Source for SqsSource<S> {
     fn read(&self) -> BoxFuture<'_, Result<f64, ReadError>> {
-        Box::pin(async move {
-            match tokio::time::timeout(self.timeout, self.query()).await {
-                Ok(read) => read,
-                Err(_) => Err(ReadError::Timeout(self.timeout)),
-            }
-        })
+        Box::pin(crate::error::within(self.timeout, self.query()))
     }
 }
 
