@@ -142,11 +142,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Daemon
         .local_addr()
         .map_or_else(|_| config.server.listen.to_string(), |a| a.to_string());
     tracing::info!(address = %address, auth = token.is_some(), "HTTP listener started");
-    let app = server::router(ServerState {
-        token,
-        exporter,
-        push,
-    });
+    let app = server::router(ServerState::new(token, exporter, push));
     let listening = stop.clone();
     pollers.spawn(async move {
         if let Err(e) = server::serve(listener, app, listening).await {

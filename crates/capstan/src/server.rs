@@ -52,6 +52,19 @@ pub struct ServerState {
     pub push: PushStore,
 }
 
+impl ServerState {
+    /// The state of a listener with `token` (none: open), exporting through `exporter`
+    /// and storing pushed values in `push`. Further parts (API, webhooks) are added
+    /// with the `with_*` methods.
+    pub fn new(token: Option<Secret>, exporter: Arc<Exporter>, push: PushStore) -> Self {
+        Self {
+            token,
+            exporter,
+            push,
+        }
+    }
+}
+
 impl std::fmt::Debug for ServerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerState")

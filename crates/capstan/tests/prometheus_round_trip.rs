@@ -78,11 +78,7 @@ async fn prometheus_scrapes_capstan_and_a_prometheus_source_reads_the_value_back
     let exporter = Arc::new(Exporter::new(&config.sources, Arc::clone(&clock)));
     let push = PushStore::new(clock);
     push.declare_all(&config.sources);
-    let app = server::router(ServerState {
-        token: None,
-        exporter: Arc::clone(&exporter),
-        push: push.clone(),
-    });
+    let app = server::router(ServerState::new(None, Arc::clone(&exporter), push.clone()));
     let cancel = CancellationToken::new();
     let _stop = cancel.clone().drop_guard();
     tokio::spawn(server::serve(listener, app, cancel));

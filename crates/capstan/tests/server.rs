@@ -87,11 +87,11 @@ async fn start(token: Option<&str>) -> Running {
     push.declare_all(&config.sources);
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = server::router(ServerState {
-        token: token.map(Secret::new),
-        exporter: Arc::clone(&exporter),
-        push: push.clone(),
-    });
+    let app = server::router(ServerState::new(
+        token.map(Secret::new),
+        Arc::clone(&exporter),
+        push.clone(),
+    ));
     let cancel = CancellationToken::new();
     tokio::spawn(server::serve(listener, app, cancel.clone()));
     Running {
