@@ -173,7 +173,8 @@ impl<C: CloudWatch> CloudWatchShipper<C> {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Flushes every `flush_interval` until `cancel`, then once more.
+    /// Flushes every `flush_interval` until `cancel`, then once more; what that last
+    /// flush cannot ship is counted as unshipped.
     pub async fn run(self, cancel: CancellationToken) {
         let mut ticks = tokio::time::interval(self.shared.options.flush_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -185,6 +186,15 @@ impl<C: CloudWatch> CloudWatchShipper<C> {
             }
         }
         self.flush().await;
+        // What the final flush could not ship (kept for a retry that will not come).
+        let left = self.lock().drain(..).count();
+        if left > 0 {
+            self.lost(left);
+            tracing::warn!(
+                datums = left,
+                "stopping with values not shipped to CloudWatch"
+            );
+        }
     }
 
     /// Ships what is buffered: per namespace, calls of at most
@@ -302,16 +312,28 @@ pub fn build_sdk(
     )
 }
 
+/// The shippers [`spawn_sdk`] started: the observer to give the pollers and the tasks
+/// that flush.
+#[cfg(feature = "aws")]
+pub struct Shipping {
+    /// Sends every read to each shipper's buffer.
+    pub observer: Arc<dyn ReadObserver>,
+    /// One task per shipper; each ends after its final flush once its token is
+    /// cancelled.
+    pub tasks: tokio::task::JoinSet<()>,
+}
+
 /// Starts one SDK-backed shipper per distinct AWS setting of `specs` (source name →
-/// settings), each flushing until `cancel` (then once more); the observer to give the
-/// pollers, or `None` when no source ships.
+/// settings), each flushing until `cancel`, then once more (cancel it only once the
+/// pollers have stopped, so their last reads are shipped, and await
+/// [`Shipping::tasks`]); `None` when no source ships.
 #[cfg(feature = "aws")]
 pub fn spawn_sdk(
     specs: &BTreeMap<String, ShipSpec>,
     options: ShipOptions,
     cancel: &CancellationToken,
     on_unshipped: UnshippedHook,
-) -> Option<Arc<dyn ReadObserver>> {
+) -> Option<Shipping> {
     if specs.is_empty() {
         return None;
     }
@@ -328,10 +350,14 @@ pub fn spawn_sdk(
         }
     }
     let mut observers: Vec<Arc<dyn ReadObserver>> = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     for (aws, group) in groups {
         let shipper = build_sdk(&aws, group, options).on_unshipped(Arc::clone(&on_unshipped));
-        tokio::spawn(shipper.clone().run(cancel.clone()));
+        tasks.spawn(shipper.clone().run(cancel.clone()));
         observers.push(Arc::new(shipper));
     }
-    Some(Arc::new(Observers(observers)))
+    Some(Shipping {
+        observer: Arc::new(Observers(observers)),
+        tasks,
+    })
 }

@@ -8,7 +8,9 @@
 //! SIGTERM to it with [`shutdown_signal`]), after an orderly shutdown:
 //!
 //! 1. the control loops, the pollers and the listener stop (no new decision is made);
-//! 2. every target's [`shutdown`](Target::shutdown) runs, all at once, and is awaited.
+//! 2. the CloudWatch shippers flush what is left, including the pollers' last reads
+//!    (at most [`FINAL_FLUSH_TIMEOUT`]);
+//! 3. every target's [`shutdown`](Target::shutdown) runs, all at once, and is awaited.
 //!
 //! What is left behind, per target kind: a local-process target stops every worker it
 //! started (SIGTERM, SIGKILL after `stop_timeout`) and reaps it, so no worker outlives
@@ -23,6 +25,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use capstan_control::ServiceLoop;
 use capstan_core::clock::{Clock, SystemClock};
@@ -116,18 +119,29 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Daemon
     let stop = cancel.child_token();
 
     let mut observer: Arc<dyn ReadObserver> = exporter.clone();
-    // ship_to_cloudwatch: shippers on tasks of their own, fed by the same reads.
-    if let Some(shippers) = capstan_sources::ship::spawn_sdk(
+    // ship_to_cloudwatch: shippers on tasks of their own, fed by the same reads. They
+    // stop after the pollers (their own token), so the last reads are shipped too.
+    let ship_stop = CancellationToken::new();
+    let mut shippers = JoinSet::new();
+    if let Some(shipping) = capstan_sources::ship::spawn_sdk(
         &config.ship_to_cloudwatch,
         capstan_sources::ship::ShipOptions::default(),
-        &stop,
+        &ship_stop,
         {
             let exporter = Arc::clone(&exporter);
             Arc::new(move |n| exporter.count_unshipped(n))
         },
     ) {
-        observer = Arc::new(capstan_sources::ship::Observers(vec![observer, shippers]));
+        observer = Arc::new(capstan_sources::ship::Observers(vec![
+            observer,
+            shipping.observer,
+        ]));
+        shippers = shipping.tasks;
     }
+    let shipping = Shippers {
+        stop: ship_stop,
+        tasks: shippers,
+    };
     let mut pollers = poller::spawn_all_with(
         &config.sources,
         Arc::clone(&obs),
@@ -165,7 +179,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Daemon
             }
             TargetSpec::Simulated(_) => {
                 stop.cancel();
-                finish(loops, pollers, targets).await;
+                finish(loops, pollers, shipping, targets).await;
                 return Err(DaemonError::SimulatedOnly {
                     what: format!("service {}'s target", service.name),
                 });
@@ -175,7 +189,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Daemon
             Ok(target) => target,
             Err(source) => {
                 stop.cancel();
-                finish(loops, pollers, targets).await;
+                finish(loops, pollers, shipping, targets).await;
                 return Err(DaemonError::Target {
                     service: service.name,
                     source,
@@ -212,16 +226,28 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Daemon
         tracing::info!("shutting down: stopping the control loops, then the targets");
     }
     stop.cancel();
-    finish(loops, pollers, targets).await;
+    finish(loops, pollers, shipping, targets).await;
     tracing::info!("capstan stopped");
     outcome
 }
 
-/// Waits for the (already cancelled) loops and pollers, then shuts every target down
+/// How long the shippers' final flush may take at shutdown before it is abandoned
+/// (what it did not ship is then lost, and logged as such).
+pub const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The CloudWatch shippers: stopped after the pollers.
+struct Shippers {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+/// Waits for the (already cancelled) loops and pollers, has the shippers flush what the
+/// pollers last read (bounded by [`FINAL_FLUSH_TIMEOUT`]), then shuts every target down
 /// concurrently and waits for all of them.
 async fn finish<L: 'static>(
     mut loops: JoinSet<L>,
     mut pollers: JoinSet<()>,
+    mut shippers: Shippers,
     targets: Vec<ProcessTarget>,
 ) {
     while let Some(ended) = loops.join_next().await {
@@ -233,6 +259,22 @@ async fn finish<L: 'static>(
         if let Err(e) = ended {
             tracing::error!(reason = %panic_reason(e), "a poller failed");
         }
+    }
+    shippers.stop.cancel();
+    let flushed = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
+        while let Some(ended) = shippers.tasks.join_next().await {
+            if let Err(e) = ended {
+                tracing::error!(reason = %panic_reason(e), "a CloudWatch shipper failed");
+            }
+        }
+    })
+    .await;
+    if flushed.is_err() {
+        tracing::warn!(
+            timeout_s = FINAL_FLUSH_TIMEOUT.as_secs(),
+            "the final flush to CloudWatch did not finish in time; its values are lost"
+        );
+        shippers.tasks.abort_all();
     }
     let mut shutdowns = JoinSet::new();
     for target in targets {

@@ -203,6 +203,7 @@ fn minimal_fixture_takes_the_documented_defaults() {
     assert_eq!(s.max_age, Duration::from_secs(15), "max_age = 3 × interval");
     assert_eq!(s.retention, Duration::from_secs(900));
     assert_eq!(s.value, ValueKind::Count);
+    assert_eq!(s.retries, 2, "two retries within the interval");
     let svc = &c.services[0];
     assert_eq!(svc.name, "worker");
     assert_eq!(svc.engine.service, "worker");
@@ -232,6 +233,18 @@ fn minimal_fixture_takes_the_documented_defaults() {
     assert_eq!(tt.tolerance, 0.1);
     assert_eq!((tt.datapoints.out, tt.datapoints.r#in), (3, 15));
     assert!(!tt.disable_scale_in);
+}
+
+#[test]
+fn redis_fixture_sets_retries() {
+    let c = valid("redis.toml");
+    let retries: Vec<(&str, u32)> = c
+        .sources
+        .iter()
+        .map(|s| (s.name.as_str(), s.retries))
+        .collect();
+    assert!(retries.contains(&("jobs", 4)), "{retries:?}");
+    assert!(retries.contains(&("events_lag", 0)), "{retries:?}");
 }
 
 #[test]
