@@ -222,7 +222,7 @@ fn prune_changes(changes: &mut VecDeque<Applied>, horizon: Duration, now: Timest
 }
 
 /// One service's policies and planner: the whole pure decision engine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Engine {
     /// Service name.
     pub service: String,

@@ -126,7 +126,7 @@ impl PolicyError {
 }
 
 /// One of the policy kinds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Policy {
     /// Target tracking.
     TargetTracking(TargetTracking),
@@ -153,7 +153,7 @@ pub enum PolicyState {
 }
 
 /// A policy with its name (unique within a service).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NamedPolicy {
     /// Name used in decisions and logs (`kind#index` unless configured).
     pub name: String,

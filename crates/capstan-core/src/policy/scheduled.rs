@@ -40,8 +40,19 @@ pub struct ScheduledAction {
     pub exact: Option<u32>,
 }
 
+/// Two actions are the same when written the same (the parsed cron follows its text).
+impl PartialEq for ScheduledAction {
+    fn eq(&self, other: &Self) -> bool {
+        self.cron_text == other.cron_text
+            && self.duration == other.duration
+            && self.min == other.min
+            && self.max == other.max
+            && self.exact == other.exact
+    }
+}
+
 /// Settings of a scheduled policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Scheduled {
     /// Time zone the cron expressions are read in.
     pub timezone: TimeZone,
