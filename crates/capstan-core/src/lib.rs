@@ -15,9 +15,11 @@
 //!   rate limits and fallbacks.
 //! - [`decision`]: the record of a decision and its one-line explanation.
 //! - [`victim`]: which tasks to stop on scale-in.
+//! - [`carry`]: which engine state survives a live reload.
 //! - `testing` (feature `test-support`, off by default): builders shared by the tests
 //!   and benchmarks.
 
+pub mod carry;
 pub mod clock;
 pub mod decision;
 pub mod metrics;
