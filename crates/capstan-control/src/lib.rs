@@ -113,6 +113,15 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
         self.target
     }
 
+    /// Continues with `engine` (a reloaded configuration of the same service), keeping
+    /// what [`Engine::carry_state`] keeps: cooldowns, stabilization, rate limits and the
+    /// state of unchanged policies.
+    pub fn reconfigure(&mut self, engine: Engine) {
+        let state = std::mem::take(&mut self.state);
+        self.state = engine.carry_state(&self.engine, state);
+        self.engine = engine;
+    }
+
     /// One evaluation: observe, decide, carry out, record, log.
     ///
     /// - A scale-out raises the target's desired count; a scale-in picks its victims
