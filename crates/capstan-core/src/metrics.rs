@@ -153,6 +153,12 @@ impl Observations {
             .or_insert_with(|| Series::new(retention, max_age));
     }
 
+    /// Drops the window of `source` (a source removed or changed by a reload: its old
+    /// values must not be read as the new query's).
+    pub fn forget(&mut self, source: &str) {
+        self.series.remove(source);
+    }
+
     /// Records a sample for `source` (declaring it with 15 min retention and a 1 min
     /// max age if unknown).
     pub fn push(&mut self, source: &str, sample: Sample) {
