@@ -37,9 +37,16 @@ enum Command {
     /// Run one control loop per service until SIGINT or SIGTERM, then stop every worker
     /// it started and exit.
     Run {
-        /// The configuration file (default: the built-in local example).
+        /// The configuration file (default: the built-in local example). Reloaded on
+        /// SIGHUP, when it changes, and on `POST /api/v1/reload`.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Compute, log, record and export every decision, but change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Evaluate every service once (after one read of every source), then exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Check a configuration file: exit 0, or print every error and exit 1.
     Validate {
@@ -140,7 +147,11 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { config } => run(config.as_deref()),
+        Command::Run {
+            config,
+            dry_run,
+            once,
+        } => run(config, dry_run, once),
         Command::Validate { file } => cli::validate(&file),
         Command::Explain {
             config,
@@ -258,8 +269,8 @@ fn simulate_command(
     }
 }
 
-fn run(path: Option<&Path>) -> ExitCode {
-    let config = match load(path) {
+fn run(path: Option<PathBuf>, dry_run: bool, once: bool) -> ExitCode {
+    let config = match load(path.as_deref()) {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{errors}");
@@ -281,7 +292,13 @@ fn run(path: Option<&Path>) -> ExitCode {
         // Installed before anything starts, so a signal during start-up is not lost.
         let signal = daemon::shutdown_signal()?;
         let cancel = CancellationToken::new();
-        let mut daemon = tokio::spawn(daemon::run(config, cancel.clone()));
+        let options = daemon::RunOptions {
+            config,
+            path,
+            dry_run,
+            once,
+        };
+        let mut daemon = tokio::spawn(daemon::run_with(options, cancel.clone()));
         tokio::select! {
             name = signal => {
                 tracing::info!(signal = name, "signal received");

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Secret, ServerSpec, TokenSource};
+use crate::daemon::reload::{ReloadError, ReloadHandle, Trigger};
 
 pub mod exporter;
 
@@ -50,6 +51,9 @@ pub struct ServerState {
     pub exporter: Arc<Exporter>,
     /// Where pushed values go.
     pub push: PushStore,
+    /// Asks the daemon to reload its configuration (`POST /api/v1/reload`); without it
+    /// the route answers 503.
+    pub reload: Option<ReloadHandle>,
 }
 
 impl ServerState {
@@ -61,7 +65,15 @@ impl ServerState {
             token,
             exporter,
             push,
+            reload: None,
         }
+    }
+
+    /// Serves `POST /api/v1/reload` through `handle`.
+    #[must_use]
+    pub fn with_reload(mut self, handle: ReloadHandle) -> Self {
+        self.reload = Some(handle);
+        self
     }
 }
 
@@ -132,6 +144,7 @@ pub fn router(state: ServerState) -> Router {
             "/api/v1/metrics/{name}",
             post(push).layer(DefaultBodyLimit::max(MAX_PUSH_BODY)),
         )
+        .route("/api/v1/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
@@ -287,6 +300,41 @@ async fn push(
         Err(e @ PushError::UnknownSource(_)) => error(StatusCode::NOT_FOUND, e.to_string(), None),
         Err(e @ PushError::Rejected { .. }) => {
             error(StatusCode::BAD_REQUEST, e.to_string(), Some("value"))
+        }
+    }
+}
+
+/// `POST /api/v1/reload`: reads the config file again and applies it. 200 with what
+/// changed; 422 with every error of an invalid file (nothing changed); 409 when there
+/// is no file to reload or it cannot be applied; 503 while stopping.
+async fn reload(State(state): State<ServerState>) -> Response {
+    let Some(handle) = &state.reload else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reload is not available here".into(),
+            None,
+        );
+    };
+    match handle.reload(Trigger::Api).await {
+        Ok(summary) => (
+            StatusCode::OK,
+            axum::Json(json!({ "reloaded": true, "changes": summary })),
+        )
+            .into_response(),
+        Err(ReloadError::Invalid(errors)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({
+                "reloaded": false,
+                "error": "the new configuration is invalid; the last good one keeps running",
+                "errors": errors,
+            })),
+        )
+            .into_response(),
+        Err(e @ (ReloadError::NoFile | ReloadError::Apply(_))) => {
+            error(StatusCode::CONFLICT, e.to_string(), None)
+        }
+        Err(e @ ReloadError::Stopping) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
         }
     }
 }

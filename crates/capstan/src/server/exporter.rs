@@ -51,6 +51,13 @@ struct ServiceLabel {
     service: String,
 }
 
+/// The label of the reload counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    /// `applied` or `rejected`.
+    result: &'static str,
+}
+
 /// The labels of the decision counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
@@ -91,6 +98,10 @@ pub struct Exporter {
     decisions: Family<DecisionLabels, Counter>,
     /// `capstan_cloudwatch_unshipped_total`.
     unshipped: Counter,
+    /// `capstan_config_reloads_total`.
+    reloads: Family<ReloadLabels, Counter>,
+    /// `capstan_config_last_reload_successful`.
+    last_reload_ok: Gauge,
     /// When each source last read a good value.
     last_ok: Mutex<HashMap<String, Timestamp>>,
 }
@@ -114,6 +125,22 @@ impl Exporter {
         let running = Family::<ServiceLabel, Gauge>::default();
         let decisions = Family::<DecisionLabels, Counter>::default();
         let unshipped = Counter::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        let last_reload_ok = Gauge::default();
+        last_reload_ok.set(1);
+        for result in ["applied", "rejected"] {
+            let _ = reloads.get_or_create(&ReloadLabels { result });
+        }
+        registry.register(
+            "capstan_config_reloads",
+            "Configuration reloads by result (applied, or rejected: the last good configuration kept running)",
+            reloads.clone(),
+        );
+        registry.register(
+            "capstan_config_last_reload_successful",
+            "1 if the last configuration reload was applied (or none was tried), 0 if it was rejected",
+            last_reload_ok.clone(),
+        );
         registry.register(
             "capstan_cloudwatch_unshipped",
             "Values of ship_to_cloudwatch sources given up on (AWS refused them, retries used up, or the buffer was full)",
@@ -179,8 +206,17 @@ impl Exporter {
             running,
             decisions,
             unshipped,
+            reloads,
+            last_reload_ok,
             last_ok: Mutex::default(),
         }
+    }
+
+    /// Counts a configuration reload: applied (`ok`) or rejected.
+    pub fn record_reload(&self, ok: bool) {
+        let result = if ok { "applied" } else { "rejected" };
+        self.reloads.get_or_create(&ReloadLabels { result }).inc();
+        self.last_reload_ok.set(i64::from(ok));
     }
 
     /// Counts `n` values of `ship_to_cloudwatch` sources given up on.

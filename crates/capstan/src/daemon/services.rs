@@ -1,0 +1,402 @@
+//! The running services: one control-loop task per service, started, reconfigured in
+//! place and stopped as the configuration changes.
+//!
+//! Each service's task drives its [`ServiceLoop`]: a tick, then a wait of the service's
+//! interval, which ends early when the service is woken (an alert arrived, see
+//! [`Services::waker`]) or reconfigured. A reconfiguration (new policies, bounds,
+//! planner settings or interval) reaches the task over a watch channel and is applied
+//! between ticks with [`ServiceLoop::reconfigure`], keeping cooldowns and stabilization.
+//! A new target means a new loop: the old one is stopped and its target shut down.
+//!
+//! Targets are kept here as [`AnyTarget`] clones so they can be shut down when their
+//! service is removed or capstan stops.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use capstan_control::ServiceLoop;
+use capstan_core::clock::Clock;
+use capstan_core::metrics::SharedObservations;
+use capstan_core::model::TaskId;
+use capstan_core::planner::Engine;
+use capstan_store::DecisionLog;
+use capstan_targets::{Observed, ProcessTarget, Target, TargetError, TargetSpec};
+use tokio::sync::{Notify, watch};
+use tokio::task::{Id, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServiceSpec;
+
+/// Any target the daemon can run.
+#[derive(Clone)]
+pub enum AnyTarget {
+    /// Local processes.
+    Process(ProcessTarget),
+}
+
+impl AnyTarget {
+    /// Builds the target `spec` of `service`, on `clock`.
+    pub fn build(
+        service: &str,
+        spec: &TargetSpec,
+        clock: &Arc<dyn Clock>,
+    ) -> Result<Self, TargetError> {
+        match spec {
+            TargetSpec::Process(spec) => Ok(Self::Process(ProcessTarget::new(
+                service,
+                spec.clone(),
+                Arc::clone(clock),
+            )?)),
+            TargetSpec::Simulated(_) => Err(TargetError::Invalid {
+                target: service.to_owned(),
+                reason: "the simulated target only runs inside `capstan simulate`".into(),
+            }),
+        }
+    }
+}
+
+impl Target for AnyTarget {
+    fn name(&self) -> &str {
+        match self {
+            Self::Process(t) => t.name(),
+        }
+    }
+
+    async fn observe(&self) -> Result<Observed, TargetError> {
+        match self {
+            Self::Process(t) => t.observe().await,
+        }
+    }
+
+    async fn scale_out(&self, desired: u32) -> Result<(), TargetError> {
+        match self {
+            Self::Process(t) => t.scale_out(desired).await,
+        }
+    }
+
+    async fn scale_in(&self, desired: u32, victims: &[TaskId]) -> Result<(), TargetError> {
+        match self {
+            Self::Process(t) => t.scale_in(desired, victims).await,
+        }
+    }
+
+    async fn shutdown(&self) {
+        match self {
+            Self::Process(t) => t.shutdown().await,
+        }
+    }
+}
+
+/// What a service's task is told between ticks.
+#[derive(Debug, Clone)]
+struct Settings {
+    engine: Engine,
+    interval: Duration,
+}
+
+/// One running service.
+struct Running {
+    /// The loop task's id.
+    id: Id,
+    spec: ServiceSpec,
+    target: AnyTarget,
+    cancel: CancellationToken,
+    settings: watch::Sender<Settings>,
+}
+
+/// How a service's configuration differs from the one running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Identical.
+    None,
+    /// Policies, planner settings or interval: applied in place.
+    Settings,
+    /// Another target: the loop is restarted (its engine state is lost).
+    Target,
+}
+
+/// Per-service wakers, shared with whoever must trigger an evaluation at once (the
+/// webhooks).
+pub type Wakers = Arc<RwLock<HashMap<String, Arc<Notify>>>>;
+
+/// The running services.
+pub struct Services {
+    clock: Arc<dyn Clock>,
+    obs: SharedObservations,
+    log: Arc<dyn DecisionLog>,
+    /// Fires when capstan stops: every loop's token is a child of it.
+    stop: CancellationToken,
+    running: BTreeMap<String, Running>,
+    loops: JoinSet<ServiceLoop<AnyTarget, Arc<dyn Clock>>>,
+    /// Which service each loop task runs.
+    names: HashMap<Id, String>,
+    /// Target shutdowns in progress (services removed while running).
+    shutdowns: JoinSet<()>,
+    /// Targets of loops that have ended (`--once`), shut down by [`Self::stop_all`].
+    finished: Vec<AnyTarget>,
+    wakers: Wakers,
+}
+
+impl Services {
+    /// No services yet; loops will run on `clock`, read `obs` and record into `log`,
+    /// until `stop`.
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        obs: SharedObservations,
+        log: Arc<dyn DecisionLog>,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            clock,
+            obs,
+            log,
+            stop,
+            running: BTreeMap::new(),
+            loops: JoinSet::new(),
+            names: HashMap::new(),
+            shutdowns: JoinSet::new(),
+            finished: Vec::new(),
+            wakers: Arc::default(),
+        }
+    }
+
+    /// The per-service wakers (a service's waker makes it evaluate at once).
+    pub fn wakers(&self) -> Wakers {
+        Arc::clone(&self.wakers)
+    }
+
+    /// The names of the running services.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.running.keys().map(String::as_str)
+    }
+
+    /// How `spec` differs from the running service of that name (`None` if there is
+    /// none).
+    pub fn change(&self, spec: &ServiceSpec) -> Option<Change> {
+        let running = self.running.get(&spec.name)?;
+        Some(if running.spec.target != spec.target {
+            Change::Target
+        } else if running.spec.engine != spec.engine || running.spec.interval != spec.interval {
+            Change::Settings
+        } else {
+            Change::None
+        })
+    }
+
+    /// Builds the target of `spec` (nothing started if it fails).
+    pub fn build_target(&self, spec: &ServiceSpec) -> Result<AnyTarget, TargetError> {
+        AnyTarget::build(&spec.name, &spec.target, &self.clock)
+    }
+
+    /// Starts the loop of `spec` on `target` (built with [`Self::build_target`]).
+    pub fn start(&mut self, spec: ServiceSpec, target: AnyTarget) {
+        let service_loop = ServiceLoop::new(
+            spec.engine.clone(),
+            target.clone(),
+            Arc::clone(&self.clock),
+            Arc::clone(&self.obs),
+            Arc::clone(&self.log),
+        );
+        let cancel = self.stop.child_token();
+        let wake = Arc::new(Notify::new());
+        self.wakers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(spec.name.clone(), Arc::clone(&wake));
+        let (settings, updates) = watch::channel(Settings {
+            engine: spec.engine.clone(),
+            interval: spec.interval,
+        });
+        let handle = self.loops.spawn(drive(
+            service_loop,
+            spec.interval,
+            updates,
+            wake,
+            cancel.clone(),
+        ));
+        self.names.insert(handle.id(), spec.name.clone());
+        self.running.insert(
+            spec.name.clone(),
+            Running {
+                id: handle.id(),
+                spec,
+                target,
+                cancel,
+                settings,
+            },
+        );
+    }
+
+    /// Evaluates `spec` once on `target` (`--once`): its task ticks once and ends; see
+    /// [`Self::wait_all`].
+    pub fn start_once(&mut self, spec: ServiceSpec, target: AnyTarget) {
+        let mut service_loop = ServiceLoop::new(
+            spec.engine.clone(),
+            target,
+            Arc::clone(&self.clock),
+            Arc::clone(&self.obs),
+            Arc::clone(&self.log),
+        );
+        let cancel = self.stop.child_token();
+        let handle = self.loops.spawn(async move {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {}
+                result = service_loop.tick() => match result {
+                    Ok(decision) => tracing::info!(
+                        service = %decision.service,
+                        desired = decision.action.desired(),
+                        dry_run = decision.dry_run,
+                        "{}",
+                        decision.sentence()
+                    ),
+                    Err(e) => tracing::error!(service = %service_loop.service(), error = %e, "evaluation failed"),
+                }
+            }
+            service_loop
+        });
+        self.names.insert(handle.id(), spec.name);
+    }
+
+    /// Waits until every loop has ended (`--once`); their targets are shut down by
+    /// [`Self::stop_all`].
+    pub async fn wait_all(&mut self) {
+        while let Some(ended) = self.loops.join_next_with_id().await {
+            match ended {
+                Ok((id, service_loop)) => {
+                    self.names.remove(&id);
+                    self.finished.push(service_loop.into_target());
+                }
+                Err(e) => {
+                    let name = self.names.remove(&e.id()).unwrap_or_default();
+                    tracing::error!(service = %name, reason = %super::panic_reason(e), "an evaluation failed");
+                }
+            }
+        }
+    }
+
+    /// Applies new settings (policies, planner, interval) of a running service in
+    /// place. Returns false if no such service runs.
+    pub fn update(&mut self, spec: ServiceSpec) -> bool {
+        let Some(running) = self.running.get_mut(&spec.name) else {
+            return false;
+        };
+        running.settings.send_replace(Settings {
+            engine: spec.engine.clone(),
+            interval: spec.interval,
+        });
+        running.spec = spec;
+        true
+    }
+
+    /// Stops the loop of `name`; its target is shut down once the loop has ended (a
+    /// service of the same name may be started at once).
+    pub fn remove(&mut self, name: &str) {
+        if let Some(running) = self.running.remove(name) {
+            running.cancel.cancel();
+            self.wakers
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(name);
+        }
+    }
+
+    /// Waits for the next loop to end. A loop of a removed service ends normally: its
+    /// target is shut down in the background and this keeps waiting. Returns the
+    /// service and why, when a running service's loop ended on its own (a bug or a
+    /// panic); `None` once no loop is left.
+    pub async fn next_failure(&mut self) -> Option<(String, String)> {
+        loop {
+            let ended = self.loops.join_next_with_id().await?;
+            let (id, outcome) = match ended {
+                Ok((id, service_loop)) => (id, Ok(service_loop)),
+                Err(e) => (e.id(), Err(super::panic_reason(e))),
+            };
+            let name = self.names.remove(&id).unwrap_or_default();
+            let still_wanted =
+                self.running.get(&name).is_some_and(|r| r.id == id) && !self.stop.is_cancelled();
+            match outcome {
+                Ok(service_loop) if !still_wanted => {
+                    let target = service_loop.into_target();
+                    self.shutdowns.spawn(async move {
+                        target.shutdown().await;
+                        tracing::info!(service = %target.name(), "target shut down");
+                    });
+                }
+                Ok(_) => return Some((name, "it returned".to_owned())),
+                Err(reason) => return Some((name, reason)),
+            }
+        }
+    }
+
+    /// Stops every loop, waits for them, then shuts every target down (all at once,
+    /// those of removed services too) and waits for that as well.
+    pub async fn stop_all(mut self) {
+        self.stop.cancel();
+        let mut targets = std::mem::take(&mut self.finished);
+        while let Some(ended) = self.loops.join_next_with_id().await {
+            match ended {
+                Ok((id, service_loop)) => {
+                    self.names.remove(&id);
+                    targets.push(service_loop.into_target());
+                }
+                Err(e) => {
+                    let id = e.id();
+                    let name = self.names.remove(&id).unwrap_or_default();
+                    tracing::error!(service = %name, reason = %super::panic_reason(e), "a control loop failed");
+                    if let Some(running) = self.running.get(&name).filter(|r| r.id == id) {
+                        targets.push(running.target.clone());
+                    }
+                }
+            }
+        }
+        for target in targets {
+            self.shutdowns.spawn(async move {
+                target.shutdown().await;
+                tracing::info!(service = %target.name(), "target shut down");
+            });
+        }
+        while self.shutdowns.join_next().await.is_some() {}
+    }
+}
+
+/// One service's task: tick, then wait for the interval, a wake-up or new settings,
+/// until cancelled. Gives the loop back (its target to shut down).
+async fn drive(
+    mut service_loop: ServiceLoop<AnyTarget, Arc<dyn Clock>>,
+    mut interval: Duration,
+    mut updates: watch::Receiver<Settings>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) -> ServiceLoop<AnyTarget, Arc<dyn Clock>> {
+    let service = service_loop.service().to_owned();
+    tracing::info!(service = %service, interval_s = interval.as_secs_f64(), "control loop started");
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            result = service_loop.tick() => {
+                if let Err(e) = result {
+                    tracing::warn!(service = %service, error = %e, "tick failed; trying again next interval");
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            changed = updates.changed() => {
+                if changed.is_ok() {
+                    let settings = updates.borrow_and_update().clone();
+                    interval = settings.interval;
+                    service_loop.reconfigure(settings.engine);
+                    tracing::info!(service = %service, interval_s = interval.as_secs_f64(), "configuration reloaded; cooldowns and stabilization kept");
+                }
+            }
+            () = wake.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+    tracing::info!(service = %service, "control loop stopped");
+    service_loop
+}
