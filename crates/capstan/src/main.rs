@@ -297,6 +297,7 @@ fn run(path: Option<PathBuf>, dry_run: bool, once: bool) -> ExitCode {
             path,
             dry_run,
             once,
+            targets: None,
         };
         let mut daemon = tokio::spawn(daemon::run_with(options, cancel.clone()));
         tokio::select! {

@@ -66,7 +66,7 @@ use crate::config::{self, Config};
 use crate::server::{self, Exporter, ExportingLog, ServerError, ServerState};
 
 use reload::{ReloadError, ReloadHandle, ReloadOutcome, ReloadRequest, ReloadSummary};
-use services::{Change, Services};
+use services::{Change, Services, TargetFactory};
 use sources::Sources;
 
 /// Why the daemon could not start or had to stop.
@@ -127,7 +127,7 @@ fn refuse_simulated(config: &Config) -> Result<(), DaemonError> {
 }
 
 /// How `capstan run` runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// The configuration to start with.
     pub config: Config,
@@ -138,6 +138,19 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Evaluate every service once, then stop.
     pub once: bool,
+    /// Builds targets instead of the configuration (tests: the world model).
+    pub targets: Option<TargetFactory>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("path", &self.path)
+            .field("dry_run", &self.dry_run)
+            .field("once", &self.once)
+            .field("targets", &self.targets.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunOptions {
@@ -148,6 +161,7 @@ impl RunOptions {
             path: None,
             dry_run: false,
             once: false,
+            targets: None,
         }
     }
 }
@@ -173,6 +187,7 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
         path,
         dry_run,
         once,
+        targets,
     } = options;
     refuse_simulated(&config)?;
     if dry_run {
@@ -252,7 +267,8 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
         Arc::clone(&obs),
         Arc::clone(&log),
         stop.clone(),
-    );
+    )
+    .with_factory(targets);
     let mut daemon = Daemon {
         path,
         dry_run,

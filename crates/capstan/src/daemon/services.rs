@@ -21,7 +21,8 @@ use capstan_core::metrics::SharedObservations;
 use capstan_core::model::TaskId;
 use capstan_core::planner::Engine;
 use capstan_store::DecisionLog;
-use capstan_targets::{Observed, ProcessTarget, Target, TargetError, TargetSpec};
+use capstan_targets::{EcsTarget, Observed, ProcessTarget, Target, TargetError, TargetSpec};
+use capstan_world::World;
 use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -33,7 +34,14 @@ use crate::config::ServiceSpec;
 pub enum AnyTarget {
     /// Local processes.
     Process(ProcessTarget),
+    /// An ECS service of the simulator's world model (behaviour tests run the daemon
+    /// against it through [`super::RunOptions::targets`]; no configuration builds it).
+    EcsWorld(Arc<EcsTarget<World, World>>),
 }
+
+/// Builds the target of a service instead of its configured one when it returns
+/// `Some` (tests put the world model behind ECS services this way).
+pub type TargetFactory = Arc<dyn Fn(&ServiceSpec) -> Option<AnyTarget> + Send + Sync>;
 
 impl AnyTarget {
     /// Builds the target `spec` of `service`, on `clock`.
@@ -60,30 +68,35 @@ impl Target for AnyTarget {
     fn name(&self) -> &str {
         match self {
             Self::Process(t) => t.name(),
+            Self::EcsWorld(t) => t.name(),
         }
     }
 
     async fn observe(&self) -> Result<Observed, TargetError> {
         match self {
             Self::Process(t) => t.observe().await,
+            Self::EcsWorld(t) => t.observe().await,
         }
     }
 
     async fn scale_out(&self, desired: u32) -> Result<(), TargetError> {
         match self {
             Self::Process(t) => t.scale_out(desired).await,
+            Self::EcsWorld(t) => t.scale_out(desired).await,
         }
     }
 
     async fn scale_in(&self, desired: u32, victims: &[TaskId]) -> Result<(), TargetError> {
         match self {
             Self::Process(t) => t.scale_in(desired, victims).await,
+            Self::EcsWorld(t) => t.scale_in(desired, victims).await,
         }
     }
 
     async fn shutdown(&self) {
         match self {
             Self::Process(t) => t.shutdown().await,
+            Self::EcsWorld(t) => t.shutdown().await,
         }
     }
 }
@@ -136,6 +149,8 @@ pub struct Services {
     /// Targets of loops that have ended (`--once`), shut down by [`Self::stop_all`].
     finished: Vec<AnyTarget>,
     wakers: Wakers,
+    /// Builds targets instead of their configuration, when it says so.
+    factory: Option<TargetFactory>,
 }
 
 impl Services {
@@ -158,7 +173,15 @@ impl Services {
             shutdowns: JoinSet::new(),
             finished: Vec::new(),
             wakers: Arc::default(),
+            factory: None,
         }
+    }
+
+    /// Builds targets with `factory` first (see [`TargetFactory`]).
+    #[must_use]
+    pub fn with_factory(mut self, factory: Option<TargetFactory>) -> Self {
+        self.factory = factory;
+        self
     }
 
     /// The per-service wakers (a service's waker makes it evaluate at once).
@@ -186,6 +209,9 @@ impl Services {
 
     /// Builds the target of `spec` (nothing started if it fails).
     pub fn build_target(&self, spec: &ServiceSpec) -> Result<AnyTarget, TargetError> {
+        if let Some(target) = self.factory.as_ref().and_then(|f| f(spec)) {
+            return Ok(target);
+        }
         AnyTarget::build(&spec.name, &spec.target, &self.clock)
     }
 
