@@ -83,6 +83,8 @@ pub enum StepKind {
     Max,
     /// Dry-run: computed, not applied.
     DryRun,
+    /// Held because an operator paused this direction.
+    Paused,
 }
 
 /// One adjustment the planner made to the number.
@@ -115,7 +117,8 @@ pub struct Decision {
     pub winner: Option<String>,
     /// The combined count before the planner's steps.
     pub combined: u32,
-    /// The bounds in force (static, or overridden by a scheduled window).
+    /// The bounds in force (static, or overridden by a scheduled window or an
+    /// operator's override).
     pub min: u32,
     /// See `min`.
     pub max: u32,
@@ -173,10 +176,13 @@ impl Decision {
             let _ = match step.kind {
                 StepKind::Fallback => write!(out, "; {detail}"),
                 StepKind::MissingData => write!(out, "; scale-in to {from} refused: {detail}"),
+                StepKind::Paused if from < to => {
+                    write!(out, "; scale-in to {from} held at {to}: {detail}")
+                }
                 StepKind::Stabilization | StepKind::InCooldown => {
                     write!(out, "; scale-in to {from} held at {to}: {detail}")
                 }
-                StepKind::OutCooldown => {
+                StepKind::OutCooldown | StepKind::Paused => {
                     write!(out, "; scale-out to {from} held at {to}: {detail}")
                 }
                 StepKind::RateLimitOut => {

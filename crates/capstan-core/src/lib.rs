@@ -13,6 +13,7 @@
 //!   scheduled), each a pure function to a [`Recommendation`](policy::Recommendation).
 //! - [`planner`]: combines recommendations and applies bounds, cooldowns, stabilization,
 //!   rate limits and fallbacks.
+//! - [`controls`]: an operator's pause and temporary override of min/max.
 //! - [`decision`]: the record of a decision and its one-line explanation.
 //! - [`victim`]: which tasks to stop on scale-in.
 //! - [`carry`]: which engine state survives a live reload.
@@ -21,6 +22,7 @@
 
 pub mod carry;
 pub mod clock;
+pub mod controls;
 pub mod decision;
 pub mod metrics;
 pub mod model;

@@ -47,6 +47,12 @@
 //!   above the max, the max wins (the min is lowered to it): a max is a cost or safety
 //!   ceiling. Bounds also win over the missing-data rule: a count above the max is
 //!   lowered even without data (the operator's intent), one below the min is raised.
+//! - **Operator controls** ([`Controls`], given to [`plan_with`] /
+//!   [`Engine::evaluate_with`]). An override in force replaces its side of the bounds
+//!   (configured or scheduled) until it expires. A paused direction comes last of all:
+//!   a result that would move that way is held at the current count with a
+//!   [`StepKind::Paused`] step, even when the count is outside the bounds (a pause means
+//!   "do not touch": the operator resumes to let the bounds act).
 //! - **Dry-run.** The decision is computed as usual, marked `dry_run` and given a
 //!   [`StepKind::DryRun`] step; [`PlannerState::applied`] ignores it.
 //!
@@ -62,6 +68,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::clock::{add, sub};
+use crate::controls::Controls;
 use crate::decision::{Action, Decision, Rule, Step, StepKind};
 use crate::metrics::Observations;
 use crate::model::{Bounds, Capacity};
@@ -269,6 +276,19 @@ impl Engine {
         metrics: &Observations,
         now: Timestamp,
     ) -> Decision {
+        self.evaluate_with(state, capacity, metrics, now, &Controls::NONE)
+    }
+
+    /// [`evaluate`](Self::evaluate) honouring an operator's `controls` (pause, override
+    /// of the bounds): see [`plan_with`].
+    pub fn evaluate_with(
+        &self,
+        state: &mut EngineState,
+        capacity: Capacity,
+        metrics: &Observations,
+        now: Timestamp,
+        controls: &Controls,
+    ) -> Decision {
         let baseline = match state.planner.last_out {
             Some(last) if now < add(last.at, self.planner.cooldown.out) => last.from,
             _ => capacity.desired,
@@ -295,13 +315,14 @@ impl Engine {
             .zip(state.policies.iter_mut())
             .map(|(p, s)| p.policy.evaluate(&p.name, &input, s))
             .collect();
-        plan(
+        plan_with(
             &self.planner,
             &mut state.planner,
             &self.service,
             capacity,
             asks,
             now,
+            controls,
         )
     }
 }
@@ -321,6 +342,8 @@ enum BoundSource {
     Static,
     /// The scheduled policy at this index of the asks.
     Scheduled(usize),
+    /// An operator's override, in force until this instant.
+    Override(Timestamp),
 }
 
 /// Plans one decision for `service` from the policies' recommendations.
@@ -336,6 +359,20 @@ pub fn plan(
     capacity: Capacity,
     asks: Vec<Recommendation>,
     now: Timestamp,
+) -> Decision {
+    plan_with(config, state, service, capacity, asks, now, &Controls::NONE)
+}
+
+/// [`plan`] honouring an operator's `controls`: an override in force replaces its side
+/// of the bounds; a paused direction is held at the current count (last of all steps).
+pub fn plan_with(
+    config: &PlannerConfig,
+    state: &mut PlannerState,
+    service: &str,
+    capacity: Capacity,
+    asks: Vec<Recommendation>,
+    now: Timestamp,
+    controls: &Controls,
 ) -> Decision {
     let current = capacity.desired;
     let mut steps = Vec::new();
@@ -397,6 +434,14 @@ pub fn plan(
             if v == current && first_at_current.is_none() {
                 first_at_current = Some(i);
             }
+        }
+    }
+    if let Some(o) = controls.active_override(now) {
+        if let Some(lo) = o.min {
+            (min, min_source) = (lo, BoundSource::Override(o.until));
+        }
+        if let Some(hi) = o.max {
+            (max, max_source) = (hi, BoundSource::Override(o.until));
         }
     }
     if min > max {
@@ -473,6 +518,7 @@ pub fn plan(
     let describe = |side: &str, n: u32, source: BoundSource| match source {
         BoundSource::Static => format!("{side} {n}"),
         BoundSource::Scheduled(i) => format!("scheduled {side} {n} ({})", asks[i].policy),
+        BoundSource::Override(until) => format!("operator override {side} {n} (until {until})"),
     };
     if result < min {
         steps.push(Step {
@@ -490,6 +536,24 @@ pub fn plan(
             detail: describe("max", max, max_source),
         });
         result = max;
+    }
+
+    // Operator pause, last: a paused direction never moves.
+    let paused = if result < current && controls.paused.scale_in {
+        Some("scale-in")
+    } else if result > current && controls.paused.scale_out {
+        Some("scale-out")
+    } else {
+        None
+    };
+    if let Some(direction) = paused {
+        steps.push(Step {
+            kind: StepKind::Paused,
+            from: result,
+            to: current,
+            detail: format!("paused by operator ({direction})"),
+        });
+        result = current;
     }
 
     if config.dry_run {

@@ -293,6 +293,7 @@ pub fn render_text(d: &Decision) -> String {
             StepKind::Min => "min",
             StepKind::Max => "max",
             StepKind::DryRun => "dry-run",
+            StepKind::Paused => "paused by operator",
         };
         let _ = writeln!(out, "  {kind}: {} → {}: {}", s.from, s.to, s.detail);
     }

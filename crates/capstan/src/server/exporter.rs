@@ -314,6 +314,7 @@ pub fn reason_label(decision: &Decision) -> &'static str {
             StepKind::Min => "min",
             StepKind::Max => "max",
             StepKind::DryRun => "dry_run",
+            StepKind::Paused => "paused",
         };
     }
     match decision.rule {
