@@ -13,6 +13,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use capstan_core::clock::Clock;
+use capstan_core::controls::Controls;
 use capstan_core::decision::{Action, Decision};
 use capstan_core::metrics::SharedObservations;
 use capstan_core::planner::{Engine, EngineState};
@@ -20,6 +21,10 @@ use capstan_core::victim;
 use capstan_store::DecisionLog;
 use capstan_targets::{Target, TargetError};
 use tokio_util::sync::CancellationToken;
+
+pub mod registry;
+
+pub use registry::{Registry, ServiceHandle};
 
 /// A tick that did not complete. The engine's state is not updated, so the next tick
 /// starts from what the target reports then.
@@ -65,6 +70,9 @@ pub struct ServiceLoop<T: Target, C: Clock> {
     obs: SharedObservations,
     /// Where every decision is recorded.
     log: Arc<dyn DecisionLog>,
+    /// Shared with the API: the operator's controls read at each tick, the status
+    /// written after it. None: no controls, no status.
+    handle: Option<Arc<ServiceHandle>>,
 }
 
 impl<T: Target, C: Clock> ServiceLoop<T, C> {
@@ -85,6 +93,28 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
             clock,
             obs,
             log,
+            handle: None,
+        }
+    }
+
+    /// Shares `handle` with the API: its controls (pause, override) are read at the
+    /// start of each tick and its status is written after each tick.
+    #[must_use]
+    pub fn with_handle(mut self, handle: Arc<ServiceHandle>) -> Self {
+        handle.configure(self.engine.planner.bounds, self.engine.planner.dry_run);
+        self.handle = Some(handle);
+        self
+    }
+
+    /// The handle shared with the API, if any.
+    pub fn handle(&self) -> Option<&Arc<ServiceHandle>> {
+        self.handle.as_ref()
+    }
+
+    /// Records a failed tick in the handle's status.
+    fn note_error(&self, error: &LoopError) {
+        if let Some(handle) = &self.handle {
+            handle.record_error(error.to_string(), self.clock.now());
         }
     }
 
@@ -120,6 +150,9 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
         let state = std::mem::take(&mut self.state);
         self.state = engine.carry_state(&self.engine, state);
         self.engine = engine;
+        if let Some(handle) = &self.handle {
+            handle.configure(self.engine.planner.bounds, self.engine.planner.dry_run);
+        }
     }
 
     /// One evaluation: observe, decide, carry out, record, log.
@@ -133,19 +166,26 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
     ///   the log; it comes back as [`LoopError::Execute`].
     pub async fn tick(&mut self) -> Result<Decision, LoopError> {
         let service = self.engine.service.clone();
-        let observed = self
-            .target
-            .observe()
-            .await
-            .map_err(|source| LoopError::Observe {
-                service: service.clone(),
-                source,
-            })?;
+        let observed = match self.target.observe().await {
+            Ok(observed) => observed,
+            Err(source) => {
+                let e = LoopError::Observe {
+                    service: service.clone(),
+                    source,
+                };
+                self.note_error(&e);
+                return Err(e);
+            }
+        };
         let now = self.clock.now();
+        let controls = self
+            .handle
+            .as_ref()
+            .map_or(Controls::NONE, |h| h.controls_at(now));
         let decision = {
             let obs = self.obs.lock().unwrap_or_else(PoisonError::into_inner);
             self.engine
-                .evaluate(&mut self.state, observed.capacity, &obs, now)
+                .evaluate_with(&mut self.state, observed.capacity, &obs, now, &controls)
         };
 
         let result = if decision.dry_run {
@@ -168,14 +208,19 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
             }
         };
         if let Err(source) = result {
-            return Err(LoopError::Execute {
+            let e = LoopError::Execute {
                 service,
                 sentence: decision.sentence(),
                 decision: Box::new(decision),
                 source,
-            });
+            };
+            self.note_error(&e);
+            return Err(e);
         }
         self.state.applied(&decision, now);
+        if let Some(handle) = &self.handle {
+            handle.record_decision(&decision, now);
+        }
 
         if let Err(e) = self.log.record(&decision) {
             tracing::warn!(service = %service, error = %e, "cannot record the decision");
