@@ -9,6 +9,7 @@
 //! - [`model`]: services, tasks, capacity, samples.
 //! - [`clock`]: the [`Clock`](clock::Clock) trait, the system clock and a virtual clock.
 //! - [`metrics`]: per-source time-stamped windows and their freshness.
+//! - [`alerts`]: alert state received from Alertmanager / Grafana webhooks.
 //! - [`policy`]: the policies (target tracking, step, threshold, backlog per task,
 //!   scheduled), each a pure function to a [`Recommendation`](policy::Recommendation).
 //! - [`planner`]: combines recommendations and applies bounds, cooldowns, stabilization,
@@ -20,6 +21,7 @@
 //! - `testing` (feature `test-support`, off by default): builders shared by the tests
 //!   and benchmarks.
 
+pub mod alerts;
 pub mod carry;
 pub mod clock;
 pub mod controls;

@@ -3,6 +3,7 @@
 //! Sources push samples (or failures) in; policies read a [`MetricView`] per source.
 //! A source is *fresh* when its newest sample is no older than its `max_age` and no
 //! failure was recorded after it. Policies never scale in on anything but fresh data.
+//! The alert state received through webhooks ([`AlertBook`]) travels with the windows.
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::alerts::AlertBook;
 use crate::clock::{elapsed, sub};
 use crate::model::Sample;
 
@@ -138,6 +140,8 @@ impl Series {
 pub struct Observations {
     /// One series per source.
     series: BTreeMap<String, Series>,
+    /// Alert state received through webhooks, per service (read by `alert` policies).
+    alerts: AlertBook,
 }
 
 impl Observations {
@@ -193,6 +197,16 @@ impl Observations {
     /// Names of all declared sources.
     pub fn sources(&self) -> impl Iterator<Item = &str> {
         self.series.keys().map(String::as_str)
+    }
+
+    /// The alert state received through webhooks.
+    pub fn alerts(&self) -> &AlertBook {
+        &self.alerts
+    }
+
+    /// The alert state, to record a notification.
+    pub fn alerts_mut(&mut self) -> &mut AlertBook {
+        &mut self.alerts
     }
 }
 

@@ -6,7 +6,9 @@
 //! - [`threshold`]: several metrics with min/max each (composite), asymmetric datapoints.
 //! - [`backlog`]: backlog per task against a dynamic target (latency / processing time).
 //! - [`scheduled`]: cron windows (with time zone) that set min/max or an exact count.
+//! - [`alert`]: alerts received from Alertmanager / Grafana (stepped like threshold).
 
+pub mod alert;
 pub mod backlog;
 pub mod scheduled;
 pub mod step;
@@ -21,6 +23,7 @@ use serde::Serialize;
 use crate::metrics::Observations;
 use crate::model::Capacity;
 
+pub use alert::Alert;
 pub use backlog::{BacklogPerTask, BacklogState};
 pub use scheduled::{Scheduled, ScheduledAction};
 pub use step::{Adjustment, Aggregation, StepAlarm, StepBand, StepScaling};
@@ -138,6 +141,8 @@ pub enum Policy {
     BacklogPerTask(BacklogPerTask),
     /// Scheduled bounds.
     Scheduled(Scheduled),
+    /// Alerts received through webhooks.
+    Alert(Alert),
 }
 
 /// The mutable state a policy carries between evaluations.
@@ -146,7 +151,7 @@ pub enum PolicyState {
     /// Stateless policies.
     #[default]
     None,
-    /// Threshold streaks and jitter RNG.
+    /// Threshold (and alert) streaks and jitter RNG.
     Threshold(Box<ThresholdState>),
     /// The dynamic target.
     Backlog(BacklogState),
@@ -170,6 +175,7 @@ impl Policy {
             Policy::Threshold(_) => "threshold",
             Policy::BacklogPerTask(_) => "backlog_per_task",
             Policy::Scheduled(_) => "scheduled",
+            Policy::Alert(_) => "alert",
         }
     }
 
@@ -180,7 +186,7 @@ impl Policy {
             Policy::Step(p) => vec![p.metric.as_str()],
             Policy::Threshold(p) => p.metrics.iter().map(|m| m.metric.as_str()).collect(),
             Policy::BacklogPerTask(p) => vec![p.backlog.as_str(), p.processing_time.as_str()],
-            Policy::Scheduled(_) => Vec::new(),
+            Policy::Scheduled(_) | Policy::Alert(_) => Vec::new(),
         }
     }
 
@@ -189,6 +195,7 @@ impl Policy {
         match self {
             Policy::Threshold(p) => PolicyState::Threshold(Box::new(ThresholdState::new(p))),
             Policy::BacklogPerTask(_) => PolicyState::Backlog(BacklogState::default()),
+            Policy::Alert(p) => PolicyState::Threshold(Box::new(p.initial_state())),
             _ => PolicyState::None,
         }
     }
@@ -201,6 +208,7 @@ impl Policy {
             Policy::Threshold(p) => p.validate(),
             Policy::BacklogPerTask(p) => p.validate(),
             Policy::Scheduled(p) => p.validate(),
+            Policy::Alert(p) => p.validate(),
         }
     }
 
@@ -242,6 +250,15 @@ impl Policy {
                 }
             }
             Policy::Scheduled(p) => p.evaluate(input),
+            Policy::Alert(p) => {
+                if !matches!(state, PolicyState::Threshold(_)) {
+                    *state = self.initial_state();
+                }
+                match state {
+                    PolicyState::Threshold(s) => p.evaluate(input, s),
+                    _ => (Ask::Hold, "internal: alert state missing".to_owned(), false),
+                }
+            }
         };
         Recommendation {
             policy: name.to_owned(),

@@ -95,12 +95,18 @@ pub struct ThresholdState {
 impl ThresholdState {
     /// The initial state of `policy`.
     pub fn new(policy: &Threshold) -> Self {
+        Self::seeded(policy.jitter.map_or(0, |j| j.seed))
+    }
+
+    /// A fresh state whose jitter RNG is seeded with `seed` (also used by the `alert`
+    /// policy, which steps the same way).
+    pub fn seeded(seed: u64) -> Self {
         use rand::SeedableRng;
         Self {
             direction: 0,
             streak: 0,
             last_desired: None,
-            rng: ChaCha8Rng::seed_from_u64(policy.jitter.map_or(0, |j| j.seed)),
+            rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
 }
@@ -279,14 +285,19 @@ impl Threshold {
 
     /// The step for the `streak`-th consecutive firing in one direction, before jitter.
     pub fn grown_step(&self, base: u32, streak: u32) -> u32 {
-        let k = streak.max(1);
-        match self.growth {
-            Growth::Fixed => base,
-            Growth::Linear => base.saturating_mul(k),
-            Growth::Exponential => {
-                let factor = 1u64.checked_shl(k - 1).unwrap_or(u64::MAX);
-                u32::try_from(u64::from(base).saturating_mul(factor)).unwrap_or(u32::MAX)
-            }
+        grow(self.growth, base, streak)
+    }
+}
+
+/// The step for the `streak`-th consecutive firing with `growth`, before jitter.
+pub fn grow(growth: Growth, base: u32, streak: u32) -> u32 {
+    let k = streak.max(1);
+    match growth {
+        Growth::Fixed => base,
+        Growth::Linear => base.saturating_mul(k),
+        Growth::Exponential => {
+            let factor = 1u64.checked_shl(k - 1).unwrap_or(u64::MAX);
+            u32::try_from(u64::from(base).saturating_mul(factor)).unwrap_or(u32::MAX)
         }
     }
 }
@@ -303,6 +314,25 @@ impl ThresholdState {
     /// returns the step to take: grown by the streak, jittered, at least 1. The streak
     /// grows only if the count moved since the last firing (the last step took effect).
     fn fire(&mut self, policy: &Threshold, direction: i8, desired: u32) -> u32 {
+        let base = if direction > 0 {
+            policy.step_out
+        } else {
+            policy.step_in
+        };
+        self.step(direction, desired, base, policy.growth, policy.jitter)
+    }
+
+    /// Records one firing in `direction` at desired count `desired` and returns the step
+    /// to take from `base`: grown by `growth` over the streak (which grows only if the
+    /// count moved since the last firing), jittered, at least 1.
+    pub fn step(
+        &mut self,
+        direction: i8,
+        desired: u32,
+        base: u32,
+        growth: Growth,
+        jitter: Option<Jitter>,
+    ) -> u32 {
         if self.direction != direction {
             self.direction = direction;
             self.streak = 1;
@@ -310,13 +340,8 @@ impl ThresholdState {
             self.streak = self.streak.saturating_add(1);
         }
         self.last_desired = Some(desired);
-        let base = if direction > 0 {
-            policy.step_out
-        } else {
-            policy.step_in
-        };
-        let step = policy.grown_step(base, self.streak);
-        match policy.jitter {
+        let step = grow(growth, base, self.streak);
+        match jitter {
             Some(j) if j.fraction.is_finite() && j.fraction > 0.0 && j.fraction < 1.0 => {
                 // u in [0, 1): factor in [1 − f, 1 + f).
                 let u: f64 = self.rng.random();
