@@ -387,18 +387,38 @@ impl Services {
     }
 }
 
-/// One service's task: tick, then wait for the interval, a wake-up or new settings,
-/// until cancelled. Gives the loop back (its target to shut down).
+/// One service's task: tick every interval (a tick that runs late delays the next
+/// ones rather than bunching them up), and also at once when woken; new settings are
+/// applied between ticks. Ends when cancelled and gives the loop back (its target to
+/// shut down).
 async fn drive(
     mut service_loop: ServiceLoop<AnyTarget, Arc<dyn Clock>>,
-    mut interval: Duration,
+    interval: Duration,
     mut updates: watch::Receiver<Settings>,
     wake: Arc<Notify>,
     cancel: CancellationToken,
 ) -> ServiceLoop<AnyTarget, Arc<dyn Clock>> {
     let service = service_loop.service().to_owned();
     tracing::info!(service = %service, interval_s = interval.as_secs_f64(), "control loop started");
+    let mut ticks = every(interval);
     loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            changed = updates.changed() => {
+                if changed.is_ok() {
+                    let settings = updates.borrow_and_update().clone();
+                    if settings.interval != ticks.period() {
+                        ticks = every(settings.interval);
+                    }
+                    service_loop.reconfigure(settings.engine);
+                    tracing::info!(service = %service, interval_s = settings.interval.as_secs_f64(), "configuration reloaded; cooldowns and stabilization kept");
+                }
+                continue;
+            }
+            () = wake.notified() => {}
+            _ = ticks.tick() => {}
+        }
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
@@ -408,21 +428,14 @@ async fn drive(
                 }
             }
         }
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => break,
-            changed = updates.changed() => {
-                if changed.is_ok() {
-                    let settings = updates.borrow_and_update().clone();
-                    interval = settings.interval;
-                    service_loop.reconfigure(settings.engine);
-                    tracing::info!(service = %service, interval_s = interval.as_secs_f64(), "configuration reloaded; cooldowns and stabilization kept");
-                }
-            }
-            () = wake.notified() => {}
-            () = tokio::time::sleep(interval) => {}
-        }
     }
     tracing::info!(service = %service, "control loop stopped");
     service_loop
+}
+
+/// A timer firing at once, then every `period` (late ticks delay the next ones).
+fn every(period: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(period.max(Duration::from_millis(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
 }
