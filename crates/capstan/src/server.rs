@@ -32,7 +32,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Secret, ServerSpec, TokenSource};
 use crate::daemon::reload::{ReloadError, ReloadHandle, Trigger};
 
+pub mod api;
 pub mod exporter;
+pub mod webhooks;
 
 pub use exporter::{Exporter, ExportingLog};
 
@@ -54,6 +56,12 @@ pub struct ServerState {
     /// Asks the daemon to reload its configuration (`POST /api/v1/reload`); without it
     /// the route answers 503.
     pub reload: Option<ReloadHandle>,
+    /// The services behind the JSON API and `/readyz` ([`api`]); without them those
+    /// routes answer 503.
+    pub services: Option<api::Services>,
+    /// Alert webhooks (`POST /webhooks/alertmanager`, `POST /webhooks/grafana`);
+    /// without them those routes answer 404.
+    pub alerts: Option<Arc<webhooks::Webhooks>>,
 }
 
 impl ServerState {
@@ -66,7 +74,23 @@ impl ServerState {
             exporter,
             push,
             reload: None,
+            services: None,
+            alerts: None,
         }
+    }
+
+    /// Serves the alert webhooks through `hooks`.
+    #[must_use]
+    pub fn with_alerts(mut self, hooks: Arc<webhooks::Webhooks>) -> Self {
+        self.alerts = Some(hooks);
+        self
+    }
+
+    /// Serves the JSON API and `/readyz` over `services`.
+    #[must_use]
+    pub fn with_services(mut self, services: api::Services) -> Self {
+        self.services = Some(services);
+        self
     }
 
     /// Serves `POST /api/v1/reload` through `handle`.
@@ -149,6 +173,8 @@ pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(protected)
+        .merge(api::router(&state))
+        .merge(webhooks::router())
         .with_state(state)
 }
 
