@@ -34,6 +34,7 @@ use crate::daemon::reload::{ReloadError, ReloadHandle, Trigger};
 
 pub mod api;
 pub mod exporter;
+pub mod webhooks;
 
 pub use exporter::{Exporter, ExportingLog};
 
@@ -58,6 +59,9 @@ pub struct ServerState {
     /// The services behind the JSON API and `/readyz` ([`api`]); without them those
     /// routes answer 503.
     pub services: Option<api::Services>,
+    /// Alert webhooks (`POST /webhooks/alertmanager`, `POST /webhooks/grafana`);
+    /// without them those routes answer 404.
+    pub alerts: Option<Arc<webhooks::Webhooks>>,
 }
 
 impl ServerState {
@@ -71,7 +75,15 @@ impl ServerState {
             push,
             reload: None,
             services: None,
+            alerts: None,
         }
+    }
+
+    /// Serves the alert webhooks through `hooks`.
+    #[must_use]
+    pub fn with_alerts(mut self, hooks: Arc<webhooks::Webhooks>) -> Self {
+        self.alerts = Some(hooks);
+        self
     }
 
     /// Serves the JSON API and `/readyz` over `services`.
@@ -162,6 +174,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/healthz", get(healthz))
         .merge(protected)
         .merge(api::router(&state))
+        .merge(webhooks::router())
         .with_state(state)
 }
 
