@@ -167,35 +167,69 @@ pub fn router(state: &ServerState) -> Router<ServerState> {
     open.merge(protected)
 }
 
+/// A refused request: answered `{"error": message, "field": field}`.
+#[derive(Debug)]
+struct ApiError {
+    /// The status.
+    status: StatusCode,
+    /// Why.
+    message: String,
+    /// The body field or query parameter at fault, if one is.
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: String) -> Self {
+        Self {
+            status,
+            message,
+            field: None,
+        }
+    }
+}
+
+impl From<(String, String)> for ApiError {
+    /// A 400 naming the field.
+    fn from((message, field): (String, String)) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message,
+            field: Some(field),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the decision store failed: {e}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, self.message, self.field.as_deref())
+    }
+}
+
 /// The services, or the 503 to answer without them.
-fn services(state: &ServerState) -> Result<&Services, Response> {
+fn services(state: &ServerState) -> Result<&Services, ApiError> {
     state.services.as_ref().ok_or_else(|| {
-        error(
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the service API is not available: no services are loaded".into(),
-            None,
         )
     })
 }
 
 /// The handle of `name`, or a 404.
-fn handle(services: &Services, name: &str) -> Result<Arc<ServiceHandle>, Response> {
-    services.registry.get(name).ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            format!("no service named {name:?}"),
-            None,
-        )
-    })
-}
-
-/// A 500 for a store that failed to answer.
-fn store_error(e: &StoreError) -> Response {
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("the decision store failed: {e}"),
-        None,
-    )
+fn handle(services: &Services, name: &str) -> Result<Arc<ServiceHandle>, ApiError> {
+    services
+        .registry
+        .get(name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no service named {name:?}")))
 }
 
 async fn readyz(State(state): State<ServerState>) -> Response {
@@ -286,11 +320,8 @@ fn decision_json(id: u64, d: &Decision) -> Value {
     Value::Object(map)
 }
 
-async fn list(State(state): State<ServerState>) -> Response {
-    let services = match services(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn list(State(state): State<ServerState>) -> Result<Response, ApiError> {
+    let services = services(&state)?;
     let now = services.clock.now();
     let all: Vec<Value> = services
         .registry
@@ -298,22 +329,16 @@ async fn list(State(state): State<ServerState>) -> Response {
         .iter()
         .map(|h| service_json(h.name(), &h.status(), &h.controls(), now))
         .collect();
-    axum::Json(json!({ "services": all })).into_response()
+    Ok(axum::Json(json!({ "services": all })).into_response())
 }
 
-async fn detail(State(state): State<ServerState>, Path(name): Path<String>) -> Response {
-    let services = match services(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let h = match handle(services, &name) {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    let page = match page(services.log.as_ref(), &name, None, DETAIL_DECISIONS) {
-        Ok(p) => p,
-        Err(e) => return store_error(&e),
-    };
+async fn detail(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let services = services(&state)?;
+    let h = handle(services, &name)?;
+    let page = page(services.log.as_ref(), &name, None, DETAIL_DECISIONS)?;
     let mut body = service_json(&name, &h.status(), &h.controls(), services.clock.now());
     if let Value::Object(map) = &mut body {
         map.insert(
@@ -324,7 +349,7 @@ async fn detail(State(state): State<ServerState>, Path(name): Path<String>) -> R
                 .collect(),
         );
     }
-    axum::Json(body).into_response()
+    Ok(axum::Json(body).into_response())
 }
 
 /// One page of a service's decisions, newest first.
@@ -369,14 +394,14 @@ fn page(
 /// The `limit` and `before` of a decisions query. Err: the message and the parameter.
 fn parse_page_query(
     query: &HashMap<String, String>,
-) -> Result<(usize, Option<u64>), (String, &'static str)> {
+) -> Result<(usize, Option<u64>), (String, String)> {
     if let Some(other) = query
         .keys()
         .find(|k| !matches!(k.as_str(), "limit" | "before"))
     {
         return Err((
             format!("unknown query parameter {other:?}: use limit and before"),
-            "query",
+            "query".into(),
         ));
     }
     let limit = match query.get("limit") {
@@ -386,7 +411,7 @@ fn parse_page_query(
             _ => {
                 return Err((
                     format!("limit must be a whole number from 1 to {MAX_PAGE}"),
-                    "limit",
+                    "limit".into(),
                 ));
             }
         },
@@ -396,7 +421,7 @@ fn parse_page_query(
         Some(text) => Some(text.trim().parse::<u64>().map_err(|_| {
             (
                 "before must be a decision id (a whole number), as given in next".to_owned(),
-                "before",
+                "before".into(),
             )
         })?),
     };
@@ -407,34 +432,29 @@ async fn decisions(
     State(state): State<ServerState>,
     Path(name): Path<String>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let services = match services(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = handle(services, &name) {
-        return r;
-    }
+) -> Result<Response, ApiError> {
+    let services = services(&state)?;
+    handle(services, &name)?;
     let Ok(Query(query)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the query string cannot be read".into(),
-            Some("query"),
-        );
+        return Err((
+            "the query string cannot be read".to_owned(),
+            "query".to_owned(),
+        )
+            .into());
     };
-    let (limit, before) = match parse_page_query(&query) {
-        Ok(q) => q,
-        Err((message, field)) => return error(StatusCode::BAD_REQUEST, message, Some(field)),
-    };
-    match page(services.log.as_ref(), &name, before, limit) {
-        Ok(page) => axum::Json(json!({
-            "service": name,
-            "decisions": page.decisions.iter().map(|(id, d)| decision_json(*id, d)).collect::<Vec<_>>(),
-            "next": page.next,
-        }))
-        .into_response(),
-        Err(e) => store_error(&e),
-    }
+    let (limit, before) = parse_page_query(&query)?;
+    let page = page(services.log.as_ref(), &name, before, limit)?;
+    let decisions: Vec<Value> = page
+        .decisions
+        .iter()
+        .map(|(id, d)| decision_json(*id, d))
+        .collect();
+    Ok(axum::Json(json!({
+        "service": name,
+        "decisions": decisions,
+        "next": page.next,
+    }))
+    .into_response())
 }
 
 /// The JSON object of a request body; an empty body is an empty object. Err: the
@@ -489,15 +509,11 @@ fn parse_direction(body: &[u8]) -> Result<Direction, (String, String)> {
     }
 }
 
-fn bad_request((message, field): (String, String)) -> Response {
-    error(StatusCode::BAD_REQUEST, message, Some(&field))
-}
-
 async fn pause(
     State(state): State<ServerState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     pause_or_resume(&state, &name, &body, true)
 }
 
@@ -505,23 +521,19 @@ async fn resume(
     State(state): State<ServerState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     pause_or_resume(&state, &name, &body, false)
 }
 
-fn pause_or_resume(state: &ServerState, name: &str, body: &[u8], pause: bool) -> Response {
-    let services = match services(state) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let h = match handle(services, name) {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    let direction = match parse_direction(body) {
-        Ok(d) => d,
-        Err(e) => return bad_request(e),
-    };
+fn pause_or_resume(
+    state: &ServerState,
+    name: &str,
+    body: &[u8],
+    pause: bool,
+) -> Result<Response, ApiError> {
+    let services = services(state)?;
+    let h = handle(services, name)?;
+    let direction = parse_direction(body)?;
     let controls = if pause {
         h.pause(direction)
     } else {
@@ -533,11 +545,11 @@ fn pause_or_resume(state: &ServerState, name: &str, body: &[u8], pause: bool) ->
     } else {
         tracing::info!(service = %name, direction = direction.as_str(), paused_in = paused.scale_in, paused_out = paused.scale_out, "resumed by operator");
     }
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "service": name,
         "paused": { "in": paused.scale_in, "out": paused.scale_out },
     }))
-    .into_response()
+    .into_response())
 }
 
 /// A count field of an override body: a whole number within the hard limit.
@@ -640,42 +652,30 @@ async fn set_override(
     State(state): State<ServerState>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let services = match services(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let h = match handle(services, &name) {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let services = services(&state)?;
+    let h = handle(services, &name)?;
     let now = services.clock.now();
-    let o = match parse_override(&body, h.status().config, now) {
-        Ok(o) => o,
-        Err(e) => return bad_request(e),
-    };
+    let o = parse_override(&body, h.status().config, now)?;
     h.set_override(o);
     tracing::info!(service = %name, min = ?o.min, max = ?o.max, until = %o.until, "override of min/max set by operator");
-    axum::Json(json!({ "service": name, "override": override_json(&o, now) })).into_response()
+    Ok(axum::Json(json!({ "service": name, "override": override_json(&o, now) })).into_response())
 }
 
-async fn clear_override(State(state): State<ServerState>, Path(name): Path<String>) -> Response {
-    let services = match services(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let h = match handle(services, &name) {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
+async fn clear_override(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let services = services(&state)?;
+    let h = handle(services, &name)?;
     let removed = h.clear_override();
     tracing::info!(service = %name, removed = removed.is_some(), "override of min/max removed by operator");
     let now = services.clock.now();
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "service": name,
         "removed": removed.map(|o| override_json(&o, now)),
     }))
-    .into_response()
+    .into_response())
 }
 
 #[cfg(test)]
