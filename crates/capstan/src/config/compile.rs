@@ -867,6 +867,7 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
     t.finish(ctx);
     let max = max?;
     let name = name?;
+    let policies = policies.map(|p| super::policies::bind_service(p, &name));
     Some(ServiceSpec {
         name: name.clone(),
         interval,

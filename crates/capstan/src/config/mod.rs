@@ -84,6 +84,8 @@ pub mod defaults {
     pub const TARGET_REFRESH: Duration = Duration::from_secs(3600);
     /// `target_min` of backlog per task.
     pub const BACKLOG_TARGET_MIN: f64 = 1.0;
+    /// `forget_after` of an alert policy: a resolved alert is forgotten after 10 min.
+    pub const ALERT_FORGET_AFTER: Duration = Duration::from_secs(600);
     /// `target_max` of backlog per task.
     pub const BACKLOG_TARGET_MAX: f64 = 1_000_000.0;
 }

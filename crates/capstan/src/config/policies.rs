@@ -1,13 +1,15 @@
 //! Compiles `[[services.policies]]` into the core's policy types, then runs each
 //! policy's own `validate` and files its errors under the policy's key path.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use capstan_core::alerts::AlertSelector;
 use capstan_core::policy::scheduled::cron_expression as parse_cron;
 use capstan_core::policy::{
-    Adjustment, Aggregation, BacklogPerTask, Datapoints, Growth, Jitter, MetricBounds, NamedPolicy,
-    Policy, Scheduled, ScheduledAction, StepAlarm, StepBand, StepScaling, TargetTracking,
-    Threshold, TrackingMode,
+    Adjustment, Aggregation, Alert, BacklogPerTask, Datapoints, Growth, Jitter, MetricBounds,
+    NamedPolicy, Policy, Scheduled, ScheduledAction, StepAlarm, StepBand, StepScaling,
+    TargetTracking, Threshold, TrackingMode,
 };
 use jiff::tz::TimeZone;
 
@@ -100,6 +102,7 @@ fn compile_policy(
         Some("threshold") => schema::THRESHOLD,
         Some("backlog_per_task") => schema::BACKLOG,
         Some("scheduled") => schema::SCHEDULED,
+        Some("alert") => schema::ALERT,
         _ => {
             // Unknown kind: only the kind is reported.
             t.allow(schema::TARGET_TRACKING);
@@ -107,6 +110,7 @@ fn compile_policy(
             t.allow(schema::THRESHOLD);
             t.allow(schema::BACKLOG);
             t.allow(schema::SCHEDULED);
+            t.allow(schema::ALERT);
             &[]
         }
     };
@@ -117,6 +121,7 @@ fn compile_policy(
         Some("threshold") => threshold(ctx, &t, sources).map(Policy::Threshold),
         Some("backlog_per_task") => backlog(ctx, &t, sources).map(Policy::BacklogPerTask),
         Some("scheduled") => scheduled(ctx, &t).map(Policy::Scheduled),
+        Some("alert") => alert(ctx, &t).map(Policy::Alert),
         _ => None,
     };
     t.finish(ctx);
@@ -332,6 +337,72 @@ fn threshold(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, sources: &[String]) -> Option
         growth,
         jitter: jitter?,
     })
+}
+
+/// `kind = "alert"`. The service is filled in by [`bind_service`].
+fn alert(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<Alert> {
+    let alertname = t.opt::<Str>(ctx, "alert").map(|s| s.value);
+    let labels: BTreeMap<String, String> = t
+        .opt::<BTreeMap<String, Str>>(ctx, "match")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.value))
+        .collect();
+    if alertname.is_none() && labels.is_empty() && !t.has("alert") && !t.has("match") {
+        ctx.error(
+            &t.span_of("kind"),
+            &t.path_of("alert"),
+            "an alert policy needs `alert` (the alertname) and/or `match` (labels)",
+        );
+    }
+    let threshold = t.opt::<f64>(ctx, "threshold");
+    let value_key = t.opt::<Str>(ctx, "value_key").map(|s| s.value);
+    let step = t.opt::<u32>(ctx, "step").unwrap_or(1);
+    let growth = match t.choice(ctx, "growth", schema::GROWTHS, "growth") {
+        Some("linear") => Growth::Linear,
+        Some("exponential") => Growth::Exponential,
+        _ => Growth::Fixed,
+    };
+    let max_step = t.opt::<u32>(ctx, "max_step");
+    let jitter = match t.table(ctx, "jitter", schema::JITTER) {
+        Some(j) => {
+            let fraction = j.req::<f64>(ctx, "fraction");
+            let seed = j.opt::<u64>(ctx, "seed").unwrap_or(0);
+            j.finish(ctx);
+            Some(Some(Jitter {
+                fraction: fraction?,
+                seed,
+            }))
+        }
+        None if t.has("jitter") => None,
+        None => Some(None),
+    };
+    let in_step = t.opt::<u32>(ctx, "in_step").unwrap_or(1);
+    let forget_after = t
+        .opt_positive(ctx, "forget_after")
+        .unwrap_or(defaults::ALERT_FORGET_AFTER);
+    Some(Alert {
+        service: String::new(),
+        selector: AlertSelector { alertname, labels },
+        threshold,
+        value_key,
+        step,
+        growth,
+        max_step,
+        jitter: jitter?,
+        in_step,
+        forget_after,
+    })
+}
+
+/// Gives the `alert` policies of `service` its name (they read that service's alerts).
+pub(crate) fn bind_service(mut policies: Vec<NamedPolicy>, service: &str) -> Vec<NamedPolicy> {
+    for p in &mut policies {
+        if let Policy::Alert(a) = &mut p.policy {
+            service.clone_into(&mut a.service);
+        }
+    }
+    policies
 }
 
 fn backlog(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, sources: &[String]) -> Option<BacklogPerTask> {

@@ -238,6 +238,19 @@ pub const BACKLOG: &[&str] = &[
     "tolerance",
     "datapoints",
 ];
+/// `kind = "alert"`.
+pub const ALERT: &[&str] = &[
+    "alert",
+    "match",
+    "threshold",
+    "value_key",
+    "step",
+    "growth",
+    "max_step",
+    "jitter",
+    "in_step",
+    "forget_after",
+];
 /// `kind = "scheduled"`.
 pub const SCHEDULED: &[&str] = &["timezone", "actions"];
 /// One entry of `actions` of a scheduled policy.
@@ -277,6 +290,7 @@ pub const POLICY_KINDS: &[&str] = &[
     "threshold",
     "backlog_per_task",
     "scheduled",
+    "alert",
 ];
 /// `mode` of a target tracking policy.
 pub const TRACKING_MODES: &[&str] = &["total", "per_task"];
@@ -486,6 +500,10 @@ pub const ALL_VALUES: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"kafka\"`",
         keys: KAFKA_SASL_MECHANISMS,
+    },
+    TableKeys {
+        section: "`kind = \"alert\"`",
+        keys: ALERT,
     },
     TableKeys {
         section: "`target`",
