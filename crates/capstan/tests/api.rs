@@ -589,8 +589,8 @@ async fn readyz_needs_the_services_and_a_store_that_answers() {
     assert_eq!(status, 503);
 }
 
-/// Every route of the listener: the API's table plus the routes of `server.rs` (and
-/// its webhooks), which are not built from it.
+/// Every route of the listener: the API's table plus the routes of `server.rs` and of
+/// the webhooks, which are not built from it.
 fn listener_routes() -> BTreeSet<(String, String)> {
     let mut all: BTreeSet<_> = api::routes()
         .iter()
@@ -601,6 +601,8 @@ fn listener_routes() -> BTreeSet<(String, String)> {
         ("GET", "/metrics"),
         ("POST", "/api/v1/metrics/{name}"),
         ("POST", "/api/v1/reload"),
+        ("POST", "/webhooks/alertmanager"),
+        ("POST", "/webhooks/grafana"),
     ] {
         all.insert((method.to_owned(), path.to_owned()));
     }
