@@ -659,3 +659,91 @@ async fn the_openapi_document_is_the_checked_in_file_and_lists_every_route() {
         );
     }
 }
+
+/// 10,000 services: loops recording their ticks from several threads while the API
+/// lists them; every service is listed with its latest decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_services_list_while_they_tick() {
+    use capstan_core::model::Bounds;
+
+    let clock = Arc::new(VirtualClock::at_epoch());
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let registry = Arc::new(Registry::new());
+    let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i:05}")).collect();
+    let handles: Vec<_> = names
+        .iter()
+        .map(|n| registry.register(n, Bounds { min: 1, max: 10 }, false))
+        .collect();
+    let record = |round: u32| {
+        for h in &handles {
+            let d = Decision {
+                service: h.name().to_owned(),
+                at: clock.now(),
+                capacity: Capacity {
+                    desired: round,
+                    running: round,
+                    pending: 0,
+                },
+                asks: Vec::new(),
+                rule: capstan_core::decision::Rule::NoVotes,
+                winner: None,
+                combined: round,
+                min: 1,
+                max: 10,
+                steps: Vec::new(),
+                action: Action::Hold { at: round },
+                dry_run: false,
+            };
+            h.record_decision(&d, clock.now());
+        }
+    };
+    record(1);
+    let config = config::compile(CONFIG, "t.toml", &|_| None).unwrap();
+    let exporter = Arc::new(Exporter::new(&config.sources, Arc::clone(&dyn_clock)));
+    let state = ServerState::new(None, exporter, PushStore::new(Arc::clone(&dyn_clock)))
+        .with_services(Services::new(
+            Arc::clone(&registry),
+            Arc::new(MemoryStore::new(10)),
+            dyn_clock,
+        ));
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let cancel = CancellationToken::new();
+    tokio::spawn(server::serve(
+        listener,
+        server::router(state),
+        cancel.clone(),
+    ));
+    let writer = {
+        let handles = handles.clone();
+        std::thread::spawn(move || {
+            for round in 2..=20u32 {
+                for h in &handles {
+                    h.pause(capstan_core::controls::Direction::In);
+                    h.resume(capstan_core::controls::Direction::In);
+                    h.record_error(
+                        format!("round {round}"),
+                        capstan_core::Timestamp::UNIX_EPOCH,
+                    );
+                }
+            }
+        })
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let body: Value = client
+            .get(format!("{base}/api/v1/services"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let listed = body["services"].as_array().unwrap();
+        assert_eq!(listed.len(), 10_000);
+        assert_eq!(listed[0]["name"], "svc-00000");
+        assert_eq!(listed[9_999]["last_decision"]["action"]["desired"], 1);
+    }
+    writer.join().unwrap();
+    cancel.cancel();
+}
