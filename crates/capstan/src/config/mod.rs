@@ -29,8 +29,10 @@ pub mod interpolate;
 mod policies;
 mod reader;
 pub mod schema;
+pub mod webhooks;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use webhooks::{WebhookSpec, WebhooksSpec};
 
 /// Every default value of the configuration, in one place.
 pub mod defaults {
@@ -241,6 +243,8 @@ pub struct Config {
     pub log: LogSpec,
     /// The HTTP listener.
     pub server: ServerSpec,
+    /// The alert webhooks' settings.
+    pub webhooks: WebhooksSpec,
     /// Sources, in file order.
     pub sources: Vec<SourceSpec>,
     /// Services, in file order.
@@ -320,6 +324,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("log", &self.log)
             .field("server", &self.server)
+            .field("webhooks", &self.webhooks)
             .field("sources", &sources)
             .field("services", &self.services)
             .field("ship_to_cloudwatch", &self.ship_to_cloudwatch)

@@ -16,11 +16,15 @@ pub struct TableKeys {
 }
 
 /// The top level of the file.
-pub const ROOT: &[&str] = &["log", "server", "sources", "services"];
+pub const ROOT: &[&str] = &["log", "server", "webhooks", "sources", "services"];
 /// `[log]`.
 pub const LOG: &[&str] = &["format", "level"];
 /// `[server]`.
 pub const SERVER: &[&str] = &["listen", "token", "token_file"];
+/// `[webhooks]`.
+pub const WEBHOOKS: &[&str] = &["alertmanager", "grafana"];
+/// `[webhooks.alertmanager]` and `[webhooks.grafana]`.
+pub const WEBHOOK: &[&str] = &["token", "token_file", "service_label"];
 /// `[sources.NAME]`, keys of every kind.
 pub const SOURCE: &[&str] = &[
     "kind",
@@ -314,6 +318,14 @@ pub const ALL: &[TableKeys] = &[
         keys: SERVER,
     },
     TableKeys {
+        section: "`[webhooks]`",
+        keys: WEBHOOKS,
+    },
+    TableKeys {
+        section: "`[webhooks]`",
+        keys: WEBHOOK,
+    },
+    TableKeys {
         section: "`[sources.NAME]`",
         keys: SOURCE,
     },
@@ -458,6 +470,10 @@ pub const ALL: &[TableKeys] = &[
         keys: SCHEDULED,
     },
     TableKeys {
+        section: "`kind = \"alert\"`",
+        keys: ALERT,
+    },
+    TableKeys {
         section: "`kind = \"scheduled\"`",
         keys: SCHEDULED_ACTION,
     },
@@ -500,10 +516,6 @@ pub const ALL_VALUES: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"kafka\"`",
         keys: KAFKA_SASL_MECHANISMS,
-    },
-    TableKeys {
-        section: "`kind = \"alert\"`",
-        keys: ALERT,
     },
     TableKeys {
         section: "`target`",

@@ -30,7 +30,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::ServerState;
-use crate::config::Secret;
+use crate::config::{Config, Secret, TokenSource, WebhookSpec};
 
 /// The largest webhook body accepted (bytes); a larger one is answered 413.
 pub const MAX_WEBHOOK_BODY: usize = 256 * 1024;
@@ -60,6 +60,47 @@ impl Default for WebhookSettings {
             token: None,
             service_label: DEFAULT_SERVICE_LABEL.to_owned(),
         }
+    }
+}
+
+/// A webhook's `token_file` could not be read or is empty.
+#[derive(Debug, thiserror::Error)]
+#[error("webhooks.{route}.token_file {path}: {reason}")]
+pub struct WebhookTokenError {
+    /// `alertmanager` or `grafana`.
+    pub route: &'static str,
+    /// The file, as configured.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl WebhookSettings {
+    /// The settings of `spec` (the `[webhooks.ROUTE]` table): a `token_file` is read now,
+    /// a final newline dropped.
+    pub fn resolve(route: &'static str, spec: &WebhookSpec) -> Result<Self, WebhookTokenError> {
+        let token = match &spec.token {
+            None => None,
+            Some(TokenSource::Inline(token)) => Some(token.clone()),
+            Some(TokenSource::File(path)) => {
+                let fail = |reason: String| WebhookTokenError {
+                    route,
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+                let token = text.strip_suffix('\n').unwrap_or(&text);
+                let token = token.strip_suffix('\r').unwrap_or(token);
+                if token.trim().is_empty() {
+                    return Err(fail("the file is empty".into()));
+                }
+                Some(Secret::new(token))
+            }
+        };
+        Ok(Self {
+            token,
+            service_label: spec.service_label.clone(),
+        })
     }
 }
 
@@ -155,6 +196,25 @@ impl Webhooks {
             clock,
             on_change: None,
         }
+    }
+
+    /// The webhooks of `config` (its `[webhooks]` settings, its services and their
+    /// `alert` policies), storing state in `obs` at times from `clock`.
+    pub fn from_config(
+        config: &Config,
+        obs: SharedObservations,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, WebhookTokenError> {
+        let routes = AlertRoutes::from_engines(config.services.iter().map(|s| &s.engine));
+        Ok(Self::new(obs, clock, routes)
+            .alertmanager(WebhookSettings::resolve(
+                "alertmanager",
+                &config.webhooks.alertmanager,
+            )?)
+            .grafana(WebhookSettings::resolve(
+                "grafana",
+                &config.webhooks.grafana,
+            )?))
     }
 
     /// Settings of `POST /webhooks/alertmanager`.
