@@ -388,13 +388,14 @@ async fn webhooks_built_from_a_config_use_its_tokens_and_policies() {
     let config = capstan::config::compile(&text, "alert.toml", &env).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(VirtualClock::at_epoch());
     let obs: SharedObservations = Arc::new(Mutex::new(Observations::new()));
-    let hooks = Webhooks::from_config(&config, Arc::clone(&obs), Arc::clone(&clock)).unwrap();
+    let hooks =
+        Arc::new(Webhooks::from_config(&config, Arc::clone(&obs), Arc::clone(&clock)).unwrap());
     let state = ServerState::new(
         None,
         Arc::new(Exporter::new(&[], Arc::clone(&clock))),
         PushStore::new(clock),
     )
-    .with_alerts(Arc::new(hooks));
+    .with_alerts(Arc::clone(&hooks));
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let cancel = CancellationToken::new();
@@ -417,9 +418,25 @@ async fn webhooks_built_from_a_config_use_its_tokens_and_policies() {
     let response = post(Some("am-token")).await.unwrap();
     assert_eq!(response.status(), 200);
     let summary: serde_json::Value = response.json().await.unwrap();
-    // `worker` by its label (and its policy's selector); `mailer` is not configured.
+    // `worker` by its label; `mailer` is not configured.
     assert_eq!(summary["applied"]["worker"], 1, "{summary}");
     assert_eq!(summary["unknown_services"]["mailer"], 1, "{summary}");
+
+    // A reload with another token and a `mailer` service: the old token is refused, and
+    // the alert labelled for `mailer` goes there, not to the other service whose policy
+    // selects `QueueHigh` too.
+    let reloaded_text = format!(
+        "{}\n[[services]]\nname = \"mailer\"\nmax = 2\ntarget = {{ kind = \"process\", command = [\"true\"] }}\n[[services.policies]]\nkind = \"alert\"\nalert = \"QueueHigh\"\n",
+        text.replace(
+            "token = \"${API_TOKEN}\"          #",
+            "token = \"new-token\" #"
+        )
+    );
+    let reloaded = capstan::config::compile(&reloaded_text, "alert.toml", &env).unwrap();
+    hooks.reload(&reloaded).unwrap();
+    assert_eq!(post(Some("am-token")).await.unwrap().status(), 401);
+    let summary: serde_json::Value = post(Some("new-token")).await.unwrap().json().await.unwrap();
+    assert_eq!(summary["applied"]["mailer"], 1, "{summary}");
     cancel.cancel();
 
     // A token file that cannot be read names the webhook and the file.
@@ -435,4 +452,24 @@ async fn webhooks_built_from_a_config_use_its_tokens_and_policies() {
         err.starts_with("webhooks.grafana.token_file /nonexistent/capstan-grafana-token:"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_service_label_wins_over_policy_selectors() {
+    let s = start(None, None).await;
+    // "High memory usage" with team=blue is selected by `api`'s policy, but the label
+    // names `worker`: it goes to `worker` only.
+    let body = fixture("grafana.json").replacen(
+        "\"team\": \"blue\",",
+        "\"team\": \"blue\", \"service\": \"worker\",",
+        1,
+    );
+    let (status, summary) = s.post("grafana", None, body).await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(
+        summary["applied"],
+        serde_json::json!({"worker": 1}),
+        "{summary}"
+    );
+    assert!(s.alerts("api").is_empty());
 }

@@ -6,7 +6,7 @@
 //! changes nothing; a body over [`MAX_WEBHOOK_BODY`] is answered 413), the webhook auth
 //! (the listener's token and an optional per-webhook token, both compared in constant
 //! time and never logged), mapping each alert to services ([`AlertRoutes`]: a label,
-//! `service` by default, and the selectors of the services' `alert` policies), storing
+//! `service` by default, else the selectors of the services' `alert` policies), storing
 //! the state per (service, fingerprint) in the shared observations with the time from a
 //! [`Clock`], and calling the [`OnChange`] hook for every service whose alert state
 //! changed (so its loop evaluates at once).
@@ -140,22 +140,24 @@ impl AlertRoutes {
         routes
     }
 
-    /// The services `labels` are for (by `service_label`, then by the policies'
-    /// selectors), and the unknown service the label named, if any.
+    /// The services `labels` are for, and the unknown service the label named, if any.
+    /// An alert with `service_label` is for the service it names only (none if that
+    /// service is unknown); an alert without it is for every service with an `alert`
+    /// policy selecting it.
     fn resolve(
         &self,
         labels: &BTreeMap<String, String>,
         service_label: &str,
     ) -> (Vec<String>, Option<String>) {
-        let mut out: Vec<String> = Vec::new();
-        let mut unknown = None;
         if let Some(name) = labels.get(service_label) {
-            if self.services.contains(name) {
-                out.push(name.clone());
+            return if self.services.contains(name) {
+                (vec![name.clone()], None)
             } else {
-                unknown = Some(name.clone());
-            }
+                (Vec::new(), Some(name.clone()))
+            };
         }
+        let mut out: Vec<String> = Vec::new();
+        let unknown = None;
         for (service, selector) in &self.selectors {
             if selector.matches(labels) && !out.contains(service) {
                 out.push(service.clone());
@@ -167,19 +169,33 @@ impl AlertRoutes {
 
 /// The webhook part of the listener's state (see the [module docs](self)).
 pub struct Webhooks {
-    alertmanager: WebhookSettings,
-    grafana: WebhookSettings,
-    routes: RwLock<AlertRoutes>,
+    setup: RwLock<Setup>,
     obs: SharedObservations,
     clock: Arc<dyn Clock>,
     on_change: Option<OnChange>,
 }
 
+/// What a reload may change: both routes' settings and the routing.
+#[derive(Debug, Clone)]
+struct Setup {
+    alertmanager: WebhookSettings,
+    grafana: WebhookSettings,
+    routes: AlertRoutes,
+}
+
+impl Setup {
+    fn settings(&self, origin: AlertOrigin) -> &WebhookSettings {
+        match origin {
+            AlertOrigin::Alertmanager => &self.alertmanager,
+            AlertOrigin::Grafana => &self.grafana,
+        }
+    }
+}
+
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Webhooks")
-            .field("alertmanager", &self.alertmanager)
-            .field("grafana", &self.grafana)
+            .field("setup", &*self.setup())
             .finish_non_exhaustive()
     }
 }
@@ -189,9 +205,11 @@ impl Webhooks {
     /// times read from `clock`, routed by `routes`; default settings for both routes.
     pub fn new(obs: SharedObservations, clock: Arc<dyn Clock>, routes: AlertRoutes) -> Self {
         Self {
-            alertmanager: WebhookSettings::default(),
-            grafana: WebhookSettings::default(),
-            routes: RwLock::new(routes),
+            setup: RwLock::new(Setup {
+                alertmanager: WebhookSettings::default(),
+                grafana: WebhookSettings::default(),
+                routes,
+            }),
             obs,
             clock,
             on_change: None,
@@ -220,14 +238,20 @@ impl Webhooks {
     /// Settings of `POST /webhooks/alertmanager`.
     #[must_use]
     pub fn alertmanager(mut self, settings: WebhookSettings) -> Self {
-        self.alertmanager = settings;
+        self.setup
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .alertmanager = settings;
         self
     }
 
     /// Settings of `POST /webhooks/grafana`.
     #[must_use]
     pub fn grafana(mut self, settings: WebhookSettings) -> Self {
-        self.grafana = settings;
+        self.setup
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .grafana = settings;
         self
     }
 
@@ -239,17 +263,32 @@ impl Webhooks {
         self
     }
 
-    /// Replaces the routes (after a configuration reload).
+    /// Replaces the routes.
     pub fn set_routes(&self, routes: AlertRoutes) {
-        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = routes;
+        self.setup
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .routes = routes;
+    }
+
+    /// Takes the settings and routes of a reloaded `config` (token files read again).
+    /// On an error nothing changes. Alert state already stored is kept.
+    pub fn reload(&self, config: &Config) -> Result<(), WebhookTokenError> {
+        let setup = Setup {
+            alertmanager: WebhookSettings::resolve("alertmanager", &config.webhooks.alertmanager)?,
+            grafana: WebhookSettings::resolve("grafana", &config.webhooks.grafana)?,
+            routes: AlertRoutes::from_engines(config.services.iter().map(|s| &s.engine)),
+        };
+        *self.setup.write().unwrap_or_else(PoisonError::into_inner) = setup;
+        Ok(())
+    }
+
+    fn setup(&self) -> std::sync::RwLockReadGuard<'_, Setup> {
+        self.setup.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Stores `alerts` and returns the summary answered to the caller.
     fn apply(&self, origin: AlertOrigin, alerts: Vec<Incoming>) -> serde_json::Value {
-        let settings = match origin {
-            AlertOrigin::Alertmanager => &self.alertmanager,
-            AlertOrigin::Grafana => &self.grafana,
-        };
         let now = self.clock.now();
         let received = alerts.len();
         let mut applied: BTreeMap<String, u64> = BTreeMap::new();
@@ -257,11 +296,11 @@ impl Webhooks {
         let mut unmatched = 0u64;
         let mut changed: BTreeSet<String> = BTreeSet::new();
         {
-            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+            let setup = self.setup();
+            let label = &setup.settings(origin).service_label;
             let mut obs = self.obs.lock().unwrap_or_else(PoisonError::into_inner);
             for alert in alerts {
-                let (services, unknown_name) =
-                    routes.resolve(&alert.state.labels, &settings.service_label);
+                let (services, unknown_name) = setup.routes.resolve(&alert.state.labels, label);
                 if services.is_empty() {
                     match unknown_name {
                         Some(name) => *unknown.entry(name).or_default() += 1,
@@ -589,11 +628,8 @@ async fn handle(
             None,
         );
     };
-    let settings = match origin {
-        AlertOrigin::Alertmanager => &hooks.alertmanager,
-        AlertOrigin::Grafana => &hooks.grafana,
-    };
-    if !authorized(&headers, state.token.as_ref(), settings.token.as_ref()) {
+    let own = hooks.setup().settings(origin).token.clone();
+    if !authorized(&headers, state.token.as_ref(), own.as_ref()) {
         let mut response = error(
             StatusCode::UNAUTHORIZED,
             "a valid bearer token is required (Authorization: Bearer TOKEN)".into(),
