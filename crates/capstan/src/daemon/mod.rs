@@ -66,7 +66,7 @@ use crate::config::{self, Config};
 use crate::server::{self, Exporter, ExportingLog, ServerError, ServerState};
 
 use reload::{ReloadError, ReloadHandle, ReloadOutcome, ReloadRequest, ReloadSummary};
-use services::{Change, Services, TargetFactory};
+use services::{Change, Services, TargetFactory, Wakers};
 use sources::Sources;
 
 /// Why the daemon could not start or had to stop.
@@ -206,7 +206,12 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     // Stops the loops, pollers, listener and reload triggers.
     let stop = cancel.child_token();
 
-    let mut observer: Arc<dyn ReadObserver> = exporter.clone();
+    // Every read is exported and wakes the services that use the source.
+    let wakers = Arc::new(Wakers::default());
+    let mut observer: Arc<dyn ReadObserver> = Arc::new(capstan_sources::ship::Observers(vec![
+        exporter.clone(),
+        wakers.clone(),
+    ]));
     // ship_to_cloudwatch: shippers on tasks of their own, fed by the same reads. They
     // stop after the pollers (their own token), so the last reads are shipped too.
     let ship_stop = CancellationToken::new();
@@ -268,7 +273,8 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
         Arc::clone(&log),
         stop.clone(),
     )
-    .with_factory(targets);
+    .with_factory(targets)
+    .with_wakers(wakers);
     let mut daemon = Daemon {
         path,
         dry_run,

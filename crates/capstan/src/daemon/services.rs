@@ -12,7 +12,7 @@
 //! service is removed or capstan stops.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use capstan_control::ServiceLoop;
@@ -20,6 +20,7 @@ use capstan_core::clock::Clock;
 use capstan_core::metrics::SharedObservations;
 use capstan_core::model::TaskId;
 use capstan_core::planner::Engine;
+use capstan_sources::{ReadError, ReadObserver};
 use capstan_store::DecisionLog;
 use capstan_targets::{EcsTarget, Observed, ProcessTarget, Target, TargetError, TargetSpec};
 use capstan_world::World;
@@ -129,9 +130,104 @@ pub enum Change {
     Target,
 }
 
-/// Per-service wakers, shared with whoever must trigger an evaluation at once (the
-/// webhooks).
-pub type Wakers = Arc<RwLock<HashMap<String, Arc<Notify>>>>;
+/// Wakes services to evaluate at once: by name (the webhooks, after an alert), and by
+/// source (as a [`ReadObserver`] of the pollers: every read of a source a service's
+/// policies use, so a change reaches the decision without waiting for the service's
+/// next interval).
+#[derive(Default)]
+pub struct Wakers {
+    inner: RwLock<WakerMaps>,
+}
+
+#[derive(Default)]
+struct WakerMaps {
+    /// Each service's waker and the sources it reads.
+    by_service: HashMap<String, (Arc<Notify>, Vec<String>)>,
+    /// The wakers of the services reading each source.
+    by_source: HashMap<String, Vec<Arc<Notify>>>,
+}
+
+impl Wakers {
+    /// Wakes service `name`; false if there is no such service.
+    pub fn wake(&self, name: &str) -> bool {
+        let maps = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        maps.by_service.get(name).is_some_and(|(notify, _)| {
+            notify.notify_one();
+            true
+        })
+    }
+
+    /// Registers (or replaces) service `name`'s waker, woken by reads of `sources`.
+    fn set(&self, name: &str, notify: Arc<Notify>, sources: Vec<String>) {
+        let mut maps = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        maps.unlink(name);
+        for source in &sources {
+            maps.by_source
+                .entry(source.clone())
+                .or_default()
+                .push(Arc::clone(&notify));
+        }
+        maps.by_service.insert(name.to_owned(), (notify, sources));
+    }
+
+    /// Service `name` reads `sources` now (a reload changed its policies).
+    fn set_sources(&self, name: &str, sources: Vec<String>) {
+        let notify = {
+            let maps = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+            maps.by_service.get(name).map(|(n, _)| Arc::clone(n))
+        };
+        if let Some(notify) = notify {
+            self.set(name, notify, sources);
+        }
+    }
+
+    /// Forgets service `name`.
+    fn remove(&self, name: &str) {
+        let mut maps = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        maps.unlink(name);
+    }
+}
+
+impl WakerMaps {
+    /// Removes service `name` from both maps.
+    fn unlink(&mut self, name: &str) {
+        let Some((notify, sources)) = self.by_service.remove(name) else {
+            return;
+        };
+        for source in sources {
+            if let Some(list) = self.by_source.get_mut(&source) {
+                list.retain(|n| !Arc::ptr_eq(n, &notify));
+                if list.is_empty() {
+                    self.by_source.remove(&source);
+                }
+            }
+        }
+    }
+}
+
+impl ReadObserver for Wakers {
+    fn observed(&self, source: &str, _took: Duration, _result: Result<f64, &ReadError>) {
+        let maps = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = maps.by_source.get(source) {
+            for notify in list {
+                notify.notify_one();
+            }
+        }
+    }
+}
+
+/// The sources `engine`'s policies read.
+fn sources_of(engine: &Engine) -> Vec<String> {
+    let mut sources: Vec<String> = engine
+        .policies
+        .iter()
+        .flat_map(|p| p.policy.sources())
+        .map(str::to_owned)
+        .collect();
+    sources.sort();
+    sources.dedup();
+    sources
+}
 
 /// The running services.
 pub struct Services {
@@ -148,7 +244,7 @@ pub struct Services {
     shutdowns: JoinSet<()>,
     /// Targets of loops that have ended (`--once`), shut down by [`Self::stop_all`].
     finished: Vec<AnyTarget>,
-    wakers: Wakers,
+    wakers: Arc<Wakers>,
     /// Builds targets instead of their configuration, when it says so.
     factory: Option<TargetFactory>,
 }
@@ -177,6 +273,13 @@ impl Services {
         }
     }
 
+    /// Registers the services' wakers in `wakers` (shared with the pollers).
+    #[must_use]
+    pub fn with_wakers(mut self, wakers: Arc<Wakers>) -> Self {
+        self.wakers = wakers;
+        self
+    }
+
     /// Builds targets with `factory` first (see [`TargetFactory`]).
     #[must_use]
     pub fn with_factory(mut self, factory: Option<TargetFactory>) -> Self {
@@ -184,8 +287,9 @@ impl Services {
         self
     }
 
-    /// The per-service wakers (a service's waker makes it evaluate at once).
-    pub fn wakers(&self) -> Wakers {
+    /// The wakers (a service's waker makes it evaluate at once); give them to the
+    /// pollers as a [`ReadObserver`] so reads wake the services using them.
+    pub fn wakers(&self) -> Arc<Wakers> {
         Arc::clone(&self.wakers)
     }
 
@@ -227,9 +331,7 @@ impl Services {
         let cancel = self.stop.child_token();
         let wake = Arc::new(Notify::new());
         self.wakers
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(spec.name.clone(), Arc::clone(&wake));
+            .set(&spec.name, Arc::clone(&wake), sources_of(&spec.engine));
         let (settings, updates) = watch::channel(Settings {
             engine: spec.engine.clone(),
             interval: spec.interval,
@@ -312,6 +414,8 @@ impl Services {
             engine: spec.engine.clone(),
             interval: spec.interval,
         });
+        self.wakers
+            .set_sources(&spec.name, sources_of(&spec.engine));
         running.spec = spec;
         true
     }
@@ -321,10 +425,7 @@ impl Services {
     pub fn remove(&mut self, name: &str) {
         if let Some(running) = self.running.remove(name) {
             running.cancel.cancel();
-            self.wakers
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(name);
+            self.wakers.remove(name);
         }
     }
 
@@ -416,7 +517,10 @@ async fn drive(
                 }
                 continue;
             }
-            () = wake.notified() => {}
+            () = wake.notified() => {
+                // The periodic tick comes a whole interval after this one.
+                ticks.reset();
+            }
             _ = ticks.tick() => {}
         }
         tokio::select! {
