@@ -6,8 +6,15 @@
 //!   1 s) goes from empty to 37 items at a random moment → desiredCount 4.
 //!   `CAPSTAN_BENCH_ROUNDS` rounds (default 30).
 //!
+//! - `alert`: an Alertmanager webhook (version 4 payload) posting a firing alert for the
+//!   service (an `alert` policy, step 1, max 2) → the scale-out carried out, timed from
+//!   just before the POST is sent to capstan's own log event of the scale-out (emitted
+//!   once the `UpdateService` call has returned), caught by a tracing layer. Each round
+//!   first resolves the alert and waits for the service to be back at 1.
+//!   `CAPSTAN_BENCH_ALERTS` rounds (default 1000).
+//!
 //! Prints the median, p99 and maximum. Needs a Redis (capstan-testkit starts a private
-//! one if none answers on 6379).
+//! one if none answers on 6379). `CAPSTAN_BENCH_ONLY=redis|alert` runs one of them.
 //!
 //! ```sh
 //! cargo bench -p capstan --bench reaction
@@ -24,8 +31,36 @@ use capstan_core::clock::SystemClock;
 use capstan_targets::{EcsTarget, EcsTargetSpec};
 use capstan_testkit::servers;
 use capstan_world::{ServiceSpec, World, WorldConfig};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// Sends the instant of every "scale out" log event of capstan.
+struct ScaleOuts(mpsc::UnboundedSender<Instant>);
+
+struct Message(Option<String>);
+
+impl Visit for Message {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ScaleOuts {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let at = Instant::now();
+        let mut message = Message(None);
+        event.record(&mut message);
+        if message.0.is_some_and(|m| m.starts_with("api: scale out")) {
+            let _ = self.0.send(at);
+        }
+    }
+}
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -63,7 +98,15 @@ fn world_target(world: &World) -> capstan::daemon::services::TargetFactory {
 }
 
 fn new_world() -> World {
-    let world = World::new(WorldConfig::default(), SystemClock);
+    // Without the model's API rate limits: rounds follow each other far faster than a
+    // real service changes (ECS would throttle ListTasks after a few dozen a second).
+    let world = World::new(
+        WorldConfig {
+            rate_limits: false,
+            ..WorldConfig::default()
+        },
+        SystemClock,
+    );
     world
         .add_service(ServiceSpec {
             cluster: "bench".into(),
@@ -160,6 +203,115 @@ datapoints = {{ out = 1, in = 1 }}
     times
 }
 
+fn alert_body(status: &str, round: usize) -> String {
+    format!(
+        r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"QueueHigh\"}}","truncatedAlerts":0,"status":"{status}","receiver":"capstan","groupLabels":{{"alertname":"QueueHigh"}},"commonLabels":{{"alertname":"QueueHigh","service":"api"}},"commonAnnotations":{{}},"externalURL":"http://alertmanager:9093","alerts":[{{"status":"{status}","labels":{{"alertname":"QueueHigh","service":"api"}},"annotations":{{"value":"250"}},"startsAt":"2026-12-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus:9090/graph","fingerprint":"f{round}"}}]}}"#
+    )
+}
+
+async fn alert_reaction(
+    rounds: usize,
+    mut scale_outs: mpsc::UnboundedReceiver<Instant>,
+) -> Vec<Duration> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[[services]]
+name = "api"
+min = 1
+max = 2
+interval = "60s"
+target = {{ kind = "process", command = ["true"] }}
+cooldown = {{ out = "0s", in = "0s" }}
+scale_in = {{ stabilization = "0s" }}
+
+[[services.policies]]
+kind = "alert"
+alert = "QueueHigh"
+threshold = 100
+step = 1
+in_step = 1
+"#
+    );
+    let config = config::compile(&text, "bench.toml", &|_| None).unwrap();
+    let world = new_world();
+    let cancel = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run_with(
+        RunOptions {
+            targets: Some(world_target(&world)),
+            ..RunOptions::new(config)
+        },
+        cancel.clone(),
+    ));
+    let url = format!("http://127.0.0.1:{port}/webhooks/alertmanager");
+    let client = reqwest::Client::new();
+    loop {
+        if client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut times = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let resolved = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(alert_body("resolved", round.saturating_sub(1)))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resolved.status().is_success(),
+            "{}",
+            resolved.text().await.unwrap_or_default()
+        );
+        desired_reaches(&world, 1, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("round {round}: back to 1"));
+        while scale_outs.try_recv().is_ok() {}
+        let body = alert_body("firing", round);
+        let sent = Instant::now();
+        let firing = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(firing.status().is_success());
+        let at = tokio::time::timeout(Duration::from_secs(10), scale_outs.recv())
+            .await
+            .expect("a scale-out within 10 s")
+            .expect("the layer is alive");
+        times.push(at - sent);
+        // ECS stops only running tasks: let the new one start before scaling in.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while world.service_counts("bench", "api").map(|c| c.running) != Some(2) {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the new task did not start"
+            );
+            world.advance();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+    times
+}
+
 fn report(name: &str, mut times: Vec<Duration>) {
     times.sort();
     println!(
@@ -173,16 +325,36 @@ fn report(name: &str, mut times: Vec<Duration>) {
 
 fn main() {
     let rounds = usize::try_from(env_or("CAPSTAN_BENCH_ROUNDS", 30)).unwrap();
+    let alerts = usize::try_from(env_or("CAPSTAN_BENCH_ALERTS", 1000)).unwrap();
+    let only = std::env::var("CAPSTAN_BENCH_ONLY").unwrap_or_default();
+    let (tx, scale_outs) = mpsc::unbounded_channel();
+    let log = std::env::var("CAPSTAN_BENCH_LOG")
+        .ok()
+        .map(|_| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    tracing_subscriber::registry()
+        .with(ScaleOuts(tx))
+        .with(log)
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let times = redis_reaction(rounds).await;
-        report(
-            "redis list crosses the target → UpdateService (1 s source and service intervals)",
-            times,
-        );
+        if only.is_empty() || only == "alert" {
+            let times = alert_reaction(alerts, scale_outs).await;
+            report(
+                "Alertmanager webhook (firing) → scale-out carried out (UpdateService returned)",
+                times,
+            );
+        }
+        if only.is_empty() || only == "redis" {
+            let times = redis_reaction(rounds).await;
+            report(
+                "redis list crosses the target → UpdateService (1 s source and service intervals)",
+                times,
+            );
+        }
     });
 }

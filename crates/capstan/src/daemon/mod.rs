@@ -63,6 +63,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
+use crate::server::webhooks::{WebhookTokenError, Webhooks};
 use crate::server::{self, Exporter, ExportingLog, ServerError, ServerState};
 
 use reload::{ReloadError, ReloadHandle, ReloadOutcome, ReloadRequest, ReloadSummary};
@@ -78,6 +79,9 @@ pub enum DaemonError {
     /// The HTTP listener could not start (token file, address in use).
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// A webhook's token file could not be read.
+    #[error(transparent)]
+    Webhook(#[from] WebhookTokenError),
     /// A service's target could not be set up.
     #[error("service {service}: cannot set up its target: {source}")]
     Target {
@@ -251,8 +255,20 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
         .map_or_else(|_| config.server.listen.to_string(), |a| a.to_string());
     tracing::info!(address = %address, auth = token.is_some(), "HTTP listener started");
     let (reload_handle, reloads) = ReloadHandle::channel();
+    // Alert webhooks store their state in the windows the loops read, and wake the
+    // services whose alert state changed.
+    let hooks = Arc::new(
+        Webhooks::from_config(&config, Arc::clone(&obs), Arc::clone(&clock))?.on_change({
+            let wakers = Arc::clone(&wakers);
+            Arc::new(move |service: &str| {
+                wakers.wake(service);
+            })
+        }),
+    );
     let app = server::router(
-        ServerState::new(token, Arc::clone(&exporter), push).with_reload(reload_handle.clone()),
+        ServerState::new(token, Arc::clone(&exporter), push)
+            .with_reload(reload_handle.clone())
+            .with_alerts(Arc::clone(&hooks)),
     );
     let listening = stop.clone();
     let listener_task = tokio::spawn(async move {
@@ -276,6 +292,7 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     .with_factory(targets)
     .with_wakers(wakers);
     let mut daemon = Daemon {
+        hooks,
         path,
         dry_run,
         exporter,
@@ -331,6 +348,8 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
 
 /// What the main task owns besides the services.
 struct Daemon {
+    /// The alert webhooks (their tokens and routes follow reloads).
+    hooks: Arc<Webhooks>,
     path: Option<PathBuf>,
     dry_run: bool,
     exporter: Arc<Exporter>,
@@ -421,6 +440,16 @@ impl Daemon {
         if new.ship_to_cloudwatch != self.config.ship_to_cloudwatch {
             summary.needs_restart.push("ship_to_cloudwatch".into());
         }
+        // The webhooks' token files first (read again): nothing changes if one cannot
+        // be read. Put back as they were if a later step fails.
+        self.hooks
+            .reload(&new)
+            .map_err(|e| ReloadError::Apply(e.to_string()))?;
+        let restore_hooks = |hooks: &Webhooks, old: &Config| {
+            if let Err(e) = hooks.reload(old) {
+                tracing::warn!(error = %e, "cannot put the webhooks' previous settings back");
+            }
+        };
         // Build every new target first: nothing changes if one cannot be built.
         let changes: Vec<Option<Change>> =
             new.services.iter().map(|s| services.change(s)).collect();
@@ -431,6 +460,7 @@ impl Daemon {
                     Ok(target) => built.push((spec.clone(), target, change.is_some())),
                     Err(e) => {
                         discard(built);
+                        restore_hooks(&self.hooks, &self.config);
                         return Err(ReloadError::Apply(format!("service {}: {e}", spec.name)));
                     }
                 }
@@ -440,6 +470,7 @@ impl Daemon {
             Ok(changes) => summary.sources(changes),
             Err(e) => {
                 discard(built);
+                restore_hooks(&self.hooks, &self.config);
                 return Err(ReloadError::Apply(e.to_string()));
             }
         }

@@ -489,7 +489,8 @@ impl Services {
 }
 
 /// One service's task: tick every interval (a tick that runs late delays the next
-/// ones rather than bunching them up), and also at once when woken; new settings are
+/// ones rather than bunching them up), and also at once when woken; a failed tick is
+/// tried again after 1 s, 2 s, 4 s, ... (at most the interval); new settings are
 /// applied between ticks. Ends when cancelled and gives the loop back (its target to
 /// shut down).
 async fn drive(
@@ -502,6 +503,8 @@ async fn drive(
     let service = service_loop.service().to_owned();
     tracing::info!(service = %service, interval_s = interval.as_secs_f64(), "control loop started");
     let mut ticks = every(interval);
+    // Consecutive failed ticks.
+    let mut failures: u32 = 0;
     loop {
         tokio::select! {
             biased;
@@ -526,15 +529,29 @@ async fn drive(
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
-            result = service_loop.tick() => {
-                if let Err(e) = result {
-                    tracing::warn!(service = %service, error = %e, "tick failed; trying again next interval");
+            result = service_loop.tick() => match result {
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    // Tried again soon (1 s, 2 s, 4 s, ... at most the interval), not
+                    // a whole interval later: the decision is made again then, from
+                    // what the target reports.
+                    failures = failures.saturating_add(1);
+                    let retry = retry_after(failures, ticks.period());
+                    ticks.reset_after(retry);
+                    tracing::warn!(service = %service, error = %e, retry_s = retry.as_secs_f64(), "tick failed; trying again");
                 }
             }
         }
     }
     tracing::info!(service = %service, "control loop stopped");
     service_loop
+}
+
+/// When to try again after the `failures`-th failed tick in a row: 1 s, doubling, at
+/// most `period`.
+fn retry_after(failures: u32, period: Duration) -> Duration {
+    let shift = failures.saturating_sub(1).min(16);
+    Duration::from_secs(1u64 << shift).min(period)
 }
 
 /// A timer firing at once, then every `period` (late ticks delay the next ones).
