@@ -14,8 +14,10 @@ impl Engine {
     /// The state to continue with when `self` replaces `old`, whose state was `state`
     /// (see the [module docs](self)).
     pub fn carry_state(&self, old: &Engine, mut state: EngineState) -> EngineState {
-        let mut previous: Vec<Option<PolicyState>> =
-            std::mem::take(&mut state.policies).into_iter().map(Some).collect();
+        let mut previous: Vec<Option<PolicyState>> = std::mem::take(&mut state.policies)
+            .into_iter()
+            .map(Some)
+            .collect();
         state.policies = self
             .policies
             .iter()

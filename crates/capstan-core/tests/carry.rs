@@ -46,7 +46,11 @@ fn new_bounds_keep_the_cooldown_and_every_policy_state() {
     let carried = new.carry_state(&old, state.clone());
     assert_eq!(carried.planner, state.planner, "cooldown and history kept");
     assert_eq!(carried.policies.len(), 3);
-    assert_eq!(threshold_streak(&carried, 2), 3, "unchanged policy keeps its streak");
+    assert_eq!(
+        threshold_streak(&carried, 2),
+        3,
+        "unchanged policy keeps its streak"
+    );
 }
 
 #[test]
@@ -82,5 +86,9 @@ fn a_changed_policy_starts_afresh_and_the_others_follow_their_names() {
         });
     }
     let carried = renamed.carry_state(&old, state);
-    assert_eq!(threshold_streak(&carried, 2), 0, "a renamed policy is a new one");
+    assert_eq!(
+        threshold_streak(&carried, 2),
+        0,
+        "a renamed policy is a new one"
+    );
 }
