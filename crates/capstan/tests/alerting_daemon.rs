@@ -1,0 +1,180 @@
+//! The whole loop with the real alerting stack and the daemon: a value pushed to capstan
+//! is exported on its `/metrics`; a private Prometheus (Debian package) scrapes it and a
+//! rule on it fires; a private Alertmanager posts its webhook (with the webhook's own
+//! token) to the daemon; the alert policy scales the world model's ECS service out
+//! at once (the service's interval is a minute: only the webhook's wake-up can explain
+//! a prompt change). The value drops, the alert resolves, the service scales back in.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan::config;
+use capstan::daemon::services::AnyTarget;
+use capstan::daemon::{self, RunOptions};
+use capstan_core::clock::SystemClock;
+use capstan_targets::{EcsTarget, EcsTargetSpec};
+use capstan_testkit::prometheus::{Alertmanager, Prometheus, scrape_config};
+use capstan_world::{ServiceCounts, ServiceSpec, World, WorldConfig};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const RULES: &str = r#"groups:
+  - name: capstan
+    interval: 1s
+    rules:
+      - alert: QueueHigh
+        expr: capstan_source_value{source="queue"} > 100
+        labels:
+          service: api
+        annotations:
+          value: "{{ $value }}"
+"#;
+
+fn config(port: u16) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[webhooks.alertmanager]
+token = "am-secret"
+
+[sources.queue]
+kind = "push"
+ttl = "1h"
+interval = "500ms"
+
+[[services]]
+name = "api"
+min = 1
+max = 10
+interval = "60s"
+# Replaced by the world model's ECS service in this test.
+target = {{ kind = "process", command = ["true"] }}
+cooldown = {{ out = "0s", in = "0s" }}
+scale_in = {{ stabilization = "0s" }}
+
+[[services.policies]]
+kind = "alert"
+alert = "QueueHigh"
+threshold = 100
+step = 2
+in_step = 1
+"#
+    )
+}
+
+fn counts(world: &World) -> ServiceCounts {
+    world.service_counts("prod", "api").unwrap()
+}
+
+async fn until(what: &str, world: &World, mut done: impl FnMut(&ServiceCounts) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        world.advance();
+        let now = counts(world);
+        if done(&now) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_alert_scales_the_service_out_and_its_resolution_back_in() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let world = World::new(WorldConfig::default(), SystemClock);
+    world
+        .add_service(ServiceSpec {
+            cluster: "prod".into(),
+            name: "api".into(),
+            desired: 1,
+            startup: Duration::from_millis(300),
+            stop_timeout: Duration::from_millis(300),
+            deprovisioning: Duration::from_millis(100),
+            ..ServiceSpec::default()
+        })
+        .unwrap();
+    let target_world = world.clone();
+    let targets = Arc::new(move |spec: &config::ServiceSpec| {
+        let target = EcsTarget::new(
+            &spec.name,
+            EcsTargetSpec::new("prod", "api"),
+            target_world.clone(),
+            Some(target_world.clone()),
+            None,
+        );
+        Some(AnyTarget::EcsWorld(Arc::new(target)))
+    });
+    let config = config::compile(&config(port), "test.toml", &|_| None).unwrap();
+    let cancel = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run_with(
+        RunOptions {
+            targets: Some(targets),
+            ..RunOptions::new(config)
+        },
+        cancel.clone(),
+    ));
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let push = |value: u32| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/metrics/queue");
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(r) = client.post(&url).body(value.to_string()).send().await
+                    && r.status().is_success()
+                {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "capstan does not take the push");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    push(500).await;
+
+    let am_config = format!(
+        "route:\n  receiver: capstan\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+         receivers:\n  - name: capstan\n    webhook_configs:\n      - url: {base}/webhooks/alertmanager\n        send_resolved: true\n        http_config:\n          authorization:\n            credentials: am-secret\n"
+    );
+    let alertmanager = tokio::task::spawn_blocking(move || Alertmanager::start(&am_config))
+        .await
+        .unwrap();
+    let target = format!("127.0.0.1:{port}");
+    let prom_config = format!(
+        "{}alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"{}\"]\n",
+        scrape_config("capstan", "/metrics", &[&target], &["rules.yml"]),
+        alertmanager.address()
+    );
+    let prometheus = tokio::task::spawn_blocking(move || {
+        Prometheus::start(&prom_config, &[("rules.yml", RULES)])
+    })
+    .await
+    .unwrap();
+
+    // Firing: 1 + step 2, well before the service's one-minute interval.
+    until("the scale-out", &world, |c| c.desired == 3).await;
+    until("three running tasks", &world, |c| c.running == 3).await;
+
+    // The value drops: resolved → one fewer per evaluation.
+    push(3).await;
+    until("the scale-in", &world, |c| c.desired < 3).await;
+
+    drop(prometheus);
+    drop(alertmanager);
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+}
