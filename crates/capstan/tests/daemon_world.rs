@@ -2,7 +2,8 @@
 //! target: a Redis list grows → capstan raises the service's desiredCount → the model's
 //! scheduler starts the tasks after their start-up delay → workers (one item per
 //! running task every 100 ms) drain the list → capstan lowers the count after the
-//! scale-in datapoints, stabilization and cooldown.
+//! scale-in datapoints, stabilization and cooldown. Meanwhile the JSON API pauses
+//! scale-in (the count holds while the list is empty) and resumes it.
 //!
 //! The world model runs on the system clock here (it catches up to now at every call),
 //! as the daemon does: real time, every wait bounded by a deadline.
@@ -26,11 +27,11 @@ use tokio_util::sync::CancellationToken;
 const CLUSTER: &str = "prod";
 const SERVICE: &str = "api";
 
-fn config(redis: &RedisServer, key: &str) -> String {
+fn config(redis: &RedisServer, key: &str, port: u16) -> String {
     format!(
         r#"
 [server]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{port}"
 
 [sources.jobs]
 kind = "redis"
@@ -98,7 +99,14 @@ async fn a_redis_list_scales_the_world_models_ecs_service_out_and_back_in() {
             ..ServiceSpec::default()
         })
         .unwrap();
-    let config = config::compile(&config(&redis, &key), "test.toml", &|_| None).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = format!("http://127.0.0.1:{port}/api/v1/services");
+    let client = reqwest::Client::new();
+    let config = config::compile(&config(&redis, &key, port), "test.toml", &|_| None).unwrap();
     let target_world = world.clone();
     let targets = Arc::new(move |spec: &config::ServiceSpec| {
         let target = EcsTarget::new(
@@ -163,20 +171,53 @@ async fn a_redis_list_scales_the_world_models_ecs_service_out_and_back_in() {
     );
     until("4 running tasks", &world, |c| c.running == 4).await;
 
-    // The workers drain the list; capstan scales back in to the minimum.
+    // The API shows the service; an operator pauses its scale-in.
+    let listed: serde_json::Value = client.get(&api).send().await.unwrap().json().await.unwrap();
+    assert!(listed.to_string().contains("\"api\""), "{listed}");
+    let paused: serde_json::Value = client
+        .post(format!("{api}/api/pause"))
+        .json(&serde_json::json!({"direction": "in"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paused["paused"]["in"], true, "{paused}");
+
+    // The workers drain the list; the pause holds the count.
     draining.cancel();
     let deadline = Instant::now() + Duration::from_secs(20);
     while llen(&redis, &key) > 0 {
         assert!(Instant::now() < deadline, "the list did not drain");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(counts(&world).desired, 4, "scale-in is paused");
+    let detail: serde_json::Value = client
+        .get(format!("{api}/api"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        detail.to_string().contains("paused by operator"),
+        "{detail}"
+    );
+
+    // Resumed: capstan scales back in to the minimum.
+    let resumed = client
+        .post(format!("{api}/api/resume"))
+        .json(&serde_json::json!({"direction": "in"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
     let drained_at = Instant::now();
     until("back to the minimum", &world, |c| c.desired == 1).await;
-    // Not before 3 datapoints below target and the 1 s stabilization window.
-    assert!(
-        drained_at.elapsed() >= Duration::from_millis(500),
-        "scale-in waited for its datapoints and stabilization"
-    );
+    assert!(drained_at.elapsed() < Duration::from_secs(10));
     until("one running task", &world, |c| {
         c.running == 1 && c.stopping == 0
     })

@@ -50,6 +50,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use capstan_control::registry::Registry;
 use capstan_core::clock::{Clock, SystemClock};
 use capstan_core::metrics::{Freshness, Observations, SharedObservations};
 use capstan_sources::SourceKind;
@@ -63,6 +64,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
+use crate::server::api;
 use crate::server::webhooks::{WebhookTokenError, Webhooks};
 use crate::server::{self, Exporter, ExportingLog, ServerError, ServerState};
 
@@ -265,10 +267,17 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
             })
         }),
     );
+    // Each service's handle: the API's pauses and overrides in, its status out.
+    let registry = Arc::new(Registry::new());
     let app = server::router(
         ServerState::new(token, Arc::clone(&exporter), push)
             .with_reload(reload_handle.clone())
-            .with_alerts(Arc::clone(&hooks)),
+            .with_alerts(Arc::clone(&hooks))
+            .with_services(api::Services::new(
+                Arc::clone(&registry),
+                Arc::clone(&log),
+                Arc::clone(&clock),
+            )),
     );
     let listening = stop.clone();
     let listener_task = tokio::spawn(async move {
@@ -290,7 +299,8 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
         stop.clone(),
     )
     .with_factory(targets)
-    .with_wakers(wakers);
+    .with_wakers(wakers)
+    .with_registry(registry);
     let mut daemon = Daemon {
         hooks,
         path,
@@ -485,7 +495,7 @@ impl Daemon {
         }
         for (spec, target, restart) in built {
             if restart {
-                services.remove(&spec.name);
+                services.stop_loop(&spec.name);
                 summary.services_restarted.push(spec.name.clone());
             } else {
                 summary.services_added.push(spec.name.clone());

@@ -16,6 +16,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use capstan_control::ServiceLoop;
+use capstan_control::registry::Registry;
 use capstan_core::clock::Clock;
 use capstan_core::metrics::SharedObservations;
 use capstan_core::model::TaskId;
@@ -247,6 +248,8 @@ pub struct Services {
     wakers: Arc<Wakers>,
     /// Builds targets instead of their configuration, when it says so.
     factory: Option<TargetFactory>,
+    /// Every service's handle shared with the API (controls in, status out).
+    registry: Arc<Registry>,
 }
 
 impl Services {
@@ -270,7 +273,16 @@ impl Services {
             finished: Vec::new(),
             wakers: Arc::default(),
             factory: None,
+            registry: Arc::default(),
         }
+    }
+
+    /// Shares each service's handle through `registry` (the API reads and controls
+    /// them there).
+    #[must_use]
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = registry;
+        self
     }
 
     /// Registers the services' wakers in `wakers` (shared with the pollers).
@@ -321,13 +333,20 @@ impl Services {
 
     /// Starts the loop of `spec` on `target` (built with [`Self::build_target`]).
     pub fn start(&mut self, spec: ServiceSpec, target: AnyTarget) {
+        // A service restarted by a reload keeps its handle: pauses and overrides stay.
+        let handle = self.registry.register(
+            &spec.name,
+            spec.engine.planner.bounds,
+            spec.engine.planner.dry_run,
+        );
         let service_loop = ServiceLoop::new(
             spec.engine.clone(),
             target.clone(),
             Arc::clone(&self.clock),
             Arc::clone(&self.obs),
             Arc::clone(&self.log),
-        );
+        )
+        .with_handle(handle);
         let cancel = self.stop.child_token();
         let wake = Arc::new(Notify::new());
         self.wakers
@@ -359,13 +378,19 @@ impl Services {
     /// Evaluates `spec` once on `target` (`--once`): its task ticks once and ends; see
     /// [`Self::wait_all`].
     pub fn start_once(&mut self, spec: ServiceSpec, target: AnyTarget) {
+        let handle = self.registry.register(
+            &spec.name,
+            spec.engine.planner.bounds,
+            spec.engine.planner.dry_run,
+        );
         let mut service_loop = ServiceLoop::new(
             spec.engine.clone(),
             target,
             Arc::clone(&self.clock),
             Arc::clone(&self.obs),
             Arc::clone(&self.log),
-        );
+        )
+        .with_handle(handle);
         let cancel = self.stop.child_token();
         let handle = self.loops.spawn(async move {
             tokio::select! {
@@ -420,9 +445,17 @@ impl Services {
         true
     }
 
-    /// Stops the loop of `name`; its target is shut down once the loop has ended (a
-    /// service of the same name may be started at once).
+    /// Stops the loop of `name` and forgets its handle (pauses, overrides); its target
+    /// is shut down once the loop has ended.
     pub fn remove(&mut self, name: &str) {
+        self.stop_loop(name);
+        self.registry.remove(name);
+    }
+
+    /// Stops the loop of `name` to start it again at once with another target: its
+    /// handle (pauses, overrides) is kept; the old target is shut down once the old
+    /// loop has ended.
+    pub fn stop_loop(&mut self, name: &str) {
         if let Some(running) = self.running.remove(name) {
             running.cancel.cancel();
             self.wakers.remove(name);
