@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use capstan_core::decision::Decision;
+use capstan_core::decision::{Action, Decision};
 
 /// A failure of the store. Names the service and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,81 @@ pub trait DecisionLog: Send + Sync {
 
     /// The newest decisions of `service`, newest first, at most `limit`.
     fn recent(&self, service: &str, limit: usize) -> Result<Vec<Decision>, StoreError>;
+
+    /// One page of the decisions of `service` whose id is below `before` (all when
+    /// `None`), newest first, at most `limit`. Each decision has an id that grows with
+    /// every record; `next_before` is the id to pass as `before` for the next page, `None`
+    /// when this page reaches the oldest decision kept.
+    ///
+    /// The default implementation reads [`recent`](Self::recent) and uses the
+    /// decision's instant in milliseconds as its id; stores override it with their own ids.
+    fn page(&self, service: &str, before: Option<u64>, limit: usize) -> Result<Page, StoreError> {
+        let all = self.recent(service, usize::MAX)?;
+        let items = all.into_iter().map(|d| {
+            let id = u64::try_from(d.at.as_millisecond()).unwrap_or(0);
+            (id, d)
+        });
+        Ok(Page::from_newest(items, before, limit))
+    }
+
+    /// Whether the store answers (for readiness).
+    fn ping(&self) -> Result<(), StoreError> {
+        self.recent("", 0).map(|_| ())
+    }
+
+    /// The newest decisions of `service` that were carried out (scale-out and scale-in,
+    /// not dry-runs), newest first, at most `limit`: what cooldowns and rate limits need
+    /// after a restart. Only carried-out changes are recorded by the control loop, so
+    /// every non-dry-run change in the log counts.
+    fn last_applied(&self, service: &str, limit: usize) -> Result<Vec<Decision>, StoreError> {
+        Ok(self
+            .recent(service, usize::MAX)?
+            .into_iter()
+            .filter(is_applied_change)
+            .take(limit)
+            .collect())
+    }
+}
+
+/// Whether `d` is a change that was carried out (scale-out or scale-in, not a dry-run).
+pub fn is_applied_change(d: &Decision) -> bool {
+    !d.dry_run && !matches!(d.action, Action::Hold { .. })
+}
+
+/// One page of a service's decisions, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    /// The decisions with their ids, newest first.
+    pub decisions: Vec<(u64, Decision)>,
+    /// The `before` of the next (older) page; `None` on the last page.
+    pub next_before: Option<u64>,
+}
+
+impl Page {
+    /// A page from `items` (id, decision) ordered newest first: those with an id below
+    /// `before`, at most `limit`.
+    pub fn from_newest(
+        items: impl IntoIterator<Item = (u64, Decision)>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Self {
+        let mut decisions: Vec<(u64, Decision)> = items
+            .into_iter()
+            .filter(|(id, _)| before.is_none_or(|b| *id < b))
+            .take(limit.saturating_add(1))
+            .collect();
+        let more = decisions.len() > limit;
+        decisions.truncate(limit);
+        let next_before = if more {
+            decisions.last().map(|(id, _)| *id)
+        } else {
+            None
+        };
+        Self {
+            decisions,
+            next_before,
+        }
+    }
 }
 
 /// How many decisions per service a [`MemoryStore`] keeps by default (a day of
@@ -44,8 +119,9 @@ pub const DEFAULT_PER_SERVICE: usize = 1000;
 pub struct MemoryStore {
     /// How many decisions each service keeps; older ones are dropped.
     per_service: usize,
-    /// Decisions per service, oldest first. The lock is held only to copy in or out.
-    decisions: Mutex<HashMap<String, VecDeque<Decision>>>,
+    /// Decisions per service with their ids, oldest first, and the last id given. The
+    /// lock is held only to copy in or out.
+    decisions: Mutex<(u64, HashMap<String, VecDeque<(u64, Decision)>>)>,
 }
 
 impl Default for MemoryStore {
@@ -59,7 +135,7 @@ impl MemoryStore {
     pub fn new(per_service: usize) -> Self {
         Self {
             per_service: per_service.max(1),
-            decisions: Mutex::new(HashMap::new()),
+            decisions: Mutex::new((0, HashMap::new())),
         }
     }
 
@@ -73,26 +149,75 @@ impl DecisionLog for MemoryStore {
     fn record(&self, decision: &Decision) -> Result<(), StoreError> {
         // A panic elsewhere while holding the lock cannot leave a ring half-written
         // (each change is one push/pop), so a poisoned lock is still usable.
-        let mut all = self
+        let mut guard = self
             .decisions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let (last_id, all) = &mut *guard;
+        *last_id += 1;
+        let id = *last_id;
         let ring = all.entry(decision.service.clone()).or_default();
         while ring.len() >= self.per_service {
             ring.pop_front();
         }
-        ring.push_back(decision.clone());
+        ring.push_back((id, decision.clone()));
         Ok(())
     }
 
     fn recent(&self, service: &str, limit: usize) -> Result<Vec<Decision>, StoreError> {
-        let all = self
+        let guard = self
             .decisions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        Ok(all
+        Ok(guard
+            .1
             .get(service)
-            .map(|ring| ring.iter().rev().take(limit).cloned().collect())
+            .map(|ring| {
+                ring.iter()
+                    .rev()
+                    .take(limit)
+                    .map(|(_, d)| d.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn page(&self, service: &str, before: Option<u64>, limit: usize) -> Result<Page, StoreError> {
+        let guard = self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(ring) = guard.1.get(service) else {
+            return Ok(Page::default());
+        };
+        Ok(Page::from_newest(
+            ring.iter().rev().map(|(id, d)| (*id, d.clone())),
+            before,
+            limit,
+        ))
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn last_applied(&self, service: &str, limit: usize) -> Result<Vec<Decision>, StoreError> {
+        let guard = self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(guard
+            .1
+            .get(service)
+            .map(|ring| {
+                ring.iter()
+                    .rev()
+                    .map(|(_, d)| d)
+                    .filter(|d| is_applied_change(d))
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }
@@ -103,7 +228,7 @@ mod tests {
 
     use capstan_core::Duration;
     use capstan_core::clock::{Clock, VirtualClock};
-    use capstan_core::decision::{Action, Rule};
+    use capstan_core::decision::Rule;
     use capstan_core::model::Capacity;
 
     use super::*;
@@ -159,6 +284,60 @@ mod tests {
         assert_eq!(desired(&store.recent("b", 10).unwrap()), vec![42]);
         let recent_a = store.recent("a", 1).unwrap();
         assert_eq!(recent_a[0].service, "a");
+    }
+
+    #[test]
+    fn pages_walk_every_kept_decision_newest_first() {
+        let clock = VirtualClock::at_epoch();
+        let store = MemoryStore::new(5);
+        for n in 1..=7 {
+            store.record(&decision("a", &clock, n)).unwrap();
+            store.record(&decision("b", &clock, 100 + n)).unwrap();
+        }
+        let first = store.page("a", None, 2).unwrap();
+        assert_eq!(
+            first
+                .decisions
+                .iter()
+                .map(|(_, d)| d.capacity.desired)
+                .collect::<Vec<_>>(),
+            vec![7, 6]
+        );
+        let mut seen = desired(
+            &first
+                .decisions
+                .iter()
+                .map(|(_, d)| d.clone())
+                .collect::<Vec<_>>(),
+        );
+        let mut before = first.next_before;
+        while let Some(b) = before {
+            let page = store.page("a", Some(b), 2).unwrap();
+            assert!(page.decisions.iter().all(|(id, _)| *id < b));
+            seen.extend(page.decisions.iter().map(|(_, d)| d.capacity.desired));
+            before = page.next_before;
+        }
+        assert_eq!(seen, vec![7, 6, 5, 4, 3]);
+        assert!(store.page("x", None, 3).unwrap().decisions.is_empty());
+        store.ping().unwrap();
+    }
+
+    #[test]
+    fn last_applied_keeps_only_carried_out_changes() {
+        let clock = VirtualClock::at_epoch();
+        let store = MemoryStore::new(10);
+        store.record(&decision("a", &clock, 1)).unwrap();
+        let mut out = decision("a", &clock, 1);
+        out.action = Action::ScaleOut { from: 1, to: 3 };
+        store.record(&out).unwrap();
+        let mut dry = decision("a", &clock, 3);
+        dry.action = Action::ScaleIn { from: 3, to: 2 };
+        dry.dry_run = true;
+        store.record(&dry).unwrap();
+        store.record(&decision("a", &clock, 3)).unwrap();
+        let applied = store.last_applied("a", 5).unwrap();
+        assert_eq!(applied.len(), 1);
+        assert_eq!(applied[0].action, Action::ScaleOut { from: 1, to: 3 });
     }
 
     #[test]
