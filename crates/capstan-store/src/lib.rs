@@ -114,6 +114,9 @@ impl Page {
 /// 15-second evaluations is 5760).
 pub const DEFAULT_PER_SERVICE: usize = 1000;
 
+/// Each service's kept decisions with their ids, oldest first.
+type Rings = HashMap<String, VecDeque<(u64, Decision)>>;
+
 /// An in-memory decision log keeping the newest `per_service` decisions of each service.
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -121,7 +124,7 @@ pub struct MemoryStore {
     per_service: usize,
     /// Decisions per service with their ids, oldest first, and the last id given. The
     /// lock is held only to copy in or out.
-    decisions: Mutex<(u64, HashMap<String, VecDeque<(u64, Decision)>>)>,
+    decisions: Mutex<(u64, Rings)>,
 }
 
 impl Default for MemoryStore {
