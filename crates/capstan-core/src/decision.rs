@@ -5,13 +5,13 @@
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::Capacity;
 use crate::policy::{Ask, Recommendation};
 
 /// What the decision does to the service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Raise the desired count.
@@ -46,7 +46,7 @@ impl Action {
 }
 
 /// The rule by which the policies' asks were combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// At least one policy asked for more: the largest ask won.
@@ -60,7 +60,7 @@ pub enum Rule {
 }
 
 /// Which step of the planner changed the number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     /// A source had no usable data; the fallback was applied.
@@ -88,7 +88,7 @@ pub enum StepKind {
 }
 
 /// One adjustment the planner made to the number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     /// Which rule.
     pub kind: StepKind,
@@ -101,7 +101,7 @@ pub struct Step {
 }
 
 /// The outcome of one evaluation of one service.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// Service name.
     pub service: String,

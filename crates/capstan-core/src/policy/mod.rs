@@ -18,7 +18,7 @@ pub mod threshold;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::Observations;
 use crate::model::Capacity;
@@ -65,7 +65,7 @@ pub struct PolicyInput<'a> {
 }
 
 /// What a policy asks for.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "ask", rename_all = "snake_case")]
 pub enum Ask {
     /// This many tasks.
@@ -95,7 +95,7 @@ pub enum Ask {
 }
 
 /// A policy's output: what it asks and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommendation {
     /// The policy's name.
     pub policy: String,
