@@ -19,7 +19,7 @@ use capstan_core::decision::{Action, Decision};
 use capstan_core::metrics::{Observations, SharedObservations};
 use capstan_core::model::{Capacity, Sample, Task, TaskId, TaskState};
 use capstan_sources::PushStore;
-use capstan_store::{DecisionLog, MemoryStore, StoreError};
+use capstan_store::{DecisionLog, MemoryStore, Page, StoreError};
 use capstan_targets::{Observed, Target, TargetError};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -129,6 +129,13 @@ impl DecisionLog for Flaky {
             });
         }
         self.inner.recent(service, limit)
+    }
+    fn page(&self, service: &str, before: Option<u64>, limit: usize) -> Result<Page, StoreError> {
+        self.recent(service, 0)?;
+        self.inner.page(service, before, limit)
+    }
+    fn ping(&self) -> Result<(), StoreError> {
+        self.recent("", 0).map(|_| ())
     }
 }
 

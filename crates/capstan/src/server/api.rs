@@ -240,7 +240,7 @@ async fn readyz(State(state): State<ServerState>) -> Response {
         )
             .into_response();
     };
-    match ping(services.log.as_ref()) {
+    match services.log.ping() {
         Ok(()) => (
             StatusCode::OK,
             axum::Json(json!({ "ready": true, "services": services.registry.len() })),
@@ -255,11 +255,6 @@ async fn readyz(State(state): State<ServerState>) -> Response {
         )
             .into_response(),
     }
-}
-
-/// Whether the store answers.
-fn ping(log: &dyn DecisionLog) -> Result<(), StoreError> {
-    log.recent("", 0).map(|_| ())
 }
 
 async fn openapi() -> Response {
@@ -338,7 +333,7 @@ async fn detail(
 ) -> Result<Response, ApiError> {
     let services = services(&state)?;
     let h = handle(services, &name)?;
-    let page = page(services.log.as_ref(), &name, None, DETAIL_DECISIONS)?;
+    let page = services.log.page(&name, None, DETAIL_DECISIONS)?;
     let mut body = service_json(&name, &h.status(), &h.controls(), services.clock.now());
     if let Value::Object(map) = &mut body {
         map.insert(
@@ -350,45 +345,6 @@ async fn detail(
         );
     }
     Ok(axum::Json(body).into_response())
-}
-
-/// One page of a service's decisions, newest first.
-struct Page {
-    /// (id, decision), newest first.
-    decisions: Vec<(u64, Decision)>,
-    /// The `before` of the next (older) page, if there may be one.
-    next: Option<u64>,
-}
-
-/// The id of a decision in the log: its instant in milliseconds since the epoch
-/// (one service decides at most once per instant).
-fn decision_id(d: &Decision) -> u64 {
-    u64::try_from(d.at.as_millisecond()).unwrap_or(0)
-}
-
-/// The decisions of `service` older than `before` (all when none), newest first, at
-/// most `limit`.
-fn page(
-    log: &dyn DecisionLog,
-    service: &str,
-    before: Option<u64>,
-    limit: usize,
-) -> Result<Page, StoreError> {
-    let all = log.recent(service, usize::MAX)?;
-    let mut decisions: Vec<(u64, Decision)> = all
-        .into_iter()
-        .map(|d| (decision_id(&d), d))
-        .filter(|(id, _)| before.is_none_or(|b| *id < b))
-        .take(limit.saturating_add(1))
-        .collect();
-    let more = decisions.len() > limit;
-    decisions.truncate(limit);
-    let next = if more {
-        decisions.last().map(|(id, _)| *id)
-    } else {
-        None
-    };
-    Ok(Page { decisions, next })
 }
 
 /// The `limit` and `before` of a decisions query. Err: the message and the parameter.
@@ -443,7 +399,7 @@ async fn decisions(
             .into());
     };
     let (limit, before) = parse_page_query(&query)?;
-    let page = page(services.log.as_ref(), &name, before, limit)?;
+    let page = services.log.page(&name, before, limit)?;
     let decisions: Vec<Value> = page
         .decisions
         .iter()
@@ -452,7 +408,7 @@ async fn decisions(
     Ok(axum::Json(json!({
         "service": name,
         "decisions": decisions,
-        "next": page.next,
+        "next": page.next_before,
     }))
     .into_response())
 }
