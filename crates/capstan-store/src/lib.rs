@@ -1,14 +1,18 @@
 //! capstan's state store.
 //!
-//! For now this crate holds the decision log: the [`DecisionLog`] trait that the control
-//! loop records every decision into, and [`MemoryStore`], an in-memory implementation
-//! that keeps the newest decisions of each service in a bounded ring buffer (lost when
-//! capstan stops). The durable stores (SQLite embedded by default, PostgreSQL for
-//! several replicas) and the rest of the durable state (scale-in workflow journal,
-//! sessions, leases) come in a later issue behind the same kind of trait.
+//! This crate holds the decision log: the [`DecisionLog`] trait that the control loop
+//! records every decision into and the API pages through, [`SqliteStore`] (the default:
+//! an SQLite file, history and cooldowns survive a restart), [`MemoryStore`] (newest
+//! decisions of each service in a bounded ring buffer, lost when capstan stops), and
+//! [`open`], which opens the store a [`StoreSpec`] (the config's `[store]`) names.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+pub mod sqlite;
+
+pub use sqlite::{DEFAULT_RETENTION, SqliteStore};
 
 use capstan_core::decision::{Action, Decision};
 
@@ -23,6 +27,56 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The store could not be opened.
+    #[error("decision store {path}: {reason}")]
+    Open {
+        /// The file (or other location) of the store.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Which store to open (the config's `[store]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// An SQLite file (relative paths are resolved by the caller, e.g. against the
+    /// config file's directory).
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// In memory: lost when capstan stops.
+    Memory,
+}
+
+/// The store to open and how much history it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSpec {
+    /// Which store.
+    pub kind: StoreKind,
+    /// Decisions kept per service.
+    pub retention: usize,
+}
+
+impl Default for StoreSpec {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Sqlite {
+                path: PathBuf::from("capstan.db"),
+            },
+            retention: DEFAULT_RETENTION,
+        }
+    }
+}
+
+/// Opens the store `spec` names. Errors name the path and the reason (directory
+/// missing, not writable, not a capstan database, newer schema version).
+pub fn open(spec: &StoreSpec) -> Result<Arc<dyn DecisionLog>, StoreError> {
+    match &spec.kind {
+        StoreKind::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path, spec.retention)?)),
+        StoreKind::Memory => Ok(Arc::new(MemoryStore::new(spec.retention))),
+    }
 }
 
 /// Where decisions are recorded, so operators (API, web page, CLI) can read why a
