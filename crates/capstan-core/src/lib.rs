@@ -18,6 +18,7 @@
 //! - [`decision`]: the record of a decision and its one-line explanation.
 //! - [`victim`]: which tasks to stop on scale-in.
 //! - [`carry`]: which engine state survives a live reload.
+//! - [`restore`]: the planner state rebuilt from stored decisions after a restart.
 //! - `testing` (feature `test-support`, off by default): builders shared by the tests
 //!   and benchmarks.
 
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod model;
 pub mod planner;
 pub mod policy;
+pub mod restore;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod victim;

@@ -219,7 +219,7 @@ impl PlannerState {
 }
 
 /// Drops changes that no rate-limit period can reach any more.
-fn prune_changes(changes: &mut VecDeque<Applied>, horizon: Duration, now: Timestamp) {
+pub(crate) fn prune_changes(changes: &mut VecDeque<Applied>, horizon: Duration, now: Timestamp) {
     if horizon.is_zero() {
         changes.clear();
         return;
