@@ -17,8 +17,9 @@ use capstan_core::controls::Controls;
 use capstan_core::decision::{Action, Decision};
 use capstan_core::metrics::SharedObservations;
 use capstan_core::planner::{Engine, EngineState};
+use capstan_core::restore::RESTORE_LIMIT;
 use capstan_core::victim;
-use capstan_store::DecisionLog;
+use capstan_store::{DecisionLog, StoreError};
 use capstan_targets::{Target, TargetError};
 use tokio_util::sync::CancellationToken;
 
@@ -95,6 +96,24 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
             log,
             handle: None,
         }
+    }
+
+    /// A loop for `engine.service` after a restart: like [`new`](Self::new), but the
+    /// planner's memory (last scale-out and scale-in, changes counted by rate limits) is
+    /// rebuilt from the newest carried-out changes in `log` (see
+    /// [`Engine::restore_state`]), so cooldowns started before the restart are honoured.
+    pub fn restore(
+        engine: Engine,
+        target: T,
+        clock: C,
+        obs: SharedObservations,
+        log: Arc<dyn DecisionLog>,
+    ) -> Result<Self, StoreError> {
+        let applied = log.last_applied(&engine.service, RESTORE_LIMIT)?;
+        let state = engine.restore_state(&applied, clock.now());
+        let mut this = Self::new(engine, target, clock, obs, log);
+        this.state = state;
+        Ok(this)
     }
 
     /// Shares `handle` with the API: its controls (pause, override) are read at the
