@@ -29,6 +29,7 @@ pub(crate) fn compile_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Option<
     let top = Table::new(KeyPath::root(), 0..0, root, schema::ROOT);
     let log = compile_log(ctx, &top);
     let server = compile_server(ctx, &top);
+    let store = super::store::compile_store(ctx, &top);
     let webhooks = super::webhooks::compile_webhooks(ctx, &top);
     let sources = compile_sources(ctx, &top);
     // Every name written under [sources], even one whose settings are broken, so a
@@ -44,6 +45,7 @@ pub(crate) fn compile_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Option<
     Some(Config {
         log,
         server,
+        store,
         webhooks,
         sources,
         services,

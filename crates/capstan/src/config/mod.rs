@@ -29,6 +29,7 @@ pub mod interpolate;
 mod policies;
 mod reader;
 pub mod schema;
+pub mod store;
 pub mod webhooks;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -99,13 +100,16 @@ pub fn suggest_name(word: &str, candidates: &[&str]) -> Option<String> {
 }
 
 /// Reads `path` and compiles it, taking `${NAME}` values from the process environment.
+/// A relative `[store] path` is resolved against the directory of `path`.
 ///
 /// Errors name the file as `path` is written.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors::whole_file(&origin, format!("cannot read the file: {e}")))?;
-    compile(&text, &origin, &|name| std::env::var(name).ok())
+    let mut config = compile(&text, &origin, &|name| std::env::var(name).ok())?;
+    config.store = store::resolve_store(&config.store, path);
+    Ok(config)
 }
 
 /// Compiles configuration `text` (read from `origin`, used in messages), taking
@@ -243,6 +247,9 @@ pub struct Config {
     pub log: LogSpec,
     /// The HTTP listener.
     pub server: ServerSpec,
+    /// Where decisions are kept (`[store]`). A relative SQLite path is as written
+    /// by [`compile`] and resolved against the file's directory by [`load`].
+    pub store: capstan_store::StoreSpec,
     /// The alert webhooks' settings.
     pub webhooks: WebhooksSpec,
     /// Sources, in file order.
@@ -324,6 +331,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("log", &self.log)
             .field("server", &self.server)
+            .field("store", &self.store)
             .field("webhooks", &self.webhooks)
             .field("sources", &sources)
             .field("services", &self.services)

@@ -16,11 +16,15 @@ pub struct TableKeys {
 }
 
 /// The top level of the file.
-pub const ROOT: &[&str] = &["log", "server", "webhooks", "sources", "services"];
+pub const ROOT: &[&str] = &["log", "server", "store", "webhooks", "sources", "services"];
 /// `[log]`.
 pub const LOG: &[&str] = &["format", "level"];
 /// `[server]`.
 pub const SERVER: &[&str] = &["listen", "token", "token_file"];
+/// `[store]`.
+pub const STORE: &[&str] = &["kind", "path", "retention"];
+/// `kind` of `[store]`.
+pub const STORE_KINDS: &[&str] = &["sqlite", "memory"];
 /// `[webhooks]`.
 pub const WEBHOOKS: &[&str] = &["alertmanager", "grafana"];
 /// `[webhooks.alertmanager]` and `[webhooks.grafana]`.
@@ -316,6 +320,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`[server]`",
         keys: SERVER,
+    },
+    TableKeys {
+        section: "`[store]`",
+        keys: STORE,
     },
     TableKeys {
         section: "`[webhooks]`",
