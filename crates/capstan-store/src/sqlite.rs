@@ -208,17 +208,14 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         let mut inner = self.lock();
         if let Err(reason) = inner.flush() {
-            tracing_free_warn(&self.path, &reason);
+            tracing::warn!(
+                path = %self.path.display(),
+                %reason,
+                held = inner.pending.len(),
+                "decision log: holds not written at close"
+            );
         }
     }
-}
-
-/// Reports a batch that could not be written at shutdown (no logger in this crate).
-fn tracing_free_warn(path: &Path, reason: &str) {
-    eprintln!(
-        "capstan: decision log {}: holds not written at close: {reason}",
-        path.display()
-    );
 }
 
 impl DecisionLog for SqliteStore {

@@ -73,3 +73,20 @@ fn a_loaded_config_opens_its_store() {
         "{e}"
     );
 }
+
+#[test]
+fn memory_keeps_fewer_by_default() {
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let memory = text
+        .replace("kind = \"sqlite\"", "kind = \"memory\"")
+        .replace("path = \"state/decisions.db\"\n", "")
+        .replace("retention = 50000\n", "");
+    let config = config::compile(&memory, "m.toml", &|_| None).unwrap();
+    assert_eq!(config.store.kind, StoreKind::Memory);
+    assert_eq!(config.store.retention, capstan_store::DEFAULT_PER_SERVICE);
+    let with = text
+        .replace("kind = \"sqlite\"", "kind = \"memory\"")
+        .replace("path = \"state/decisions.db\"\n", "");
+    let config = config::compile(&with, "m.toml", &|_| None).unwrap();
+    assert_eq!(config.store.retention, 50_000);
+}

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use capstan_store::{DEFAULT_RETENTION, StoreKind, StoreSpec};
+use capstan_store::{DEFAULT_PER_SERVICE, DEFAULT_RETENTION, StoreKind, StoreSpec};
 
 use super::reader::{Ctx, Str, Table};
 use super::schema;
@@ -29,7 +29,11 @@ pub(crate) fn compile_store(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> StoreSpec
             &t.path_of("path"),
             "`path` applies only to kind = \"sqlite\"",
         ),
-        ("memory", None) => spec.kind = StoreKind::Memory,
+        ("memory", None) => {
+            // Memory keeps every decision, repeated holds included: a smaller default.
+            spec.kind = StoreKind::Memory;
+            spec.retention = DEFAULT_PER_SERVICE;
+        }
         (_, Some(p)) if p.value.trim().is_empty() => {
             ctx.error(&p.span, &t.path_of("path"), "the path is empty");
         }
