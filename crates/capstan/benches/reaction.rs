@@ -144,6 +144,9 @@ async fn redis_reaction(rounds: usize) -> Vec<Duration> {
 [server]
 listen = "127.0.0.1:0"
 
+[store]
+kind = "memory"
+
 [sources.jobs]
 kind = "redis"
 url = "{url}"
@@ -222,6 +225,9 @@ async fn alert_reaction(
         r#"
 [server]
 listen = "127.0.0.1:{port}"
+
+[store]
+kind = "memory"
 
 [[services]]
 name = "api"

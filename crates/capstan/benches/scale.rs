@@ -6,7 +6,7 @@
 //! Every source gets one value over HTTP at the start (ttl 1 h; values spread so that
 //! services scale to different counts), then the daemon runs `CAPSTAN_BENCH_WARMUP_S`
 //! (default 15) seconds to settle and is measured for `CAPSTAN_BENCH_SECONDS` (default
-//! 30): the process's CPU time (`getrusage`, every thread: the world model's work is in
+//! 30), with its decisions in the default SQLite store: the process's CPU time (`getrusage`, every thread: the world model's work is in
 //! it too), its resident memory (`/proc/self/status`), and the evaluations made (the
 //! sum of `capstan_decisions_total`). Linux only.
 //!
@@ -62,8 +62,11 @@ fn memory_mib(field: &str) -> f64 {
     kib / 1024.0
 }
 
-fn config_text(services: usize, port: u16) -> String {
-    let mut text = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n\n");
+fn config_text(services: usize, port: u16, store: &std::path::Path) -> String {
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[store]\npath = \"{}\"\n\n",
+        store.display()
+    );
     for i in 0..services {
         writeln!(
             text,
@@ -116,8 +119,14 @@ fn main() {
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let config = config::compile(&config_text(services, port), "bench.toml", &|_| None)
-        .expect("the bench's config compiles");
+    // The default store: SQLite, in a file of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let config = config::compile(
+        &config_text(services, port, &dir.path().join("capstan.db")),
+        "bench.toml",
+        &|_| None,
+    )
+    .expect("the bench's config compiles");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

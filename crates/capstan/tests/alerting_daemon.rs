@@ -42,6 +42,9 @@ listen = "127.0.0.1:{port}"
 [webhooks.alertmanager]
 token = "am-secret"
 
+[store]
+kind = "memory"
+
 [sources.queue]
 kind = "push"
 ttl = "1h"

@@ -33,6 +33,9 @@ fn config(redis: &RedisServer, key: &str, port: u16) -> String {
 [server]
 listen = "127.0.0.1:{port}"
 
+[store]
+kind = "memory"
+
 [sources.jobs]
 kind = "redis"
 url = "{url}"

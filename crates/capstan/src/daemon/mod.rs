@@ -57,7 +57,7 @@ use capstan_sources::SourceKind;
 use capstan_sources::error::SourceError;
 use capstan_sources::poller::Hooks;
 use capstan_sources::{PushStore, ReadObserver};
-use capstan_store::{DecisionLog, MemoryStore};
+use capstan_store::DecisionLog;
 use capstan_targets::{Target, TargetError, TargetSpec};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
@@ -81,6 +81,9 @@ pub enum DaemonError {
     /// The HTTP listener could not start (token file, address in use).
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The decision store could not be opened.
+    #[error("cannot open the decision store: {0}")]
+    Store(#[from] capstan_store::StoreError),
     /// A webhook's token file could not be read.
     #[error(transparent)]
     Webhook(#[from] WebhookTokenError),
@@ -202,10 +205,10 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let obs: SharedObservations = Arc::new(Mutex::new(Observations::new()));
     let exporter = Arc::new(Exporter::new(&config.sources, Arc::clone(&clock)));
-    let log: Arc<dyn DecisionLog> = Arc::new(ExportingLog::new(
-        Arc::new(MemoryStore::default()),
-        Arc::clone(&exporter),
-    ));
+    // Decisions go to the store (SQLite by default): history survives restarts, and
+    // each loop starts with the cooldowns its last carried-out changes left running.
+    let store = capstan_store::open(&config.store)?;
+    let log: Arc<dyn DecisionLog> = Arc::new(ExportingLog::new(store, Arc::clone(&exporter)));
     let push = PushStore::new(Arc::clone(&clock));
     let token = server::resolve_token(&config.server)?;
     let listener = server::bind(config.server.listen).await?;
@@ -667,6 +670,9 @@ mod tests {
 [server]
 listen = "127.0.0.1:0"
 
+[store]
+kind = "memory"
+
 [sources.q]
 kind = "command"
 command = ["echo", "0"]
@@ -714,6 +720,9 @@ target = 10
         let text = r#"
 [server]
 listen = "127.0.0.1:0"
+
+[store]
+kind = "memory"
 
 [sources.q]
 kind = "command"

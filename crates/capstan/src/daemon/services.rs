@@ -339,13 +339,25 @@ impl Services {
             spec.engine.planner.bounds,
             spec.engine.planner.dry_run,
         );
-        let service_loop = ServiceLoop::new(
+        // Cooldowns and rate limits pick up where the last carried-out changes left
+        // them (also after a restart).
+        let service_loop = ServiceLoop::restore(
             spec.engine.clone(),
             target.clone(),
             Arc::clone(&self.clock),
             Arc::clone(&self.obs),
             Arc::clone(&self.log),
         )
+        .unwrap_or_else(|e| {
+            tracing::warn!(service = %spec.name, error = %e, "cannot read the last changes from the store; starting without cooldowns");
+            ServiceLoop::new(
+                spec.engine.clone(),
+                target.clone(),
+                Arc::clone(&self.clock),
+                Arc::clone(&self.obs),
+                Arc::clone(&self.log),
+            )
+        })
         .with_handle(handle);
         let cancel = self.stop.child_token();
         let wake = Arc::new(Notify::new());
