@@ -5,7 +5,11 @@
 //! - `steady`: the holds repeat their previous reason, so dedupe drops them;
 //! - `changing`: every hold has a new reason (the worst case: every row is written,
 //!   batched);
-//! - `scale_out`: one durable change alone (its commit and fsync).
+//! - `scale_out`: one durable change alone (its commit and fsync);
+//! - `prune`: the periodic prune of 10,000 services holding 30 rows each down to 20
+//!   (one range delete per service, whatever the history's size);
+//! - `restore`: what a restart reads, the last 100 carried-out changes of each of
+//!   10,000 services (`last_applied`).
 //!
 //! Run with `cargo bench -p capstan-store --bench record`. Throughput is printed by divan
 //! as decisions per second; `main` first prints how many rows one second writes.
@@ -137,5 +141,46 @@ fn scale_out(bencher: Bencher) {
                 "650",
             ))
             .unwrap();
+    });
+}
+
+/// A store (in `dir`) where each service has 30 rows, 10 of them changes; retention 20.
+fn filled(dir: &std::path::Path) -> SqliteStore {
+    let store = SqliteStore::open(&dir.join("filled.db"), 20).unwrap();
+    let clock = VirtualClock::at_epoch();
+    let names = names();
+    for round in 0..30 {
+        one_second(&store, &clock, &names, round, true);
+    }
+    store.flush().unwrap();
+    store
+}
+
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn prune(bencher: Bencher) {
+    bencher
+        .counter(ItemsCount::new(SERVICES))
+        .with_inputs(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = filled(dir.path());
+            (dir, store)
+        })
+        .bench_local_values(|(dir, store)| {
+            store.prune().unwrap();
+            assert_eq!(store.stored_rows("service-00000").unwrap(), 20);
+            (dir, store)
+        });
+}
+
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn restore(bencher: Bencher) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = filled(dir.path());
+    let names = names();
+    bencher.counter(ItemsCount::new(SERVICES)).bench_local(|| {
+        names
+            .iter()
+            .map(|n| store.last_applied(n, 100).unwrap().len())
+            .sum::<usize>()
     });
 }

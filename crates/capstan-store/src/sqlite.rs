@@ -12,7 +12,12 @@
 //!   and holds are written in batches (at most [`HOLD_BATCH`] rows or
 //!   [`HOLD_BATCH_AGE`] of decision time waiting, and before every read);
 //! - each service keeps its newest `retention` rows, pruned every [`PRUNE_EVERY`] of
-//!   decision time, not per insert.
+//!   decision time, not per insert, and spread over the records that follow
+//!   ([`PRUNE_CHUNK`] services each) so that no record waits for a whole round.
+//!
+//! Each row carries its service's own number (`seq`, 1, 2, 3, ...), the id pages use:
+//! newest first is a walk down the `(service, seq)` index, and pruning a service is one
+//! range delete below its newest number minus `retention`, whatever the history's size.
 //!
 //! The database runs in WAL mode with `synchronous = FULL`: a committed change survives
 //! a crash of the process or of the machine.
@@ -43,6 +48,9 @@ pub const HOLD_BATCH_AGE: StdDuration = StdDuration::from_secs(1);
 /// How often (decision time) services over their retention are pruned.
 pub const PRUNE_EVERY: StdDuration = StdDuration::from_secs(60);
 
+/// How many services one record prunes at most while a prune round is in progress.
+pub const PRUNE_CHUNK: usize = 32;
+
 /// How many decisions each service keeps by default.
 pub const DEFAULT_RETENTION: usize = 10_000;
 
@@ -66,8 +74,10 @@ struct Inner {
     pending: Vec<(String, i64, String)>,
     /// Each service's previous hold reason since its last change.
     last_hold: HashMap<String, String>,
-    /// Services written since the last prune.
+    /// Services written since the last prune round started.
     touched: HashSet<String>,
+    /// Services of the prune round in progress still to prune.
+    to_prune: HashSet<String>,
     /// When (decision time) the last prune ran; `None` until the first write.
     last_prune: Option<Timestamp>,
 }
@@ -112,6 +122,7 @@ impl SqliteStore {
                 pending: Vec::new(),
                 last_hold: HashMap::new(),
                 touched: HashSet::new(),
+                to_prune: HashSet::new(),
                 last_prune: None,
             }),
         })
@@ -133,14 +144,16 @@ impl SqliteStore {
         inner.flush().map_err(|reason| self.error("", reason))
     }
 
-    /// Deletes, for each service written since the last prune, the rows beyond its
+    /// Deletes now, for each service written since the last prune, the rows beyond its
     /// newest `retention` (after writing the waiting holds). Runs by itself every
-    /// [`PRUNE_EVERY`] of decision time.
+    /// [`PRUNE_EVERY`] of decision time, spread over the following records
+    /// ([`PRUNE_CHUNK`] services each).
     pub fn prune(&self) -> Result<(), StoreError> {
         let mut inner = self.lock();
+        inner.flush().map_err(|reason| self.error("", reason))?;
+        inner.start_prune_round();
         inner
-            .flush()
-            .and_then(|()| inner.prune(self.retention))
+            .prune_some(self.retention, usize::MAX)
             .map_err(|reason| self.error("", reason))
     }
 
@@ -171,7 +184,7 @@ impl SqliteStore {
         }
     }
 
-    /// Rows of `service` (flushing first) by `sql`, which selects (id, body).
+    /// Rows of `service` (flushing first) by `sql`, which selects (seq, body).
     fn read(
         &self,
         service: &str,
@@ -256,20 +269,19 @@ impl DecisionLog for SqliteStore {
             inner.last_prune = Some(decision.at);
         } else if due {
             inner.last_prune = Some(decision.at);
-            inner
-                .flush()
-                .and_then(|()| inner.prune(self.retention))
-                .map_err(|reason| self.error(service, reason))?;
+            inner.start_prune_round();
         }
-        Ok(())
+        inner
+            .prune_some(self.retention, PRUNE_CHUNK)
+            .map_err(|reason| self.error(service, reason))
     }
 
     fn recent(&self, service: &str, limit: usize) -> Result<Vec<Decision>, StoreError> {
         Ok(self
             .read(
                 service,
-                "SELECT id, body FROM decisions WHERE service = ?1 AND id < ?2 \
-                 ORDER BY id DESC LIMIT ?3",
+                "SELECT seq, body FROM decisions WHERE service = ?1 AND seq < ?2 \
+                 ORDER BY seq DESC LIMIT ?3",
                 None,
                 limit,
             )?
@@ -281,8 +293,8 @@ impl DecisionLog for SqliteStore {
     fn page(&self, service: &str, before: Option<u64>, limit: usize) -> Result<Page, StoreError> {
         let rows = self.read(
             service,
-            "SELECT id, body FROM decisions WHERE service = ?1 AND id < ?2 \
-             ORDER BY id DESC LIMIT ?3",
+            "SELECT seq, body FROM decisions WHERE service = ?1 AND seq < ?2 \
+             ORDER BY seq DESC LIMIT ?3",
             before,
             limit.saturating_add(1),
         )?;
@@ -304,8 +316,8 @@ impl DecisionLog for SqliteStore {
         Ok(self
             .read(
                 service,
-                "SELECT id, body FROM decisions WHERE service = ?1 AND id < ?2 \
-                 AND applied = 1 ORDER BY id DESC LIMIT ?3",
+                "SELECT seq, body FROM decisions WHERE service = ?1 AND seq < ?2 \
+                 AND applied = 1 ORDER BY seq DESC LIMIT ?3",
                 None,
                 limit,
             )?
@@ -330,11 +342,7 @@ impl Inner {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| describe(&e))?;
         {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO decisions (service, at_ms, applied, body) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(|e| describe(&e))?;
+            let mut insert = tx.prepare_cached(INSERT_ONE).map_err(|e| describe(&e))?;
             for (s, at, body) in &pending {
                 insert
                     .execute(params![s, at, 0, body])
@@ -360,14 +368,10 @@ impl Inner {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| describe(&e))?;
         {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO decisions (service, at_ms, applied, body) VALUES (?1, ?2, 0, ?3)",
-                )
-                .map_err(|e| describe(&e))?;
+            let mut insert = tx.prepare_cached(INSERT_ONE).map_err(|e| describe(&e))?;
             for (s, at, body) in &self.pending {
                 insert
-                    .execute(params![s, at, body])
+                    .execute(params![s, at, 0, body])
                     .map_err(|e| describe(&e))?;
             }
         }
@@ -377,13 +381,32 @@ impl Inner {
         Ok(())
     }
 
-    /// Deletes each touched service's rows beyond its newest `retention`.
-    fn prune(&mut self, retention: usize) -> Result<(), String> {
-        if self.touched.is_empty() {
+    /// Adds the services written since the last round to the round to prune.
+    fn start_prune_round(&mut self) {
+        let touched = std::mem::take(&mut self.touched);
+        self.to_prune.extend(touched);
+    }
+
+    /// Deletes the rows beyond the newest `retention` of at most `max` services of the
+    /// round in progress. On failure they stay in the round.
+    fn prune_some(&mut self, retention: usize, max: usize) -> Result<(), String> {
+        if self.to_prune.is_empty() {
             return Ok(());
         }
+        let chunk: Vec<String> = self.to_prune.iter().take(max).cloned().collect();
+        for service in &chunk {
+            self.to_prune.remove(service);
+        }
+        let result = self.delete_beyond(&chunk, retention);
+        if result.is_err() {
+            self.to_prune.extend(chunk);
+        }
+        result
+    }
+
+    /// Deletes the rows of each of `services` beyond its newest `retention`.
+    fn delete_beyond(&mut self, services: &[String], retention: usize) -> Result<(), String> {
         let keep = i64::try_from(retention).unwrap_or(i64::MAX);
-        let touched = std::mem::take(&mut self.touched);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -391,12 +414,11 @@ impl Inner {
         {
             let mut delete = tx
                 .prepare_cached(
-                    "DELETE FROM decisions WHERE service = ?1 AND id <= \
-                     (SELECT id FROM decisions WHERE service = ?1 ORDER BY id DESC \
-                      LIMIT 1 OFFSET ?2)",
+                    "DELETE FROM decisions WHERE service = ?1 AND seq <= \
+                     (SELECT max(seq) FROM decisions WHERE service = ?1) - ?2",
                 )
                 .map_err(|e| describe(&e))?;
-            for service in &touched {
+            for service in services {
                 delete
                     .execute(params![service, keep])
                     .map_err(|e| describe(&e))?;
@@ -429,6 +451,12 @@ fn hold_key(d: &Decision) -> String {
     }
     key
 }
+
+/// Inserts one decision of a service with the next number of that service (an index
+/// seek: the write transaction is exclusive, so numbers never collide).
+const INSERT_ONE: &str = "INSERT INTO decisions (service, seq, at_ms, applied, body) \
+     VALUES (?1, coalesce((SELECT max(seq) FROM decisions WHERE service = ?1), 0) + 1, \
+     ?2, ?3, ?4)";
 
 /// Creates or migrates the schema; refuses foreign files and newer schemas.
 fn migrate(conn: &Connection) -> Result<(), String> {
@@ -473,14 +501,16 @@ fn migrate(conn: &Connection) -> Result<(), String> {
                  PRAGMA application_id = {APPLICATION_ID};
                  CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
                  CREATE TABLE IF NOT EXISTS decisions (
-                     id INTEGER PRIMARY KEY AUTOINCREMENT,
+                     id INTEGER PRIMARY KEY,
                      service TEXT NOT NULL,
+                     seq INTEGER NOT NULL,
                      at_ms INTEGER NOT NULL,
                      applied INTEGER NOT NULL,
                      body TEXT NOT NULL
                  );
-                 CREATE INDEX IF NOT EXISTS decisions_by_service ON decisions (service, id);
-                 CREATE INDEX IF NOT EXISTS applied_by_service ON decisions (service, id)
+                 CREATE UNIQUE INDEX IF NOT EXISTS decisions_by_service
+                     ON decisions (service, seq);
+                 CREATE INDEX IF NOT EXISTS applied_by_service ON decisions (service, seq)
                      WHERE applied = 1;
                  DELETE FROM schema_version;
                  INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});

@@ -289,3 +289,45 @@ fn open_picks_the_kind() {
     memory.ping().unwrap();
     assert!(memory.recent("a", 5).unwrap().is_empty());
 }
+
+#[test]
+fn a_prune_round_is_spread_over_the_following_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("c.db"), 5).unwrap();
+    let clock = VirtualClock::at_epoch();
+    let services: Vec<String> = (0..100).map(|i| format!("s{i:03}")).collect();
+    let start = clock.now();
+    for round in 0..8 {
+        for s in &services {
+            // All at one instant: no prune is due while filling.
+            let mut d = hold(s, &clock, 3, &format!("r{round}"));
+            d.at = start;
+            store.record(&d).unwrap();
+        }
+    }
+    clock.set(start);
+    store.flush().unwrap();
+    let over = |store: &SqliteStore| {
+        services
+            .iter()
+            .filter(|s| store.stored_rows(s).unwrap() > 5)
+            .count()
+    };
+    assert_eq!(over(&store), 100);
+    // `out` moves the clock 1 s: still inside the first prune period.
+    store.record(&out("x", &clock, 1, 2)).unwrap();
+    assert_eq!(over(&store), 100);
+    clock.advance(Duration::from_secs(120));
+    store.record(&out("x", &clock, 1, 2)).unwrap();
+    let after_one = over(&store);
+    assert!(
+        (100 - capstan_store::sqlite::PRUNE_CHUNK..100).contains(&after_one),
+        "one record pruned {} services",
+        100 - after_one
+    );
+    for _ in 0..4 {
+        store.record(&out("x", &clock, 1, 2)).unwrap();
+    }
+    assert_eq!(over(&store), 0);
+    assert_eq!(store.stored_rows("s042").unwrap(), 5);
+}
