@@ -331,3 +331,62 @@ fn a_prune_round_is_spread_over_the_following_records() {
     assert_eq!(over(&store), 0);
     assert_eq!(store.stored_rows("s042").unwrap(), 5);
 }
+
+#[test]
+fn every_kind_of_ask_and_step_reads_back_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let clock = VirtualClock::at_epoch();
+    let mut d = out("a", &clock, 2, 4);
+    let asks = [
+        Ask::Desired { count: 4 },
+        Ask::Hold,
+        Ask::Abstain,
+        Ask::NoData {
+            sources: vec!["queue".into(), "cpu".into()],
+        },
+        Ask::Bounds {
+            min: Some(2),
+            max: None,
+        },
+    ];
+    d.asks = asks
+        .into_iter()
+        .enumerate()
+        .map(|(i, ask)| Recommendation {
+            policy: format!("p{i}"),
+            ask,
+            reason: "why — with a dash".into(),
+            degraded: i % 2 == 0,
+        })
+        .collect();
+    d.steps = [
+        StepKind::Fallback,
+        StepKind::MissingData,
+        StepKind::Stabilization,
+        StepKind::OutCooldown,
+        StepKind::InCooldown,
+        StepKind::RateLimitOut,
+        StepKind::RateLimitIn,
+        StepKind::Min,
+        StepKind::Max,
+        StepKind::DryRun,
+        StepKind::Paused,
+    ]
+    .into_iter()
+    .map(|kind| Step {
+        kind,
+        from: 4,
+        to: 4,
+        detail: format!("{kind:?}"),
+    })
+    .collect();
+    d.rule = Rule::ScaleInAllAgree;
+    d.winner = None;
+    SqliteStore::open(&path, 10).unwrap().record(&d).unwrap();
+    let back = SqliteStore::open(&path, 10)
+        .unwrap()
+        .recent("a", 1)
+        .unwrap();
+    assert_eq!(back, vec![d]);
+}
