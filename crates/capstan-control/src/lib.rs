@@ -99,9 +99,10 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
     }
 
     /// A loop for `engine.service` after a restart: like [`new`](Self::new), but the
-    /// planner's memory (last scale-out and scale-in, changes counted by rate limits) is
-    /// rebuilt from the newest carried-out changes in `log` (see
-    /// [`Engine::restore_state`]), so cooldowns started before the restart are honoured.
+    /// planner's memory (last scale-out and scale-in, changes counted by rate limits,
+    /// the scale-in stabilization window) is rebuilt from the newest decisions in `log`
+    /// (see [`Engine::restore_state_with`]), so cooldowns and windows started before the
+    /// restart are honoured.
     pub fn restore(
         engine: Engine,
         target: T,
@@ -110,7 +111,8 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
         log: Arc<dyn DecisionLog>,
     ) -> Result<Self, StoreError> {
         let applied = log.last_applied(&engine.service, RESTORE_LIMIT)?;
-        let state = engine.restore_state(&applied, clock.now());
+        let recent = log.recent(&engine.service, RESTORE_LIMIT)?;
+        let state = engine.restore_state_with(&applied, &recent, clock.now());
         let mut this = Self::new(engine, target, clock, obs, log);
         this.state = state;
         Ok(this)

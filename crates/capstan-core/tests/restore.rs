@@ -273,3 +273,89 @@ proptest! {
         prop_assert!(result >= min && result <= min + span, "{} outside {min}..={}: {:?}", result, min + span, d);
     }
 }
+
+#[test]
+fn the_stabilization_window_survives_a_restart_even_with_deduped_holds() {
+    let clock = VirtualClock::at_epoch();
+    let mut engine = engine();
+    engine.planner.cooldown = Cooldowns::default();
+    engine.planner.stabilization = secs(300);
+    let mut state = engine.initial_state();
+    let high = tick(&engine, &mut state, 8, 800.0, clock.now());
+    assert_eq!(high.action, Action::Hold { at: 8 });
+    // The same hold every second for 50 s: a store keeps only the first.
+    for _ in 0..50 {
+        clock.advance(secs(1));
+        tick(&engine, &mut state, 8, 800.0, clock.now());
+    }
+    clock.advance(secs(10));
+    let restart = clock.now();
+    let mut after = engine.restore_state_with(&[], std::slice::from_ref(&high), restart);
+    let held = tick(&engine, &mut after, 8, 300.0, clock.now());
+    assert_eq!(held.action, Action::Hold { at: 8 }, "{}", held.sentence());
+    assert!(
+        has_step(&held, StepKind::Stabilization),
+        "{}",
+        held.sentence()
+    );
+
+    // Without it, the scale-in would go through at once.
+    let mut fresh = engine.restore_state(&[], restart);
+    let unguarded = tick(&engine, &mut fresh, 8, 300.0, clock.now());
+    assert_eq!(unguarded.action, Action::ScaleIn { from: 8, to: 3 });
+
+    // The 8 counts as in force until the restart; a window later it is gone.
+    clock.advance(secs(299));
+    let still = tick(&engine, &mut after, 8, 300.0, clock.now());
+    assert_eq!(still.action, Action::Hold { at: 8 }, "{}", still.sentence());
+    clock.advance(secs(2));
+    let allowed = tick(&engine, &mut after, 8, 300.0, clock.now());
+    assert_eq!(
+        allowed.action,
+        Action::ScaleIn { from: 8, to: 3 },
+        "{}",
+        allowed.sentence()
+    );
+}
+
+#[test]
+fn restored_stabilization_uses_the_count_after_the_missing_data_rule() {
+    let clock = VirtualClock::at_epoch();
+    let mut config = planner_config(1, 20);
+    config.stabilization = secs(300);
+    let mut state = PlannerState::default();
+    let ask = Recommendation {
+        policy: "p".into(),
+        ask: Ask::Desired { count: 2 },
+        reason: String::new(),
+        degraded: true,
+    };
+    let d = plan(
+        &config,
+        &mut state,
+        "svc",
+        steady(6),
+        vec![ask],
+        clock.now(),
+    );
+    assert!(has_step(&d, StepKind::MissingData));
+    clock.advance(secs(5));
+    let mut restored = PlannerState::default();
+    restored.restore_stabilization(&config, std::slice::from_ref(&d), clock.now());
+    assert_eq!(
+        restored.history.iter().map(|&(_, n)| n).collect::<Vec<_>>(),
+        vec![6]
+    );
+    // Two decisions older than the window: the older ended there, the newest counts as
+    // in force until now.
+    clock.advance(secs(301));
+    restored.restore_stabilization(&config, &[d.clone(), d], clock.now());
+    assert_eq!(
+        restored.history.iter().copied().collect::<Vec<_>>(),
+        vec![(clock.now(), 6)]
+    );
+    // No stabilization configured: no history.
+    config.stabilization = Duration::ZERO;
+    restored.restore_stabilization(&config, &[], clock.now());
+    assert!(restored.history.is_empty());
+}
