@@ -111,8 +111,14 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
         log: Arc<dyn DecisionLog>,
     ) -> Result<Self, StoreError> {
         let applied = log.last_applied(&engine.service, RESTORE_LIMIT)?;
-        let recent = log.recent(&engine.service, RESTORE_LIMIT)?;
-        let state = engine.restore_state_with(&applied, &recent, clock.now());
+        let now = clock.now();
+        let recent = if engine.planner.stabilization.is_zero() {
+            Vec::new()
+        } else {
+            let cutoff = capstan_core::clock::sub(now, engine.planner.stabilization);
+            log.since(&engine.service, cutoff, RESTORE_LIMIT)?
+        };
+        let state = engine.restore_state_with(&applied, &recent, now);
         let mut this = Self::new(engine, target, clock, obs, log);
         this.state = state;
         Ok(this)

@@ -146,3 +146,74 @@ async fn the_out_cooldown_is_honoured_after_a_restart() {
     assert_eq!(target.desired.load(Ordering::SeqCst), 5);
     assert_eq!(log.last_applied("svc", 10).unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn the_stabilization_window_is_honoured_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("capstan.db");
+    let clock = VirtualClock::at_epoch();
+    let obs: SharedObservations = Arc::new(Mutex::new(Observations::new()));
+    obs.lock()
+        .unwrap()
+        .declare("queue", Duration::from_secs(900), Duration::from_secs(3600));
+    let push = |value: f64| {
+        obs.lock().unwrap().push(
+            "queue",
+            Sample {
+                value,
+                at: clock.now(),
+            },
+        );
+    };
+    let mut engine = engine();
+    engine.planner.cooldown = Cooldowns::default();
+    engine.planner.stabilization = Duration::from_secs(300);
+    let target = Counter::default();
+    target.desired.store(8, Ordering::SeqCst);
+    {
+        let log: Arc<dyn DecisionLog> = Arc::new(SqliteStore::open(&db, 100).unwrap());
+        let mut first = ServiceLoop::new(
+            engine.clone(),
+            target.clone(),
+            clock.clone(),
+            Arc::clone(&obs),
+            log,
+        );
+        // A minute of the same hold at 8: the store keeps the first one.
+        for _ in 0..60 {
+            clock.advance(Duration::from_secs(1));
+            push(80.0);
+            let d = first.tick().await.unwrap();
+            assert_eq!(d.action, Action::Hold { at: 8 });
+        }
+        drop(first);
+    }
+    clock.advance(Duration::from_secs(5));
+    push(30.0);
+    let log: Arc<dyn DecisionLog> = Arc::new(SqliteStore::open(&db, 100).unwrap());
+    assert!(log.recent("svc", 100).unwrap().len() < 5, "holds deduped");
+    let mut restarted = ServiceLoop::restore(
+        engine.clone(),
+        target.clone(),
+        clock.clone(),
+        Arc::clone(&obs),
+        log,
+    )
+    .unwrap();
+    let held = restarted.tick().await.unwrap();
+    assert_eq!(held.action, Action::Hold { at: 8 }, "{}", held.sentence());
+    assert!(
+        held.steps.iter().any(|s| s.kind == StepKind::Stabilization),
+        "{}",
+        held.sentence()
+    );
+    clock.advance(Duration::from_secs(301));
+    push(30.0);
+    let allowed = restarted.tick().await.unwrap();
+    assert_eq!(
+        allowed.action,
+        Action::ScaleIn { from: 8, to: 3 },
+        "{}",
+        allowed.sentence()
+    );
+}

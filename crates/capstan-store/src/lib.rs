@@ -14,6 +14,7 @@ pub mod sqlite;
 
 pub use sqlite::{DEFAULT_RETENTION, SqliteStore};
 
+use capstan_core::Timestamp;
 use capstan_core::decision::{Action, Decision};
 
 /// A failure of the store. Names the service and the reason.
@@ -102,6 +103,36 @@ pub trait DecisionLog: Send + Sync {
             (id, d)
         });
         Ok(Page::from_newest(items, before, limit))
+    }
+
+    /// The newest decisions of `service`, newest first, back to and including the first
+    /// one at or before `since` (which was still in force at `since`), at most `limit`:
+    /// what a restart needs to rebuild a window of time without reading all history.
+    fn since(
+        &self,
+        service: &str,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let mut out = Vec::new();
+        let mut before = None;
+        let mut size = 16usize;
+        while out.len() < limit {
+            let page = self.page(service, before, size.min(limit - out.len()))?;
+            for (_, d) in page.decisions {
+                let reached = d.at <= since;
+                out.push(d);
+                if reached {
+                    return Ok(out);
+                }
+            }
+            match page.next_before {
+                Some(b) => before = Some(b),
+                None => break,
+            }
+            size = size.saturating_mul(4);
+        }
+        Ok(out)
     }
 
     /// Whether the store answers (for readiness).
@@ -377,6 +408,29 @@ mod tests {
         assert_eq!(seen, vec![7, 6, 5, 4, 3]);
         assert!(store.page("x", None, 3).unwrap().decisions.is_empty());
         store.ping().unwrap();
+    }
+
+    #[test]
+    fn since_stops_at_the_first_decision_at_or_before_the_instant() {
+        let clock = VirtualClock::at_epoch();
+        let store = MemoryStore::new(1000);
+        let mut at = Vec::new();
+        for n in 0..100 {
+            let d = decision("a", &clock, n);
+            at.push(d.at);
+            store.record(&d).unwrap();
+        }
+        let got = store.since("a", at[40], 1000).unwrap();
+        assert_eq!(got.len(), 60, "99 down to 40 inclusive");
+        assert_eq!(got.last().map(|d| d.at), Some(at[40]));
+        assert_eq!(got[0].capacity.desired, 99);
+        let between = at[40]
+            .checked_add(jiff::SignedDuration::from_millis(500))
+            .unwrap();
+        assert_eq!(store.since("a", between, 1000).unwrap().len(), 60);
+        assert_eq!(store.since("a", at[40], 7).unwrap().len(), 7);
+        assert_eq!(store.since("a", at[0], 1000).unwrap().len(), 100);
+        assert!(store.since("b", at[0], 10).unwrap().is_empty());
     }
 
     #[test]
