@@ -8,8 +8,9 @@
 //! - `scale_out`: one durable change alone (its commit and fsync);
 //! - `prune`: the periodic prune of 10,000 services holding 30 rows each down to 20
 //!   (one range delete per service, whatever the history's size);
-//! - `restore`: what a restart reads, the last 100 carried-out changes of each of
-//!   10,000 services (`last_applied`).
+//! - `restore`: what a restart reads for each of 10,000 services holding 30 rows: its
+//!   carried-out changes (`last_applied`; one for 30 of them) and the decisions of a
+//!   10 s stabilization window (`since`, 11 each).
 //!
 //! Run with `cargo bench -p capstan-store --bench record`. Throughput is printed by divan
 //! as decisions per second; `main` first prints how many rows one second writes.
@@ -144,7 +145,8 @@ fn scale_out(bencher: Bencher) {
     });
 }
 
-/// A store (in `dir`) where each service has 30 rows, 10 of them changes; retention 20.
+/// A store (in `dir`) after 30 s of `changing` seconds: each service has 30 rows (the
+/// first 30 services one scale-out among them); retention 20.
 fn filled(dir: &std::path::Path) -> SqliteStore {
     let store = SqliteStore::open(&dir.join("filled.db"), 20).unwrap();
     let clock = VirtualClock::at_epoch();
@@ -177,10 +179,19 @@ fn restore(bencher: Bencher) {
     let dir = tempfile::tempdir().unwrap();
     let store = filled(dir.path());
     let names = names();
+    store.flush().unwrap();
+    // The fill ran 30 s of decision time; a 10 s window reaches back into it.
+    let cutoff = store.recent("service-00000", 1).unwrap()[0]
+        .at
+        .checked_sub(jiff::SignedDuration::from_secs(10))
+        .unwrap();
     bencher.counter(ItemsCount::new(SERVICES)).bench_local(|| {
         names
             .iter()
-            .map(|n| store.last_applied(n, 100).unwrap().len())
+            .map(|n| {
+                store.last_applied(n, 1000).unwrap().len()
+                    + store.since(n, cutoff, 1000).unwrap().len()
+            })
             .sum::<usize>()
     });
 }
