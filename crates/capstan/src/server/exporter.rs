@@ -350,4 +350,30 @@ impl DecisionLog for ExportingLog {
     fn recent(&self, service: &str, limit: usize) -> Result<Vec<Decision>, StoreError> {
         self.inner.recent(service, limit)
     }
+
+    fn page(
+        &self,
+        service: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<capstan_store::Page, StoreError> {
+        self.inner.page(service, before, limit)
+    }
+
+    fn since(
+        &self,
+        service: &str,
+        since: jiff::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Decision>, StoreError> {
+        self.inner.since(service, since, limit)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping()
+    }
+
+    fn last_applied(&self, service: &str, limit: usize) -> Result<Vec<Decision>, StoreError> {
+        self.inner.last_applied(service, limit)
+    }
 }
