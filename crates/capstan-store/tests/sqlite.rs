@@ -390,3 +390,48 @@ fn every_kind_of_ask_and_step_reads_back_equal() {
         .unwrap();
     assert_eq!(back, vec![d]);
 }
+
+/// Run by [`a_scale_out_survives_a_killed_process`] in a child process: records a hold,
+/// a scale-out and another hold, then dies at once (no destructor runs).
+#[test]
+fn crash_child() {
+    let Some(path) = std::env::var_os("CAPSTAN_STORE_CRASH_DB") else {
+        return;
+    };
+    let store = SqliteStore::open(std::path::Path::new(&path), 100).unwrap();
+    let clock = VirtualClock::at_epoch();
+    store.record(&hold("a", &clock, 3, "before")).unwrap();
+    store.record(&out("a", &clock, 3, 6)).unwrap();
+    store.record(&hold("a", &clock, 6, "after")).unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn a_scale_out_survives_a_killed_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capstan.db");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env("CAPSTAN_STORE_CRASH_DB", &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child was meant to abort");
+    let store = SqliteStore::open(&path, 100).unwrap();
+    let applied = store.last_applied("a", 5).unwrap();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].action, Action::ScaleOut { from: 3, to: 6 });
+    let kept: Vec<Action> = store
+        .recent("a", 10)
+        .unwrap()
+        .iter()
+        .map(|d| d.action)
+        .collect();
+    // The hold waiting in the batch went in with the scale-out; the one after it was
+    // still waiting when the process died.
+    assert_eq!(
+        kept,
+        vec![Action::ScaleOut { from: 3, to: 6 }, Action::Hold { at: 3 }]
+    );
+}
