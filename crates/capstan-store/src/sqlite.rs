@@ -45,6 +45,9 @@ pub const HOLD_BATCH: usize = 1024;
 /// How long (decision time) a hold may wait before it is written.
 pub const HOLD_BATCH_AGE: StdDuration = StdDuration::from_secs(1);
 
+/// How many holds may wait while writes fail; older ones are dropped.
+pub const MAX_PENDING: usize = 64 * HOLD_BATCH;
+
 /// How often (decision time) services over their retention are pruned.
 pub const PRUNE_EVERY: StdDuration = StdDuration::from_secs(60);
 
@@ -336,26 +339,7 @@ impl Inner {
         body: &str,
         applied: bool,
     ) -> Result<(), String> {
-        let pending = std::mem::take(&mut self.pending);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| describe(&e))?;
-        {
-            let mut insert = tx.prepare_cached(INSERT_ONE).map_err(|e| describe(&e))?;
-            for (s, at, body) in &pending {
-                insert
-                    .execute(params![s, at, 0, body])
-                    .map_err(|e| describe(&e))?;
-            }
-            insert
-                .execute(params![service, at, i64::from(applied), body])
-                .map_err(|e| describe(&e))?;
-        }
-        tx.commit().map_err(|e| describe(&e))?;
-        self.touched.extend(pending.into_iter().map(|(s, _, _)| s));
-        self.touched.insert(service.to_owned());
-        Ok(())
+        self.write(Some((service, at, body, applied)))
     }
 
     /// Writes the waiting holds in one transaction. On failure they are kept.
@@ -363,6 +347,22 @@ impl Inner {
         if self.pending.is_empty() {
             return Ok(());
         }
+        self.write(None)
+    }
+
+    /// Writes the waiting holds and `change`, if any, in one transaction. On failure
+    /// nothing is written and the holds stay waiting (the oldest dropped beyond
+    /// [`MAX_PENDING`], so a store that keeps failing cannot eat the memory).
+    fn write(&mut self, change: Option<(&str, i64, &str, bool)>) -> Result<(), String> {
+        let result = self.write_once(change);
+        if result.is_err() && self.pending.len() > MAX_PENDING {
+            let extra = self.pending.len() - MAX_PENDING;
+            self.pending.drain(..extra);
+        }
+        result
+    }
+
+    fn write_once(&mut self, change: Option<(&str, i64, &str, bool)>) -> Result<(), String> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -374,10 +374,18 @@ impl Inner {
                     .execute(params![s, at, 0, body])
                     .map_err(|e| describe(&e))?;
             }
+            if let Some((service, at, body, applied)) = change {
+                insert
+                    .execute(params![service, at, i64::from(applied), body])
+                    .map_err(|e| describe(&e))?;
+            }
         }
         tx.commit().map_err(|e| describe(&e))?;
         let pending = std::mem::take(&mut self.pending);
         self.touched.extend(pending.into_iter().map(|(s, _, _)| s));
+        if let Some((service, ..)) = change {
+            self.touched.insert(service.to_owned());
+        }
         Ok(())
     }
 
