@@ -16,8 +16,8 @@
 //! settings or interval changed are updated in place (cooldowns, stabilization and
 //! unchanged policies' state kept), services whose target changed are restarted;
 //! sources are restarted as a whole if any changed (unchanged sources keep their
-//! windows). `[server]`, `[log]` and `ship_to_cloudwatch` changes take effect at the
-//! next start (the reload says so). Targets and sources are built before anything is
+//! windows). `[server]`, `[log]`, `[store]` and `ship_to_cloudwatch` changes take
+//! effect at the next start (the reload says so). Targets and sources are built before anything is
 //! changed, so a reload that cannot be applied changes nothing.
 //!
 //! Dry-run (`--dry-run`, or `dry_run = true` per service): decisions are computed,
@@ -452,6 +452,9 @@ impl Daemon {
         }
         if new.ship_to_cloudwatch != self.config.ship_to_cloudwatch {
             summary.needs_restart.push("ship_to_cloudwatch".into());
+        }
+        if new.store != self.config.store {
+            summary.needs_restart.push("store".into());
         }
         // The webhooks' token files first (read again): nothing changes if one cannot
         // be read. Put back as they were if a later step fails.

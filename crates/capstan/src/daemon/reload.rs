@@ -70,7 +70,7 @@ pub struct ReloadSummary {
     /// Sources removed.
     pub sources_removed: Vec<String>,
     /// Sections that changed but only take effect at a restart (`server`, `log`,
-    /// `ship_to_cloudwatch`).
+    /// `store`, `ship_to_cloudwatch`).
     pub needs_restart: Vec<String>,
 }
 
