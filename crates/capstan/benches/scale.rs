@@ -8,7 +8,9 @@
 //! (default 15) seconds to settle and is measured for `CAPSTAN_BENCH_SECONDS` (default
 //! 30), with its decisions in the default SQLite store: the process's CPU time (`getrusage`, every thread: the world model's work is in
 //! it too), its resident memory (`/proc/self/status`), and the evaluations made (the
-//! sum of `capstan_decisions_total`). Linux only.
+//! sum of `capstan_decisions_total`). Linux only. Each source's window keeps the default
+//! 15 minutes of values (one a second) unless `CAPSTAN_BENCH_RETENTION` says otherwise
+//! (e.g. `2m`): memory grows until the windows are full.
 //!
 //! ```sh
 //! cargo bench -p capstan --bench scale
@@ -62,7 +64,13 @@ fn memory_mib(field: &str) -> f64 {
     kib / 1024.0
 }
 
-fn config_text(services: usize, port: u16, store: &std::path::Path) -> String {
+fn config_text(
+    services: usize,
+    port: u16,
+    store: &std::path::Path,
+    retention: Option<&str>,
+) -> String {
+    let retention = retention.map_or_else(String::new, |r| format!("retention = \"{r}\"\n"));
     let mut text = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[store]\npath = \"{}\"\n\n",
         store.display()
@@ -70,7 +78,7 @@ fn config_text(services: usize, port: u16, store: &std::path::Path) -> String {
     for i in 0..services {
         writeln!(
             text,
-            "[sources.q{i}]\nkind = \"push\"\nttl = \"1h\"\ninterval = \"1s\"\n"
+            "[sources.q{i}]\nkind = \"push\"\nttl = \"1h\"\ninterval = \"1s\"\n{retention}"
         )
         .unwrap();
     }
@@ -113,6 +121,8 @@ fn main() {
     let services = usize::try_from(env_or("CAPSTAN_BENCH_SERVICES", 10_000)).unwrap();
     let warmup = Duration::from_secs(env_or("CAPSTAN_BENCH_WARMUP_S", 15));
     let measured = Duration::from_secs(env_or("CAPSTAN_BENCH_SECONDS", 30));
+    // Each source's window (default: the configuration's default, 15 minutes).
+    let retention = std::env::var("CAPSTAN_BENCH_RETENTION").ok();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -122,7 +132,12 @@ fn main() {
     // The default store: SQLite, in a file of its own.
     let dir = tempfile::tempdir().unwrap();
     let config = config::compile(
-        &config_text(services, port, &dir.path().join("capstan.db")),
+        &config_text(
+            services,
+            port,
+            &dir.path().join("capstan.db"),
+            retention.as_deref(),
+        ),
         "bench.toml",
         &|_| None,
     )

@@ -262,13 +262,15 @@ async fn valid_edits_apply_in_place_and_invalid_ones_change_nothing() {
             .await,
         Some(0.0)
     );
-    let health = capstan
-        .client
-        .get(format!("{}/healthz", capstan.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    for probe in ["healthz", "readyz"] {
+        let health = capstan
+            .client
+            .get(format!("{}/{probe}", capstan.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200, "/{probe} stays green");
+    }
     assert_eq!(capstan.live(), live, "nothing was started or stopped");
 
     // The API reloads the good file again: the second service goes away.
