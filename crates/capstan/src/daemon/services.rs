@@ -21,6 +21,7 @@ use capstan_core::clock::Clock;
 use capstan_core::metrics::SharedObservations;
 use capstan_core::model::TaskId;
 use capstan_core::planner::Engine;
+use capstan_sources::retry::Backoff;
 use capstan_sources::{ReadError, ReadObserver};
 use capstan_store::DecisionLog;
 use capstan_targets::{EcsTarget, Observed, ProcessTarget, Target, TargetError, TargetSpec};
@@ -550,6 +551,7 @@ async fn drive(
     let mut ticks = every(interval);
     // Consecutive failed ticks.
     let mut failures: u32 = 0;
+    let mut backoff = Backoff::new(RETRY_BASE, interval, Backoff::seed_of(&service));
     loop {
         tokio::select! {
             biased;
@@ -581,7 +583,7 @@ async fn drive(
                     // a whole interval later: the decision is made again then, from
                     // what the target reports.
                     failures = failures.saturating_add(1);
-                    let retry = retry_after(failures, ticks.period());
+                    let retry = retry_after(&mut backoff, failures, ticks.period());
                     ticks.reset_after(retry);
                     tracing::warn!(service = %service, error = %e, retry_s = retry.as_secs_f64(), "tick failed; trying again");
                 }
@@ -592,11 +594,16 @@ async fn drive(
     service_loop
 }
 
-/// When to try again after the `failures`-th failed tick in a row: 1 s, doubling, at
-/// most `period`.
-fn retry_after(failures: u32, period: Duration) -> Duration {
-    let shift = failures.saturating_sub(1).min(16);
-    Duration::from_secs(1u64 << shift).min(period)
+/// The first retry's ceiling after a failed tick.
+const RETRY_BASE: Duration = Duration::from_secs(1);
+
+/// When to try again after the `failures`-th failed tick in a row: exponential backoff
+/// (1 s, 2 s, 4 s, ... at most `period`) with jitter: between half the ceiling and the
+/// ceiling, so services that fail together (a throttled API) do not retry together.
+fn retry_after(backoff: &mut Backoff, failures: u32, period: Duration) -> Duration {
+    let attempt = failures.saturating_sub(1);
+    let ceiling = backoff.ceiling(attempt).min(period);
+    (ceiling / 2 + backoff.delay(attempt) / 2).min(ceiling)
 }
 
 /// A timer firing at once, then every `period` (late ticks delay the next ones).
@@ -604,4 +611,33 @@ fn every(period: Duration) -> tokio::time::Interval {
     let mut ticks = tokio::time::interval(period.max(Duration::from_millis(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_ticks_back_off_exponentially_with_jitter_within_the_interval() {
+        let period = Duration::from_secs(10);
+        let mut backoff = Backoff::new(RETRY_BASE, period, 7);
+        for (failures, ceiling) in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 10), (9, 10)] {
+            let ceiling = Duration::from_secs(ceiling);
+            for _ in 0..50 {
+                let retry = retry_after(&mut backoff, failures, period);
+                assert!(
+                    retry >= ceiling / 2 && retry <= ceiling,
+                    "failure {failures}: {retry:?} outside [{:?}, {ceiling:?}]",
+                    ceiling / 2
+                );
+            }
+        }
+        // Two services failing together do not retry at the same instant.
+        let mut a = Backoff::new(RETRY_BASE, period, Backoff::seed_of("a"));
+        let mut b = Backoff::new(RETRY_BASE, period, Backoff::seed_of("b"));
+        assert_ne!(
+            retry_after(&mut a, 3, period),
+            retry_after(&mut b, 3, period)
+        );
+    }
 }
