@@ -174,6 +174,20 @@ pub struct PlannerState {
 }
 
 impl PlannerState {
+    /// Adds the combined recommendation `count` at `at` to the stabilization history,
+    /// dropping the entries before it that are no higher (they can no longer be the
+    /// highest of a window).
+    pub(crate) fn remember(&mut self, at: Timestamp, count: u32) {
+        while self
+            .history
+            .back()
+            .is_some_and(|&(t, n)| n <= count && t <= at)
+        {
+            self.history.pop_back();
+        }
+        self.history.push_back((at, count));
+    }
+
     /// Records that `decision` was carried out at `now`.
     ///
     /// Holds and dry-runs record nothing. A change made only by the bounds (a
@@ -475,14 +489,7 @@ pub fn plan_with(
     } else {
         let cutoff = sub(now, config.stabilization);
         state.history.retain(|&(at, _)| at > cutoff);
-        while state
-            .history
-            .back()
-            .is_some_and(|&(at, n)| n <= result && at <= now)
-        {
-            state.history.pop_back();
-        }
-        state.history.push_back((now, result));
+        state.remember(now, result);
         if result < current {
             let highest = state
                 .history

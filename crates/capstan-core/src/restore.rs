@@ -71,10 +71,7 @@ impl PlannerState {
                 .iter()
                 .find(|s| s.kind == StepKind::MissingData)
                 .map_or(d.combined, |s| s.to);
-            while self.history.back().is_some_and(|&(_, n)| n <= count) {
-                self.history.pop_back();
-            }
-            self.history.push_back((until, count));
+            self.remember(until, count);
         }
     }
 }

@@ -21,15 +21,13 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use capstan::config;
-use capstan::daemon::services::AnyTarget;
+use capstan::daemon::services::world_targets;
 use capstan::daemon::{self, RunOptions};
 use capstan_core::clock::SystemClock;
-use capstan_targets::{EcsTarget, EcsTargetSpec};
-use capstan_testkit::servers;
+use capstan_testkit::servers::{self, free_port};
 use capstan_world::{ServiceSpec, World, WorldConfig};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -81,20 +79,6 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
     )]
     let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-fn world_target(world: &World) -> capstan::daemon::services::TargetFactory {
-    let world = world.clone();
-    Arc::new(move |spec: &config::ServiceSpec| {
-        let target = EcsTarget::new(
-            &spec.name,
-            EcsTargetSpec::new("bench", &spec.name),
-            world.clone(),
-            Some(world.clone()),
-            None,
-        );
-        Some(AnyTarget::EcsWorld(Arc::new(target)))
-    })
 }
 
 fn new_world() -> World {
@@ -176,7 +160,7 @@ datapoints = {{ out = 1, in = 1 }}
     let cancel = CancellationToken::new();
     let daemon = tokio::spawn(daemon::run_with(
         RunOptions {
-            targets: Some(world_target(&world)),
+            targets: Some(world_targets(world.clone(), "bench")),
             ..RunOptions::new(config)
         },
         cancel.clone(),
@@ -216,11 +200,7 @@ async fn alert_reaction(
     rounds: usize,
     mut scale_outs: mpsc::UnboundedReceiver<Instant>,
 ) -> Vec<Duration> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let text = format!(
         r#"
 [server]
@@ -251,7 +231,7 @@ in_step = 1
     let cancel = CancellationToken::new();
     let daemon = tokio::spawn(daemon::run_with(
         RunOptions {
-            targets: Some(world_target(&world)),
+            targets: Some(world_targets(world.clone(), "bench")),
             ..RunOptions::new(config)
         },
         cancel.clone(),
@@ -319,6 +299,10 @@ in_step = 1
 }
 
 fn report(name: &str, mut times: Vec<Duration>) {
+    if times.is_empty() {
+        println!("{name}: no rounds");
+        return;
+    }
     times.sort();
     println!(
         "{name}: {} rounds, median {:.1} ms, p99 {:.1} ms, max {:.1} ms",

@@ -123,11 +123,7 @@ fn main() {
     let measured = Duration::from_secs(env_or("CAPSTAN_BENCH_SECONDS", 30));
     // Each source's window (default: the configuration's default, 15 minutes).
     let retention = std::env::var("CAPSTAN_BENCH_RETENTION").ok();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = capstan_testkit::servers::free_port();
     let base = format!("http://127.0.0.1:{port}");
     // The default store: SQLite, in a file of its own.
     let dir = tempfile::tempdir().unwrap();

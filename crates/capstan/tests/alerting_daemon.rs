@@ -8,15 +8,14 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use capstan::config;
-use capstan::daemon::services::AnyTarget;
+use capstan::daemon::services::world_targets;
 use capstan::daemon::{self, RunOptions};
 use capstan_core::clock::SystemClock;
-use capstan_targets::{EcsTarget, EcsTargetSpec};
 use capstan_testkit::prometheus::{Alertmanager, Prometheus, scrape_config};
+use capstan_testkit::servers::free_port;
 use capstan_world::{ServiceCounts, ServiceSpec, World, WorldConfig};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -92,11 +91,7 @@ async fn until(what: &str, world: &World, mut done: impl FnMut(&ServiceCounts) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prometheus_alert_scales_the_service_out_and_its_resolution_back_in() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let world = World::new(WorldConfig::default(), SystemClock);
     world
         .add_service(ServiceSpec {
@@ -109,17 +104,7 @@ async fn a_prometheus_alert_scales_the_service_out_and_its_resolution_back_in() 
             ..ServiceSpec::default()
         })
         .unwrap();
-    let target_world = world.clone();
-    let targets = Arc::new(move |spec: &config::ServiceSpec| {
-        let target = EcsTarget::new(
-            &spec.name,
-            EcsTargetSpec::new("prod", "api"),
-            target_world.clone(),
-            Some(target_world.clone()),
-            None,
-        );
-        Some(AnyTarget::EcsWorld(Arc::new(target)))
-    });
+    let targets = world_targets(world.clone(), "prod");
     let config = config::compile(&config(port), "test.toml", &|_| None).unwrap();
     let cancel = CancellationToken::new();
     let daemon = tokio::spawn(daemon::run_with(

@@ -11,15 +11,13 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use capstan::config;
-use capstan::daemon::services::AnyTarget;
+use capstan::daemon::services::world_targets;
 use capstan::daemon::{self, RunOptions};
 use capstan_core::clock::SystemClock;
-use capstan_targets::{EcsTarget, EcsTargetSpec};
-use capstan_testkit::servers::{self, RedisServer};
+use capstan_testkit::servers::{self, RedisServer, free_port};
 use capstan_world::{ServiceCounts, ServiceSpec, World, WorldConfig};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -102,25 +100,11 @@ async fn a_redis_list_scales_the_world_models_ecs_service_out_and_back_in() {
             ..ServiceSpec::default()
         })
         .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let api = format!("http://127.0.0.1:{port}/api/v1/services");
     let client = reqwest::Client::new();
     let config = config::compile(&config(&redis, &key, port), "test.toml", &|_| None).unwrap();
-    let target_world = world.clone();
-    let targets = Arc::new(move |spec: &config::ServiceSpec| {
-        let target = EcsTarget::new(
-            &spec.name,
-            EcsTargetSpec::new(CLUSTER, SERVICE),
-            target_world.clone(),
-            Some(target_world.clone()),
-            None,
-        );
-        Some(AnyTarget::EcsWorld(Arc::new(target)))
-    });
+    let targets = world_targets(world.clone(), CLUSTER);
     let cancel = CancellationToken::new();
     let daemon = tokio::spawn(daemon::run_with(
         RunOptions {

@@ -12,26 +12,17 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use capstan::config;
-use capstan::daemon::services::AnyTarget;
+use capstan::daemon::services::world_targets;
 use capstan::daemon::{self, RunOptions};
 use capstan_core::clock::SystemClock;
-use capstan_targets::{EcsTarget, EcsTargetSpec};
+use capstan_testkit::servers::free_port;
 use capstan_world::{ServiceSpec, World, WorldConfig};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn config(port: u16, store: &Path) -> config::Config {
     let text = format!(
@@ -67,17 +58,7 @@ out = {{ threshold = 60, datapoints = 1, steps = [{{ lower = 0, change = 3 }}] }
 }
 
 fn start(world: &World, port: u16, store: &Path) -> (JoinHandle<()>, CancellationToken) {
-    let target_world = world.clone();
-    let targets = Arc::new(move |spec: &config::ServiceSpec| {
-        let target = EcsTarget::new(
-            &spec.name,
-            EcsTargetSpec::new("prod", "api"),
-            target_world.clone(),
-            Some(target_world.clone()),
-            None,
-        );
-        Some(AnyTarget::EcsWorld(Arc::new(target)))
-    });
+    let targets = world_targets(world.clone(), "prod");
     let cancel = CancellationToken::new();
     let options = RunOptions {
         targets: Some(targets),

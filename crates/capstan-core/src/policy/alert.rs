@@ -94,14 +94,7 @@ impl Alert {
                 format!("must be at least step ({max} < {})", self.step),
             ));
         }
-        if let Some(j) = self.jitter
-            && (!j.fraction.is_finite() || !(0.0..1.0).contains(&j.fraction))
-        {
-            errors.push(PolicyError::new(
-                "jitter.fraction",
-                format!("must be at least 0 and below 1 (got {})", j.fraction),
-            ));
-        }
+        errors.extend(self.jitter.and_then(|j| j.check()));
         if self.forget_after.is_zero() {
             errors.push(PolicyError::new("forget_after", "must be above zero"));
         }

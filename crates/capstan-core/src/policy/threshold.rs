@@ -61,6 +61,18 @@ pub struct Jitter {
     pub seed: u64,
 }
 
+impl Jitter {
+    /// The error of a `fraction` outside [0, 1), if any.
+    pub fn check(&self) -> Option<PolicyError> {
+        (!self.fraction.is_finite() || !(0.0..1.0).contains(&self.fraction)).then(|| {
+            PolicyError::new(
+                "jitter.fraction",
+                format!("must be at least 0 and below 1 (got {})", self.fraction),
+            )
+        })
+    }
+}
+
 /// Settings of a threshold / composite policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Threshold {
@@ -157,14 +169,7 @@ impl Threshold {
         if self.step_in == 0 {
             errors.push(PolicyError::new("step_in", "must be at least 1"));
         }
-        if let Some(j) = self.jitter
-            && (!j.fraction.is_finite() || !(0.0..1.0).contains(&j.fraction))
-        {
-            errors.push(PolicyError::new(
-                "jitter.fraction",
-                format!("must be at least 0 and below 1 (got {})", j.fraction),
-            ));
-        }
+        errors.extend(self.jitter.and_then(|j| j.check()));
         errors
     }
 

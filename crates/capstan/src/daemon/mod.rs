@@ -217,33 +217,25 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
 
     // Every read is exported and wakes the services that use the source.
     let wakers = Arc::new(Wakers::default());
-    let mut observer: Arc<dyn ReadObserver> = Arc::new(capstan_sources::ship::Observers(vec![
-        exporter.clone(),
-        wakers.clone(),
-    ]));
+    let mut observers: Vec<Arc<dyn ReadObserver>> = vec![exporter.clone(), wakers.clone()];
     // ship_to_cloudwatch: shippers on tasks of their own, fed by the same reads. They
     // stop after the pollers (their own token), so the last reads are shipped too.
-    let ship_stop = CancellationToken::new();
-    let mut shipper_tasks = JoinSet::new();
+    let mut shippers = Shippers {
+        stop: CancellationToken::new(),
+        tasks: JoinSet::new(),
+    };
     if let Some(shipping) = capstan_sources::ship::spawn_sdk(
         &config.ship_to_cloudwatch,
         capstan_sources::ship::ShipOptions::default(),
-        &ship_stop,
+        &shippers.stop,
         {
             let exporter = Arc::clone(&exporter);
             Arc::new(move |n| exporter.count_unshipped(n))
         },
     ) {
-        observer = Arc::new(capstan_sources::ship::Observers(vec![
-            observer,
-            shipping.observer,
-        ]));
-        shipper_tasks = shipping.tasks;
+        observers.push(shipping.observer);
+        shippers.tasks = shipping.tasks;
     }
-    let shippers = Shippers {
-        stop: ship_stop,
-        tasks: shipper_tasks,
-    };
     let sources = Sources::start(
         &config.sources,
         Arc::clone(&obs),
@@ -251,7 +243,7 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
         push.clone(),
         Hooks {
             push: Some(push.clone()),
-            observer: Some(observer),
+            observer: Some(Arc::new(capstan_sources::ship::Observers(observers))),
         },
         &stop,
     )?;

@@ -1,12 +1,12 @@
 //! The running services: one control-loop task per service, started, reconfigured in
 //! place and stopped as the configuration changes.
 //!
-//! Each service's task drives its [`ServiceLoop`]: a tick, then a wait of the service's
-//! interval, which ends early when the service is woken (an alert arrived, see
-//! [`Services::waker`]) or reconfigured. A reconfiguration (new policies, bounds,
-//! planner settings or interval) reaches the task over a watch channel and is applied
-//! between ticks with [`ServiceLoop::reconfigure`], keeping cooldowns and stabilization.
-//! A new target means a new loop: the old one is stopped and its target shut down.
+//! Each service's task drives its [`ServiceLoop`]: a tick every interval, and one at
+//! once when the service is woken ([`Wakers`]: a read of a source its policies use, or
+//! an alert). A reconfiguration (new policies, bounds, planner settings or interval)
+//! reaches the task over a watch channel and is applied between ticks with
+//! [`ServiceLoop::reconfigure`], keeping cooldowns and stabilization. A new target
+//! means a new loop: the old one is stopped and its target shut down.
 //!
 //! Targets are kept here as [`AnyTarget`] clones so they can be shut down when their
 //! service is removed or capstan stops.
@@ -24,7 +24,9 @@ use capstan_core::planner::Engine;
 use capstan_sources::retry::Backoff;
 use capstan_sources::{ReadError, ReadObserver};
 use capstan_store::DecisionLog;
-use capstan_targets::{EcsTarget, Observed, ProcessTarget, Target, TargetError, TargetSpec};
+use capstan_targets::{
+    EcsTarget, EcsTargetSpec, Observed, ProcessTarget, Target, TargetError, TargetSpec,
+};
 use capstan_world::World;
 use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinSet};
@@ -45,6 +47,22 @@ pub enum AnyTarget {
 /// Builds the target of a service instead of its configured one when it returns
 /// `Some` (tests put the world model behind ECS services this way).
 pub type TargetFactory = Arc<dyn Fn(&ServiceSpec) -> Option<AnyTarget> + Send + Sync>;
+
+/// A factory putting every service on the world model's ECS service of the same name
+/// in `cluster` (no target group, no work counts), on the system clock.
+pub fn world_targets(world: World, cluster: &str) -> TargetFactory {
+    let cluster = cluster.to_owned();
+    Arc::new(move |spec: &ServiceSpec| {
+        let target = EcsTarget::new(
+            &spec.name,
+            EcsTargetSpec::new(&cluster, &spec.name),
+            world.clone(),
+            Some(world.clone()),
+            None,
+        );
+        Some(AnyTarget::EcsWorld(Arc::new(target)))
+    })
+}
 
 impl AnyTarget {
     /// Builds the target `spec` of `service`, on `clock`.
@@ -128,7 +146,8 @@ pub enum Change {
     None,
     /// Policies, planner settings or interval: applied in place.
     Settings,
-    /// Another target: the loop is restarted (its engine state is lost).
+    /// Another target: the loop is restarted (its engine state rebuilt from the store,
+    /// as at start-up).
     Target,
 }
 
@@ -298,12 +317,6 @@ impl Services {
     pub fn with_factory(mut self, factory: Option<TargetFactory>) -> Self {
         self.factory = factory;
         self
-    }
-
-    /// The wakers (a service's waker makes it evaluate at once); give them to the
-    /// pollers as a [`ReadObserver`] so reads wake the services using them.
-    pub fn wakers(&self) -> Arc<Wakers> {
-        Arc::clone(&self.wakers)
     }
 
     /// The names of the running services.

@@ -157,13 +157,12 @@ impl AlertRoutes {
             };
         }
         let mut out: Vec<String> = Vec::new();
-        let unknown = None;
         for (service, selector) in &self.selectors {
             if selector.matches(labels) && !out.contains(service) {
                 out.push(service.clone());
             }
         }
-        (out, unknown)
+        (out, None)
     }
 }
 
