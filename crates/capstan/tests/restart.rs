@@ -163,3 +163,57 @@ async fn without_its_history_capstan_would_scale_again() {
         "a fresh store knows no cooldown: +3 from 4"
     );
 }
+
+/// `capstan run --once` (cron-style): CPU read from a command, the same step policy.
+fn once_config(store: &Path) -> config::Config {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[store]
+path = "{store}"
+
+[sources.cpu]
+kind = "command"
+command = ["echo", "80"]
+value = "any"
+
+[[services]]
+name = "api"
+min = 1
+max = 10
+target = {{ kind = "process", command = ["true"] }}
+cooldown = {{ out = "1h", in = "1h" }}
+
+[[services.policies]]
+kind = "step"
+metric = "cpu"
+out = {{ threshold = 60, datapoints = 1, steps = [{{ lower = 0, change = 3 }}] }}
+"#,
+        store = store.display()
+    );
+    config::compile(&text, "test.toml", &|_| None).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_run_honours_the_cooldown_left_by_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("capstan.db");
+    let world = world();
+    for want in [4, 4] {
+        let options = RunOptions {
+            targets: Some(world_targets(world.clone(), "prod")),
+            once: true,
+            ..RunOptions::new(once_config(&store))
+        };
+        daemon::run_with(options, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            world.service_counts("prod", "api").unwrap().desired,
+            want,
+            "the second run is inside the first one's scale-out cooldown"
+        );
+    }
+}

@@ -18,6 +18,7 @@ use std::time::Duration;
 use capstan_control::ServiceLoop;
 use capstan_control::registry::Registry;
 use capstan_core::clock::Clock;
+use capstan_core::decision::Action;
 use capstan_core::metrics::SharedObservations;
 use capstan_core::model::TaskId;
 use capstan_core::planner::Engine;
@@ -345,17 +346,21 @@ impl Services {
         AnyTarget::build(&spec.name, &spec.target, &self.clock)
     }
 
-    /// Starts the loop of `spec` on `target` (built with [`Self::build_target`]).
-    pub fn start(&mut self, spec: ServiceSpec, target: AnyTarget) {
-        // A service restarted by a reload keeps its handle: pauses and overrides stay.
+    /// The loop of `spec` on `target`, sharing its registry handle (a service restarted
+    /// by a reload keeps it: pauses and overrides stay), with the cooldowns and rate
+    /// limits the store's last carried-out changes left running (also after a restart,
+    /// and from one `--once` run to the next).
+    fn new_loop(
+        &self,
+        spec: &ServiceSpec,
+        target: AnyTarget,
+    ) -> ServiceLoop<AnyTarget, Arc<dyn Clock>> {
         let handle = self.registry.register(
             &spec.name,
             spec.engine.planner.bounds,
             spec.engine.planner.dry_run,
         );
-        // Cooldowns and rate limits pick up where the last carried-out changes left
-        // them (also after a restart).
-        let service_loop = ServiceLoop::restore(
+        ServiceLoop::restore(
             spec.engine.clone(),
             target.clone(),
             Arc::clone(&self.clock),
@@ -366,13 +371,18 @@ impl Services {
             tracing::warn!(service = %spec.name, error = %e, "cannot read the last changes from the store; starting without cooldowns");
             ServiceLoop::new(
                 spec.engine.clone(),
-                target.clone(),
+                target,
                 Arc::clone(&self.clock),
                 Arc::clone(&self.obs),
                 Arc::clone(&self.log),
             )
         })
-        .with_handle(handle);
+        .with_handle(handle)
+    }
+
+    /// Starts the loop of `spec` on `target` (built with [`Self::build_target`]).
+    pub fn start(&mut self, spec: ServiceSpec, target: AnyTarget) {
+        let service_loop = self.new_loop(&spec, target.clone());
         let cancel = self.stop.child_token();
         let wake = Arc::new(Notify::new());
         self.wakers
@@ -404,32 +414,24 @@ impl Services {
     /// Evaluates `spec` once on `target` (`--once`): its task ticks once and ends; see
     /// [`Self::wait_all`].
     pub fn start_once(&mut self, spec: ServiceSpec, target: AnyTarget) {
-        let handle = self.registry.register(
-            &spec.name,
-            spec.engine.planner.bounds,
-            spec.engine.planner.dry_run,
-        );
-        let mut service_loop = ServiceLoop::new(
-            spec.engine.clone(),
-            target,
-            Arc::clone(&self.clock),
-            Arc::clone(&self.obs),
-            Arc::clone(&self.log),
-        )
-        .with_handle(handle);
+        let mut service_loop = self.new_loop(&spec, target);
         let cancel = self.stop.child_token();
         let handle = self.loops.spawn(async move {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => {}
                 result = service_loop.tick() => match result {
-                    Ok(decision) => tracing::info!(
-                        service = %decision.service,
-                        desired = decision.action.desired(),
-                        dry_run = decision.dry_run,
-                        "{}",
-                        decision.sentence()
-                    ),
+                    // The loop logs changes at INFO, holds only at DEBUG: say this one.
+                    Ok(decision) if matches!(decision.action, Action::Hold { .. }) => {
+                        tracing::info!(
+                            service = %decision.service,
+                            desired = decision.action.desired(),
+                            dry_run = decision.dry_run,
+                            "{}",
+                            decision.sentence()
+                        );
+                    }
+                    Ok(_) => {}
                     Err(e) => tracing::error!(service = %service_loop.service(), error = %e, "evaluation failed"),
                 }
             }
