@@ -5,7 +5,6 @@ use aws_sdk_cloudwatch::types::{
     Dimension as SdkDimension, Metric, MetricDataQuery, MetricDatum as SdkDatum, MetricStat,
     ScanBy, StatusCode,
 };
-use aws_smithy_types::DateTime;
 use capstan_aws_api::{
     AwsError, AwsErrorKind, CloudWatch, Datapoint, Dimension, MetricDatum, MetricQuery, limits,
 };
@@ -13,7 +12,8 @@ use jiff::Timestamp;
 use tokio::sync::OnceCell;
 
 use crate::config::SharedConfig;
-use crate::error::{MALFORMED_RESPONSE, from_sdk};
+use crate::error::{from_sdk, malformed};
+use crate::time::{from_sdk_time, to_sdk_time};
 
 /// The id of capstan's one query in a `GetMetricData` call.
 pub const QUERY_ID: &str = "capstan";
@@ -66,14 +66,6 @@ fn dimensions(dims: &[Dimension]) -> Vec<SdkDimension> {
         .collect()
 }
 
-fn to_sdk_time(t: Timestamp) -> DateTime {
-    DateTime::from_nanos(t.as_nanosecond()).unwrap_or_else(|_| DateTime::from_secs(t.as_second()))
-}
-
-fn from_sdk_time(t: &DateTime) -> Option<Timestamp> {
-    Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok()
-}
-
 /// The `MetricDataQuery` of `query`.
 pub fn data_query(query: &MetricQuery) -> MetricDataQuery {
     let builder = MetricDataQuery::builder().id(QUERY_ID).return_data(true);
@@ -107,16 +99,6 @@ pub fn data_query(query: &MetricQuery) -> MetricDataQuery {
             .period(i32::try_from(*period_secs).unwrap_or(i32::MAX))
             .build(),
     }
-}
-
-fn malformed(operation: &'static str, message: impl Into<String>) -> AwsError {
-    AwsError::new(
-        operation,
-        AwsErrorKind::Other {
-            code: MALFORMED_RESPONSE.to_owned(),
-        },
-        message,
-    )
 }
 
 impl CloudWatch for SdkCloudWatch {

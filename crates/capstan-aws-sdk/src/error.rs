@@ -47,7 +47,19 @@ pub fn kind_of(code: &str, status: Option<u16>) -> AwsErrorKind {
         | "ResourceNotFound"
         | "ResourceNotFoundException"
         | "NotFound"
-        | "NotFoundException" => AwsErrorKind::NotFound,
+        | "NotFoundException"
+        | "ClusterNotFoundException"
+        | "ServiceNotFoundException"
+        | "TargetGroupNotFound"
+        | "TargetGroupNotFoundException"
+        | "LoadBalancerNotFound"
+        | "LoadBalancerNotFoundException" => AwsErrorKind::NotFound,
+        "ServiceNotActiveException"
+        | "UpdateInProgressException"
+        | "ResourceInUseException"
+        | "ResourceInUse"
+        | "ScalingActivityInProgress"
+        | "ScalingActivityInProgressFault" => AwsErrorKind::Conflict,
         "InvalidParameterValue"
         | "InvalidParameterValueException"
         | "InvalidParameterCombination"
@@ -60,6 +72,9 @@ pub fn kind_of(code: &str, status: Option<u16>) -> AwsErrorKind {
         | "InvalidAddress"
         | "InvalidFormat"
         | "InvalidNextToken"
+        | "InvalidTarget"
+        | "InvalidTargetException"
+        | "ClientException"
         | "SerializationException" => AwsErrorKind::InvalidParameter,
         "InternalFailure"
         | "InternalError"
@@ -68,7 +83,8 @@ pub fn kind_of(code: &str, status: Option<u16>) -> AwsErrorKind {
         | "InternalServiceException"
         | "ServiceUnavailable"
         | "ServiceUnavailableException"
-        | "ServerException" => AwsErrorKind::Server,
+        | "ServerException"
+        | "ResourceContention" => AwsErrorKind::Server,
         _ => match status {
             Some(429) => AwsErrorKind::Throttling,
             Some(401 | 403) => AwsErrorKind::AccessDenied,
@@ -79,6 +95,18 @@ pub fn kind_of(code: &str, status: Option<u16>) -> AwsErrorKind {
             },
         },
     }
+}
+
+/// The error of an answer that came back but could not be read as `operation`'s
+/// (a missing field, a value out of range), saying what is wrong.
+pub fn malformed(operation: &'static str, message: impl Into<String>) -> AwsError {
+    AwsError::new(
+        operation,
+        AwsErrorKind::Other {
+            code: MALFORMED_RESPONSE.to_owned(),
+        },
+        message,
+    )
 }
 
 /// Maps a failed SDK call of `operation` to an [`AwsError`].
@@ -173,6 +201,11 @@ mod tests {
         );
         assert_eq!(k("InternalServiceFault", 500), AwsErrorKind::Server);
         assert_eq!(k("Odd", 503), AwsErrorKind::Server);
+        assert_eq!(k("ServiceNotFoundException", 400), AwsErrorKind::NotFound);
+        assert_eq!(k("ClusterNotFoundException", 400), AwsErrorKind::NotFound);
+        assert_eq!(k("TargetGroupNotFound", 400), AwsErrorKind::NotFound);
+        assert_eq!(k("ServiceNotActiveException", 400), AwsErrorKind::Conflict);
+        assert_eq!(k("ClientException", 400), AwsErrorKind::InvalidParameter);
         assert_eq!(k("Odd", 400), AwsErrorKind::Other { code: "Odd".into() });
     }
 }

@@ -3,17 +3,27 @@
 //! One shared AWS SDK configuration ([`AwsSettings`] → [`SharedConfig`]: the standard
 //! credential chain, a region, an optional `endpoint_url` for moto or LocalStack),
 //! loaded once on first use and shared by every client made from it; one client type
-//! per service ([`SdkSqs`], [`SdkCloudWatch`]); one mapping from SDK errors to
-//! [`capstan_aws_api::AwsError`] ([`error`]). Later services (ECS, ELBv2, Auto
-//! Scaling) add a module each on the same [`SharedConfig`].
+//! per service ([`SdkSqs`], [`SdkCloudWatch`], [`SdkEcs`], [`SdkElb`]); one mapping
+//! from SDK errors to [`capstan_aws_api::AwsError`] ([`error`]). Auto Scaling will add a
+//! module on the same [`SharedConfig`].
 //!
-//! Module map: [`config`], [`error`], [`sqs`], [`cloudwatch`].
+//! The SDK makes one attempt per call (see [`config`]): retrying is the caller's, so a
+//! throttled call comes back as a retryable error at once and the caller's own
+//! backoff decides when to try again.
+//!
+//! Module map: [`config`], [`error`], [`time`], [`sqs`], [`cloudwatch`], [`ecs`],
+//! [`elb`].
 
 pub mod cloudwatch;
 pub mod config;
+pub mod ecs;
+pub mod elb;
 pub mod error;
 pub mod sqs;
+pub mod time;
 
 pub use cloudwatch::SdkCloudWatch;
 pub use config::{AwsSettings, SharedConfig, static_config};
+pub use ecs::SdkEcs;
+pub use elb::SdkElb;
 pub use sqs::SdkSqs;
