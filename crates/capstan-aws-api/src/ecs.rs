@@ -78,8 +78,8 @@ pub struct EcsTask {
     /// The private IP of its network interface: the id it is registered under in IP
     /// target groups.
     pub private_ip: Option<Arc<str>>,
-    /// When it was created.
-    pub created_at: Timestamp,
+    /// When it was created (AWS always reports it; some emulators do not).
+    pub created_at: Option<Timestamp>,
     /// When it reached RUNNING, if it did.
     pub started_at: Option<Timestamp>,
     /// When it was asked to stop, if it was.

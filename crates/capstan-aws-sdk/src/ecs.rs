@@ -2,10 +2,11 @@
 //! instances.
 //!
 //! Reading answers: a field capstan needs that the answer lacks (a task without an
-//! ARN or a creation time, a status ECS does not document) is a
-//! `MalformedResponse` error naming the resource and the field, never a guessed
-//! value. A service `DescribeServices` reports as `MISSING` is [`AwsErrorKind::NotFound`].
-//! Batch limits are checked before the call ([`limits`]).
+//! ARN or a `lastStatus`, a status ECS does not document, a negative count) is a
+//! `MalformedResponse` error naming the resource and the field, never a guessed value.
+//! Times are optional (`createdAt` only orders scale-in victims; emulators leave it
+//! out). A service `DescribeServices` reports as `MISSING` is
+//! [`AwsErrorKind::NotFound`]. Batch limits are checked before the call ([`limits`]).
 
 use std::sync::Arc;
 
@@ -162,11 +163,6 @@ pub fn read_task(task: &Task) -> Result<EcsTask, AwsError> {
             ));
         }
     };
-    let created = task
-        .created_at()
-        .ok_or_else(|| malformed(OP, format!("{resource} has no createdAt")))?;
-    let created_at = from_sdk_time(created)
-        .ok_or_else(|| malformed(OP, format!("{resource}: createdAt {created} out of range")))?;
     let time = |t: Option<&aws_smithy_types::DateTime>| t.and_then(from_sdk_time);
     let health = match task.health_status() {
         Some(SdkHealth::Healthy) => HealthStatus::Healthy,
@@ -188,7 +184,7 @@ pub fn read_task(task: &Task) -> Result<EcsTask, AwsError> {
         availability_zone: Arc::from(task.availability_zone().unwrap_or("")),
         container_instance: task.container_instance_arn().map(Arc::from),
         private_ip: private_ip(task),
-        created_at,
+        created_at: time(task.created_at()),
         started_at: time(task.started_at()),
         stopping_at: time(task.stopping_at()),
         stopped_at: time(task.stopped_at()),
@@ -701,14 +697,11 @@ mod tests {
 
     #[test]
     fn a_task_without_what_capstan_needs_is_malformed_naming_it() {
-        let task = Task::builder()
-            .task_arn("arn:aws:ecs:us-east-1:1:task/c/abc")
-            .last_status("RUNNING")
-            .build();
+        let task = Task::builder().last_status("RUNNING").build();
         let err = read_task(&task).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "DescribeTasks: MalformedResponse: task arn:aws:ecs:us-east-1:1:task/c/abc has no createdAt"
+            "DescribeTasks: MalformedResponse: a task has no taskArn"
         );
         let task = Task::builder()
             .task_arn("t1")

@@ -348,6 +348,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             Some(w) => w.work_many(&shown.iter().map(|(t, _)| &*t.arn).collect::<Vec<_>>()),
             None => Vec::new(),
         };
+        let now = self.clock.now();
         let tasks = shown
             .iter()
             .enumerate()
@@ -359,7 +360,9 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                 };
                 Task {
                     id: TaskId(t.arn.clone()),
-                    started_at: t.started_at.unwrap_or(t.created_at),
+                    // A task reporting neither time (only emulators do) orders as
+                    // the newest.
+                    started_at: t.started_at.or(t.created_at).unwrap_or(now),
                     zone: Some(Arc::clone(&t.availability_zone)),
                     state,
                     sessions: work.get(i).copied().unwrap_or(0),

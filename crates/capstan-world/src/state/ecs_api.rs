@@ -186,7 +186,7 @@ impl State {
                 .and_then(|i| i.ci.as_ref())
                 .map(|ci| Arc::from(ci.arn.as_str())),
             private_ip: Some(t.ip.clone()),
-            created_at: t.created_at,
+            created_at: Some(t.created_at),
             started_at: t.started_at,
             stopping_at: t.stopping_at,
             stopped_at: t.stopped_at,
