@@ -1,6 +1,9 @@
 //! capstan-testkit: support for capstan's tests (dev only).
 //!
 //! Module map:
+//! - [`aws_proxy`]: [`AwsProxy`](aws_proxy::AwsProxy), a proxy in front of moto that
+//!   fakes ECS task protection (which moto lacks), injects throttling and 5xx faults
+//!   and counts calls per operation.
 //! - [`files`]: the fixture files of a folder, in name order.
 //! - [`http`]: [`MetricServer`](http::MetricServer), a real HTTP server serving a
 //!   metric as JSON that the test changes at run time.
@@ -17,6 +20,7 @@
 //!   where nothing listens and a server that never answers.
 //! - [`venv`]: Python tools (moto, tansu) in a project-local virtual environment.
 
+pub mod aws_proxy;
 pub mod files;
 pub mod http;
 pub mod kafka;

@@ -62,6 +62,75 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Makes ECS tasks keep their status until changed (moto otherwise advances each
+    /// task one lifecycle step per `DescribeTasks`). Server-wide; survives resets.
+    ///
+    /// # Panics
+    /// If the server does not accept it.
+    pub fn manual_ecs_tasks(&self) {
+        let body =
+            r#"{"model_name":"ecs::task","transition":{"progression":"manual","times":1000000}}"#;
+        let answer = request(
+            self.port,
+            "POST",
+            "/moto-api/state-manager/set-transition",
+            "",
+            body,
+        )
+        .unwrap_or_else(|e| panic!("moto set-transition failed: {e}"));
+        assert!(
+            answer.starts_with("HTTP/1.1 20"),
+            "moto set-transition: {answer}"
+        );
+    }
+
+    /// A query-protocol call (EC2, ELBv2, Auto Scaling) with form `params` to
+    /// `service` (as named in a credential scope: `ec2`, `elasticloadbalancing`,
+    /// `autoscaling`): the answer's XML body. For test set-up that needs a service
+    /// capstan has no SDK client for (e.g. an EC2 VPC for ECS tasks).
+    ///
+    /// # Panics
+    /// If the call fails or the answer is not 200.
+    pub fn query(&self, service: &str, params: &[(&str, &str)]) -> String {
+        let body: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+            .collect();
+        let auth = format!(
+            "Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        );
+        let answer = request(self.port, "POST", "/", &auth, &body.join("&"))
+            .unwrap_or_else(|e| panic!("moto {service} call failed: {e}"));
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "moto {service}: {answer}"
+        );
+        answer
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_owned())
+    }
+}
+
+/// The text of the first `<tag>` element of an XML answer.
+pub fn xml_field<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(&xml[start..end])
+}
+
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The `moto_server` program, installed first if missing.
 ///
 /// # Panics
@@ -131,12 +200,25 @@ fn start() -> PrivateServer {
 
 /// One HTTP/1.1 request without a body to the server at `port`: the whole answer.
 fn http(port: u16, method: &str, path: &str) -> Result<String, String> {
+    request(port, method, path, "", "")
+}
+
+/// One HTTP/1.1 request with extra header lines (each ending in CRLF) and a body to
+/// the server at `port`: the whole answer.
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Result<String, String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     stream
         .write_all(request.as_bytes())

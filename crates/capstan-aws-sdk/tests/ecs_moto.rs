@@ -1,0 +1,554 @@
+//! `SdkEcs` and `SdkElb` on the wire against moto (capstan-testkit's `moto`), and the
+//! ECS service target over them.
+//!
+//! moto speaks ECS's JSON and ELBv2's query protocols, so these tests prove the calls
+//! are well-formed and the answers read right. What moto lacks comes from the testkit's
+//! `AwsProxy` in front of it: task protection (a hand-written fake, named as such) and
+//! injected throttling. moto facts these tests live with: `UpdateService` changes the
+//! counts but starts no tasks (tasks are started with `RunTask`, grouped as the
+//! service's); `ListTasks` ignores `serviceName` (each test has its own cluster); a
+//! deregistered target goes straight to `unused`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_ecs::types::{
+    AwsVpcConfiguration, ContainerDefinition, LaunchType, NetworkConfiguration, PortMapping,
+};
+use aws_sdk_elasticloadbalancingv2::types::{TargetGroupAttribute, TargetTypeEnum};
+use capstan_aws_api::{
+    AwsErrorKind, DesiredStatus, Ecs, Elb, TargetHealthState, TargetRef, TaskStatus,
+};
+use capstan_aws_sdk::{SdkEcs, SdkElb, SharedConfig, static_config};
+use capstan_core::model::{TaskId, TaskState};
+use capstan_targets::{EcsTarget, EcsTargetSpec, Target, TargetError};
+use capstan_testkit::aws_proxy::AwsProxy;
+use capstan_testkit::moto::{self, ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY, xml_field};
+
+fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    static_config(endpoint, REGION, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
+}
+
+/// A service in its own cluster with `tasks` FARGATE tasks of its group running, and
+/// an IP target group in the same VPC.
+struct World {
+    cluster: String,
+    service: String,
+    tasks: Vec<Arc<str>>,
+    target_group: String,
+    ecs: aws_sdk_ecs::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    network: NetworkConfiguration,
+}
+
+async fn world(moto: &Moto, endpoint: &str, desired: i32, tasks: i32) -> World {
+    moto.manual_ecs_tasks();
+    // EC2 set-up through the query protocol: a VPC with DNS host names (moto needs them
+    // to give awsvpc tasks an address), a subnet and a security group.
+    let vpc = moto.query(
+        "ec2",
+        &[
+            ("Action", "CreateVpc"),
+            ("Version", "2016-11-15"),
+            ("CidrBlock", "10.0.0.0/16"),
+        ],
+    );
+    let vpc = xml_field(&vpc, "vpcId").expect("a VPC id").to_owned();
+    moto.query(
+        "ec2",
+        &[
+            ("Action", "ModifyVpcAttribute"),
+            ("Version", "2016-11-15"),
+            ("VpcId", &vpc),
+            ("EnableDnsHostnames.Value", "true"),
+        ],
+    );
+    let subnet = moto.query(
+        "ec2",
+        &[
+            ("Action", "CreateSubnet"),
+            ("Version", "2016-11-15"),
+            ("VpcId", &vpc),
+            ("CidrBlock", "10.0.1.0/24"),
+            ("AvailabilityZone", "us-east-1a"),
+        ],
+    );
+    let subnet = xml_field(&subnet, "subnetId")
+        .expect("a subnet id")
+        .to_owned();
+    let group = moto.query(
+        "ec2",
+        &[
+            ("Action", "CreateSecurityGroup"),
+            ("Version", "2016-11-15"),
+            ("VpcId", &vpc),
+            ("GroupName", &moto.name("sg")),
+            ("GroupDescription", "tasks"),
+        ],
+    );
+    let group = xml_field(&group, "groupId").expect("a group id").to_owned();
+    let network = NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder()
+                .subnets(&subnet)
+                .security_groups(&group)
+                .build()
+                .expect("a network configuration"),
+        )
+        .build();
+
+    let config = sdk_config(endpoint);
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let cluster = moto.name("cluster");
+    let service = moto.name("web");
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .expect("create cluster");
+    ecs.register_task_definition()
+        .family(&service)
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image("app")
+                .essential(true)
+                .cpu(256)
+                .memory(512)
+                .port_mappings(PortMapping::builder().container_port(8080).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("register task definition");
+    let target_group = elb
+        .create_target_group()
+        .name(target_group_name(moto))
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(&vpc)
+        .target_type(TargetTypeEnum::Ip)
+        .send()
+        .await
+        .expect("create target group")
+        .target_groups()
+        .first()
+        .and_then(|g| g.target_group_arn())
+        .expect("a target group ARN")
+        .to_owned();
+    ecs.create_service()
+        .cluster(&cluster)
+        .service_name(&service)
+        .task_definition(&service)
+        .desired_count(desired)
+        .launch_type(LaunchType::Fargate)
+        .network_configuration(network.clone())
+        .send()
+        .await
+        .expect("create service");
+    let mut world = World {
+        cluster,
+        service,
+        tasks: Vec::new(),
+        target_group,
+        ecs,
+        elb,
+        network,
+    };
+    world.run_tasks(tasks).await;
+    world
+}
+
+/// A target group name unique to the handle: letters, digits and hyphens, at most 32.
+fn target_group_name(moto: &Moto) -> String {
+    let name = moto.name("tg").replace('_', "-");
+    let tail = &name[name.len().saturating_sub(32)..];
+    tail.trim_start_matches('-').to_owned()
+}
+
+impl World {
+    /// Starts `count` tasks in the service's group.
+    async fn run_tasks(&mut self, count: i32) {
+        if count == 0 {
+            return;
+        }
+        let out = self
+            .ecs
+            .run_task()
+            .cluster(&self.cluster)
+            .task_definition(&self.service)
+            .count(count)
+            .launch_type(LaunchType::Fargate)
+            .group(format!("service:{}", self.service))
+            .started_by("capstan-test")
+            .network_configuration(self.network.clone())
+            .send()
+            .await
+            .expect("run tasks");
+        assert!(out.failures().is_empty(), "{:?}", out.failures());
+        self.tasks.extend(
+            out.tasks()
+                .iter()
+                .filter_map(|t| t.task_arn())
+                .map(Arc::from),
+        );
+    }
+
+    async fn desired_count(&self) -> i32 {
+        self.ecs
+            .describe_services()
+            .cluster(&self.cluster)
+            .services(&self.service)
+            .send()
+            .await
+            .expect("describe services")
+            .services()
+            .first()
+            .expect("the service")
+            .desired_count()
+    }
+}
+
+fn clients(endpoint: &str) -> (SdkEcs, SdkElb) {
+    let config = SharedConfig::ready(sdk_config(endpoint));
+    (SdkEcs::new(config.clone()), SdkElb::new(config))
+}
+
+#[tokio::test]
+async fn ecs_operations_on_the_wire() {
+    let moto = moto::moto();
+    let endpoint = moto.endpoint_url();
+    let w = world(&moto, &endpoint, 2, 3).await;
+    let (ecs, _) = clients(&endpoint);
+
+    let svc = ecs
+        .describe_service(&w.cluster, &w.service)
+        .await
+        .expect("describe");
+    assert_eq!(svc.name, w.service);
+    assert_eq!(svc.desired, 2);
+    assert_eq!(
+        svc.deployments.first().map(|d| d.status.as_str()),
+        Some("PRIMARY")
+    );
+    assert_eq!(svc.status, "ACTIVE");
+
+    // Missing service and cluster: NotFound, naming what is missing.
+    let err = ecs
+        .describe_service(&w.cluster, "nope")
+        .await
+        .expect_err("missing service");
+    assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains("service nope in cluster"), "{err}");
+    let err = ecs
+        .describe_service(&moto.name("no-cluster"), &w.service)
+        .await
+        .expect_err("missing cluster");
+    assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
+
+    // UpdateService sets desiredCount; sending it again is harmless.
+    ecs.update_desired_count(&w.cluster, &w.service, 5)
+        .await
+        .expect("update");
+    ecs.update_desired_count(&w.cluster, &w.service, 5)
+        .await
+        .expect("update again");
+    assert_eq!(w.desired_count().await, 5);
+
+    // ListTasks, every page; DescribeTasks reads what the target needs.
+    let mut listed = ecs
+        .list_tasks(&w.cluster, &w.service, DesiredStatus::Running)
+        .await
+        .expect("list");
+    listed.sort();
+    let mut want = w.tasks.clone();
+    want.sort();
+    assert_eq!(listed, want);
+    let (tasks, failures) = ecs
+        .describe_tasks(&w.cluster, &listed)
+        .await
+        .expect("describe tasks");
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(tasks.len(), 3);
+    for t in &tasks {
+        assert_eq!(t.last_status, TaskStatus::Running, "{t:?}");
+        assert_eq!(t.desired_status, DesiredStatus::Running);
+        assert_eq!(t.service.as_deref(), Some(w.service.as_str()));
+        let ip = t.private_ip.as_deref().expect("an awsvpc task has an IP");
+        assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+    }
+    // An unknown task is not an error (AWS lists it as a MISSING failure; moto leaves
+    // it out).
+    let unknown: Arc<str> = Arc::from(format!("{}-gone", w.tasks[0]).as_str());
+    let (tasks, failures) = ecs
+        .describe_tasks(&w.cluster, &[Arc::clone(&w.tasks[0]), Arc::clone(&unknown)])
+        .await
+        .expect("describe with an unknown task");
+    assert_eq!(tasks.len(), 1);
+    assert!(failures.iter().all(|f| f.arn == unknown), "{failures:?}");
+    // Over AWS's batch limit: refused before any call.
+    let many: Vec<Arc<str>> = (0..101)
+        .map(|i| Arc::from(format!("t{i}").as_str()))
+        .collect();
+    let err = ecs
+        .describe_tasks(&w.cluster, &many)
+        .await
+        .expect_err("101 tasks");
+    assert_eq!(err.kind, AwsErrorKind::InvalidParameter);
+
+    // StopTask: the task stops and leaves the RUNNING list.
+    ecs.stop_task(&w.cluster, &w.tasks[0], "scale-in by capstan")
+        .await
+        .expect("stop");
+    let (stopped, _) = ecs
+        .describe_tasks(&w.cluster, &w.tasks[..1])
+        .await
+        .expect("describe stopped");
+    assert_eq!(stopped[0].desired_status, DesiredStatus::Stopped);
+    assert_eq!(
+        stopped[0].stopped_reason.as_deref(),
+        Some("scale-in by capstan")
+    );
+    let running = ecs
+        .list_tasks(&w.cluster, &w.service, DesiredStatus::Running)
+        .await
+        .expect("list");
+    assert_eq!(running.len(), 2);
+    assert!(!running.contains(&w.tasks[0]));
+    let gone = ecs
+        .list_tasks(&w.cluster, &w.service, DesiredStatus::Stopped)
+        .await
+        .expect("list stopped");
+    assert_eq!(gone, vec![Arc::clone(&w.tasks[0])]);
+}
+
+#[tokio::test]
+async fn elb_operations_on_the_wire() {
+    let moto = moto::moto();
+    let endpoint = moto.endpoint_url();
+    let w = world(&moto, &endpoint, 2, 2).await;
+    let (ecs, elb) = clients(&endpoint);
+    let (tasks, _) = ecs
+        .describe_tasks(&w.cluster, &w.tasks)
+        .await
+        .expect("tasks");
+    let targets: Vec<TargetRef> = tasks
+        .iter()
+        .map(|t| TargetRef {
+            id: t.private_ip.as_deref().expect("an IP").to_owned(),
+            port: 8080,
+        })
+        .collect();
+
+    assert!(
+        elb.describe_target_health(&w.target_group)
+            .await
+            .expect("empty group")
+            .is_empty()
+    );
+    elb.register_targets(&w.target_group, &targets)
+        .await
+        .expect("register");
+    let mut health = elb
+        .describe_target_health(&w.target_group)
+        .await
+        .expect("health");
+    health.sort_by(|a, b| a.target.cmp(&b.target));
+    let mut want = targets.clone();
+    want.sort();
+    assert_eq!(
+        health.iter().map(|h| h.target.clone()).collect::<Vec<_>>(),
+        want
+    );
+    for h in &health {
+        assert_ne!(h.state, TargetHealthState::Unused, "{h:?}");
+    }
+    elb.deregister_targets(&w.target_group, &targets[..1])
+        .await
+        .expect("deregister");
+    let health = elb
+        .describe_target_health(&w.target_group)
+        .await
+        .expect("health");
+    let first = health.iter().find(|h| h.target == targets[0]);
+    // moto drops a deregistered target at once (AWS keeps it `draining` for the delay).
+    assert!(
+        first.is_none_or(|h| matches!(
+            h.state,
+            TargetHealthState::Unused | TargetHealthState::Draining
+        )),
+        "{first:?}"
+    );
+
+    assert_eq!(
+        elb.deregistration_delay(&w.target_group)
+            .await
+            .expect("delay"),
+        Duration::from_secs(300)
+    );
+    w.elb
+        .modify_target_group_attributes()
+        .target_group_arn(&w.target_group)
+        .attributes(
+            TargetGroupAttribute::builder()
+                .key("deregistration_delay.timeout_seconds")
+                .value("30")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("set the delay");
+    assert_eq!(
+        elb.deregistration_delay(&w.target_group)
+            .await
+            .expect("delay"),
+        Duration::from_secs(30)
+    );
+    let missing = format!(
+        "{}x",
+        w.target_group.trim_end_matches(char::is_alphanumeric)
+    );
+    let err = elb
+        .describe_target_health(&missing)
+        .await
+        .expect_err("missing group");
+    assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
+}
+
+#[tokio::test]
+async fn task_protection_through_the_proxy() {
+    let moto = moto::moto();
+    let w = world(&moto, &moto.endpoint_url(), 2, 2).await;
+    let proxy = AwsProxy::start(&moto.endpoint_url()).await.expect("proxy");
+    let (ecs, _) = clients(&proxy.endpoint_url());
+    let gone: Arc<str> = Arc::from(format!("{}-gone", w.tasks[0]).as_str());
+    let asked = [Arc::clone(&w.tasks[0]), Arc::clone(&gone)];
+    let out = ecs
+        .update_task_protection(&w.cluster, &asked, Some(60))
+        .await
+        .expect("protect");
+    assert_eq!(out.protected.len(), 1);
+    assert!(out.protected[0].enabled);
+    assert!(out.protected[0].expires_at.is_some());
+    assert_eq!(out.failures.len(), 1);
+    assert_eq!(out.failures[0].reason, "TASK_NOT_VALID");
+    assert!(proxy.protected_until(&w.tasks[0]).is_some());
+
+    let out = ecs
+        .get_task_protection(&w.cluster, &w.tasks)
+        .await
+        .expect("get");
+    let enabled: Vec<bool> = w
+        .tasks
+        .iter()
+        .map(|t| out.protected.iter().any(|p| p.arn == *t && p.enabled))
+        .collect();
+    assert_eq!(enabled, vec![true, false]);
+
+    ecs.update_task_protection(&w.cluster, &w.tasks[..1], None)
+        .await
+        .expect("release");
+    assert!(proxy.protected_until(&w.tasks[0]).is_none());
+    let err = ecs
+        .update_task_protection(&w.cluster, &w.tasks[..1], Some(0))
+        .await
+        .expect_err("0 minutes");
+    assert_eq!(err.kind, AwsErrorKind::InvalidParameter);
+    let eleven: Vec<Arc<str>> = (0..11)
+        .map(|i| Arc::from(format!("t{i}").as_str()))
+        .collect();
+    let err = ecs
+        .update_task_protection(&w.cluster, &eleven, Some(5))
+        .await
+        .expect_err("11 tasks");
+    assert_eq!(err.kind, AwsErrorKind::InvalidParameter);
+    assert_eq!(
+        proxy.calls("UpdateTaskProtection"),
+        2,
+        "refused batches send nothing"
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_a_retryable_error_naming_the_operation() {
+    let moto = moto::moto();
+    let w = world(&moto, &moto.endpoint_url(), 2, 0).await;
+    let proxy = AwsProxy::start(&moto.endpoint_url()).await.expect("proxy");
+    let (ecs, elb) = clients(&proxy.endpoint_url());
+    proxy.fail_next("UpdateService", 1, 400, "ThrottlingException");
+    let err = ecs
+        .update_desired_count(&w.cluster, &w.service, 3)
+        .await
+        .expect_err("throttled");
+    assert_eq!(err.kind, AwsErrorKind::Throttling);
+    assert!(err.is_retryable());
+    assert!(
+        err.to_string().starts_with("UpdateService: throttled"),
+        "{err}"
+    );
+    // One attempt per call: capstan's loop owns the retry.
+    assert_eq!(proxy.calls("UpdateService"), 1);
+    ecs.update_desired_count(&w.cluster, &w.service, 3)
+        .await
+        .expect("second try");
+    assert_eq!(w.desired_count().await, 3);
+
+    proxy.fail_next("DescribeTargetHealth", 1, 503, "ServiceUnavailable");
+    let err = elb
+        .describe_target_health(&w.target_group)
+        .await
+        .expect_err("unavailable");
+    assert_eq!(err.kind, AwsErrorKind::Server, "{err}");
+    proxy.fail_next("DescribeTargetHealth", 1, 400, "Throttling");
+    let err = elb
+        .describe_target_health(&w.target_group)
+        .await
+        .expect_err("throttled");
+    assert_eq!(err.kind, AwsErrorKind::Throttling, "{err}");
+}
+
+#[tokio::test]
+async fn the_ecs_target_observes_and_scales_through_the_sdk() {
+    let moto = moto::moto();
+    let w = world(&moto, &moto.endpoint_url(), 3, 3).await;
+    let proxy = AwsProxy::start(&moto.endpoint_url()).await.expect("proxy");
+    let (ecs, elb) = clients(&proxy.endpoint_url());
+    let mut spec = EcsTargetSpec::new(&w.cluster, &w.service);
+    spec.target_group = Some(w.target_group.clone());
+    let target = EcsTarget::new("web", spec, ecs, Some(elb), None);
+
+    let seen = target.observe().await.expect("observe");
+    assert_eq!(seen.capacity.desired, 3);
+    assert_eq!(seen.tasks.len(), 3);
+    assert!(seen.tasks.iter().all(|t| t.state == TaskState::Running));
+    let mut ids: Vec<TaskId> = seen.tasks.iter().map(|t| t.id.clone()).collect();
+    ids.sort();
+    let mut want: Vec<TaskId> = w.tasks.iter().map(|a| TaskId(Arc::clone(a))).collect();
+    want.sort();
+    assert_eq!(ids, want);
+
+    // Scale out: UpdateService with the new count; a throttled call fails the step
+    // (the loop keeps the decision and retries) and the next one lands.
+    proxy.fail_next("UpdateService", 1, 400, "ThrottlingException");
+    let err = target.scale_out(5).await.expect_err("throttled");
+    assert!(matches!(err, TargetError::Failed { .. }), "{err}");
+    assert!(
+        err.to_string().contains("UpdateService: throttled"),
+        "{err}"
+    );
+    target.scale_out(5).await.expect("scale out");
+    assert_eq!(w.desired_count().await, 5);
+
+    // moto keeps the service's deployment IN_PROGRESS: scale-in is held, as AWS holds
+    // it during a deployment, and nothing is changed.
+    let victim = [TaskId(Arc::clone(&w.tasks[0]))];
+    let err = target.scale_in(4, &victim).await.expect_err("held");
+    assert!(err.to_string().contains("deployment"), "{err}");
+    assert_eq!(w.desired_count().await, 5);
+    assert_eq!(proxy.calls("DeregisterTargets"), 0);
+}
