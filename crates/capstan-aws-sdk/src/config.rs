@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 /// The AWS settings of one source (or target): everything else comes from the
 /// standard chain (environment, shared config and credentials files, SSO, web
 /// identity, ECS task role, EC2 instance profile).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct AwsSettings {
     /// The region; `None` takes the standard chain's (`AWS_REGION`, profile, IMDS).
     pub region: Option<String>,
@@ -24,6 +24,8 @@ pub struct AwsSettings {
     pub profile: Option<String>,
     /// The longest a connection attempt may take.
     pub connect_timeout: Option<Duration>,
+    /// The longest a whole call may take (`None`: no limit from the SDK).
+    pub operation_timeout: Option<Duration>,
 }
 
 impl AwsSettings {
@@ -119,8 +121,15 @@ pub async fn load(settings: &AwsSettings) -> SdkConfig {
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile.clone());
     }
-    if let Some(connect) = settings.connect_timeout {
-        loader = loader.timeout_config(TimeoutConfig::builder().connect_timeout(connect).build());
+    if settings.connect_timeout.is_some() || settings.operation_timeout.is_some() {
+        let mut timeouts = TimeoutConfig::builder();
+        if let Some(connect) = settings.connect_timeout {
+            timeouts = timeouts.connect_timeout(connect);
+        }
+        if let Some(operation) = settings.operation_timeout {
+            timeouts = timeouts.operation_timeout(operation);
+        }
+        loader = loader.timeout_config(timeouts.build());
     }
     loader.load().await
 }

@@ -31,15 +31,16 @@ use crate::time::from_sdk_time;
 #[derive(Debug, Clone)]
 pub struct SdkEcs {
     config: SharedConfig,
-    client: OnceCell<Client>,
+    /// Made on first use; shared by clones.
+    client: Arc<OnceCell<Client>>,
 }
 
 impl SdkEcs {
-    /// A client on `config` (loaded on the first call).
+    /// A client on `config` (loaded on the first call). Clones share the client.
     pub fn new(config: SharedConfig) -> Self {
         Self {
             config,
-            client: OnceCell::new(),
+            client: Arc::new(OnceCell::new()),
         }
     }
 
@@ -48,7 +49,7 @@ impl SdkEcs {
         let config = SharedConfig::ready(aws_config::SdkConfig::builder().build());
         Self {
             config,
-            client: OnceCell::new_with(Some(client)),
+            client: Arc::new(OnceCell::new_with(Some(client))),
         }
     }
 

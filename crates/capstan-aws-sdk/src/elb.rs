@@ -1,6 +1,7 @@
 //! [`Elb`] through `aws-sdk-elasticloadbalancingv2`: target health, registering and
 //! deregistering targets, and a group's deregistration delay.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2::Client;
@@ -23,15 +24,16 @@ pub const DEFAULT_DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub struct SdkElb {
     config: SharedConfig,
-    client: OnceCell<Client>,
+    /// Made on first use; shared by clones.
+    client: Arc<OnceCell<Client>>,
 }
 
 impl SdkElb {
-    /// A client on `config` (loaded on the first call).
+    /// A client on `config` (loaded on the first call). Clones share the client.
     pub fn new(config: SharedConfig) -> Self {
         Self {
             config,
-            client: OnceCell::new(),
+            client: Arc::new(OnceCell::new()),
         }
     }
 
@@ -40,7 +42,7 @@ impl SdkElb {
         let config = SharedConfig::ready(aws_config::SdkConfig::builder().build());
         Self {
             config,
-            client: OnceCell::new_with(Some(client)),
+            client: Arc::new(OnceCell::new_with(Some(client))),
         }
     }
 

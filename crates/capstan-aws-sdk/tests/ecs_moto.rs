@@ -12,10 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_ecs::types::{
-    AwsVpcConfiguration, ContainerDefinition, LaunchType, NetworkConfiguration, PortMapping,
-};
-use aws_sdk_elasticloadbalancingv2::types::{TargetGroupAttribute, TargetTypeEnum};
 use capstan_aws_api::{
     AwsErrorKind, DesiredStatus, Ecs, Elb, TargetHealthState, TargetRef, TaskStatus,
 };
@@ -23,194 +19,34 @@ use capstan_aws_sdk::{SdkEcs, SdkElb, SharedConfig, static_config};
 use capstan_core::model::{TaskId, TaskState};
 use capstan_targets::{EcsTarget, EcsTargetSpec, Target, TargetError};
 use capstan_testkit::aws_proxy::AwsProxy;
-use capstan_testkit::moto::{self, ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY, xml_field};
+use capstan_testkit::moto::{self, ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
+use capstan_testkit::moto_ecs::{EcsFixture, PORT};
 
 fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     static_config(endpoint, REGION, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
 }
 
-/// A service in its own cluster with `tasks` FARGATE tasks of its group running, and
-/// an IP target group in the same VPC.
+/// The service of the fixture with its task ARNs as the traits take them.
 struct World {
     cluster: String,
     service: String,
     tasks: Vec<Arc<str>>,
     target_group: String,
-    ecs: aws_sdk_ecs::Client,
-    elb: aws_sdk_elasticloadbalancingv2::Client,
-    network: NetworkConfiguration,
+    fixture: EcsFixture,
 }
 
-async fn world(moto: &Moto, endpoint: &str, desired: i32, tasks: i32) -> World {
-    moto.manual_ecs_tasks();
-    // EC2 set-up through the query protocol: a VPC with DNS host names (moto needs them
-    // to give awsvpc tasks an address), a subnet and a security group.
-    let vpc = moto.query(
-        "ec2",
-        &[
-            ("Action", "CreateVpc"),
-            ("Version", "2016-11-15"),
-            ("CidrBlock", "10.0.0.0/16"),
-        ],
-    );
-    let vpc = xml_field(&vpc, "vpcId").expect("a VPC id").to_owned();
-    moto.query(
-        "ec2",
-        &[
-            ("Action", "ModifyVpcAttribute"),
-            ("Version", "2016-11-15"),
-            ("VpcId", &vpc),
-            ("EnableDnsHostnames.Value", "true"),
-        ],
-    );
-    let subnet = moto.query(
-        "ec2",
-        &[
-            ("Action", "CreateSubnet"),
-            ("Version", "2016-11-15"),
-            ("VpcId", &vpc),
-            ("CidrBlock", "10.0.1.0/24"),
-            ("AvailabilityZone", "us-east-1a"),
-        ],
-    );
-    let subnet = xml_field(&subnet, "subnetId")
-        .expect("a subnet id")
-        .to_owned();
-    let group = moto.query(
-        "ec2",
-        &[
-            ("Action", "CreateSecurityGroup"),
-            ("Version", "2016-11-15"),
-            ("VpcId", &vpc),
-            ("GroupName", &moto.name("sg")),
-            ("GroupDescription", "tasks"),
-        ],
-    );
-    let group = xml_field(&group, "groupId").expect("a group id").to_owned();
-    let network = NetworkConfiguration::builder()
-        .awsvpc_configuration(
-            AwsVpcConfiguration::builder()
-                .subnets(&subnet)
-                .security_groups(&group)
-                .build()
-                .expect("a network configuration"),
-        )
-        .build();
-
-    let config = sdk_config(endpoint);
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
-    let cluster = moto.name("cluster");
-    let service = moto.name("web");
-    ecs.create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .expect("create cluster");
-    ecs.register_task_definition()
-        .family(&service)
-        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
-        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
-        .cpu("256")
-        .memory("512")
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("app")
-                .image("app")
-                .essential(true)
-                .cpu(256)
-                .memory(512)
-                .port_mappings(PortMapping::builder().container_port(8080).build())
-                .build(),
-        )
-        .send()
-        .await
-        .expect("register task definition");
-    let target_group = elb
-        .create_target_group()
-        .name(target_group_name(moto))
-        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
-        .port(8080)
-        .vpc_id(&vpc)
-        .target_type(TargetTypeEnum::Ip)
-        .send()
-        .await
-        .expect("create target group")
-        .target_groups()
-        .first()
-        .and_then(|g| g.target_group_arn())
-        .expect("a target group ARN")
-        .to_owned();
-    ecs.create_service()
-        .cluster(&cluster)
-        .service_name(&service)
-        .task_definition(&service)
-        .desired_count(desired)
-        .launch_type(LaunchType::Fargate)
-        .network_configuration(network.clone())
-        .send()
-        .await
-        .expect("create service");
-    let mut world = World {
-        cluster,
-        service,
-        tasks: Vec::new(),
-        target_group,
-        ecs,
-        elb,
-        network,
-    };
-    world.run_tasks(tasks).await;
-    world
-}
-
-/// A target group name unique to the handle: letters, digits and hyphens, at most 32.
-fn target_group_name(moto: &Moto) -> String {
-    let name = moto.name("tg").replace('_', "-");
-    let tail = &name[name.len().saturating_sub(32)..];
-    tail.trim_start_matches('-').to_owned()
-}
-
-impl World {
-    /// Starts `count` tasks in the service's group.
-    async fn run_tasks(&mut self, count: i32) {
-        if count == 0 {
-            return;
-        }
-        let out = self
-            .ecs
-            .run_task()
-            .cluster(&self.cluster)
-            .task_definition(&self.service)
-            .count(count)
-            .launch_type(LaunchType::Fargate)
-            .group(format!("service:{}", self.service))
-            .started_by("capstan-test")
-            .network_configuration(self.network.clone())
-            .send()
-            .await
-            .expect("run tasks");
-        assert!(out.failures().is_empty(), "{:?}", out.failures());
-        self.tasks.extend(
-            out.tasks()
-                .iter()
-                .filter_map(|t| t.task_arn())
-                .map(Arc::from),
-        );
-    }
-
-    async fn desired_count(&self) -> i32 {
-        self.ecs
-            .describe_services()
-            .cluster(&self.cluster)
-            .services(&self.service)
-            .send()
-            .await
-            .expect("describe services")
-            .services()
-            .first()
-            .expect("the service")
-            .desired_count()
+fn world(moto: &Moto, desired: u32, tasks: u32) -> World {
+    let fixture = moto.ecs_service(desired, tasks);
+    World {
+        cluster: fixture.cluster.clone(),
+        service: fixture.service.clone(),
+        tasks: fixture
+            .tasks
+            .iter()
+            .map(|t| Arc::from(t.as_str()))
+            .collect(),
+        target_group: fixture.target_group.clone(),
+        fixture,
     }
 }
 
@@ -223,7 +59,7 @@ fn clients(endpoint: &str) -> (SdkEcs, SdkElb) {
 async fn ecs_operations_on_the_wire() {
     let moto = moto::moto();
     let endpoint = moto.endpoint_url();
-    let w = world(&moto, &endpoint, 2, 3).await;
+    let w = world(&moto, 2, 3);
     let (ecs, _) = clients(&endpoint);
 
     let svc = ecs
@@ -258,7 +94,7 @@ async fn ecs_operations_on_the_wire() {
     ecs.update_desired_count(&w.cluster, &w.service, 5)
         .await
         .expect("update again");
-    assert_eq!(w.desired_count().await, 5);
+    assert_eq!(w.fixture.desired_count(&moto), 5);
 
     // ListTasks, every page; DescribeTasks reads what the target needs.
     let mut listed = ecs
@@ -331,7 +167,7 @@ async fn ecs_operations_on_the_wire() {
 async fn elb_operations_on_the_wire() {
     let moto = moto::moto();
     let endpoint = moto.endpoint_url();
-    let w = world(&moto, &endpoint, 2, 2).await;
+    let w = world(&moto, 2, 2);
     let (ecs, elb) = clients(&endpoint);
     let (tasks, _) = ecs
         .describe_tasks(&w.cluster, &w.tasks)
@@ -341,7 +177,7 @@ async fn elb_operations_on_the_wire() {
         .iter()
         .map(|t| TargetRef {
             id: t.private_ip.as_deref().expect("an IP").to_owned(),
-            port: 8080,
+            port: PORT,
         })
         .collect();
 
@@ -391,18 +227,19 @@ async fn elb_operations_on_the_wire() {
             .expect("delay"),
         Duration::from_secs(300)
     );
-    w.elb
-        .modify_target_group_attributes()
-        .target_group_arn(&w.target_group)
-        .attributes(
-            TargetGroupAttribute::builder()
-                .key("deregistration_delay.timeout_seconds")
-                .value("30")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("set the delay");
+    moto.query(
+        "elasticloadbalancing",
+        &[
+            ("Action", "ModifyTargetGroupAttributes"),
+            ("Version", "2015-12-01"),
+            ("TargetGroupArn", &w.target_group),
+            (
+                "Attributes.member.1.Key",
+                "deregistration_delay.timeout_seconds",
+            ),
+            ("Attributes.member.1.Value", "30"),
+        ],
+    );
     assert_eq!(
         elb.deregistration_delay(&w.target_group)
             .await
@@ -423,7 +260,7 @@ async fn elb_operations_on_the_wire() {
 #[tokio::test]
 async fn task_protection_through_the_proxy() {
     let moto = moto::moto();
-    let w = world(&moto, &moto.endpoint_url(), 2, 2).await;
+    let w = world(&moto, 2, 2);
     let proxy = AwsProxy::start(&moto.endpoint_url()).await.expect("proxy");
     let (ecs, _) = clients(&proxy.endpoint_url());
     let gone: Arc<str> = Arc::from(format!("{}-gone", w.tasks[0]).as_str());
@@ -477,7 +314,7 @@ async fn task_protection_through_the_proxy() {
 #[tokio::test]
 async fn throttling_is_a_retryable_error_naming_the_operation() {
     let moto = moto::moto();
-    let w = world(&moto, &moto.endpoint_url(), 2, 0).await;
+    let w = world(&moto, 2, 0);
     let proxy = AwsProxy::start(&moto.endpoint_url()).await.expect("proxy");
     let (ecs, elb) = clients(&proxy.endpoint_url());
     proxy.fail_next("UpdateService", 1, 400, "ThrottlingException");
@@ -496,7 +333,7 @@ async fn throttling_is_a_retryable_error_naming_the_operation() {
     ecs.update_desired_count(&w.cluster, &w.service, 3)
         .await
         .expect("second try");
-    assert_eq!(w.desired_count().await, 3);
+    assert_eq!(w.fixture.desired_count(&moto), 3);
 
     proxy.fail_next("DescribeTargetHealth", 1, 503, "ServiceUnavailable");
     let err = elb
@@ -515,7 +352,7 @@ async fn throttling_is_a_retryable_error_naming_the_operation() {
 #[tokio::test]
 async fn the_ecs_target_observes_and_scales_through_the_sdk() {
     let moto = moto::moto();
-    let w = world(&moto, &moto.endpoint_url(), 3, 3).await;
+    let w = world(&moto, 3, 3);
     let proxy = AwsProxy::start(&moto.endpoint_url()).await.expect("proxy");
     let (ecs, elb) = clients(&proxy.endpoint_url());
     let mut spec = EcsTargetSpec::new(&w.cluster, &w.service);
@@ -542,13 +379,13 @@ async fn the_ecs_target_observes_and_scales_through_the_sdk() {
         "{err}"
     );
     target.scale_out(5).await.expect("scale out");
-    assert_eq!(w.desired_count().await, 5);
+    assert_eq!(w.fixture.desired_count(&moto), 5);
 
     // moto keeps the service's deployment IN_PROGRESS: scale-in is held, as AWS holds
     // it during a deployment, and nothing is changed.
     let victim = [TaskId(Arc::clone(&w.tasks[0]))];
     let err = target.scale_in(4, &victim).await.expect_err("held");
     assert!(err.to_string().contains("deployment"), "{err}");
-    assert_eq!(w.desired_count().await, 5);
+    assert_eq!(w.fixture.desired_count(&moto), 5);
     assert_eq!(proxy.calls("DeregisterTargets"), 0);
 }

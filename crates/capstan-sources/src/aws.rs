@@ -44,6 +44,7 @@ impl AwsSpec {
             endpoint_url: self.endpoint_url.clone(),
             profile: self.profile.clone(),
             connect_timeout: Some(timeout),
+            operation_timeout: None,
         }
     }
 }

@@ -25,7 +25,7 @@ use capstan_core::model::{Capacity, Task, TaskId};
 pub use asg::{AsgTarget, AsgTargetSpec};
 pub use ecs::{EcsTarget, EcsTargetSpec, WorkCounts};
 pub use process::ProcessTarget;
-pub use spec::{ProcessSpec, Scales, SimulatedTargetSpec, TargetSpec};
+pub use spec::{EcsServiceSpec, ProcessSpec, Scales, SimulatedTargetSpec, TargetSpec};
 
 /// What a target reports about its service.
 #[derive(Debug, Clone, PartialEq, Default)]

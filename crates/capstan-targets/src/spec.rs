@@ -11,6 +11,22 @@ pub enum TargetSpec {
     Process(ProcessSpec),
     /// The simulator's ECS service (`capstan simulate` only; `capstan run` refuses it).
     Simulated(SimulatedTargetSpec),
+    /// An ECS service on AWS, through the AWS SDK.
+    Ecs(EcsServiceSpec),
+}
+
+/// An `ecs` target: an ECS service on AWS, scaled through the [`EcsTarget`](crate::EcsTarget)
+/// over the AWS SDK. Credentials come from the SDK's standard chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsServiceSpec {
+    /// The service, its target group and the scale-in settings.
+    pub target: crate::EcsTargetSpec,
+    /// The AWS region; `None` takes the standard chain's.
+    pub region: Option<String>,
+    /// Another endpoint (moto, LocalStack, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+    /// A named profile of the shared config files.
+    pub profile: Option<String>,
 }
 
 /// A `simulated` target: the simulator's ECS service, scaled through the ECS target,

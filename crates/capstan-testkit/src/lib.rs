@@ -8,7 +8,8 @@
 //! - [`http`]: [`MetricServer`](http::MetricServer), a real HTTP server serving a
 //!   metric as JSON that the test changes at run time.
 //! - [`moto`]: a private moto (AWS) server per test process, with names unique per
-//!   handle, dummy credentials and `reset()`.
+//!   handle, dummy credentials and `reset()`; [`moto_ecs`]: an ECS service with
+//!   running tasks and a target group on it.
 //! - [`kafka`]: a private `tansu` Kafka-protocol broker per test process, with unique
 //!   topic and group names per handle, and helpers to create topics, produce records
 //!   and commit a group's offsets.
@@ -25,6 +26,7 @@ pub mod files;
 pub mod http;
 pub mod kafka;
 pub mod moto;
+pub mod moto_ecs;
 pub mod process;
 pub mod prometheus;
 pub mod servers;

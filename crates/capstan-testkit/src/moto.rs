@@ -98,7 +98,8 @@ impl Moto {
             .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
             .collect();
         let auth = format!(
-            "Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            "{}Content-Type: application/x-www-form-urlencoded\r\n",
+            auth_header(service)
         );
         let answer = request(self.port, "POST", "/", &auth, &body.join("&"))
             .unwrap_or_else(|e| panic!("moto {service} call failed: {e}"));
@@ -110,6 +111,14 @@ impl Moto {
             .split_once("\r\n\r\n")
             .map_or(String::new(), |(_, b)| b.to_owned())
     }
+}
+
+/// An `Authorization` header line naming `service` in its credential scope (moto routes
+/// by it; it checks no signature).
+pub(crate) fn auth_header(service: &str) -> String {
+    format!(
+        "Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n"
+    )
 }
 
 /// The text of the first `<tag>` element of an XML answer.
@@ -205,7 +214,7 @@ fn http(port: u16, method: &str, path: &str) -> Result<String, String> {
 
 /// One HTTP/1.1 request with extra header lines (each ending in CRLF) and a body to
 /// the server at `port`: the whole answer.
-fn request(
+pub(crate) fn request(
     port: u16,
     method: &str,
     path: &str,

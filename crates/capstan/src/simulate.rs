@@ -244,6 +244,8 @@ fn capstan_run(
     }
     let (drain_timeout, protect_minutes) = match &service.target {
         TargetSpec::Simulated(t) => (t.drain_timeout, t.protect_minutes),
+        // An ECS service replays with its own scale-in settings.
+        TargetSpec::Ecs(t) => (t.target.drain_timeout, t.target.protect_minutes),
         TargetSpec::Process(_) => (
             config::defaults::DRAIN_TIMEOUT,
             config::defaults::PROTECT_MINUTES,
@@ -252,7 +254,7 @@ fn capstan_run(
     let hosts = hosts.map(|h| {
         let (drain_timeout, warmup) = match &h.target {
             TargetSpec::Simulated(t) => (t.drain_timeout, t.warmup),
-            TargetSpec::Process(_) => (
+            TargetSpec::Process(_) | TargetSpec::Ecs(_) => (
                 config::defaults::HOST_DRAIN_TIMEOUT,
                 config::defaults::HOST_WARMUP,
             ),

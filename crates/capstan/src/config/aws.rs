@@ -17,8 +17,8 @@ use super::schema;
 /// two late.
 const MIN_LOOKBACK: Duration = Duration::from_secs(600);
 
-/// `region`, `endpoint_url` and `profile`.
-fn compile_aws(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> AwsSpec {
+/// `region`, `endpoint_url` and `profile` (of an AWS source or an `ecs` target).
+pub(super) fn compile_aws(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> AwsSpec {
     let mut text = |key: &str| {
         let s: Str = t.opt(ctx, key)?;
         if s.value.trim().is_empty() || s.value.chars().any(char::is_whitespace) {

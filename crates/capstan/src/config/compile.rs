@@ -15,7 +15,7 @@ use capstan_sources::{
     StreamMetric, ValueKind,
 };
 use capstan_sources::{RabbitmqSpec, SqlEngine, SqlSpec};
-use capstan_targets::{ProcessSpec, Scales, SimulatedTargetSpec, TargetSpec};
+use capstan_targets::{EcsServiceSpec, ProcessSpec, Scales, SimulatedTargetSpec, TargetSpec};
 use toml::de::{DeTable, DeValue};
 
 use super::policies::compile_policies;
@@ -853,7 +853,7 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
     let dry_run = t.opt::<bool>(ctx, "dry_run").unwrap_or(false);
     let target = t
         .req_table(ctx, "target", schema::TARGET)
-        .and_then(|target| compile_target(ctx, target));
+        .and_then(|target| compile_target(ctx, target, name.as_deref()));
     let cooldown = compile_cooldown(ctx, &t);
     let stabilization = t
         .table(ctx, "scale_in", schema::SCALE_IN)
@@ -891,14 +891,98 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
     })
 }
 
-fn compile_target(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<TargetSpec> {
+/// `protect_minutes`: 1 to 2880 (what ECS accepts), the default when absent; `None`
+/// after an error.
+fn protect_minutes(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<u32> {
+    match t.opt::<u32>(ctx, "protect_minutes") {
+        Some(m) if !(1..=2880).contains(&m) => {
+            ctx.error(
+                &t.span_of("protect_minutes"),
+                &t.path_of("protect_minutes"),
+                format!("{m} is outside 1 to 2880 minutes (what ECS accepts)"),
+            );
+            None
+        }
+        Some(m) => Some(m),
+        None => Some(defaults::PROTECT_MINUTES),
+    }
+}
+
+/// A `kind = "ecs"` target of the service named `service`.
+fn compile_ecs_target(
+    ctx: &mut Ctx<'_>,
+    t: &Table<'_, '_>,
+    service: Option<&str>,
+) -> Option<TargetSpec> {
+    let name = |ctx: &mut Ctx<'_>, key: &str, required: bool| {
+        let s: Option<Str> = if required {
+            t.req(ctx, key)
+        } else {
+            t.opt(ctx, key)
+        };
+        let s = s?;
+        if s.value.trim().is_empty() || s.value.chars().any(char::is_whitespace) {
+            ctx.error(&s.span, &t.path_of(key), "must not be empty or hold spaces");
+            return None;
+        }
+        Some(s.value)
+    };
+    let cluster = name(ctx, "cluster", true);
+    let ecs_service = if t.has("service") {
+        name(ctx, "service", false)
+    } else {
+        service.map(str::to_owned)
+    };
+    // `Some(None)`: no target group; `None`: an error.
+    let target_group = if t.has("target_group") {
+        match name(ctx, "target_group", false) {
+            Some(arn) if !arn.starts_with("arn:") || !arn.contains(":targetgroup/") => {
+                ctx.error(
+                    &t.span_of("target_group"),
+                    &t.path_of("target_group"),
+                    "expected a target group ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)",
+                );
+                None
+            }
+            Some(arn) => Some(Some(arn)),
+            None => None,
+        }
+    } else {
+        Some(None)
+    };
+    let drain_timeout = t
+        .opt_positive(ctx, "drain_timeout")
+        .unwrap_or(defaults::DRAIN_TIMEOUT);
+    let protect_minutes = protect_minutes(ctx, t);
+    let aws = super::aws::compile_aws(ctx, t);
+    let (cluster, ecs_service, protect_minutes, target_group) =
+        (cluster?, ecs_service?, protect_minutes?, target_group?);
+    let mut spec = capstan_targets::EcsTargetSpec::new(&cluster, &ecs_service);
+    spec.target_group = target_group;
+    spec.drain_timeout = drain_timeout;
+    spec.protect_minutes = protect_minutes;
+    Some(TargetSpec::Ecs(EcsServiceSpec {
+        target: spec,
+        region: aws.region,
+        endpoint_url: aws.endpoint_url,
+        profile: aws.profile,
+    }))
+}
+
+fn compile_target(
+    ctx: &mut Ctx<'_>,
+    mut t: Table<'_, '_>,
+    service: Option<&str>,
+) -> Option<TargetSpec> {
     let kind = t.req_choice(ctx, "kind", schema::TARGET_KINDS, "target kind");
     match kind {
         Some("simulated") => t.allow(schema::TARGET_SIMULATED),
         Some("process") => t.allow(schema::TARGET_PROCESS),
+        Some("ecs") => t.allow(schema::TARGET_ECS),
         _ => {
             t.allow(schema::TARGET_PROCESS);
             t.allow(schema::TARGET_SIMULATED);
+            t.allow(schema::TARGET_ECS);
         }
     }
     let spec = match kind {
@@ -967,18 +1051,7 @@ fn compile_target(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<TargetSpec>
             let warmup = t
                 .opt::<Duration>(ctx, "warmup")
                 .unwrap_or(defaults::HOST_WARMUP);
-            let protect_minutes = match t.opt::<u32>(ctx, "protect_minutes") {
-                Some(m) if !(1..=2880).contains(&m) => {
-                    ctx.error(
-                        &t.span_of("protect_minutes"),
-                        &t.path_of("protect_minutes"),
-                        format!("{m} is outside 1 to 2880 minutes (what ECS accepts)"),
-                    );
-                    None
-                }
-                Some(m) => Some(m),
-                None => Some(defaults::PROTECT_MINUTES),
-            };
+            let protect_minutes = protect_minutes(ctx, &t);
             match (scales, protect_minutes) {
                 (Some(scales), Some(protect_minutes)) => {
                     Some(TargetSpec::Simulated(SimulatedTargetSpec {
@@ -991,6 +1064,7 @@ fn compile_target(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<TargetSpec>
                 _ => None,
             }
         }
+        Some("ecs") => compile_ecs_target(ctx, &t, service),
         _ => None,
     };
     t.finish(ctx);

@@ -285,7 +285,7 @@ impl fmt::Debug for ServiceSpec {
         let mut target = self.target.clone();
         match &mut target {
             TargetSpec::Process(p) => redact_values(&mut p.env),
-            TargetSpec::Simulated(_) => {}
+            TargetSpec::Simulated(_) | TargetSpec::Ecs(_) => {}
         }
         f.debug_struct("ServiceSpec")
             .field("name", &self.name)
@@ -407,7 +407,7 @@ target = 1
         let config = compile(&text, "simulated.toml", &|_| None).unwrap();
         let target = |name: &str| match &config.service(name).unwrap().target {
             TargetSpec::Simulated(t) => t.clone(),
-            TargetSpec::Process(_) => panic!("expected a simulated target"),
+            _ => panic!("expected a simulated target"),
         };
         let tasks = target("worker");
         assert_eq!(tasks.scales, Scales::Tasks);
@@ -425,8 +425,41 @@ target = 1
             TargetSpec::Simulated(t) => {
                 assert_eq!(t.drain_timeout, defaults::HOST_DRAIN_TIMEOUT);
             }
-            TargetSpec::Process(_) => panic!("expected a simulated target"),
+            _ => panic!("expected a simulated target"),
         }
+    }
+
+    #[test]
+    fn ecs_targets_default_their_service_name_and_scale_in_settings() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/config/valid/ecs.toml"
+        ))
+        .unwrap();
+        let config = compile(&text, "ecs.toml", &|_| None).unwrap();
+        let target = |name: &str| match &config.service(name).unwrap().target {
+            TargetSpec::Ecs(t) => t.clone(),
+            _ => panic!("expected an ecs target"),
+        };
+        let web = target("web");
+        assert_eq!(web.target.cluster, "prod");
+        assert_eq!(web.target.service, "web-v2");
+        assert_eq!(web.target.protect_minutes, 20);
+        assert_eq!(web.target.drain_timeout, Duration::from_secs(900));
+        assert!(web.target.target_group.is_some());
+        assert_eq!(web.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(web.profile.as_deref(), Some("scaler"));
+        let worker = target("worker");
+        assert_eq!(worker.target.service, "worker");
+        assert_eq!(worker.target.target_group, None);
+        assert_eq!(worker.target.protect_minutes, defaults::PROTECT_MINUTES);
+        assert_eq!(worker.target.drain_timeout, defaults::DRAIN_TIMEOUT);
+        assert_eq!(worker.region, None);
+        assert_eq!(
+            worker.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert_eq!(worker.target.validate(), Ok(()));
     }
 
     #[test]

@@ -539,7 +539,11 @@ impl<'a, 'i> Table<'a, 'i> {
 
     /// Accepts more keys (e.g. the keys of the kind just read).
     pub(crate) fn allow(&mut self, keys: &[&'static str]) {
-        self.allowed.extend_from_slice(keys);
+        for key in keys {
+            if !self.allowed.contains(key) {
+                self.allowed.push(key);
+            }
+        }
     }
 
     /// The value at `key`, if present.

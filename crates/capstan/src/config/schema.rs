@@ -196,6 +196,17 @@ pub const TARGET: &[&str] = &["kind"];
 pub const TARGET_PROCESS: &[&str] = &["command", "env", "workdir", "stop_timeout", "restart_delay"];
 /// `target` of kind `simulated`.
 pub const TARGET_SIMULATED: &[&str] = &["scales", "drain_timeout", "protect_minutes", "warmup"];
+/// `target` with `kind = "ecs"`.
+pub const TARGET_ECS: &[&str] = &[
+    "cluster",
+    "service",
+    "target_group",
+    "protect_minutes",
+    "drain_timeout",
+    "region",
+    "endpoint_url",
+    "profile",
+];
 /// What a `simulated` target scales.
 pub const SIMULATED_SCALES: &[&str] = &["tasks", "hosts"];
 /// `cooldown`.
@@ -290,7 +301,7 @@ pub const ON_EMPTY: &[&str] = &["error", "zero"];
 /// `value` of a source.
 pub const VALUE_KINDS: &[&str] = &["count", "any"];
 /// `kind` of a target.
-pub const TARGET_KINDS: &[&str] = &["process", "simulated"];
+pub const TARGET_KINDS: &[&str] = &["process", "ecs", "simulated"];
 /// `kind` of a policy.
 pub const POLICY_KINDS: &[&str] = &[
     "target_tracking",
@@ -408,6 +419,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`target`",
         keys: TARGET_SIMULATED,
+    },
+    TableKeys {
+        section: "`target`",
+        keys: TARGET_ECS,
     },
     TableKeys {
         section: "`cooldown`",

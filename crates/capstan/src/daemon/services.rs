@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use capstan_aws_sdk::{AwsSettings, SdkEcs, SdkElb, SharedConfig};
 use capstan_control::ServiceLoop;
 use capstan_control::registry::Registry;
 use capstan_core::clock::Clock;
@@ -40,9 +41,37 @@ use crate::config::ServiceSpec;
 pub enum AnyTarget {
     /// Local processes.
     Process(ProcessTarget),
+    /// An ECS service on AWS, through the AWS SDK (`kind = "ecs"`).
+    Ecs(Arc<EcsTarget<SdkEcs, SdkElb>>),
     /// An ECS service of the simulator's world model (behaviour tests run the daemon
     /// against it through [`super::RunOptions::targets`]; no configuration builds it).
     EcsWorld(Arc<EcsTarget<World, World>>),
+}
+
+/// How long one AWS call of a target may take, retries excluded: a hung call fails the
+/// tick (retried with backoff) instead of stalling the service's loop.
+pub const AWS_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The SDK clients of the `ecs` targets, one pair per set of AWS settings (region,
+/// endpoint, profile), shared by every service using them: a thousand services in one
+/// account share one connection pool and one credential cache.
+#[derive(Default)]
+pub struct AwsClients {
+    clients: std::sync::Mutex<HashMap<AwsSettings, (SdkEcs, SdkElb)>>,
+}
+
+impl AwsClients {
+    /// The clients for `settings`, made on first use.
+    pub fn get(&self, settings: AwsSettings) -> (SdkEcs, SdkElb) {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        clients
+            .entry(settings)
+            .or_insert_with_key(|settings| {
+                let config = SharedConfig::new(settings.clone());
+                (SdkEcs::new(config.clone()), SdkElb::new(config))
+            })
+            .clone()
+    }
 }
 
 /// Builds the target of a service instead of its configured one when it returns
@@ -66,13 +95,33 @@ pub fn world_targets(world: World, cluster: &str) -> TargetFactory {
 }
 
 impl AnyTarget {
-    /// Builds the target `spec` of `service`, on `clock`.
+    /// Builds the target `spec` of `service`, on `clock`, with AWS clients from `aws`.
     pub fn build(
         service: &str,
         spec: &TargetSpec,
         clock: &Arc<dyn Clock>,
+        aws: &AwsClients,
     ) -> Result<Self, TargetError> {
         match spec {
+            TargetSpec::Ecs(spec) => {
+                spec.target
+                    .validate()
+                    .map_err(|reason| TargetError::Invalid {
+                        target: service.to_owned(),
+                        reason,
+                    })?;
+                let (ecs, elb) = aws.get(AwsSettings {
+                    region: spec.region.clone(),
+                    endpoint_url: spec.endpoint_url.clone(),
+                    profile: spec.profile.clone(),
+                    connect_timeout: Some(Duration::from_secs(5)),
+                    operation_timeout: Some(AWS_CALL_TIMEOUT),
+                });
+                let elb = spec.target.target_group.as_ref().map(|_| elb);
+                let target = EcsTarget::new(service, spec.target.clone(), ecs, elb, None)
+                    .with_clock(Arc::clone(clock));
+                Ok(Self::Ecs(Arc::new(target)))
+            }
             TargetSpec::Process(spec) => Ok(Self::Process(ProcessTarget::new(
                 service,
                 spec.clone(),
@@ -90,6 +139,7 @@ impl Target for AnyTarget {
     fn name(&self) -> &str {
         match self {
             Self::Process(t) => t.name(),
+            Self::Ecs(t) => t.name(),
             Self::EcsWorld(t) => t.name(),
         }
     }
@@ -97,6 +147,7 @@ impl Target for AnyTarget {
     async fn observe(&self) -> Result<Observed, TargetError> {
         match self {
             Self::Process(t) => t.observe().await,
+            Self::Ecs(t) => t.observe().await,
             Self::EcsWorld(t) => t.observe().await,
         }
     }
@@ -104,6 +155,7 @@ impl Target for AnyTarget {
     async fn scale_out(&self, desired: u32) -> Result<(), TargetError> {
         match self {
             Self::Process(t) => t.scale_out(desired).await,
+            Self::Ecs(t) => t.scale_out(desired).await,
             Self::EcsWorld(t) => t.scale_out(desired).await,
         }
     }
@@ -111,6 +163,7 @@ impl Target for AnyTarget {
     async fn scale_in(&self, desired: u32, victims: &[TaskId]) -> Result<(), TargetError> {
         match self {
             Self::Process(t) => t.scale_in(desired, victims).await,
+            Self::Ecs(t) => t.scale_in(desired, victims).await,
             Self::EcsWorld(t) => t.scale_in(desired, victims).await,
         }
     }
@@ -118,6 +171,7 @@ impl Target for AnyTarget {
     async fn shutdown(&self) {
         match self {
             Self::Process(t) => t.shutdown().await,
+            Self::Ecs(t) => t.shutdown().await,
             Self::EcsWorld(t) => t.shutdown().await,
         }
     }
@@ -271,6 +325,8 @@ pub struct Services {
     factory: Option<TargetFactory>,
     /// Every service's handle shared with the API (controls in, status out).
     registry: Arc<Registry>,
+    /// The AWS clients of the `ecs` targets.
+    aws: AwsClients,
 }
 
 impl Services {
@@ -295,6 +351,7 @@ impl Services {
             wakers: Arc::default(),
             factory: None,
             registry: Arc::default(),
+            aws: AwsClients::default(),
         }
     }
 
@@ -343,7 +400,7 @@ impl Services {
         if let Some(target) = self.factory.as_ref().and_then(|f| f(spec)) {
             return Ok(target);
         }
-        AnyTarget::build(&spec.name, &spec.target, &self.clock)
+        AnyTarget::build(&spec.name, &spec.target, &self.clock, &self.aws)
     }
 
     /// The loop of `spec` on `target`, sharing its registry handle (a service restarted
