@@ -147,6 +147,16 @@ impl Moto {
                 "networkConfiguration": fixture.network(),
             }),
         );
+        // moto reports no running tasks after CreateService, and a running count equal
+        // to the desired count after an UpdateService: make it the latter.
+        self.ecs(
+            "UpdateService",
+            &json!({
+                "cluster": fixture.cluster,
+                "service": fixture.service,
+                "desiredCount": desired,
+            }),
+        );
         fixture.run_tasks(self, tasks);
         fixture
     }
@@ -185,6 +195,20 @@ impl EcsFixture {
             arns.iter()
                 .filter_map(|t| t["taskArn"].as_str().map(str::to_owned)),
         );
+    }
+
+    /// The service's `runningCount` as moto has it.
+    ///
+    /// # Panics
+    /// If moto does not describe the service.
+    pub fn running_count(&self, moto: &Moto) -> u64 {
+        let out = moto.ecs(
+            "DescribeServices",
+            &json!({ "cluster": self.cluster, "services": [self.service] }),
+        );
+        out["services"][0]["runningCount"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no runningCount in {out}"))
     }
 
     /// The service's `desiredCount` as moto has it.

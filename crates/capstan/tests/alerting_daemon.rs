@@ -8,6 +8,7 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use capstan::config;
@@ -32,7 +33,7 @@ const RULES: &str = r#"groups:
           value: "{{ $value }}"
 "#;
 
-fn config(port: u16) -> String {
+fn config(port: u16, target: &str) -> String {
     format!(
         r#"
 [server]
@@ -54,8 +55,7 @@ name = "api"
 min = 1
 max = 10
 interval = "60s"
-# Replaced by the world model's ECS service in this test.
-target = {{ kind = "process", command = ["true"] }}
+{target}
 cooldown = {{ out = "0s", in = "0s" }}
 scale_in = {{ stabilization = "0s" }}
 
@@ -105,7 +105,9 @@ async fn a_prometheus_alert_scales_the_service_out_and_its_resolution_back_in() 
         })
         .unwrap();
     let targets = world_targets(world.clone(), "prod");
-    let config = config::compile(&config(port), "test.toml", &|_| None).unwrap();
+    // Replaced by the world model's ECS service.
+    let target = r#"target = { kind = "process", command = ["true"] }"#;
+    let config = config::compile(&config(port, target), "test.toml", &|_| None).unwrap();
     let cancel = CancellationToken::new();
     let daemon = tokio::spawn(daemon::run_with(
         RunOptions {
@@ -115,25 +117,115 @@ async fn a_prometheus_alert_scales_the_service_out_and_its_resolution_back_in() 
         cancel.clone(),
     ));
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let push = |value: u32| {
-        let client = client.clone();
-        let url = format!("{base}/api/v1/metrics/queue");
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(r) = client.post(&url).body(value.to_string()).send().await
-                    && r.status().is_success()
-                {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "capstan does not take the push");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    push(500).await;
+    push(&base, 500).await;
+    let (prometheus, alertmanager) = alerting_stack(port).await;
 
+    // Firing: 1 + step 2, well before the service's one-minute interval.
+    until("the scale-out", &world, |c| c.desired == 3).await;
+    until("three running tasks", &world, |c| c.running == 3).await;
+
+    // The value drops: resolved → one fewer per evaluation.
+    push(&base, 3).await;
+    until("the scale-in", &world, |c| c.desired < 3).await;
+
+    drop(prometheus);
+    drop(alertmanager);
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+/// The same alert, once through the AWS SDK: the service is an `ecs` target on moto
+/// (behind the testkit's proxy, which fakes the task protection moto lacks), and the
+/// webhook's scale-out lands as an UpdateService on moto's service. (moto keeps the
+/// service's deployment in progress, so the scale-in after the resolution is held, as
+/// AWS holds it: the world-model test above covers it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_alert_scales_an_ecs_service_out_through_the_sdk() {
+    let moto = capstan_testkit::moto::moto();
+    let fixture = moto.ecs_service(1, 1);
+    assert_eq!(fixture.running_count(&moto), 1);
+    let proxy = capstan_testkit::aws_proxy::AwsProxy::start(&moto.endpoint_url())
+        .await
+        .unwrap();
+    let sdk = capstan_aws_sdk::SharedConfig::ready(capstan_aws_sdk::static_config(
+        &proxy.endpoint_url(),
+        capstan_testkit::moto::REGION,
+        capstan_testkit::moto::ACCESS_KEY_ID,
+        capstan_testkit::moto::SECRET_ACCESS_KEY,
+    ));
+    // The configured `ecs` target, built with the test's static credentials instead
+    // of the standard chain's.
+    let targets: capstan::daemon::services::TargetFactory = Arc::new(move |spec| {
+        let capstan_targets::TargetSpec::Ecs(ecs) = &spec.target else {
+            return None;
+        };
+        let target = capstan_targets::EcsTarget::new(
+            &spec.name,
+            ecs.target.clone(),
+            capstan_aws_sdk::SdkEcs::new(sdk.clone()),
+            Some(capstan_aws_sdk::SdkElb::new(sdk.clone())),
+            None,
+        );
+        Some(capstan::daemon::services::AnyTarget::Ecs(Arc::new(target)))
+    });
+    let port = free_port();
+    let target = format!(
+        r#"target = {{ kind = "ecs", cluster = "{}", service = "{}", endpoint_url = "{}" }}"#,
+        fixture.cluster,
+        fixture.service,
+        proxy.endpoint_url()
+    );
+    let config = config::compile(&config(port, &target), "test.toml", &|_| None).unwrap();
+    let cancel = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run_with(
+        RunOptions {
+            targets: Some(targets),
+            ..RunOptions::new(config)
+        },
+        cancel.clone(),
+    ));
+    let base = format!("http://127.0.0.1:{port}");
+    push(&base, 500).await;
+    let (prometheus, alertmanager) = alerting_stack(port).await;
+
+    // Firing: 1 + step 2 on moto, well before the service's one-minute interval.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while fixture.desired_count(&moto) != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "desired {} on moto, waiting for 3",
+            fixture.desired_count(&moto)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(proxy.calls("UpdateService"), 1);
+
+    drop(prometheus);
+    drop(alertmanager);
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+/// Pushes `value` to the daemon at `base`'s `queue` source, waiting for it to listen.
+async fn push(base: &str, value: u32) {
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/v1/metrics/queue");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = client.post(&url).body(value.to_string()).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "capstan does not take the push");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A private Alertmanager posting to the daemon on `port`, and a private Prometheus
+/// scraping it with the rule, sending to that Alertmanager.
+async fn alerting_stack(port: u16) -> (Prometheus, Alertmanager) {
+    let base = format!("http://127.0.0.1:{port}");
     let am_config = format!(
         "route:\n  receiver: capstan\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
          receivers:\n  - name: capstan\n    webhook_configs:\n      - url: {base}/webhooks/alertmanager\n        send_resolved: true\n        http_config:\n          authorization:\n            credentials: am-secret\n"
@@ -152,17 +244,5 @@ async fn a_prometheus_alert_scales_the_service_out_and_its_resolution_back_in() 
     })
     .await
     .unwrap();
-
-    // Firing: 1 + step 2, well before the service's one-minute interval.
-    until("the scale-out", &world, |c| c.desired == 3).await;
-    until("three running tasks", &world, |c| c.running == 3).await;
-
-    // The value drops: resolved → one fewer per evaluation.
-    push(3).await;
-    until("the scale-in", &world, |c| c.desired < 3).await;
-
-    drop(prometheus);
-    drop(alertmanager);
-    cancel.cancel();
-    daemon.await.unwrap().unwrap();
+    (prometheus, alertmanager)
 }
