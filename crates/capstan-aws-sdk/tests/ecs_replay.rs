@@ -1,0 +1,182 @@
+//! The ECS operations moto lacks (`UpdateTaskProtection`, `GetTaskProtection`) through
+//! the real SDK client with a replayed HTTP exchange: each test checks the exact
+//! request capstan sends (operation, JSON body) and reads back an answer of ECS's
+//! documented shape.
+
+use std::sync::Arc;
+
+use aws_sdk_ecs::config::retry::RetryConfig;
+use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
+use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+use aws_smithy_types::body::SdkBody;
+use capstan_aws_api::{AwsErrorKind, Ecs};
+use capstan_aws_sdk::SdkEcs;
+use serde_json::{Value, json};
+
+fn answer(status: u16, body: &Value) -> http::Response<SdkBody> {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(SdkBody::from(body.to_string()))
+        .expect("a response")
+}
+
+fn replay(answers: Vec<http::Response<SdkBody>>) -> StaticReplayClient {
+    let request = || {
+        http::Request::builder()
+            .uri("https://ecs.us-east-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .expect("a request")
+    };
+    StaticReplayClient::new(
+        answers
+            .into_iter()
+            .map(|a| ReplayEvent::new(request(), a))
+            .collect(),
+    )
+}
+
+fn client(http: &StaticReplayClient) -> SdkEcs {
+    let config = aws_sdk_ecs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
+        .http_client(http.clone())
+        .retry_config(RetryConfig::disabled())
+        .build();
+    SdkEcs::from_client(aws_sdk_ecs::Client::from_conf(config))
+}
+
+/// The operation (from `X-Amz-Target`) and JSON body of each request sent.
+fn sent(http: &StaticReplayClient) -> Vec<(String, Value)> {
+    http.actual_requests()
+        .map(|r| {
+            let target = r
+                .headers()
+                .get("x-amz-target")
+                .expect("an X-Amz-Target header")
+                .to_owned();
+            let body = serde_json::from_slice(r.body().bytes().expect("an in-memory body"))
+                .expect("a JSON body");
+            (target, body)
+        })
+        .collect()
+}
+
+const T1: &str = "arn:aws:ecs:us-east-1:123456789012:task/prod/1111";
+const T2: &str = "arn:aws:ecs:us-east-1:123456789012:task/prod/2222";
+
+#[tokio::test]
+async fn protecting_sends_enabled_and_minutes_and_reads_expiry_and_failures() {
+    let http = replay(vec![answer(
+        200,
+        &json!({
+            "protectedTasks": [
+                { "taskArn": T1, "protectionEnabled": true, "expirationDate": 1_767_229_200.0 }
+            ],
+            "failures": [
+                { "arn": T2, "reason": "TASK_NOT_VALID", "detail": "The task is not running" }
+            ]
+        }),
+    )]);
+    let ecs = client(&http);
+    let tasks: Vec<Arc<str>> = vec![Arc::from(T1), Arc::from(T2)];
+    let out = ecs
+        .update_task_protection("prod", &tasks, Some(60))
+        .await
+        .expect("protect");
+    assert_eq!(
+        sent(&http),
+        vec![(
+            "AmazonEC2ContainerServiceV20141113.UpdateTaskProtection".to_owned(),
+            json!({
+                "cluster": "prod",
+                "tasks": [T1, T2],
+                "protectionEnabled": true,
+                "expiresInMinutes": 60
+            })
+        )]
+    );
+    assert_eq!(out.protected.len(), 1);
+    assert_eq!(&*out.protected[0].arn, T1);
+    assert!(out.protected[0].enabled);
+    assert_eq!(
+        out.protected[0].expires_at.map(|t| t.as_second()),
+        Some(1_767_229_200)
+    );
+    assert_eq!(out.failures.len(), 1);
+    assert_eq!(&*out.failures[0].arn, T2);
+    assert_eq!(out.failures[0].reason, "TASK_NOT_VALID");
+}
+
+#[tokio::test]
+async fn releasing_sends_disabled_without_minutes() {
+    let http = replay(vec![answer(
+        200,
+        &json!({
+            "protectedTasks": [{ "taskArn": T1, "protectionEnabled": false }],
+            "failures": []
+        }),
+    )]);
+    let ecs = client(&http);
+    let out = ecs
+        .update_task_protection("prod", &[Arc::from(T1)], None)
+        .await
+        .expect("release");
+    assert_eq!(
+        sent(&http)[0].1,
+        json!({ "cluster": "prod", "tasks": [T1], "protectionEnabled": false })
+    );
+    assert!(!out.protected[0].enabled);
+    assert_eq!(out.protected[0].expires_at, None);
+}
+
+#[tokio::test]
+async fn reading_protection_sends_the_tasks_and_reads_each_state() {
+    let http = replay(vec![answer(
+        200,
+        &json!({
+            "protectedTasks": [
+                { "taskArn": T1, "protectionEnabled": true, "expirationDate": 1_767_229_200 },
+                { "taskArn": T2, "protectionEnabled": false }
+            ],
+            "failures": []
+        }),
+    )]);
+    let ecs = client(&http);
+    let out = ecs
+        .get_task_protection("prod", &[Arc::from(T1), Arc::from(T2)])
+        .await
+        .expect("get");
+    assert_eq!(
+        sent(&http),
+        vec![(
+            "AmazonEC2ContainerServiceV20141113.GetTaskProtection".to_owned(),
+            json!({ "cluster": "prod", "tasks": [T1, T2] })
+        )]
+    );
+    let enabled: Vec<bool> = out.protected.iter().map(|p| p.enabled).collect();
+    assert_eq!(enabled, vec![true, false]);
+}
+
+#[tokio::test]
+async fn a_throttled_protection_call_is_a_retryable_error_naming_the_operation() {
+    let http = replay(vec![answer(
+        400,
+        &json!({
+            "__type": "com.amazonaws.ecs#ThrottlingException",
+            "message": "Rate exceeded"
+        }),
+    )]);
+    let ecs = client(&http);
+    let err = ecs
+        .update_task_protection("prod", &[Arc::from(T1)], Some(5))
+        .await
+        .expect_err("throttled");
+    assert_eq!(err.kind, AwsErrorKind::Throttling);
+    assert!(err.is_retryable());
+    assert_eq!(
+        err.to_string(),
+        "UpdateTaskProtection: throttled: ThrottlingException: Rate exceeded"
+    );
+}
