@@ -25,6 +25,7 @@ use tokio::sync::OnceCell;
 
 use crate::config::SharedConfig;
 use crate::error::{from_sdk, malformed};
+use crate::pace::{Category, Pacer};
 use crate::time::from_sdk_time;
 
 /// The ECS client, made from a [`SharedConfig`] on first use.
@@ -33,6 +34,8 @@ pub struct SdkEcs {
     config: SharedConfig,
     /// Made on first use; shared by clones.
     client: Arc<OnceCell<Client>>,
+    /// AWS's throttling buckets, kept on this side; shared by clones.
+    pace: Arc<Pacer>,
 }
 
 impl SdkEcs {
@@ -41,6 +44,7 @@ impl SdkEcs {
         Self {
             config,
             client: Arc::new(OnceCell::new()),
+            pace: Arc::default(),
         }
     }
 
@@ -50,12 +54,27 @@ impl SdkEcs {
         Self {
             config,
             client: Arc::new(OnceCell::new_with(Some(client))),
+            pace: Arc::default(),
         }
     }
 
     /// The configuration it uses.
     pub fn config(&self) -> &SharedConfig {
         &self.config
+    }
+
+    /// The same client, pacing its calls with `pace` (shared with other clients of the
+    /// same account and Region).
+    #[must_use]
+    pub fn with_pacer(mut self, pace: Arc<Pacer>) -> Self {
+        self.pace = pace;
+        self
+    }
+
+    /// The client, once a token of `category` is free.
+    async fn paced(&self, category: Category) -> &Client {
+        self.pace.take(category).await;
+        self.client().await
     }
 
     async fn client(&self) -> &Client {
@@ -398,7 +417,7 @@ impl Ecs for SdkEcs {
     async fn describe_service(&self, cluster: &str, service: &str) -> Result<EcsService, AwsError> {
         const OP: &str = "DescribeServices";
         let out = self
-            .client()
+            .paced(Category::ServiceRead)
             .await
             .describe_services()
             .cluster(cluster)
@@ -432,19 +451,25 @@ impl Ecs for SdkEcs {
             DesiredStatus::Running => SdkDesiredStatus::Running,
             DesiredStatus::Stopped => SdkDesiredStatus::Stopped,
         };
-        let mut pages = self
-            .client()
-            .await
-            .list_tasks()
-            .cluster(cluster)
-            .service_name(service)
-            .desired_status(status)
-            .into_paginator()
-            .items()
-            .send();
         let mut arns = Vec::new();
-        while let Some(arn) = pages.next().await {
-            arns.push(Arc::from(arn.map_err(|e| from_sdk(OP, e))?));
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .paced(Category::ClusterRead)
+                .await
+                .list_tasks()
+                .cluster(cluster)
+                .service_name(service)
+                .desired_status(status.clone())
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk(OP, e))?;
+            arns.extend(out.task_arns().iter().map(|a| Arc::from(a.as_str())));
+            match out.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => break,
+            }
         }
         Ok(arns)
     }
@@ -460,7 +485,7 @@ impl Ecs for SdkEcs {
             return Ok((Vec::new(), Vec::new()));
         }
         let out = self
-            .client()
+            .paced(Category::ClusterRead)
             .await
             .describe_tasks()
             .cluster(cluster)
@@ -490,7 +515,7 @@ impl Ecs for SdkEcs {
                 format!("desiredCount {desired} is too large"),
             )
         })?;
-        self.client()
+        self.paced(Category::ServiceModify)
             .await
             .update_service()
             .cluster(cluster)
@@ -504,7 +529,7 @@ impl Ecs for SdkEcs {
 
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), AwsError> {
         const OP: &str = "StopTask";
-        self.client()
+        self.paced(Category::ClusterModify)
             .await
             .stop_task()
             .cluster(cluster)
@@ -528,7 +553,7 @@ impl Ecs for SdkEcs {
             return Ok(ProtectionResult::default());
         }
         let mut request = self
-            .client()
+            .paced(Category::TaskProtection)
             .await
             .update_task_protection()
             .cluster(cluster)
@@ -564,7 +589,7 @@ impl Ecs for SdkEcs {
             return Ok(ProtectionResult::default());
         }
         let out = self
-            .client()
+            .paced(Category::TaskProtection)
             .await
             .get_task_protection()
             .cluster(cluster)
@@ -581,18 +606,24 @@ impl Ecs for SdkEcs {
         status: Option<ContainerInstanceStatus>,
     ) -> Result<Vec<String>, AwsError> {
         const OP: &str = "ListContainerInstances";
-        let mut pages = self
-            .client()
-            .await
-            .list_container_instances()
-            .cluster(cluster)
-            .set_status(status.map(sdk_instance_status))
-            .into_paginator()
-            .items()
-            .send();
         let mut arns = Vec::new();
-        while let Some(arn) = pages.next().await {
-            arns.push(arn.map_err(|e| from_sdk(OP, e))?);
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .paced(Category::ClusterRead)
+                .await
+                .list_container_instances()
+                .cluster(cluster)
+                .set_status(status.map(sdk_instance_status))
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk(OP, e))?;
+            arns.extend(out.container_instance_arns().iter().cloned());
+            match out.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => break,
+            }
         }
         Ok(arns)
     }
@@ -608,7 +639,7 @@ impl Ecs for SdkEcs {
             return Ok((Vec::new(), Vec::new()));
         }
         let out = self
-            .client()
+            .paced(Category::ClusterRead)
             .await
             .describe_container_instances()
             .cluster(cluster)
@@ -650,7 +681,7 @@ impl Ecs for SdkEcs {
             return Ok(Vec::new());
         }
         let out = self
-            .client()
+            .paced(Category::ClusterModify)
             .await
             .update_container_instances_state()
             .cluster(cluster)

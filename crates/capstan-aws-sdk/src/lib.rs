@@ -11,14 +11,18 @@
 //! throttled call comes back as a retryable error at once and the caller's own
 //! backoff decides when to try again.
 //!
-//! Module map: [`config`], [`error`], [`time`], [`sqs`], [`cloudwatch`], [`ecs`],
-//! [`elb`].
+//! ECS calls are paced with AWS's own throttling buckets ([`pace`]), shared by the
+//! clones of one [`SdkEcs`].
+//!
+//! Module map: [`config`], [`error`], [`time`], [`pace`], [`sqs`], [`cloudwatch`],
+//! [`ecs`], [`elb`].
 
 pub mod cloudwatch;
 pub mod config;
 pub mod ecs;
 pub mod elb;
 pub mod error;
+pub mod pace;
 pub mod sqs;
 pub mod time;
 
