@@ -157,6 +157,18 @@ impl Observations {
             .or_insert_with(|| Series::new(retention, max_age));
     }
 
+    /// Gives the window of `source` (declaring it if new) another retention and max
+    /// age, keeping its samples (a reload that changed only how much history the
+    /// policies need). A shorter retention drops the older samples at the next push.
+    pub fn resize(&mut self, source: &str, retention: Duration, max_age: Duration) {
+        let series = self
+            .series
+            .entry(source.to_owned())
+            .or_insert_with(|| Series::new(retention, max_age));
+        series.retention = retention;
+        series.max_age = max_age;
+    }
+
     /// Drops the window of `source` (a source removed or changed by a reload: its old
     /// values must not be read as the new query's).
     pub fn forget(&mut self, source: &str) {
@@ -296,6 +308,40 @@ mod tests {
             obs.view("unknown", clock.now()).freshness(),
             Freshness::Missing
         ));
+    }
+
+    #[test]
+    fn resizing_a_window_keeps_its_samples_and_prunes_at_the_next_push() {
+        let mut obs = Observations::new();
+        obs.declare("q", Duration::from_secs(100), Duration::from_secs(10));
+        for s in 0..10 {
+            obs.push(
+                "q",
+                Sample {
+                    at: Timestamp::from_second(s * 10).unwrap(),
+                    value: s as f64,
+                },
+            );
+        }
+        obs.resize("q", Duration::from_secs(1000), Duration::from_secs(10));
+        assert_eq!(obs.series("q").unwrap().samples().len(), 10);
+        obs.resize("q", Duration::from_secs(20), Duration::from_secs(10));
+        assert_eq!(obs.series("q").unwrap().samples().len(), 10);
+        obs.push(
+            "q",
+            Sample {
+                at: Timestamp::from_second(100).unwrap(),
+                value: 10.0,
+            },
+        );
+        let kept: Vec<f64> = obs
+            .series("q")
+            .unwrap()
+            .samples()
+            .iter()
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(kept, vec![8.0, 9.0, 10.0]);
     }
 
     #[test]

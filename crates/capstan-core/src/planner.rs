@@ -779,7 +779,7 @@ fn missing_data_detail(asks: &[Recommendation]) -> String {
 }
 
 /// A duration as a config would write it: `90s` → `1m30s`, `2h`, `500ms`.
-pub(crate) fn human(d: Duration) -> String {
+pub fn human(d: Duration) -> String {
     let total = d.as_secs();
     let millis = d.subsec_millis();
     if total == 0 {

@@ -201,7 +201,11 @@ fn minimal_fixture_takes_the_documented_defaults() {
         "timeout = min(interval, 10s)"
     );
     assert_eq!(s.max_age, Duration::from_secs(15), "max_age = 3 × interval");
-    assert_eq!(s.retention, Duration::from_secs(900));
+    assert_eq!(
+        s.retention,
+        Duration::from_secs(80),
+        "retention = (the policy's 15 scale-in datapoints + 1) × interval"
+    );
     assert_eq!(s.value, ValueKind::Count);
     assert_eq!(s.retries, 2, "two retries within the interval");
     let svc = &c.services[0];

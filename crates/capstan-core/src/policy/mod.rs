@@ -190,6 +190,36 @@ impl Policy {
         }
     }
 
+    /// How many of the newest samples of each source the policy reads at most (its
+    /// datapoints; 1 where it reads only the newest value). A source's window must hold
+    /// that many samples for the policy to decide as configured.
+    pub fn samples_needed(&self) -> Vec<(&str, u32)> {
+        let most = |d: Datapoints| d.out.max(d.r#in).max(1);
+        match self {
+            Policy::TargetTracking(p) => vec![(p.metric.as_str(), most(p.datapoints))],
+            Policy::Step(p) => {
+                let n = [&p.out, &p.r#in]
+                    .into_iter()
+                    .flatten()
+                    .map(|a| a.datapoints)
+                    .max()
+                    .unwrap_or(1)
+                    .max(1);
+                vec![(p.metric.as_str(), n)]
+            }
+            Policy::Threshold(p) => p
+                .metrics
+                .iter()
+                .map(|m| (m.metric.as_str(), most(p.datapoints)))
+                .collect(),
+            Policy::BacklogPerTask(p) => vec![
+                (p.backlog.as_str(), most(p.datapoints)),
+                (p.processing_time.as_str(), 1),
+            ],
+            Policy::Scheduled(_) | Policy::Alert(_) => Vec::new(),
+        }
+    }
+
     /// The state a fresh policy starts with.
     pub fn initial_state(&self) -> PolicyState {
         match self {

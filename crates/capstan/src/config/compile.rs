@@ -31,7 +31,7 @@ pub(crate) fn compile_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Option<
     let server = compile_server(ctx, &top);
     let store = super::store::compile_store(ctx, &top);
     let webhooks = super::webhooks::compile_webhooks(ctx, &top);
-    let sources = compile_sources(ctx, &top);
+    let (mut sources, explicit) = compile_sources(ctx, &top);
     // Every name written under [sources], even one whose settings are broken, so a
     // policy referring to it is not reported as well.
     let names: Vec<String> = top
@@ -40,6 +40,7 @@ pub(crate) fn compile_document(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Option<
         .map(|m| m.iter().map(|(k, _)| k.get_ref().to_string()).collect())
         .unwrap_or_default();
     let services = compile_services(ctx, &top, &names);
+    fit_retention(ctx, &mut sources, &explicit, &services);
     let ship_to_cloudwatch = super::aws::compile_ships(ctx, &top);
     top.finish(ctx);
     Some(Config {
@@ -144,14 +145,18 @@ mod kafka;
 
 mod web;
 
-fn compile_sources(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> Vec<SourceSpec> {
+/// Where each source that sets `retention` sets it.
+type ExplicitRetention = BTreeMap<String, (std::ops::Range<usize>, KeyPath)>;
+
+fn compile_sources(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> (Vec<SourceSpec>, ExplicitRetention) {
+    let mut explicit = ExplicitRetention::new();
     let Some(node) = top.node("sources") else {
-        return Vec::new();
+        return (Vec::new(), explicit);
     };
     let path = top.path_of("sources");
     let DeValue::Table(map) = node.get_ref() else {
         type_error(ctx, &path, node, "a table of sources (`[sources.NAME]`)");
-        return Vec::new();
+        return (Vec::new(), explicit);
     };
     let mut out = Vec::new();
     for (name, value) in map.iter() {
@@ -163,11 +168,76 @@ fn compile_sources(ctx: &mut Ctx<'_>, top: &Table<'_, '_>) -> Vec<SourceSpec> {
         let Some(t) = Table::of(ctx, spath, value, schema::SOURCE) else {
             continue;
         };
+        if t.has("retention") {
+            explicit.insert(
+                name.to_owned(),
+                (t.span_of("retention"), t.path_of("retention")),
+            );
+        }
         if let Some(spec) = compile_source(ctx, name, t) {
             out.push(spec);
         }
     }
-    out
+    (out, explicit)
+}
+
+/// Sets each source's window to what the policies reading it need, unless the source
+/// sets `retention`; a set `retention` too short for them is an error.
+///
+/// A policy reading the newest N samples of a source (its datapoints) needs N samples
+/// in the window: N intervals of history. The default keeps one interval more (a late
+/// read still leaves N samples) and at least [`defaults::MIN_RETENTION`].
+fn fit_retention(
+    ctx: &mut Ctx<'_>,
+    sources: &mut [SourceSpec],
+    explicit: &ExplicitRetention,
+    services: &[ServiceSpec],
+) {
+    // Per source: the most samples a policy reads, and which policy of which service.
+    let mut needs: BTreeMap<&str, (u32, &str, &str)> = BTreeMap::new();
+    for service in services {
+        for p in &service.engine.policies {
+            for (source, n) in p.policy.samples_needed() {
+                let entry =
+                    needs
+                        .entry(source)
+                        .or_insert((0, service.name.as_str(), p.name.as_str()));
+                if n > entry.0 {
+                    *entry = (n, service.name.as_str(), p.name.as_str());
+                }
+            }
+        }
+    }
+    for source in sources.iter_mut() {
+        let (n, service, policy) = needs
+            .get(source.name.as_str())
+            .copied()
+            .unwrap_or((1, "", ""));
+        let span = source.interval.saturating_mul(n);
+        match explicit.get(&source.name) {
+            Some((at, path)) => {
+                // A retention already reported as invalid is not checked again.
+                if source.retention < span && !policy.is_empty() && !ctx.has_error_at(path, 0) {
+                    ctx.error(
+                        at,
+                        path,
+                        format!(
+                            "{} keeps fewer than the {n} samples policy `{policy}` of service `{service}` reads (at a {} interval it needs at least {}); raise it or leave it out",
+                            capstan_core::planner::human(source.retention),
+                            capstan_core::planner::human(source.interval),
+                            capstan_core::planner::human(span),
+                        ),
+                    );
+                }
+            }
+            None => {
+                source.retention = source
+                    .interval
+                    .saturating_mul(n.saturating_add(1))
+                    .max(defaults::MIN_RETENTION);
+            }
+        }
+    }
 }
 
 fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option<SourceSpec> {
@@ -212,9 +282,10 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
     let max_age = t
         .opt_positive(ctx, "max_age")
         .unwrap_or_else(|| interval.saturating_mul(3));
+    // Without `retention`, set from the policies reading the source (`fit_retention`).
     let retention = t
         .opt_positive(ctx, "retention")
-        .unwrap_or(defaults::SOURCE_RETENTION);
+        .unwrap_or(defaults::MIN_RETENTION);
     let retries = t
         .opt::<u32>(ctx, "retries")
         .unwrap_or(capstan_sources::retry::DEFAULT_RETRIES);

@@ -49,8 +49,9 @@ pub mod defaults {
     pub const SERVER_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(
         std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9120),
     );
-    /// `sources.NAME.retention`.
-    pub const SOURCE_RETENTION: Duration = Duration::from_secs(15 * 60);
+    /// The shortest default `sources.NAME.retention` (the default is what the policies
+    /// reading the source need: their most datapoints plus one, in intervals).
+    pub const MIN_RETENTION: Duration = Duration::from_secs(60);
     /// `services[].min`.
     pub const SERVICE_MIN: u32 = 1;
     /// `services[].interval`.
@@ -460,6 +461,73 @@ target = 1
             Some("http://127.0.0.1:5000")
         );
         assert_eq!(worker.target.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_window_keeps_what_the_policies_reading_it_need() {
+        let text = r#"
+[sources.cpu]
+kind = "command"
+command = ["echo", "1"]
+interval = "30s"
+
+[sources.mem]
+kind = "command"
+command = ["echo", "1"]
+interval = "10s"
+
+[sources.jobs]
+kind = "command"
+command = ["echo", "1"]
+interval = "1s"
+
+[sources.proc]
+kind = "command"
+command = ["echo", "1"]
+interval = "1s"
+
+[sources.exported]
+kind = "command"
+command = ["echo", "1"]
+interval = "2m"
+
+[sources.kept]
+kind = "command"
+command = ["echo", "1"]
+interval = "1s"
+retention = "1h"
+
+[[services]]
+name = "api"
+max = 10
+target = { kind = "process", command = ["true"] }
+policies = [
+  { kind = "step", metric = "cpu", out = { threshold = 60, datapoints = 4, steps = [{ lower = 0, change = 1 }] }, in = { threshold = 20, datapoints = 2, steps = [{ upper = 0, change = -1 }] } },
+  { kind = "threshold", metrics = [{ metric = "cpu", min = 10, max = 90 }, { metric = "mem", min = 10, max = 90 }], datapoints = { out = 3, in = 12 } },
+  { kind = "backlog_per_task", backlog = "jobs", processing_time = "proc", acceptable_latency = "1m", datapoints = { out = 1, in = 2 } },
+  { kind = "target_tracking", metric = "kept", mode = "total", target = 5 },
+]
+"#;
+        let config = compile(text, "test.toml", &|_| None).unwrap();
+        let retention = |name: &str| {
+            config
+                .sources
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap()
+                .retention
+        };
+        // The threshold's 12 in-datapoints win over the step's 4: (12 + 1) × 30 s.
+        assert_eq!(retention("cpu"), Duration::from_secs(390));
+        // (12 + 1) × 10 s.
+        assert_eq!(retention("mem"), Duration::from_secs(130));
+        // A few samples at 1 s: the one-minute floor.
+        assert_eq!(retention("jobs"), defaults::MIN_RETENTION);
+        assert_eq!(retention("proc"), defaults::MIN_RETENTION);
+        // Read by no policy: one sample and one interval of slack.
+        assert_eq!(retention("exported"), Duration::from_secs(240));
+        // Set explicitly and long enough: kept.
+        assert_eq!(retention("kept"), Duration::from_secs(3600));
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct ReloadSummary {
     pub sources_changed: Vec<String>,
     /// Sources removed.
     pub sources_removed: Vec<String>,
+    /// Sources whose window length changed (their samples kept).
+    pub sources_resized: Vec<String>,
     /// Sections that changed but only take effect at a restart (`server`, `log`,
     /// `store`, `ship_to_cloudwatch`).
     pub needs_restart: Vec<String>,
@@ -80,6 +82,7 @@ impl ReloadSummary {
         self.sources_added = changes.added;
         self.sources_changed = changes.changed;
         self.sources_removed = changes.removed;
+        self.sources_resized = changes.resized;
     }
 
     /// Nothing changed.

@@ -76,6 +76,16 @@ impl Sources {
         if changes.is_empty() {
             return Ok(changes);
         }
+        if changes.only_resized() {
+            // The same reads: the pollers go on, the windows keep their samples.
+            let mut obs = self.obs.lock().unwrap_or_else(PoisonError::into_inner);
+            for spec in specs.iter().filter(|s| changes.resized.contains(&s.name)) {
+                obs.resize(&spec.name, spec.retention, spec.max_age);
+            }
+            drop(obs);
+            specs.clone_into(&mut self.specs);
+            return Ok(changes);
+        }
         self.push.declare_all(specs);
         let generation = self.stop.child_token();
         let pollers = poller::spawn_all_with(
@@ -91,9 +101,9 @@ impl Sources {
             for name in changes.changed.iter().chain(&changes.removed) {
                 obs.forget(name);
             }
-            // A changed source's window may have new retention or max age.
+            // New windows, and the new length of the resized ones (samples kept).
             for spec in specs {
-                obs.declare(&spec.name, spec.retention, spec.max_age);
+                obs.resize(&spec.name, spec.retention, spec.max_age);
             }
         }
         // Reap the tasks of generations that have ended, and drop their empty sets.
@@ -128,6 +138,9 @@ pub struct SourceChanges {
     pub changed: Vec<String>,
     /// Names no longer configured.
     pub removed: Vec<String>,
+    /// Same reads, another window length (`retention` or `max_age`, e.g. after a
+    /// policy's datapoints changed): the window is kept and resized.
+    pub resized: Vec<String>,
 }
 
 impl SourceChanges {
@@ -137,7 +150,16 @@ impl SourceChanges {
         for spec in new {
             match old.iter().find(|o| o.name == spec.name) {
                 None => changes.added.push(spec.name.clone()),
-                Some(o) if o != spec => changes.changed.push(spec.name.clone()),
+                Some(o) if o != spec => {
+                    let mut same_reads = o.clone();
+                    same_reads.retention = spec.retention;
+                    same_reads.max_age = spec.max_age;
+                    if same_reads == *spec {
+                        changes.resized.push(spec.name.clone());
+                    } else {
+                        changes.changed.push(spec.name.clone());
+                    }
+                }
                 Some(_) => {}
             }
         }
@@ -151,6 +173,58 @@ impl SourceChanges {
 
     /// Nothing differs.
     pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.changed.is_empty()
+            && self.removed.is_empty()
+            && self.resized.is_empty()
+    }
+
+    /// Only window lengths differ: no poller needs a restart.
+    pub fn only_resized(&self) -> bool {
         self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs(text: &str) -> Vec<SourceSpec> {
+        let config = crate::config::compile(text, "test.toml", &|_| None).unwrap();
+        config.sources
+    }
+
+    const BASE: &str = r#"
+[sources.cpu]
+kind = "command"
+command = ["echo", "1"]
+interval = "10s"
+
+[sources.jobs]
+kind = "command"
+command = ["echo", "2"]
+
+[[services]]
+name = "api"
+max = 10
+target = { kind = "process", command = ["true"] }
+policies = [{ kind = "threshold", metrics = [{ metric = "cpu", min = 1, max = 9 }], datapoints = { out = 3, in = 3 } }]
+"#;
+
+    #[test]
+    fn a_change_of_datapoints_resizes_the_window_and_a_new_query_changes_it() {
+        let old = specs(BASE);
+        // More datapoints: the same reads, a longer window.
+        let more = specs(&BASE.replace("in = 3", "in = 30"));
+        let changes = SourceChanges::between(&old, &more);
+        assert_eq!(changes.resized, vec!["cpu".to_owned()]);
+        assert!(changes.changed.is_empty());
+        assert!(changes.only_resized());
+        // Another command: the window starts afresh.
+        let other = specs(&BASE.replace(r#"["echo", "1"]"#, r#"["echo", "3"]"#));
+        let changes = SourceChanges::between(&old, &other);
+        assert_eq!(changes.changed, vec!["cpu".to_owned()]);
+        assert!(changes.resized.is_empty());
+        assert!(!changes.only_resized());
     }
 }
