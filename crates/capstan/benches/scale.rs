@@ -8,9 +8,10 @@
 //! (default 15) seconds to settle and is measured for `CAPSTAN_BENCH_SECONDS` (default
 //! 30), with its decisions in the default SQLite store: the process's CPU time (`getrusage`, every thread: the world model's work is in
 //! it too), its resident memory (`/proc/self/status`), and the evaluations made (the
-//! sum of `capstan_decisions_total`). Linux only. Each source's window keeps the default
-//! 15 minutes of values (one a second) unless `CAPSTAN_BENCH_RETENTION` says otherwise
-//! (e.g. `2m`): memory grows until the windows are full.
+//! sum of `capstan_decisions_total`). Linux only. Each source's window keeps what its
+//! policy needs (the default: a minute of values, one a second) unless
+//! `CAPSTAN_BENCH_RETENTION` says otherwise (e.g. `15m`): memory grows until the windows
+//! are full.
 //!
 //! ```sh
 //! cargo bench -p capstan --bench scale
