@@ -63,14 +63,6 @@ impl SdkEcs {
         &self.config
     }
 
-    /// The same client, pacing its calls with `pace` (shared with other clients of the
-    /// same account and Region).
-    #[must_use]
-    pub fn with_pacer(mut self, pace: Arc<Pacer>) -> Self {
-        self.pace = pace;
-        self
-    }
-
     /// The client, once a token of `category` is free.
     async fn paced(&self, category: Category) -> &Client {
         self.pace.take(category).await;
@@ -115,10 +107,10 @@ pub fn task_status(text: &str) -> Option<TaskStatus> {
     })
 }
 
-/// A task's or container's `cpu` / `memory`: ECS answers with a number of CPU units or
-/// MiB; the `"1 vCPU"` and `"2 GB"` forms of task definitions are read too. Absent
-/// (container-level reservations only) is 0.
-pub fn units(text: Option<&str>, per_unit: f64) -> Option<u32> {
+/// A task's `cpu` / `memory`: ECS answers with a number of CPU units or MiB; the
+/// `"1 vCPU"` (1024 units) and `"2 GB"` (1024 MiB each) forms of task definitions are
+/// read too. Absent (container-level reservations only) is 0.
+pub fn units(text: Option<&str>) -> Option<u32> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Some(0);
     };
@@ -132,7 +124,7 @@ pub fn units(text: Option<&str>, per_unit: f64) -> Option<u32> {
         .trim()
         .parse::<f64>()
         .ok()?;
-    let value = (number * per_unit).round();
+    let value = (number * 1024.0).round();
     (value.is_finite() && (0.0..=f64::from(u32::MAX)).contains(&value)).then_some(value as u32)
 }
 
@@ -189,9 +181,9 @@ pub fn read_task(task: &Task) -> Result<EcsTask, AwsError> {
         Some(SdkHealth::Unhealthy) => HealthStatus::Unhealthy,
         _ => HealthStatus::Unknown,
     };
-    let cpu = units(task.cpu(), 1024.0)
+    let cpu = units(task.cpu())
         .ok_or_else(|| malformed(OP, format!("{resource} has cpu {:?}", task.cpu())))?;
-    let memory = units(task.memory(), 1024.0)
+    let memory = units(task.memory())
         .ok_or_else(|| malformed(OP, format!("{resource} has memory {:?}", task.memory())))?;
     Ok(EcsTask {
         arn: Arc::from(arn),
@@ -700,14 +692,14 @@ mod tests {
 
     #[test]
     fn units_read_numbers_and_task_definition_forms() {
-        assert_eq!(units(Some("256"), 1024.0), Some(256));
-        assert_eq!(units(Some("1 vCPU"), 1024.0), Some(1024));
-        assert_eq!(units(Some("0.5 vcpu"), 1024.0), Some(512));
-        assert_eq!(units(Some("2 GB"), 1024.0), Some(2048));
-        assert_eq!(units(None, 1024.0), Some(0));
-        assert_eq!(units(Some(""), 1024.0), Some(0));
-        assert_eq!(units(Some("lots"), 1024.0), None);
-        assert_eq!(units(Some("-1 vCPU"), 1024.0), None);
+        assert_eq!(units(Some("256")), Some(256));
+        assert_eq!(units(Some("1 vCPU")), Some(1024));
+        assert_eq!(units(Some("0.5 vcpu")), Some(512));
+        assert_eq!(units(Some("2 GB")), Some(2048));
+        assert_eq!(units(None), Some(0));
+        assert_eq!(units(Some("")), Some(0));
+        assert_eq!(units(Some("lots")), None);
+        assert_eq!(units(Some("-1 vCPU")), None);
     }
 
     #[test]

@@ -107,15 +107,7 @@ async fn a_prometheus_alert_scales_the_service_out_and_its_resolution_back_in() 
     let targets = world_targets(world.clone(), "prod");
     // Replaced by the world model's ECS service.
     let target = r#"target = { kind = "process", command = ["true"] }"#;
-    let config = config::compile(&config(port, target), "test.toml", &|_| None).unwrap();
-    let cancel = CancellationToken::new();
-    let daemon = tokio::spawn(daemon::run_with(
-        RunOptions {
-            targets: Some(targets),
-            ..RunOptions::new(config)
-        },
-        cancel.clone(),
-    ));
+    let (daemon, cancel) = start(port, target, targets);
     let base = format!("http://127.0.0.1:{port}");
     push(&base, 500).await;
     let (prometheus, alertmanager) = alerting_stack(port).await;
@@ -175,15 +167,7 @@ async fn a_prometheus_alert_scales_an_ecs_service_out_through_the_sdk() {
         fixture.service,
         proxy.endpoint_url()
     );
-    let config = config::compile(&config(port, &target), "test.toml", &|_| None).unwrap();
-    let cancel = CancellationToken::new();
-    let daemon = tokio::spawn(daemon::run_with(
-        RunOptions {
-            targets: Some(targets),
-            ..RunOptions::new(config)
-        },
-        cancel.clone(),
-    ));
+    let (daemon, cancel) = start(port, &target, targets);
     let base = format!("http://127.0.0.1:{port}");
     push(&base, 500).await;
     let (prometheus, alertmanager) = alerting_stack(port).await;
@@ -204,6 +188,28 @@ async fn a_prometheus_alert_scales_an_ecs_service_out_through_the_sdk() {
     drop(alertmanager);
     cancel.cancel();
     daemon.await.unwrap().unwrap();
+}
+
+/// Starts the daemon on `port` with the service's `target` line, its targets built by
+/// `targets`.
+fn start(
+    port: u16,
+    target: &str,
+    targets: capstan::daemon::services::TargetFactory,
+) -> (
+    tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+    CancellationToken,
+) {
+    let config = config::compile(&config(port, target), "test.toml", &|_| None).unwrap();
+    let cancel = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run_with(
+        RunOptions {
+            targets: Some(targets),
+            ..RunOptions::new(config)
+        },
+        cancel.clone(),
+    ));
+    (daemon, cancel)
 }
 
 /// Pushes `value` to the daemon at `base`'s `queue` source, waiting for it to listen.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use capstan_testkit::aws_proxy::AwsProxy;
 use capstan_testkit::moto::{self, ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 use capstan_testkit::moto_ecs::EcsFixture;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::time::Instant;
 
 /// A config scaling the fixture's service on a queue of 45 at 10 per task: 5 tasks.
@@ -85,7 +85,13 @@ async fn setup(moto: &Moto, extra: &str) -> (EcsFixture, AwsProxy, tempfile::Tem
     (fixture, proxy, dir)
 }
 
-async fn output(child: Child) -> String {
+/// Runs `capstan run` with `args` to its end: its log.
+async fn run(dir: &Path, args: &[&str]) -> String {
+    let child = capstan(dir, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let out = child.wait_with_output().await.unwrap();
     format!(
         "{}{}",
@@ -98,12 +104,7 @@ async fn output(child: Child) -> String {
 async fn once_scales_the_ecs_service_through_the_sdk() {
     let moto = moto::moto();
     let (fixture, proxy, dir) = setup(&moto, "").await;
-    let child = capstan(dir.path(), &["--once"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = output(child).await;
+    let log = run(dir.path(), &["--once"]).await;
     assert!(log.contains("web: scale out 2 → 5"), "{log}");
     assert_eq!(fixture.desired_count(&moto), 5, "{log}");
     assert_eq!(proxy.calls("UpdateService"), 1, "{log}");
@@ -117,12 +118,7 @@ async fn once_scales_the_ecs_service_through_the_sdk() {
 async fn dry_run_reads_aws_and_changes_nothing() {
     let moto = moto::moto();
     let (fixture, proxy, dir) = setup(&moto, "").await;
-    let child = capstan(dir.path(), &["--once", "--dry-run"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = output(child).await;
+    let log = run(dir.path(), &["--once", "--dry-run"]).await;
     assert!(log.contains("web: scale out 2 → 5"), "{log}");
     assert_eq!(fixture.desired_count(&moto), 2, "{log}");
     assert_eq!(proxy.calls("UpdateService"), 0, "{log}");
@@ -186,12 +182,7 @@ async fn a_missing_service_is_a_clear_error_naming_it() {
         config(&fixture, &endpoint, ""),
     )
     .unwrap();
-    let child = capstan(dir.path(), &["--once"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = output(child).await;
+    let log = run(dir.path(), &["--once"]).await;
     assert!(
         log.contains(&format!(
             "DescribeServices: not found: service {} in cluster {}",

@@ -17,19 +17,31 @@ use super::schema;
 /// two late.
 const MIN_LOOKBACK: Duration = Duration::from_secs(600);
 
+/// The string at `key` (required or optional): a name, region or ARN, so not empty and
+/// without spaces.
+pub(super) fn word(
+    ctx: &mut Ctx<'_>,
+    t: &Table<'_, '_>,
+    key: &str,
+    required: bool,
+) -> Option<String> {
+    let s: Str = if required {
+        t.req(ctx, key)
+    } else {
+        t.opt(ctx, key)
+    }?;
+    if s.value.trim().is_empty() || s.value.chars().any(char::is_whitespace) {
+        ctx.error(&s.span, &t.path_of(key), "must not be empty or hold spaces");
+        return None;
+    }
+    Some(s.value)
+}
+
 /// `region`, `endpoint_url` and `profile` (of an AWS source or an `ecs` target).
 pub(super) fn compile_aws(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> AwsSpec {
-    let mut text = |key: &str| {
-        let s: Str = t.opt(ctx, key)?;
-        if s.value.trim().is_empty() || s.value.chars().any(char::is_whitespace) {
-            ctx.error(&s.span, &t.path_of(key), "must not be empty or hold spaces");
-            return None;
-        }
-        Some(s.value)
-    };
-    let region = text("region");
-    let profile = text("profile");
-    let endpoint_url = text("endpoint_url");
+    let region = word(ctx, t, "region", false);
+    let profile = word(ctx, t, "profile", false);
+    let endpoint_url = word(ctx, t, "endpoint_url", false);
     let endpoint_url = endpoint_url.filter(|url| {
         let ok = (url.starts_with("http://") || url.starts_with("https://"))
             && url

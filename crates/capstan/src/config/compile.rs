@@ -209,15 +209,17 @@ fn fit_retention(
         }
     }
     for source in sources.iter_mut() {
-        let (n, service, policy) = needs
-            .get(source.name.as_str())
-            .copied()
-            .unwrap_or((1, "", ""));
+        let need = needs.get(source.name.as_str()).copied();
+        // A source no policy reads keeps its newest sample.
+        let n = need.map_or(1, |(n, _, _)| n);
         let span = source.interval.saturating_mul(n);
         match explicit.get(&source.name) {
             Some((at, path)) => {
                 // A retention already reported as invalid is not checked again.
-                if source.retention < span && !policy.is_empty() && !ctx.has_error_at(path, 0) {
+                if let Some((_, service, policy)) = need
+                    && source.retention < span
+                    && !ctx.has_error_at(path, 0)
+                {
                     ctx.error(
                         at,
                         path,
@@ -985,19 +987,8 @@ fn compile_ecs_target(
     t: &Table<'_, '_>,
     service: Option<&str>,
 ) -> Option<TargetSpec> {
-    let name = |ctx: &mut Ctx<'_>, key: &str, required: bool| {
-        let s: Option<Str> = if required {
-            t.req(ctx, key)
-        } else {
-            t.opt(ctx, key)
-        };
-        let s = s?;
-        if s.value.trim().is_empty() || s.value.chars().any(char::is_whitespace) {
-            ctx.error(&s.span, &t.path_of(key), "must not be empty or hold spaces");
-            return None;
-        }
-        Some(s.value)
-    };
+    let name =
+        |ctx: &mut Ctx<'_>, key: &str, required: bool| super::aws::word(ctx, t, key, required);
     let cluster = name(ctx, "cluster", true);
     let ecs_service = if t.has("service") {
         name(ctx, "service", false)
