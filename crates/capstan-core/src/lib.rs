@@ -17,6 +17,7 @@
 //! - [`controls`]: an operator's pause and temporary override of min/max.
 //! - [`decision`]: the record of a decision and its one-line explanation.
 //! - [`victim`]: which tasks to stop on scale-in.
+//! - [`work`]: the live sessions and workloads each task reports, with their expiry.
 //! - [`carry`]: which engine state survives a live reload.
 //! - [`restore`]: the planner state rebuilt from stored decisions after a restart.
 //! - `testing` (feature `test-support`, off by default): builders shared by the tests
@@ -35,6 +36,7 @@ pub mod restore;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod victim;
+pub mod work;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use jiff::Timestamp;
