@@ -5,14 +5,18 @@
 //! an SQLite file, history and cooldowns survive a restart), [`MemoryStore`] (newest
 //! decisions of each service in a bounded ring buffer, lost when capstan stops), and
 //! [`open`], which opens the store a [`StoreSpec`] (the config's `[store]`) names.
+//! It also holds the work registry's durable entries ([`work`]: the [`WorkLog`] trait,
+//! in the same SQLite file).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub mod sqlite;
+pub mod work;
 
 pub use sqlite::{DEFAULT_RETENTION, SqliteStore};
+pub use work::{MemoryWorkLog, SqliteWorkLog, WorkLog, open_work};
 
 use capstan_core::Timestamp;
 use capstan_core::decision::{Action, Decision};
@@ -26,6 +30,12 @@ pub enum StoreError {
         /// The service concerned.
         service: String,
         /// Why.
+        reason: String,
+    },
+    /// The work registry's entries could not be written or read.
+    #[error("work registry store {reason}")]
+    Work {
+        /// Why (names the file).
         reason: String,
     },
     /// The store could not be opened.

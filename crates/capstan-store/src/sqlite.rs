@@ -34,7 +34,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use crate::{DecisionLog, Page, StoreError, is_applied_change};
 
 /// The schema version this build writes. A file with a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Marks a capstan database (`PRAGMA application_id`, "CAPS" in ASCII).
 pub const APPLICATION_ID: i32 = 0x4341_5053;
@@ -467,7 +467,7 @@ const INSERT_ONE: &str = "INSERT INTO decisions (service, seq, at_ms, applied, b
      ?2, ?3, ?4)";
 
 /// Creates or migrates the schema; refuses foreign files and newer schemas.
-fn migrate(conn: &Connection) -> Result<(), String> {
+pub(crate) fn migrate(conn: &Connection) -> Result<(), String> {
     let app: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(|e| describe(&e))?;
@@ -520,6 +520,15 @@ fn migrate(conn: &Connection) -> Result<(), String> {
                      ON decisions (service, seq);
                  CREATE INDEX IF NOT EXISTS applied_by_service ON decisions (service, seq)
                      WHERE applied = 1;
+                 CREATE TABLE IF NOT EXISTS work (
+                     service TEXT NOT NULL,
+                     task TEXT NOT NULL,
+                     kind INTEGER NOT NULL,
+                     id TEXT NOT NULL,
+                     expires_ms INTEGER NOT NULL,
+                     PRIMARY KEY (service, task, kind, id)
+                 ) WITHOUT ROWID;
+                 CREATE INDEX IF NOT EXISTS work_by_expiry ON work (expires_ms);
                  DELETE FROM schema_version;
                  INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});
                  COMMIT;"
@@ -529,7 +538,7 @@ fn migrate(conn: &Connection) -> Result<(), String> {
 }
 
 /// An SQLite error in words, with the usual causes spelled out.
-fn describe(e: &rusqlite::Error) -> String {
+pub(crate) fn describe(e: &rusqlite::Error) -> String {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::NotADatabase) => {
             "not a capstan database (not an SQLite file)".into()
