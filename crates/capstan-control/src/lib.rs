@@ -24,8 +24,10 @@ use capstan_targets::{Target, TargetError};
 use tokio_util::sync::CancellationToken;
 
 pub mod registry;
+pub mod work;
 
 pub use registry::{Registry, ServiceHandle};
+pub use work::{WorkError, WorkRegistry};
 
 /// A tick that did not complete. The engine's state is not updated, so the next tick
 /// starts from what the target reports then.
@@ -74,6 +76,10 @@ pub struct ServiceLoop<T: Target, C: Clock> {
     /// Shared with the API: the operator's controls read at each tick, the status
     /// written after it. None: no controls, no status.
     handle: Option<Arc<ServiceHandle>>,
+    /// The work registry the service's tasks report to: each observation is recorded
+    /// there and the tasks' live work read from it. None: tasks count as idle unless
+    /// the target counts their work itself.
+    work: Option<WorkRegistry>,
 }
 
 impl<T: Target, C: Clock> ServiceLoop<T, C> {
@@ -95,6 +101,7 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
             obs,
             log,
             handle: None,
+            work: None,
         }
     }
 
@@ -130,6 +137,15 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
     pub fn with_handle(mut self, handle: Arc<ServiceHandle>) -> Self {
         handle.configure(self.engine.planner.bounds, self.engine.planner.dry_run);
         self.handle = Some(handle);
+        self
+    }
+
+    /// Reads the tasks' live work from `work` (and tells it each observation, so it
+    /// can check the tasks that report and refuse new work on draining ones). Victims
+    /// of a scale-in are marked draining there before the target is asked to stop them.
+    #[must_use]
+    pub fn with_work(mut self, work: WorkRegistry) -> Self {
+        self.work = Some(work);
         self
     }
 
@@ -193,7 +209,7 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
     ///   the log; it comes back as [`LoopError::Execute`].
     pub async fn tick(&mut self) -> Result<Decision, LoopError> {
         let service = self.engine.service.clone();
-        let observed = match self.target.observe().await {
+        let mut observed = match self.target.observe().await {
             Ok(observed) => observed,
             Err(source) => {
                 let e = LoopError::Observe {
@@ -204,6 +220,12 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
                 return Err(e);
             }
         };
+        if let Some(work) = &self.work {
+            work.observed(&service, &observed.tasks);
+            for task in &mut observed.tasks {
+                task.sessions = task.sessions.max(work.count(&service, &task.id).total());
+            }
+        }
         let now = self.clock.now();
         let controls = self
             .handle
@@ -229,6 +251,9 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
                         victims = ?victims.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
                         "victims chosen"
                     );
+                    if let Some(work) = &self.work {
+                        work.mark_draining(&service, &victims);
+                    }
                     self.target.scale_in(to, &victims).await
                 }
                 Action::Hold { .. } => Ok(()),

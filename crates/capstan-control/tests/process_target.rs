@@ -37,6 +37,7 @@ async fn the_loop_keeps_real_workers_at_the_decided_count() {
         workdir: None,
         stop_timeout: Duration::from_secs(5),
         restart_delay: Duration::from_secs(1),
+        drain_timeout: Duration::from_secs(600),
     };
     let target = ProcessTarget::new("svc", spec, clock.clone()).unwrap();
     let mut rx = target.subscribe();

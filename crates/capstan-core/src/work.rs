@@ -274,10 +274,10 @@ impl WorkBook {
                 kind,
                 id,
             } => {
-                if let Some(work) = self.task_of(service, task) {
-                    if work.of(*kind).remove(id).is_some() {
-                        applied.removed = 1;
-                    }
+                if let Some(work) = self.task_of(service, task)
+                    && work.of(*kind).remove(id).is_some()
+                {
+                    applied.removed = 1;
                 }
                 self.drop_if_empty(service, task);
             }
@@ -308,7 +308,11 @@ impl WorkBook {
                 expires,
             } => {
                 if let Some(work) = self.task_of(service, task) {
-                    for e in work.sessions.values_mut().chain(work.workloads.values_mut()) {
+                    for e in work
+                        .sessions
+                        .values_mut()
+                        .chain(work.workloads.values_mut())
+                    {
                         *e = (*e).max(*expires);
                         applied.renewed += 1;
                     }
@@ -495,7 +499,11 @@ mod tests {
         assert!(check_id("s-1:a/b").is_ok());
         assert!(check_id("").unwrap_err().contains("empty"));
         assert!(check_id("a b").unwrap_err().contains("whitespace"));
-        assert!(check_id(&"x".repeat(257)).unwrap_err().contains("257 bytes"));
+        assert!(
+            check_id(&"x".repeat(257))
+                .unwrap_err()
+                .contains("257 bytes")
+        );
         assert!(check_ttl(Duration::from_secs(1)).is_ok());
         assert!(check_ttl(Duration::from_millis(500)).is_err());
         assert!(check_ttl(Duration::from_secs(90_000)).is_err());
@@ -505,8 +513,15 @@ mod tests {
     fn start_renew_end_and_idempotence() {
         let mut book = WorkBook::new();
         let task = TaskId::from("t1");
-        assert_eq!(book.apply(&put("t1", WorkKind::Session, "a", t(60))).added, 1);
-        assert_eq!(book.apply(&put("t1", WorkKind::Session, "a", t(90))).renewed, 1);
+        assert_eq!(
+            book.apply(&put("t1", WorkKind::Session, "a", t(60))).added,
+            1
+        );
+        assert_eq!(
+            book.apply(&put("t1", WorkKind::Session, "a", t(90)))
+                .renewed,
+            1
+        );
         book.apply(&put("t1", WorkKind::Workload, "job", t(60)));
         assert_eq!(
             book.count("api", &task, t(0)),
@@ -517,8 +532,14 @@ mod tests {
         );
         assert_eq!(book.apply(&end("t1", WorkKind::Session, "a")).removed, 1);
         // An end for an entry the book does not hold changes nothing.
-        assert_eq!(book.apply(&end("t1", WorkKind::Session, "a")), Applied::default());
-        assert_eq!(book.apply(&end("t9", WorkKind::Session, "a")), Applied::default());
+        assert_eq!(
+            book.apply(&end("t1", WorkKind::Session, "a")),
+            Applied::default()
+        );
+        assert_eq!(
+            book.apply(&end("t9", WorkKind::Session, "a")),
+            Applied::default()
+        );
         assert_eq!(book.count("api", &task, t(0)).total(), 1);
         book.apply(&end("t1", WorkKind::Workload, "job"));
         assert!(book.tasks("api").is_empty(), "an empty task is dropped");
@@ -604,18 +625,22 @@ mod tests {
         let id = prop::sample::select(vec!["a", "b", "c", "d"]);
         let kind = prop::sample::select(vec![WorkKind::Session, WorkKind::Workload]);
         prop_oneof![
-            (task.clone(), kind.clone(), id.clone(), 0i64..200)
-                .prop_map(|(tk, k, i, e)| put(tk, k, i, t(e))),
+            (task.clone(), kind.clone(), id.clone(), 0i64..200).prop_map(|(tk, k, i, e)| put(
+                tk,
+                k,
+                i,
+                t(e)
+            )),
             (task.clone(), kind, id.clone()).prop_map(|(tk, k, i)| end(tk, k, i)),
-            (task.clone(), prop::collection::vec(id, 0..4), 0i64..200).prop_map(
-                |(tk, ids, e)| WorkOp::Replace {
+            (task.clone(), prop::collection::vec(id, 0..4), 0i64..200).prop_map(|(tk, ids, e)| {
+                WorkOp::Replace {
                     service: "api".into(),
                     task: TaskId::from(tk),
                     kind: WorkKind::Session,
                     ids: ids.into_iter().map(Arc::from).collect(),
                     expires: t(e),
                 }
-            ),
+            }),
             (task.clone(), 0i64..200).prop_map(|(tk, e)| WorkOp::Heartbeat {
                 service: "api".into(),
                 task: TaskId::from(tk),

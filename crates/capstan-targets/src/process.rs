@@ -30,6 +30,16 @@
 //! it is reaped. A worker being stopped shows as [`TaskState::Stopping`] and is not
 //! counted as running.
 //!
+//! # Drain, then stop
+//!
+//! With a work registry ([`ProcessTarget::with_work`]: the sessions and workloads the
+//! workers report to capstan), a victim is not stopped at once: it shows as
+//! [`TaskState::Draining`] (the registry refuses it new work) and is checked every
+//! [`DRAIN_CHECK`]; once it holds no live work it gets its SIGTERM. A victim still busy
+//! `drain_timeout` after it was chosen is kept: it is running again and the desired
+//! count goes back up by one, so no session or workload is cut off. A scale-out cancels
+//! every drain in progress first (the draining workers serve again).
+//!
 //! # Shutdown
 //!
 //! [`Target::shutdown`] stops every worker (SIGTERM, SIGKILL after `stop_timeout`) and
@@ -64,11 +74,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::spec::ProcessSpec;
-use crate::{Observed, Target, TargetError};
+use crate::{Observed, Target, TargetError, WorkCounts};
 
 /// A worker that stayed up at least this long (or 16 × `restart_delay`, whichever is
 /// longer) resets the restart back-off.
 const MIN_STABLE_UPTIME: Duration = Duration::from_secs(10);
+
+/// How often draining victims are checked for live work.
+pub const DRAIN_CHECK: Duration = Duration::from_secs(1);
 
 /// The largest back-off multiplier of `restart_delay`.
 const MAX_BACKOFF_FACTOR: u32 = 16;
@@ -110,6 +123,8 @@ pub struct WorkerInfo {
     pub started_at: Timestamp,
     /// True once it has been told to stop.
     pub stopping: bool,
+    /// True while it drains before its stop (a scale-in victim with live work).
+    pub draining: bool,
 }
 
 /// The supervisor's state after its latest change.
@@ -142,6 +157,8 @@ impl ProcessSnapshot {
                     zone: None,
                     state: if w.stopping {
                         TaskState::Stopping
+                    } else if w.draining {
+                        TaskState::Draining
                     } else {
                         TaskState::Running
                     },
@@ -185,6 +202,18 @@ impl ProcessTarget {
     /// from `clock`. Starts its supervisor on the current Tokio runtime (so it must be
     /// called inside one); no worker runs until the first scale-out.
     pub fn new<C: Clock>(name: &str, spec: ProcessSpec, clock: C) -> Result<Self, TargetError> {
+        Self::with_work(name, spec, clock, None)
+    }
+
+    /// Like [`new`](Self::new), with the live work of each worker read from `work`:
+    /// scale-in victims drain until idle before they stop (see the
+    /// [module docs](self#drain-then-stop)).
+    pub fn with_work<C: Clock>(
+        name: &str,
+        spec: ProcessSpec,
+        clock: C,
+        work: Option<Arc<dyn WorkCounts>>,
+    ) -> Result<Self, TargetError> {
         if spec.command.is_empty() {
             return Err(TargetError::Invalid {
                 target: name.to_owned(),
@@ -198,6 +227,7 @@ impl ProcessTarget {
             name: name.to_owned(),
             spec,
             clock: Arc::new(clock),
+            work,
             desired: 0,
             next_seq: 1,
             workers: BTreeMap::new(),
@@ -303,6 +333,8 @@ struct Worker {
     streak: u32,
     /// Tells the keeper to stop the worker; `None` once it has been told.
     stop: Option<oneshot::Sender<()>>,
+    /// While it drains before its stop: until when it may (Tokio time).
+    drain_until: Option<Instant>,
 }
 
 /// A replacement waiting for its delay.
@@ -325,6 +357,8 @@ struct Supervisor {
     name: String,
     spec: ProcessSpec,
     clock: Arc<dyn Clock>,
+    /// The live work of each worker; `None`: victims stop at once.
+    work: Option<Arc<dyn WorkCounts>>,
     desired: u32,
     next_seq: u64,
     /// Live workers by sequence number.
@@ -339,6 +373,7 @@ impl Supervisor {
     async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
         loop {
             let next_due = self.restarts.iter().map(|r| r.due).min();
+            let draining = self.workers.values().any(|w| w.drain_until.is_some());
             tokio::select! {
                 request = requests.recv() => match request {
                     Some(Request::ScaleOut { desired, reply }) => {
@@ -370,6 +405,10 @@ impl Supervisor {
                     self.restart_due();
                     self.publish();
                 }
+                () = tokio::time::sleep(DRAIN_CHECK), if draining => {
+                    self.check_drains();
+                    self.publish();
+                }
             }
         }
     }
@@ -385,6 +424,7 @@ impl Supervisor {
                     pid: w.pid,
                     started_at: w.started_at,
                     stopping: w.stop.is_none(),
+                    draining: w.drain_until.is_some() && w.stop.is_some(),
                 })
                 .collect(),
             restarts_pending: u32::try_from(self.restarts.len()).unwrap_or(u32::MAX),
@@ -411,6 +451,7 @@ impl Supervisor {
                 ),
             });
         }
+        self.cancel_drains();
         self.desired = desired;
         let mut first_error = None;
         while self.active() < self.desired() {
@@ -446,7 +487,17 @@ impl Supervisor {
             }
         }
         self.desired = desired;
+        let drain_until = Instant::now() + self.spec.drain_timeout;
         for (seq, victim) in seqs {
+            if self.work.is_some() {
+                if let Some(worker) = self.workers.get_mut(&seq) {
+                    if worker.stop.is_some() && worker.drain_until.is_none() {
+                        tracing::info!(service = %self.name, task = %victim, pid = worker.pid, "draining worker before its stop");
+                        worker.drain_until = Some(drain_until);
+                    }
+                }
+                continue;
+            }
             match self.workers.get_mut(&seq) {
                 Some(worker) => match worker.stop.take() {
                     Some(stop) => {
@@ -465,7 +516,57 @@ impl Supervisor {
         // Cancel waiting replacements, the latest first, down to the desired count.
         self.restarts.sort_by_key(|r| r.due);
         while self.active() > self.desired() && self.restarts.pop().is_some() {}
+        self.check_drains();
         Ok(())
+    }
+
+    /// Stops the draining victims that hold no live work; keeps (running again, one
+    /// more desired) those still busy at their drain deadline.
+    fn check_drains(&mut self) {
+        let Some(work) = &self.work else {
+            return;
+        };
+        let now = Instant::now();
+        let draining: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.drain_until.is_some() && w.stop.is_some())
+            .map(|(seq, _)| *seq)
+            .collect();
+        if draining.is_empty() {
+            return;
+        }
+        let ids: Vec<&str> = draining
+            .iter()
+            .filter_map(|seq| self.workers.get(seq).map(|w| w.id.as_str()))
+            .collect();
+        let counts = work.work_many(&ids);
+        let mut kept = 0u32;
+        for (seq, busy) in draining.iter().zip(counts) {
+            let Some(worker) = self.workers.get_mut(seq) else {
+                continue;
+            };
+            if busy == 0 {
+                if let Some(stop) = worker.stop.take() {
+                    tracing::info!(service = %self.name, task = %worker.id, pid = worker.pid, "drained: stopping worker (SIGTERM)");
+                    let _ = stop.send(());
+                }
+            } else if worker.drain_until.is_some_and(|until| now >= until) {
+                tracing::warn!(service = %self.name, task = %worker.id, pid = worker.pid, live_work = busy, "still busy at its drain deadline: kept running");
+                worker.drain_until = None;
+                kept += 1;
+            }
+        }
+        self.desired = self.desired.saturating_add(kept);
+    }
+
+    /// Every drain in progress is cancelled: its workers serve again (a scale-out).
+    fn cancel_drains(&mut self) {
+        for worker in self.workers.values_mut() {
+            if worker.stop.is_some() && worker.drain_until.take().is_some() {
+                tracing::info!(service = %self.name, task = %worker.id, "drain cancelled by a scale-out");
+            }
+        }
     }
 
     /// The sequence number of a task id this target issued, if it did.
@@ -575,6 +676,7 @@ impl Supervisor {
                 started: Instant::now(),
                 streak,
                 stop: Some(stop),
+                drain_until: None,
             },
         );
         Ok(())
@@ -670,6 +772,7 @@ mod tests {
             workdir: None,
             stop_timeout: Duration::from_secs(10),
             restart_delay: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(600),
         }
     }
 
@@ -1078,6 +1181,7 @@ while :; do sleep 0.1; done"#;
             pid: n,
             started_at: at,
             stopping,
+            draining: false,
         };
         let snap = ProcessSnapshot {
             desired: 2,

@@ -71,4 +71,7 @@ pub struct ProcessSpec {
     /// Delay before restarting a worker that exited (doubles on quick repeated exits,
     /// up to 16×).
     pub restart_delay: Duration,
+    /// How long a scale-in victim may take to become idle (its sessions and workloads
+    /// ended) before it is kept running instead (only with a work registry).
+    pub drain_timeout: Duration,
 }

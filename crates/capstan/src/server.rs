@@ -35,6 +35,7 @@ use crate::daemon::reload::{ReloadError, ReloadHandle, Trigger};
 pub mod api;
 pub mod exporter;
 pub mod webhooks;
+pub mod work;
 
 pub use exporter::{Exporter, ExportingLog};
 

@@ -938,6 +938,23 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
             d
         })
         .unwrap_or(defaults::STABILIZATION);
+    let work_ttl = t
+        .table(ctx, "work", schema::WORK)
+        .map(|w| {
+            let ttl = match w.opt::<Duration>(ctx, "ttl") {
+                Some(ttl) => match capstan_core::work::check_ttl(ttl) {
+                    Ok(()) => ttl,
+                    Err(reason) => {
+                        ctx.error(&w.span_of("ttl"), &w.path_of("ttl"), reason);
+                        defaults::WORK_TTL
+                    }
+                },
+                None => defaults::WORK_TTL,
+            };
+            w.finish(ctx);
+            ttl
+        })
+        .unwrap_or(defaults::WORK_TTL);
     let rate_limits = compile_rate_limits(ctx, &t);
     let fallback = compile_fallback(ctx, &t);
     let policies = compile_policies(ctx, &t, sources);
@@ -948,6 +965,7 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
     Some(ServiceSpec {
         name: name.clone(),
         interval,
+        work_ttl,
         target: target?,
         engine: Engine {
             service: name,
@@ -1069,6 +1087,9 @@ fn compile_target(
             let restart_delay = t
                 .opt::<Duration>(ctx, "restart_delay")
                 .unwrap_or(defaults::RESTART_DELAY);
+            let drain_timeout = t
+                .opt::<Duration>(ctx, "drain_timeout")
+                .unwrap_or(defaults::DRAIN_TIMEOUT);
             command.map(|command| {
                 TargetSpec::Process(ProcessSpec {
                     command,
@@ -1076,6 +1097,7 @@ fn compile_target(
                     workdir,
                     stop_timeout,
                     restart_delay,
+                    drain_timeout,
                 })
             })
         }

@@ -77,6 +77,8 @@ pub mod defaults {
     pub const PROTECT_MINUTES: u32 = 10;
     /// `target.restart_delay` of a process target.
     pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+    /// `work.ttl` of a service.
+    pub const WORK_TTL: Duration = capstan_core::work::DEFAULT_TTL;
     /// `tolerance` of target tracking and backlog per task.
     pub const TOLERANCE: f64 = 0.1;
     /// `datapoints` of target tracking, threshold and backlog per task (AWS's target
@@ -233,6 +235,9 @@ pub struct ServiceSpec {
     pub name: String,
     /// Time between evaluations.
     pub interval: Duration,
+    /// How long a work report (session, workload, heartbeat) of the service's tasks
+    /// holds when it names no TTL (`work.ttl`).
+    pub work_ttl: Duration,
     /// Policies and planner (bounds, cooldowns, ...).
     pub engine: Engine,
     /// What is scaled.

@@ -188,12 +188,22 @@ pub const SERVICE: &[&str] = &[
     "scale_in",
     "rate_limit",
     "fallback",
+    "work",
     "policies",
 ];
+/// `work` of a service.
+pub const WORK: &[&str] = &["ttl"];
 /// `target`, keys of every kind.
 pub const TARGET: &[&str] = &["kind"];
 /// `target` with `kind = "process"`.
-pub const TARGET_PROCESS: &[&str] = &["command", "env", "workdir", "stop_timeout", "restart_delay"];
+pub const TARGET_PROCESS: &[&str] = &[
+    "command",
+    "env",
+    "workdir",
+    "stop_timeout",
+    "restart_delay",
+    "drain_timeout",
+];
 /// `target` of kind `simulated`.
 pub const TARGET_SIMULATED: &[&str] = &["scales", "drain_timeout", "protect_minutes", "warmup"];
 /// `target` with `kind = "ecs"`.

@@ -50,6 +50,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use capstan_control::WorkRegistry;
 use capstan_control::registry::Registry;
 use capstan_core::clock::{Clock, SystemClock};
 use capstan_core::metrics::{Freshness, Observations, SharedObservations};
@@ -209,6 +210,10 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     // each loop starts with the cooldowns its last carried-out changes left running.
     let store = capstan_store::open(&config.store)?;
     let log: Arc<dyn DecisionLog> = Arc::new(ExportingLog::new(store, Arc::clone(&exporter)));
+    // The sessions and workloads the tasks report, in the same store: what was
+    // answered before a restart is there after it.
+    let work = WorkRegistry::open(capstan_store::open_work(&config.store)?, Arc::clone(&clock))?;
+    exporter.export_work(work.clone());
     let push = PushStore::new(Arc::clone(&clock));
     let token = server::resolve_token(&config.server)?;
     let listener = server::bind(config.server.listen).await?;
@@ -268,12 +273,12 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
         ServerState::new(token, Arc::clone(&exporter), push)
             .with_reload(reload_handle.clone())
             .with_alerts(Arc::clone(&hooks))
-            .with_services(api::Services::new(
-                Arc::clone(&registry),
-                Arc::clone(&log),
-                Arc::clone(&clock),
-            )),
+            .with_services(
+                api::Services::new(Arc::clone(&registry), Arc::clone(&log), Arc::clone(&clock))
+                    .with_work(work.clone()),
+            ),
     );
+    let sweeper = tokio::spawn(sweep_work(work.clone(), stop.clone()));
     let listening = stop.clone();
     let listener_task = tokio::spawn(async move {
         if let Err(e) = server::serve(listener, app, listening).await {
@@ -295,7 +300,8 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     )
     .with_factory(targets)
     .with_wakers(wakers)
-    .with_registry(registry);
+    .with_registry(registry)
+    .with_work(work);
     let mut daemon = Daemon {
         hooks,
         path,
@@ -347,8 +353,33 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     daemon.sources.stop().await;
     shippers.finish().await;
     services.stop_all().await;
+    let _ = sweeper.await;
     tracing::info!("capstan stopped");
     outcome
+}
+
+/// How often expired work entries are dropped (they stop counting at their expiry
+/// anyway; this only frees memory and store rows).
+pub const WORK_SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Drops expired work entries every [`WORK_SWEEP_EVERY`] until `stop`.
+async fn sweep_work(work: WorkRegistry, stop: CancellationToken) {
+    let mut every = tokio::time::interval(WORK_SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = every.tick() => {
+                let expired = work.sweep();
+                if expired > 0 {
+                    tracing::debug!(expired, "work entries expired");
+                }
+            }
+        }
+    }
+    if let Err(e) = work.flush().await {
+        tracing::warn!(error = %e, "work registry: last writes failed");
+    }
 }
 
 /// What the main task owns besides the services.

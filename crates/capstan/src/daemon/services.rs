@@ -16,8 +16,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use capstan_aws_sdk::{AwsSettings, SdkEcs, SdkElb, SharedConfig};
-use capstan_control::ServiceLoop;
 use capstan_control::registry::Registry;
+use capstan_control::{ServiceLoop, WorkRegistry};
 use capstan_core::clock::Clock;
 use capstan_core::decision::Action;
 use capstan_core::metrics::SharedObservations;
@@ -27,7 +27,7 @@ use capstan_sources::retry::Backoff;
 use capstan_sources::{ReadError, ReadObserver};
 use capstan_store::DecisionLog;
 use capstan_targets::{
-    EcsTarget, EcsTargetSpec, Observed, ProcessTarget, Target, TargetError, TargetSpec,
+    EcsTarget, EcsTargetSpec, Observed, ProcessTarget, Target, TargetError, TargetSpec, WorkCounts,
 };
 use capstan_world::World;
 use tokio::sync::{Notify, watch};
@@ -76,31 +76,38 @@ impl AwsClients {
 
 /// Builds the target of a service instead of its configured one when it returns
 /// `Some` (tests put the world model behind ECS services this way).
-pub type TargetFactory = Arc<dyn Fn(&ServiceSpec) -> Option<AnyTarget> + Send + Sync>;
+/// It is given the live work of the service's tasks (the work registry's), for the
+/// target's drain-then-stop scale-in.
+pub type TargetFactory =
+    Arc<dyn Fn(&ServiceSpec, Option<Arc<dyn WorkCounts>>) -> Option<AnyTarget> + Send + Sync>;
 
 /// A factory putting every service on the world model's ECS service of the same name
-/// in `cluster` (no target group, no work counts), on the system clock.
+/// in `cluster` (no target group; the work registry's counts), on the system clock.
 pub fn world_targets(world: World, cluster: &str) -> TargetFactory {
     let cluster = cluster.to_owned();
-    Arc::new(move |spec: &ServiceSpec| {
-        let target = EcsTarget::new(
-            &spec.name,
-            EcsTargetSpec::new(&cluster, &spec.name),
-            world.clone(),
-            Some(world.clone()),
-            None,
-        );
-        Some(AnyTarget::EcsWorld(Arc::new(target)))
-    })
+    Arc::new(
+        move |spec: &ServiceSpec, work: Option<Arc<dyn WorkCounts>>| {
+            let target = EcsTarget::new(
+                &spec.name,
+                EcsTargetSpec::new(&cluster, &spec.name),
+                world.clone(),
+                Some(world.clone()),
+                work,
+            );
+            Some(AnyTarget::EcsWorld(Arc::new(target)))
+        },
+    )
 }
 
 impl AnyTarget {
-    /// Builds the target `spec` of `service`, on `clock`, with AWS clients from `aws`.
+    /// Builds the target `spec` of `service`, on `clock`, with AWS clients from `aws`;
+    /// `work` gives its tasks' live work (scale-in drains victims until idle).
     pub fn build(
         service: &str,
         spec: &TargetSpec,
         clock: &Arc<dyn Clock>,
         aws: &AwsClients,
+        work: Option<Arc<dyn WorkCounts>>,
     ) -> Result<Self, TargetError> {
         match spec {
             TargetSpec::Ecs(spec) => {
@@ -118,14 +125,15 @@ impl AnyTarget {
                     operation_timeout: Some(AWS_CALL_TIMEOUT),
                 });
                 let elb = spec.target.target_group.as_ref().map(|_| elb);
-                let target = EcsTarget::new(service, spec.target.clone(), ecs, elb, None)
+                let target = EcsTarget::new(service, spec.target.clone(), ecs, elb, work)
                     .with_clock(Arc::clone(clock));
                 Ok(Self::Ecs(Arc::new(target)))
             }
-            TargetSpec::Process(spec) => Ok(Self::Process(ProcessTarget::new(
+            TargetSpec::Process(spec) => Ok(Self::Process(ProcessTarget::with_work(
                 service,
                 spec.clone(),
                 Arc::clone(clock),
+                work,
             )?)),
             TargetSpec::Simulated(_) => Err(TargetError::Invalid {
                 target: service.to_owned(),
@@ -327,6 +335,8 @@ pub struct Services {
     registry: Arc<Registry>,
     /// The AWS clients of the `ecs` targets.
     aws: AwsClients,
+    /// Where the services' tasks report their live work; `None`: tasks count as idle.
+    work: Option<WorkRegistry>,
 }
 
 impl Services {
@@ -352,7 +362,16 @@ impl Services {
             factory: None,
             registry: Arc::default(),
             aws: AwsClients::default(),
+            work: None,
         }
+    }
+
+    /// Reads the tasks' live work from `work` (loops and targets), and declares every
+    /// service started there.
+    #[must_use]
+    pub fn with_work(mut self, work: WorkRegistry) -> Self {
+        self.work = Some(work);
+        self
     }
 
     /// Shares each service's handle through `registry` (the API reads and controls
@@ -388,7 +407,10 @@ impl Services {
         let running = self.running.get(&spec.name)?;
         Some(if running.spec.target != spec.target {
             Change::Target
-        } else if running.spec.engine != spec.engine || running.spec.interval != spec.interval {
+        } else if running.spec.engine != spec.engine
+            || running.spec.interval != spec.interval
+            || running.spec.work_ttl != spec.work_ttl
+        {
             Change::Settings
         } else {
             Change::None
@@ -397,10 +419,11 @@ impl Services {
 
     /// Builds the target of `spec` (nothing started if it fails).
     pub fn build_target(&self, spec: &ServiceSpec) -> Result<AnyTarget, TargetError> {
-        if let Some(target) = self.factory.as_ref().and_then(|f| f(spec)) {
+        let work = self.work.as_ref().map(|w| w.counts_for(&spec.name));
+        if let Some(target) = self.factory.as_ref().and_then(|f| f(spec, work.clone())) {
             return Ok(target);
         }
-        AnyTarget::build(&spec.name, &spec.target, &self.clock, &self.aws)
+        AnyTarget::build(&spec.name, &spec.target, &self.clock, &self.aws, work)
     }
 
     /// The loop of `spec` on `target`, sharing its registry handle (a service restarted
@@ -417,7 +440,10 @@ impl Services {
             spec.engine.planner.bounds,
             spec.engine.planner.dry_run,
         );
-        ServiceLoop::restore(
+        if let Some(work) = &self.work {
+            work.configure(&spec.name, Some(spec.work_ttl));
+        }
+        let service_loop = ServiceLoop::restore(
             spec.engine.clone(),
             target.clone(),
             Arc::clone(&self.clock),
@@ -434,7 +460,11 @@ impl Services {
                 Arc::clone(&self.log),
             )
         })
-        .with_handle(handle)
+        .with_handle(handle);
+        match &self.work {
+            Some(work) => service_loop.with_work(work.clone()),
+            None => service_loop,
+        }
     }
 
     /// Starts the loop of `spec` on `target` (built with [`Self::build_target`]).
@@ -526,6 +556,9 @@ impl Services {
         });
         self.wakers
             .set_sources(&spec.name, sources_of(&spec.engine));
+        if let Some(work) = &self.work {
+            work.configure(&spec.name, Some(spec.work_ttl));
+        }
         running.spec = spec;
         true
     }
@@ -535,6 +568,9 @@ impl Services {
     pub fn remove(&mut self, name: &str) {
         self.stop_loop(name);
         self.registry.remove(name);
+        if let Some(work) = &self.work {
+            work.remove(name);
+        }
     }
 
     /// Stops the loop of `name` to start it again at once with another target: its

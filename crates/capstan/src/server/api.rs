@@ -29,8 +29,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
-use capstan_control::Registry;
 use capstan_control::registry::{DecisionSummary, ServiceHandle, ServiceStatus};
+use capstan_control::{Registry, WorkRegistry};
 use capstan_core::Timestamp;
 use capstan_core::clock::{Clock, add};
 use capstan_core::controls::{Controls, Direction, MAX_OVERRIDE_FOR, MAX_OVERRIDE_TASKS, Override};
@@ -38,7 +38,7 @@ use capstan_core::decision::Decision;
 use capstan_store::{DecisionLog, StoreError};
 use serde_json::{Map, Value, json};
 
-use super::{ServerState, error, json_type, require_token};
+use super::{ServerState, error, json_type, require_token, work};
 use crate::config::duration;
 
 /// The OpenAPI 3.1 document of every route, as checked in at `docs/openapi.json`.
@@ -69,6 +69,9 @@ pub struct Services {
     pub log: Arc<dyn DecisionLog>,
     /// "Now" for overrides (the same clock as the loops).
     pub clock: Arc<dyn Clock>,
+    /// Where tasks report their sessions and workloads; without it those routes
+    /// answer 503.
+    pub work: Option<WorkRegistry>,
 }
 
 impl Services {
@@ -78,7 +81,15 @@ impl Services {
             registry,
             log,
             clock,
+            work: None,
         }
+    }
+
+    /// Serves the work registry's routes from `work`.
+    #[must_use]
+    pub fn with_work(mut self, work: WorkRegistry) -> Self {
+        self.work = Some(work);
+        self
     }
 }
 
@@ -145,6 +156,48 @@ pub fn routes() -> Vec<ApiRoute> {
             "/api/v1/services/{name}/override",
             true,
             delete(clear_override),
+        ),
+        route(
+            "PUT",
+            "/api/v1/services/{name}/tasks/{task}/sessions/{id}",
+            true,
+            put(work::session_start),
+        ),
+        route(
+            "DELETE",
+            "/api/v1/services/{name}/tasks/{task}/sessions/{id}",
+            true,
+            delete(work::session_end),
+        ),
+        route(
+            "PUT",
+            "/api/v1/services/{name}/tasks/{task}/sessions",
+            true,
+            put(work::sessions_replace).layer(DefaultBodyLimit::max(work::MAX_BULK_BODY)),
+        ),
+        route(
+            "POST",
+            "/api/v1/services/{name}/tasks/{task}/workloads/{id}",
+            true,
+            post(work::workload_start),
+        ),
+        route(
+            "DELETE",
+            "/api/v1/services/{name}/tasks/{task}/workloads/{id}",
+            true,
+            delete(work::workload_end),
+        ),
+        route(
+            "POST",
+            "/api/v1/services/{name}/tasks/{task}/heartbeat",
+            true,
+            post(work::heartbeat),
+        ),
+        route(
+            "GET",
+            "/api/v1/services/{name}/tasks/{task}/work",
+            true,
+            get(work::task_work),
         ),
     ]
 }
@@ -415,7 +468,7 @@ async fn decisions(
 
 /// The JSON object of a request body; an empty body is an empty object. Err: the
 /// message and the field.
-fn body_object(body: &[u8]) -> Result<Map<String, Value>, (String, String)> {
+pub(crate) fn body_object(body: &[u8]) -> Result<Map<String, Value>, (String, String)> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
@@ -430,7 +483,7 @@ fn body_object(body: &[u8]) -> Result<Map<String, Value>, (String, String)> {
 }
 
 /// Rejects any key of `map` not in `known`.
-fn only(map: &Map<String, Value>, known: &[&str]) -> Result<(), (String, String)> {
+pub(crate) fn only(map: &Map<String, Value>, known: &[&str]) -> Result<(), (String, String)> {
     match map.keys().find(|k| !known.contains(&k.as_str())) {
         Some(other) => Err((
             format!("unknown field {other:?}: expected {}", known.join(", ")),

@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use capstan_control::WorkRegistry;
 use capstan_core::clock::{Clock, elapsed};
 use capstan_core::decision::{Action, Decision, Rule, StepKind};
 use capstan_sources::{ErrorClass, ReadError, ReadObserver, SourceSpec};
@@ -50,6 +51,27 @@ struct ServiceLabel {
     /// The service's name.
     service: String,
 }
+
+/// The label of the work registry's event counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkEventLabel {
+    /// What happened ([`WORK_EVENTS`]).
+    event: &'static str,
+}
+
+/// The events `capstan_work_events_total` counts.
+pub const WORK_EVENTS: [&str; 10] = [
+    "started",
+    "renewed",
+    "ended",
+    "unknown_end",
+    "refused_draining",
+    "unknown_task",
+    "expired",
+    "forgotten",
+    "store_batch",
+    "store_error",
+];
 
 /// The label of the reload counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,6 +126,14 @@ pub struct Exporter {
     last_reload_ok: Gauge,
     /// When each source last read a good value.
     last_ok: Mutex<HashMap<String, Timestamp>>,
+    /// `capstan_work_sessions`.
+    work_sessions: Family<ServiceLabel, Gauge>,
+    /// `capstan_work_workloads`.
+    work_workloads: Family<ServiceLabel, Gauge>,
+    /// `capstan_work_events_total`.
+    work_events: Family<WorkEventLabel, Counter>,
+    /// The work registry read at each scrape, once set.
+    work: std::sync::OnceLock<WorkRegistry>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -181,6 +211,27 @@ impl Exporter {
             "Decisions by service, direction and reason",
             decisions.clone(),
         );
+        let work_sessions = Family::<ServiceLabel, Gauge>::default();
+        let work_workloads = Family::<ServiceLabel, Gauge>::default();
+        let work_events = Family::<WorkEventLabel, Counter>::default();
+        registry.register(
+            "capstan_work_sessions",
+            "Live sessions the service's tasks report",
+            work_sessions.clone(),
+        );
+        registry.register(
+            "capstan_work_workloads",
+            "Workloads in progress the service's tasks report",
+            work_workloads.clone(),
+        );
+        registry.register(
+            "capstan_work_events",
+            "Work registry events: entries started, renewed, ended, expired, forgotten (task gone); refused reports; store batches and errors",
+            work_events.clone(),
+        );
+        for event in WORK_EVENTS {
+            let _ = work_events.get_or_create(&WorkEventLabel { event });
+        }
         for spec in sources {
             let label = SourceLabel {
                 source: spec.name.clone(),
@@ -209,6 +260,50 @@ impl Exporter {
             reloads,
             last_reload_ok,
             last_ok: Mutex::default(),
+            work_sessions,
+            work_workloads,
+            work_events,
+            work: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Exports the work registry's counts and events (read at each scrape). Only the
+    /// first call has an effect.
+    pub fn export_work(&self, work: WorkRegistry) {
+        let _ = self.work.set(work);
+    }
+
+    /// Brings the work metrics up to date with the registry.
+    fn render_work(&self) {
+        let Some(work) = self.work.get() else {
+            return;
+        };
+        for service in work.services() {
+            let total = work.service_total(&service);
+            let label = ServiceLabel { service };
+            self.work_sessions
+                .get_or_create(&label)
+                .set(i64::from(total.sessions));
+            self.work_workloads
+                .get_or_create(&label)
+                .set(i64::from(total.workloads));
+        }
+        let s = work.stats();
+        let values = [
+            s.started,
+            s.renewed,
+            s.ended,
+            s.unknown_ends,
+            s.refused_draining,
+            s.unknown_tasks,
+            s.expired,
+            s.forgotten,
+            s.batches,
+            s.write_errors,
+        ];
+        for (event, value) in WORK_EVENTS.into_iter().zip(values) {
+            let counter = self.work_events.get_or_create(&WorkEventLabel { event });
+            counter.inc_by(value.saturating_sub(counter.get()));
         }
     }
 
@@ -262,6 +357,7 @@ impl Exporter {
                     .set(elapsed(*at, now).as_secs_f64());
             }
         }
+        self.render_work();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
