@@ -18,6 +18,8 @@
 //! - [`decision`]: the record of a decision and its one-line explanation.
 //! - [`victim`]: which tasks to stop on scale-in.
 //! - [`work`]: the live sessions and workloads each task reports, with their expiry.
+//! - [`protection`]: task scale-in protection: which tasks to protect, extend and
+//!   release, in batches for the ECS API.
 //! - [`carry`]: which engine state survives a live reload.
 //! - [`restore`]: the planner state rebuilt from stored decisions after a restart.
 //! - `testing` (feature `test-support`, off by default): builders shared by the tests
@@ -32,6 +34,7 @@ pub mod metrics;
 pub mod model;
 pub mod planner;
 pub mod policy;
+pub mod protection;
 pub mod restore;
 #[cfg(feature = "test-support")]
 pub mod testing;
