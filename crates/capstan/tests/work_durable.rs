@@ -1,0 +1,160 @@
+//! Nothing the work registry answered is lost when capstan is killed: the real binary,
+//! scaling an ECS service on moto (whose tasks outlive capstan, as on AWS), takes 200
+//! session reports, is killed with SIGKILL right after the last answer, and a new
+//! capstan on the same store lists every one of them.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use capstan_testkit::aws_proxy::AwsProxy;
+use capstan_testkit::moto::{self, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+use capstan_testkit::moto_ecs::EcsFixture;
+use capstan_testkit::servers::free_port;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+fn config(port: u16, store: &Path, fixture: &EcsFixture, endpoint: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[store]
+path = "{store}"
+
+# Never pushed: the service holds (no data, no scale-in), the registry is what is tested.
+[sources.load]
+kind = "push"
+ttl = "1h"
+interval = "100ms"
+value = "any"
+
+[[services]]
+name = "api"
+min = 1
+max = 4
+interval = "200ms"
+target = {{ kind = "ecs", cluster = "{cluster}", service = "{service}", endpoint_url = "{endpoint}", region = "{REGION}" }}
+work = {{ ttl = "1h" }}
+
+[[services.policies]]
+kind = "target_tracking"
+metric = "load"
+mode = "total"
+target = 10
+"#,
+        store = store.display(),
+        cluster = fixture.cluster,
+        service = fixture.service,
+    )
+}
+
+fn start(dir: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .arg("run")
+        .arg("--config")
+        .arg(dir.join("capstan.toml"))
+        .env("RUST_LOG", "warn")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// The URL of `task`'s registry routes (its short id: the ARN's last part).
+fn task_url(base: &str, task: &str) -> String {
+    let short = task.rsplit('/').next().unwrap();
+    format!("{base}/api/v1/services/api/tasks/{short}")
+}
+
+/// Waits until every task of the fixture is known to the registry.
+async fn ready(http: &reqwest::Client, base: &str, tasks: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut known = 0;
+        for task in tasks {
+            if let Ok(r) = http
+                .get(format!("{}/work", task_url(base, task)))
+                .send()
+                .await
+            {
+                known += usize::from(r.status() == StatusCode::OK);
+            }
+        }
+        if known == tasks.len() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "capstan never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_reports_survive_a_sigkill() {
+    let moto = moto::moto();
+    let fixture = moto.ecs_service(2, 2);
+    let proxy = AwsProxy::start(&moto.endpoint_url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("capstan.toml"),
+        config(
+            port,
+            &dir.path().join("capstan.db"),
+            &fixture,
+            &proxy.endpoint_url(),
+        ),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+
+    let mut first = start(dir.path());
+    ready(&http, &base, &fixture.tasks).await;
+    // 200 sessions, 100 per task, reported concurrently.
+    let mut reports = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let http = http.clone();
+        let url = format!("{}/sessions/s-{i}", task_url(&base, &fixture.tasks[i % 2]));
+        reports.spawn(async move { http.put(url).send().await.unwrap().status() });
+    }
+    while let Some(status) = reports.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::CREATED);
+    }
+    // Killed the instant the last answer arrived: no orderly shutdown.
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+
+    let mut second = start(dir.path());
+    ready(&http, &base, &fixture.tasks).await;
+    for task in &fixture.tasks {
+        let work: Value = http
+            .get(format!("{}/work", task_url(&base, task)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(work["sessions"], json!(100), "{task}: {work}");
+    }
+    second.start_kill().unwrap();
+    second.wait().await.unwrap();
+}
