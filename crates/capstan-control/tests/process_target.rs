@@ -215,7 +215,11 @@ async fn victims_drain_until_idle_before_their_sigterm() {
     };
     until(&mut rx, |s| s.workers.len() == 2).await;
     assert_eq!(state("svc-1"), None, "the idle victim stopped at once");
-    assert_eq!(state("svc-2"), Some((false, true)), "the busy victim drains");
+    assert_eq!(
+        state("svc-2"),
+        Some((false, true)),
+        "the busy victim drains"
+    );
     assert_eq!(state("svc-3"), Some((false, false)));
     // The draining victim refuses new sessions but may end its own.
     let e = work
@@ -225,7 +229,11 @@ async fn victims_drain_until_idle_before_their_sigterm() {
     assert!(matches!(e, WorkError::Draining { .. }), "{e}");
     // Nothing happens while it is busy (two drain checks go by).
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(state("svc-2"), Some((false, true)), "still busy: still draining");
+    assert_eq!(
+        state("svc-2"),
+        Some((false, true)),
+        "still busy: still draining"
+    );
     assert!(work.end("svc", &t2, WorkKind::Session, "a").await.unwrap());
     let after = until(&mut rx, |s| s.workers.len() == 1).await;
     assert_eq!(after.workers[0].id.as_str(), "svc-3");
