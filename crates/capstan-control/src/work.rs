@@ -595,6 +595,18 @@ impl WorkCounts for ServiceWork {
             .map(|arn| book.count(&self.service, &TaskId::from(*arn), now).total())
             .collect()
     }
+
+    fn workloads_many(&self, task_arns: &[&str]) -> Vec<u32> {
+        let now = self.registry.shared.clock.now();
+        let book = self.registry.book();
+        task_arns
+            .iter()
+            .map(|arn| {
+                book.count(&self.service, &TaskId::from(*arn), now)
+                    .workloads
+            })
+            .collect()
+    }
 }
 
 /// The writer thread: commits every job waiting, in order, as one transaction, then

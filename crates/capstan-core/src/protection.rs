@@ -253,6 +253,9 @@ pub struct ProtectionManager {
     tasks: BTreeMap<TaskId, Entry>,
     /// Tasks reported gone, ignored until an observation no longer lists them.
     tombstones: BTreeSet<TaskId>,
+    /// Tasks whose protection must not be released for now (see
+    /// [`ProtectionManager::set_pinned`]).
+    pinned: BTreeSet<TaskId>,
     /// The latest `now` given (for [`ProtectionManager::stats`]).
     last_now: Timestamp,
     enables: u64,
@@ -272,6 +275,7 @@ impl ProtectionManager {
             next_call: 0,
             tasks: BTreeMap::new(),
             tombstones: BTreeSet::new(),
+            pinned: BTreeSet::new(),
             last_now: Timestamp::MIN,
             enables: 0,
             extensions: 0,
@@ -284,6 +288,14 @@ impl ProtectionManager {
     /// The settings in use.
     pub fn settings(&self) -> &ProtectionSettings {
         &self.settings
+    }
+
+    /// Tasks whose protection must not be released until the next call (e.g. while a
+    /// scale-in relies on them staying protected): a release they need waits, nothing
+    /// else changes (no enable is made for them, their idle grace keeps running), and
+    /// a release due meanwhile is made once they are no longer pinned.
+    pub fn set_pinned(&mut self, tasks: BTreeSet<TaskId>) {
+        self.pinned = tasks;
     }
 
     fn touch(&mut self, now: Timestamp) {
@@ -407,8 +419,10 @@ impl ProtectionManager {
             }
             match self.need(e, now) {
                 Some(Need::Enable) => enable.push(task.clone()),
-                Some(Need::Release) => release.push(task.clone()),
-                None => {}
+                Some(Need::Release) if !self.pinned.contains(task) => {
+                    release.push(task.clone());
+                }
+                Some(Need::Release) | None => {}
             }
         }
         for e in self.tasks.values_mut() {
@@ -509,9 +523,12 @@ impl ProtectionManager {
     /// flight wait for their answer).
     pub fn next_wakeup(&self, now: Timestamp) -> Option<Timestamp> {
         self.tasks
-            .values()
-            .filter(|e| e.in_flight.is_none())
-            .filter_map(|e| {
+            .iter()
+            .filter(|(_, e)| e.in_flight.is_none())
+            .filter(|(task, e)| {
+                !(self.pinned.contains(*task) && self.need(e, now) == Some(Need::Release))
+            })
+            .filter_map(|(_, e)| {
                 let t = self.need_time(e, now)?;
                 let t = match e.retry_at {
                     Some(r) => t.max(r),
@@ -668,6 +685,30 @@ mod tests {
         assert_eq!(m.stats().protected, 0);
         assert!(m.due(at(idle + 1000)).is_empty());
         assert_eq!(m.next_wakeup(at(idle + 1000)), None);
+    }
+
+    #[test]
+    fn a_pinned_task_is_not_released_until_unpinned() {
+        let mut m = protected_a();
+        let a = id("a");
+        m.set_pinned([a.clone()].into());
+        m.set_work(at(100), &a, 0);
+        assert!(m.due(at(200)).is_empty(), "pinned: no release");
+        assert_eq!(
+            m.next_wakeup(at(200)),
+            None,
+            "nothing scheduled while pinned"
+        );
+        assert_eq!(m.holds(&a), Some(at(60 * MIN)));
+        m.set_pinned(BTreeSet::new());
+        let rel = m.due(at(201));
+        assert_eq!(rel.len(), 1, "released once unpinned");
+        assert!(!rel[0].enable);
+        // Pinning a task the manager does not hold enables nothing.
+        let mut m = manager();
+        m.set_pinned([id("b")].into());
+        m.observe(at(0), [(id("b"), 0)]);
+        assert!(m.due(at(0)).is_empty());
     }
 
     #[test]

@@ -490,11 +490,12 @@ impl Supervisor {
         let drain_until = Instant::now() + self.spec.drain_timeout;
         for (seq, victim) in seqs {
             if self.work.is_some() {
-                if let Some(worker) = self.workers.get_mut(&seq) {
-                    if worker.stop.is_some() && worker.drain_until.is_none() {
-                        tracing::info!(service = %self.name, task = %victim, pid = worker.pid, "draining worker before its stop");
-                        worker.drain_until = Some(drain_until);
-                    }
+                if let Some(worker) = self.workers.get_mut(&seq)
+                    && worker.stop.is_some()
+                    && worker.drain_until.is_none()
+                {
+                    tracing::info!(service = %self.name, task = %victim, pid = worker.pid, "draining worker before its stop");
+                    worker.drain_until = Some(drain_until);
                 }
                 continue;
             }

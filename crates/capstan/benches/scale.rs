@@ -175,7 +175,7 @@ fn main() {
                 .unwrap();
         }
         let target_worlds = worlds.clone();
-        let targets = Arc::new(move |spec: &config::ServiceSpec| {
+        let targets = Arc::new(move |spec: &config::ServiceSpec, work| {
             let i: usize = spec.name.trim_start_matches('s').parse().ok()?;
             let world = target_worlds.get(i / per_world)?;
             let target = EcsTarget::new(
@@ -183,7 +183,7 @@ fn main() {
                 EcsTargetSpec::new("bench", &spec.name),
                 world.clone(),
                 Some(world.clone()),
-                None,
+                work,
             );
             Some(AnyTarget::EcsWorld(Arc::new(target)))
         });

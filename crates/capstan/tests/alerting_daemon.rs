@@ -147,7 +147,7 @@ async fn a_prometheus_alert_scales_an_ecs_service_out_through_the_sdk() {
     ));
     // The configured `ecs` target, built with the test's static credentials instead
     // of the standard chain's.
-    let targets: capstan::daemon::services::TargetFactory = Arc::new(move |spec| {
+    let targets: capstan::daemon::services::TargetFactory = Arc::new(move |spec, work| {
         let capstan_targets::TargetSpec::Ecs(ecs) = &spec.target else {
             return None;
         };
@@ -156,7 +156,7 @@ async fn a_prometheus_alert_scales_an_ecs_service_out_through_the_sdk() {
             ecs.target.clone(),
             capstan_aws_sdk::SdkEcs::new(sdk.clone()),
             Some(capstan_aws_sdk::SdkElb::new(sdk.clone())),
-            None,
+            work,
         );
         Some(capstan::daemon::services::AnyTarget::Ecs(Arc::new(target)))
     });

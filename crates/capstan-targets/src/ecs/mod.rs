@@ -79,6 +79,7 @@
 //! here, so it is stopped only if idle; ECS still deregisters it when it stops it.
 
 mod calls;
+pub mod protect;
 mod scale_in;
 
 use std::collections::{BTreeSet, HashSet};
@@ -167,6 +168,12 @@ pub trait WorkCounts: Send + Sync + 'static {
     fn work_many(&self, task_arns: &[&str]) -> Vec<u32> {
         task_arns.iter().map(|arn| self.work(arn)).collect()
     }
+
+    /// The workloads in progress of each task of `task_arns` (jobs, not sessions):
+    /// what task protection is managed on. By default all live work counts.
+    fn workloads_many(&self, task_arns: &[&str]) -> Vec<u32> {
+        self.work_many(task_arns)
+    }
 }
 
 /// Where a scale-in in progress stands.
@@ -207,6 +214,8 @@ pub struct EcsTarget<E, L> {
     /// The scale-in in progress and the clean-up still owed. Held for the whole of
     /// each operation, so operations on one target run one at a time.
     state: Mutex<State>,
+    /// The task-protection manager of the service's workloads, when it manages them.
+    protector: Option<Arc<protect::Protector<E>>>,
 }
 
 impl<E, L> std::fmt::Debug for EcsTarget<E, L> {
@@ -239,7 +248,39 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             work,
             clock: Arc::new(SystemClock),
             state: Mutex::new(State::default()),
+            protector: None,
         }
+    }
+
+    /// The same target, also managing the scale-in protection of its tasks' workloads
+    /// in progress (see [`protect`]): call it after [`with_clock`](Self::with_clock),
+    /// and run [`protector`](Self::protector)'s loop. Needs the tasks' work counts.
+    pub fn with_protection(
+        mut self,
+        settings: capstan_core::protection::ProtectionSettings,
+    ) -> Result<Self, String>
+    where
+        E: Clone,
+    {
+        let work = self
+            .work
+            .clone()
+            .ok_or("task protection needs the tasks' workloads (the work registry)")?;
+        let protector = protect::Protector::new(
+            &self.name,
+            &self.spec.cluster,
+            self.ecs.clone(),
+            work,
+            settings,
+            Arc::clone(&self.clock),
+        )?;
+        self.protector = Some(Arc::new(protector));
+        Ok(self)
+    }
+
+    /// The task-protection driver, when the target manages protection.
+    pub fn protector(&self) -> Option<&Arc<protect::Protector<E>>> {
+        self.protector.as_ref()
     }
 
     /// The same target, reading time from `clock`.
@@ -432,6 +473,18 @@ impl<E: Ecs, L: Elb> Target for EcsTarget<E, L> {
         let mut state = self.state.lock().await;
         let snap = self.snapshot(&state.victim_list()).await?;
         self.advance(&mut state, &snap).await;
+        if let Some(protector) = &self.protector {
+            protector.set_tasks(
+                snap.live
+                    .iter()
+                    .filter(|t| snap.is_running(&t.arn))
+                    .map(|t| TaskId(t.arn.clone()))
+                    .collect(),
+            );
+            if state.progress().is_none() {
+                protector.unpin();
+            }
+        }
         Ok(self.observed(&snap, &state))
     }
 

@@ -562,6 +562,16 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             return false;
         }
         let victims: BTreeSet<&str> = si.victims.iter().map(|v| &*v.arn).collect();
+        // The protection manager must not release any task that stays until the
+        // victims are gone: ECS would be free to stop it instead of a victim.
+        if let Some(protector) = &self.protector {
+            protector.pin(
+                snap.live
+                    .iter()
+                    .filter(|t| !victims.contains(&*t.arn))
+                    .map(|t| TaskId(t.arn.clone())),
+            );
+        }
         // Protect (again, refreshing the expiry) every other task except those
         // protected by someone else, whose protection must not be shortened.
         let to_protect: Vec<Arc<str>> = snap
@@ -671,6 +681,12 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             } else {
                 cleanup.reregister.clear();
             }
+        }
+        // A protection the manager now holds for live work is its to release, not ours.
+        if let Some(protector) = &self.protector {
+            cleanup
+                .unprotect
+                .retain(|arn| protector.holds(arn).is_none());
         }
         if !cleanup.unprotect.is_empty() {
             let arns: Vec<Arc<str>> = cleanup.unprotect.iter().cloned().collect();
