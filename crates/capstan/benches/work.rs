@@ -105,11 +105,12 @@ async fn main() {
     let seconds = env_or("CAPSTAN_BENCH_SECONDS", 20);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config =
-        config::compile(&config_text(port, &dir.path().join("capstan.db")), "bench.toml", &|_| {
-            None
-        })
-        .unwrap();
+    let config = config::compile(
+        &config_text(port, &dir.path().join("capstan.db")),
+        "bench.toml",
+        &|_| None,
+    )
+    .unwrap();
     let world = World::new(WorldConfig::default(), SystemClock);
     for s in 0..SERVICES {
         world
@@ -125,10 +126,12 @@ async fn main() {
         (0..SERVICES)
             .flat_map(|s| {
                 let service = format!("svc-{s}");
-                world
-                    .tasks("bench", &service)
-                    .into_iter()
-                    .map(move |t| (service.clone(), t.arn.rsplit('/').next().unwrap().to_owned()))
+                world.tasks("bench", &service).into_iter().map(move |t| {
+                    (
+                        service.clone(),
+                        t.arn.rsplit('/').next().unwrap().to_owned(),
+                    )
+                })
             })
             .collect(),
     );
@@ -154,11 +157,17 @@ async fn main() {
     for (i, (service, task)) in tasks.iter().enumerate() {
         let http = http.clone();
         let url = format!("{base}/api/v1/services/{service}/tasks/{task}/sessions");
-        let ids: Vec<String> = (0..SESSIONS_PER_TASK).map(|n| format!("seed-{i}-{n}")).collect();
+        let ids: Vec<String> = (0..SESSIONS_PER_TASK)
+            .map(|n| format!("seed-{i}-{n}"))
+            .collect();
         pending.spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                let r = http.put(&url).json(&json!({ "sessions": ids })).send().await;
+                let r = http
+                    .put(&url)
+                    .json(&json!({ "sessions": ids }))
+                    .send()
+                    .await;
                 match r {
                     Ok(r) if r.status() == StatusCode::OK => return,
                     _ if Instant::now() > deadline => panic!("cannot load {url}"),
@@ -180,7 +189,14 @@ async fn main() {
         loaded * SESSIONS_PER_TASK,
         started.elapsed().as_secs_f64()
     );
-    let before = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let before = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
 
     // The measured run.
     let until = Instant::now() + Duration::from_secs(seconds);
@@ -198,7 +214,8 @@ async fn main() {
                     .wrapping_mul(6_364_136_223_846_793_005)
                     .wrapping_add(1_442_695_040_888_963_407);
                 let (service, task) = &tasks[(seed >> 33) as usize % tasks.len()];
-                let url = format!("{base}/api/v1/services/{service}/tasks/{task}/sessions/c{c}-{n}");
+                let url =
+                    format!("{base}/api/v1/services/{service}/tasks/{task}/sessions/c{c}-{n}");
                 n += 1;
                 let t = Instant::now();
                 let r = http.put(&url).send().await.unwrap();
@@ -218,7 +235,14 @@ async fn main() {
         times.extend(r.unwrap());
     }
     let elapsed = measured.elapsed().as_secs_f64();
-    let after = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let after = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     times.sort();
     let batches = event(&after, "store_batch") - event(&before, "store_batch");
     println!(
