@@ -27,6 +27,10 @@ pub struct EcsServiceSpec {
     pub endpoint_url: Option<String>,
     /// A named profile of the shared config files.
     pub profile: Option<String>,
+    /// Manage the scale-in protection of tasks with workloads in progress (reported to
+    /// the work registry), with these durations; `None`: capstan leaves protection to
+    /// the application.
+    pub protection: Option<capstan_core::protection::ProtectionSettings>,
 }
 
 /// A `simulated` target: the simulator's ECS service, scaled through the ECS target,

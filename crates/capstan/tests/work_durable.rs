@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-fn config(port: u16, store: &Path, fixture: &EcsFixture, endpoint: &str) -> String {
+fn config(port: u16, store: &Path, fixture: &EcsFixture, endpoint: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -40,7 +40,7 @@ name = "api"
 min = 1
 max = 4
 interval = "200ms"
-target = {{ kind = "ecs", cluster = "{cluster}", service = "{service}", endpoint_url = "{endpoint}", region = "{REGION}" }}
+target = {{ kind = "ecs", cluster = "{cluster}", service = "{service}", endpoint_url = "{endpoint}", region = "{REGION}"{extra} }}
 work = {{ ttl = "1h" }}
 
 [[services.policies]]
@@ -120,6 +120,7 @@ async fn answered_reports_survive_a_sigkill() {
             &dir.path().join("capstan.db"),
             &fixture,
             &proxy.endpoint_url(),
+            "",
         ),
     )
     .unwrap();
@@ -157,4 +158,85 @@ async fn answered_reports_survive_a_sigkill() {
     }
     second.start_kill().unwrap();
     second.wait().await.unwrap();
+}
+
+/// With `protection`, a workload reported to the registry protects its task through
+/// the SDK (UpdateTaskProtection, answered by the proxy in front of moto), and its end
+/// releases it after `release_after_idle`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_workload_protects_its_task() {
+    let moto = moto::moto();
+    let fixture = moto.ecs_service(2, 2);
+    let proxy = AwsProxy::start(&moto.endpoint_url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("capstan.toml"),
+        config(
+            port,
+            &dir.path().join("capstan.db"),
+            &fixture,
+            &proxy.endpoint_url(),
+            r#", protection = { protect_for = "30m", release_after_idle = "1s", extend_at = "20m" }"#,
+        ),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut capstan = start(dir.path());
+    ready(&http, &base, &fixture.tasks).await;
+    let (a, b) = (&fixture.tasks[0], &fixture.tasks[1]);
+    let url = format!("{}/workloads/job-1", task_url(&base, a));
+    assert_eq!(
+        http.post(&url).send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proxy.protected_until(a).is_none() {
+        assert!(Instant::now() < deadline, "the task was never protected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let left = proxy.protected_until(a).unwrap() - now;
+    assert!(
+        (1700.0..=1800.0).contains(&left),
+        "protected for 30 min: {left}"
+    );
+    assert!(
+        proxy.protected_until(b).is_none(),
+        "the idle task is not protected"
+    );
+    assert_eq!(
+        http.delete(&url).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proxy.protected_until(a).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the protection was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"capstan_protection_changes_total{service="api",change="enable"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"capstan_protection_changes_total{service="api",change="release"} 1"#),
+        "{metrics}"
+    );
+    capstan.start_kill().unwrap();
+    capstan.wait().await.unwrap();
 }

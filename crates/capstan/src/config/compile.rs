@@ -1034,9 +1034,15 @@ fn compile_ecs_target(
         .opt_positive(ctx, "drain_timeout")
         .unwrap_or(defaults::DRAIN_TIMEOUT);
     let protect_minutes = protect_minutes(ctx, t);
+    let protection = compile_protection(ctx, t);
     let aws = super::aws::compile_aws(ctx, t);
-    let (cluster, ecs_service, protect_minutes, target_group) =
-        (cluster?, ecs_service?, protect_minutes?, target_group?);
+    let (cluster, ecs_service, protect_minutes, target_group, protection) = (
+        cluster?,
+        ecs_service?,
+        protect_minutes?,
+        target_group?,
+        protection?,
+    );
     let mut spec = capstan_targets::EcsTargetSpec::new(&cluster, &ecs_service);
     spec.target_group = target_group;
     spec.drain_timeout = drain_timeout;
@@ -1046,7 +1052,53 @@ fn compile_ecs_target(
         region: aws.region,
         endpoint_url: aws.endpoint_url,
         profile: aws.profile,
+        protection,
     }))
+}
+
+/// `protection` of an `ecs` target: `Some(None)` when absent, `Some(Some(settings))`
+/// when present (each key defaulting), `None` after an error.
+fn compile_protection(
+    ctx: &mut Ctx<'_>,
+    t: &Table<'_, '_>,
+) -> Option<Option<capstan_core::protection::ProtectionSettings>> {
+    let Some(p) = t.table(ctx, "protection", schema::PROTECTION) else {
+        return if t.has("protection") {
+            None
+        } else {
+            Some(None)
+        };
+    };
+    let mut settings = capstan_core::protection::ProtectionSettings::default();
+    let keys = ["protect_for", "extend_at", "release_after_idle"];
+    let mut ok = true;
+    for key in keys {
+        if let Some(d) = p.opt_positive(ctx, key) {
+            match key {
+                "protect_for" => settings.protect_for = d,
+                "extend_at" => settings.extend_at = d,
+                _ => settings.release_after_idle = d,
+            }
+        } else if p.has(key) {
+            ok = false;
+        }
+    }
+    if ok && let Err(reason) = settings.validate() {
+        // The error starts with the field at fault.
+        let key = keys
+            .into_iter()
+            .find(|k| reason.starts_with(k))
+            .unwrap_or("protect_for");
+        let (span, path) = if p.has(key) {
+            (p.span_of(key), p.path_of(key))
+        } else {
+            (t.span_of("protection"), t.path_of("protection"))
+        };
+        ctx.error(&span, &path, reason);
+        ok = false;
+    }
+    p.finish(ctx);
+    ok.then_some(Some(settings))
 }
 
 fn compile_target(

@@ -213,10 +213,13 @@ pub const TARGET_ECS: &[&str] = &[
     "target_group",
     "protect_minutes",
     "drain_timeout",
+    "protection",
     "region",
     "endpoint_url",
     "profile",
 ];
+/// `protection` of an `ecs` target.
+pub const PROTECTION: &[&str] = &["protect_for", "extend_at", "release_after_idle"];
 /// What a `simulated` target scales.
 pub const SIMULATED_SCALES: &[&str] = &["tasks", "hosts"];
 /// `cooldown`.

@@ -214,6 +214,8 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     // answered before a restart is there after it.
     let work = WorkRegistry::open(capstan_store::open_work(&config.store)?, Arc::clone(&clock))?;
     exporter.export_work(work.clone());
+    let protection = services::ProtectionBoard::default();
+    exporter.export_protection(Arc::clone(&protection));
     let push = PushStore::new(Arc::clone(&clock));
     let token = server::resolve_token(&config.server)?;
     let listener = server::bind(config.server.listen).await?;
@@ -301,7 +303,8 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     .with_factory(targets)
     .with_wakers(wakers)
     .with_registry(registry)
-    .with_work(work);
+    .with_work(work)
+    .with_protection_board(protection);
     let mut daemon = Daemon {
         hooks,
         path,

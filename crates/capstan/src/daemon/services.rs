@@ -125,8 +125,16 @@ impl AnyTarget {
                     operation_timeout: Some(AWS_CALL_TIMEOUT),
                 });
                 let elb = spec.target.target_group.as_ref().map(|_| elb);
-                let target = EcsTarget::new(service, spec.target.clone(), ecs, elb, work)
+                let mut target = EcsTarget::new(service, spec.target.clone(), ecs, elb, work)
                     .with_clock(Arc::clone(clock));
+                if let Some(settings) = spec.protection {
+                    target = target.with_protection(settings).map_err(|reason| {
+                        TargetError::Invalid {
+                            target: service.to_owned(),
+                            reason: format!("protection: {reason}"),
+                        }
+                    })?;
+                }
                 Ok(Self::Ecs(Arc::new(target)))
             }
             TargetSpec::Process(spec) => Ok(Self::Process(ProcessTarget::with_work(
@@ -142,6 +150,31 @@ impl AnyTarget {
         }
     }
 }
+
+impl AnyTarget {
+    /// Starts the target's task-protection loop, if it manages protection, until
+    /// `cancel`; gives a way to read its counters.
+    pub fn spawn_protector(&self, cancel: CancellationToken) -> Option<ProtectionStatsFn> {
+        fn spawn<E: capstan_aws_api::Ecs + 'static>(
+            p: Option<&Arc<capstan_targets::ecs::protect::Protector<E>>>,
+            cancel: CancellationToken,
+        ) -> Option<ProtectionStatsFn> {
+            let p = Arc::clone(p?);
+            let running = Arc::clone(&p);
+            tokio::spawn(async move { running.run(cancel).await });
+            Some(Arc::new(move || p.stats()))
+        }
+        match self {
+            Self::Ecs(t) => spawn(t.protector(), cancel),
+            Self::EcsWorld(t) => spawn(t.protector(), cancel),
+            Self::Process(_) => None,
+        }
+    }
+}
+
+/// Reads a task-protection loop's counters.
+pub type ProtectionStatsFn =
+    Arc<dyn Fn() -> capstan_core::protection::ProtectionStats + Send + Sync>;
 
 impl Target for AnyTarget {
     fn name(&self) -> &str {
@@ -337,7 +370,12 @@ pub struct Services {
     aws: AwsClients,
     /// Where the services' tasks report their live work; `None`: tasks count as idle.
     work: Option<WorkRegistry>,
+    /// Where each service's task-protection counters are published (for `/metrics`).
+    protection: Option<ProtectionBoard>,
 }
+
+/// Each service's task-protection counters, by service name.
+pub type ProtectionBoard = Arc<std::sync::Mutex<BTreeMap<String, ProtectionStatsFn>>>;
 
 impl Services {
     /// No services yet; loops will run on `clock`, read `obs` and record into `log`,
@@ -363,7 +401,15 @@ impl Services {
             registry: Arc::default(),
             aws: AwsClients::default(),
             work: None,
+            protection: None,
         }
+    }
+
+    /// Publishes each service's task-protection counters on `board`.
+    #[must_use]
+    pub fn with_protection_board(mut self, board: ProtectionBoard) -> Self {
+        self.protection = Some(board);
+        self
     }
 
     /// Reads the tasks' live work from `work` (loops and targets), and declares every
@@ -478,6 +524,14 @@ impl Services {
             engine: spec.engine.clone(),
             interval: spec.interval,
         });
+        if let Some(stats) = target.spawn_protector(cancel.clone())
+            && let Some(board) = &self.protection
+        {
+            board
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(spec.name.clone(), stats);
+        }
         let handle = self.loops.spawn(drive(
             service_loop,
             spec.interval,
@@ -580,6 +634,12 @@ impl Services {
         if let Some(running) = self.running.remove(name) {
             running.cancel.cancel();
             self.wakers.remove(name);
+            if let Some(board) = &self.protection {
+                board
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(name);
+            }
         }
     }
 

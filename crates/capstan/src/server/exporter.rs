@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use capstan_control::WorkRegistry;
+
+use crate::daemon::services::ProtectionBoard;
 use capstan_core::clock::{Clock, elapsed};
 use capstan_core::decision::{Action, Decision, Rule, StepKind};
 use capstan_sources::{ErrorClass, ReadError, ReadObserver, SourceSpec};
@@ -72,6 +74,15 @@ pub const WORK_EVENTS: [&str; 10] = [
     "store_batch",
     "store_error",
 ];
+
+/// The labels of the task-protection counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtectionLabels {
+    /// The service's name.
+    service: String,
+    /// `enable`, `extend`, `release`, `gone` or `failure`.
+    change: &'static str,
+}
 
 /// The label of the reload counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,6 +145,12 @@ pub struct Exporter {
     work_events: Family<WorkEventLabel, Counter>,
     /// The work registry read at each scrape, once set.
     work: std::sync::OnceLock<WorkRegistry>,
+    /// `capstan_protected_tasks`.
+    protected: Family<ServiceLabel, Gauge>,
+    /// `capstan_protection_changes_total`.
+    protection_changes: Family<ProtectionLabels, Counter>,
+    /// The services' task-protection counters read at each scrape, once set.
+    protection: std::sync::OnceLock<ProtectionBoard>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -229,6 +246,18 @@ impl Exporter {
             "Work registry events: entries started, renewed, ended, expired, forgotten (task gone); refused reports; store batches and errors",
             work_events.clone(),
         );
+        let protected = Family::<ServiceLabel, Gauge>::default();
+        let protection_changes = Family::<ProtectionLabels, Counter>::default();
+        registry.register(
+            "capstan_protected_tasks",
+            "Tasks of the service capstan holds scale-in protected for their workloads",
+            protected.clone(),
+        );
+        registry.register(
+            "capstan_protection_changes",
+            "Task protection changes capstan made: enable, extend, release; tasks found gone; failed changes",
+            protection_changes.clone(),
+        );
         for event in WORK_EVENTS {
             let _ = work_events.get_or_create(&WorkEventLabel { event });
         }
@@ -264,6 +293,45 @@ impl Exporter {
             work_workloads,
             work_events,
             work: std::sync::OnceLock::new(),
+            protected,
+            protection_changes,
+            protection: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Exports the task-protection counters of the services on `board` (read at each
+    /// scrape). Only the first call has an effect.
+    pub fn export_protection(&self, board: ProtectionBoard) {
+        let _ = self.protection.set(board);
+    }
+
+    /// Brings the protection metrics up to date.
+    fn render_protection(&self) {
+        let Some(board) = self.protection.get() else {
+            return;
+        };
+        let board = board.lock().unwrap_or_else(PoisonError::into_inner);
+        for (service, stats) in board.iter() {
+            let s = stats();
+            self.protected
+                .get_or_create(&ServiceLabel {
+                    service: service.clone(),
+                })
+                .set(i64::try_from(s.protected).unwrap_or(i64::MAX));
+            let values = [
+                ("enable", s.enables),
+                ("extend", s.extensions),
+                ("release", s.releases),
+                ("gone", s.gone),
+                ("failure", s.failures),
+            ];
+            for (change, value) in values {
+                let counter = self.protection_changes.get_or_create(&ProtectionLabels {
+                    service: service.clone(),
+                    change,
+                });
+                counter.inc_by(value.saturating_sub(counter.get()));
+            }
         }
     }
 
@@ -358,6 +426,7 @@ impl Exporter {
             }
         }
         self.render_work();
+        self.render_protection();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
