@@ -196,10 +196,9 @@ async fn a_reported_workload_protects_its_task() {
         assert!(Instant::now() < deadline, "the task was never protected");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+    let now = capstan_core::clock::Clock::now(&capstan_core::clock::SystemClock).as_millisecond()
+        as f64
+        / 1000.0;
     let left = proxy.protected_until(a).unwrap() - now;
     assert!(
         (1700.0..=1800.0).contains(&left),
