@@ -18,6 +18,7 @@
 //! - [`decision`]: the record of a decision and its one-line explanation.
 //! - [`victim`]: which tasks to stop on scale-in.
 //! - [`work`]: the live sessions and workloads each task reports, with their expiry.
+//! - [`workflow`]: the durable scale-in workflow's state machine (drain, then stop).
 //! - [`protection`]: task scale-in protection: which tasks to protect, extend and
 //!   release, in batches for the ECS API.
 //! - [`carry`]: which engine state survives a live reload.
@@ -40,6 +41,7 @@ pub mod restore;
 pub mod testing;
 pub mod victim;
 pub mod work;
+pub mod workflow;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use jiff::Timestamp;
