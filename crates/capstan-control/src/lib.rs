@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use capstan_core::clock::Clock;
 use capstan_core::controls::Controls;
-use capstan_core::decision::{Action, Decision};
+use capstan_core::decision::{Action, Decision, Step as DecisionStep, StepKind};
 use capstan_core::metrics::SharedObservations;
+use capstan_core::model::TaskState;
 use capstan_core::planner::{Engine, EngineState};
 use capstan_core::restore::RESTORE_LIMIT;
-use capstan_core::victim;
+use capstan_core::victim::{self, VictimPolicy};
 use capstan_store::{DecisionLog, StoreError};
 use capstan_targets::{Target, TargetError};
 use tokio_util::sync::CancellationToken;
@@ -80,6 +81,8 @@ pub struct ServiceLoop<T: Target, C: Clock> {
     /// there and the tasks' live work read from it. None: tasks count as idle unless
     /// the target counts their work itself.
     work: Option<WorkRegistry>,
+    /// How scale-in victims are chosen.
+    victims: VictimPolicy,
 }
 
 impl<T: Target, C: Clock> ServiceLoop<T, C> {
@@ -102,6 +105,7 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
             log,
             handle: None,
             work: None,
+            victims: Self::default_victims(),
         }
     }
 
@@ -138,6 +142,29 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
         handle.configure(self.engine.planner.bounds, self.engine.planner.dry_run);
         self.handle = Some(handle);
         self
+    }
+
+    /// How victims are chosen unless [`with_victims`](Self::with_victims) says
+    /// otherwise: idle tasks first, then tasks with live work (fewest first), newest
+    /// first — the victims drain before they stop, which suits targets whose "work" is
+    /// requests in flight behind a load balancer (the simulator's).
+    pub fn default_victims() -> VictimPolicy {
+        VictimPolicy {
+            order: vec![victim::VictimOrder::Newest],
+            allow_busy: true,
+        }
+    }
+
+    /// Chooses scale-in victims by `policy` (see [`victim::select`]).
+    #[must_use]
+    pub fn with_victims(mut self, policy: VictimPolicy) -> Self {
+        self.victims = policy;
+        self
+    }
+
+    /// Changes how victims are chosen (a reloaded configuration).
+    pub fn set_victims(&mut self, policy: VictimPolicy) {
+        self.victims = policy;
     }
 
     /// Reads the tasks' live work from `work` (and tells it each observation, so it
@@ -201,8 +228,10 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
     /// One evaluation: observe, decide, carry out, record, log.
     ///
     /// - A scale-out raises the target's desired count; a scale-in picks its victims
-    ///   with [`victim::choose`] among the observed tasks (as many as the desired count
-    ///   drops) and has the target stop exactly those.
+    ///   with [`victim::select`] among the observed tasks (as many as the desired count
+    ///   drops) and has the target stop exactly those. If fewer may go (the others hold
+    ///   live work or are protected), the scale-in is shortened (or held) and the
+    ///   decision says why (a [`StepKind::BusyTasks`] step).
     /// - Holds and dry-runs carry out nothing.
     /// - Only a change the target carried out is recorded in the engine's state
     ///   (cooldowns, rate limits). A failed change is neither applied nor recorded in
@@ -231,10 +260,54 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
             .handle
             .as_ref()
             .map_or(Controls::NONE, |h| h.controls_at(now));
-        let decision = {
+        let mut decision = {
             let obs = self.obs.lock().unwrap_or_else(PoisonError::into_inner);
             self.engine
                 .evaluate_with(&mut self.state, observed.capacity, &obs, now, &controls)
+        };
+        // A scale-in stops only tasks that may go (idle, unless busy ones are allowed):
+        // with fewer of them than the drop asks, it is shortened and says why.
+        let victims = match decision.action {
+            Action::ScaleIn { from, to } => {
+                let count = observed.capacity.desired.saturating_sub(to);
+                let chosen = victim::select(
+                    &observed.tasks,
+                    usize::try_from(count).unwrap_or(0),
+                    &self.victims,
+                );
+                // Desired slots no reported task fills (a target that reports fewer
+                // tasks than desired) may go without a victim.
+                let reported = observed
+                    .tasks
+                    .iter()
+                    .filter(|t| !matches!(t.state, TaskState::Stopping | TaskState::Stopped))
+                    .count();
+                let unfilled = observed
+                    .capacity
+                    .desired
+                    .saturating_sub(u32::try_from(reported).unwrap_or(u32::MAX));
+                let chosen_n = u32::try_from(chosen.victims.len()).unwrap_or(u32::MAX);
+                let allowed = chosen_n.saturating_add(count.saturating_sub(chosen_n).min(unfilled));
+                if let Some(short) = chosen.shortfall.as_ref().filter(|_| allowed < count) {
+                    let shortened = observed.capacity.desired.saturating_sub(allowed);
+                    decision.steps.push(DecisionStep {
+                        kind: StepKind::BusyTasks,
+                        from: to,
+                        to: shortened,
+                        detail: short.reason.clone(),
+                    });
+                    decision.action = if chosen.victims.is_empty() || shortened >= from {
+                        Action::Hold { at: from }
+                    } else {
+                        Action::ScaleIn {
+                            from,
+                            to: shortened,
+                        }
+                    };
+                }
+                chosen.victims
+            }
+            _ => Vec::new(),
         };
 
         let result = if decision.dry_run {
@@ -243,9 +316,6 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
             match decision.action {
                 Action::ScaleOut { to, .. } => self.target.scale_out(to).await,
                 Action::ScaleIn { to, .. } => {
-                    let count = observed.capacity.desired.saturating_sub(to);
-                    let victims =
-                        victim::choose(&observed.tasks, usize::try_from(count).unwrap_or(0));
                     tracing::debug!(
                         service = %service,
                         victims = ?victims.iter().map(|v| v.as_str()).collect::<Vec<_>>(),

@@ -85,6 +85,9 @@ pub enum StepKind {
     DryRun,
     /// Held because an operator paused this direction.
     Paused,
+    /// Scale-in shortened: fewer tasks could go than asked (the others hold live
+    /// sessions or workloads, or are protected).
+    BusyTasks,
 }
 
 /// One adjustment the planner made to the number.
@@ -191,6 +194,9 @@ impl Decision {
                 StepKind::RateLimitIn => write!(out, "; scale-in limited {from} → {to}: {detail}"),
                 StepKind::Min => write!(out, "; raised {from} → {to} by {detail}"),
                 StepKind::Max => write!(out, "; capped {from} → {to} by {detail}"),
+                StepKind::BusyTasks => {
+                    write!(out, "; scale-in to {from} shortened to {to}: {detail}")
+                }
                 // Shown as the `[dry-run]` prefix.
                 StepKind::DryRun => Ok(()),
             };

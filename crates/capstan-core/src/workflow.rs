@@ -519,7 +519,9 @@ impl Workflow {
 
     /// The desired count to report while the workflow runs: what it will leave.
     pub fn target_count(&self) -> u32 {
-        self.from.saturating_sub(self.remaining_count()).max(self.to)
+        self.from
+            .saturating_sub(self.remaining_count())
+            .max(self.to)
     }
 }
 
@@ -643,7 +645,10 @@ mod tests {
         // Redrive: the same step, afresh.
         let e = w.redrive(t(30)).unwrap();
         assert!(e.detail.contains("deregister"), "{e:?}");
-        assert_eq!((w.step, w.attempts, w.is_running()), (Step::Deregister, 0, true));
+        assert_eq!(
+            (w.step, w.attempts, w.is_running()),
+            (Step::Deregister, 0, true)
+        );
         assert!(w.redrive(t(31)).is_err(), "only a failed one");
     }
 

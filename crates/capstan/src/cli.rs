@@ -294,6 +294,7 @@ pub fn render_text(d: &Decision) -> String {
             StepKind::Max => "max",
             StepKind::DryRun => "dry-run",
             StepKind::Paused => "paused by operator",
+            StepKind::BusyTasks => "tasks with live work",
         };
         let _ = writeln!(out, "  {kind}: {} → {}: {}", s.from, s.to, s.detail);
     }

@@ -376,3 +376,81 @@ async fn reports_are_checked_and_scale_in_stops_only_idle_tasks() {
     cancel.cancel();
     daemon.await.unwrap().unwrap();
 }
+
+/// Sessions on 5 of 6 tasks and load for 3: only the idle task goes (6 → 5), and the
+/// decision says why the scale-in was shortened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_in_is_shortened_to_the_idle_tasks_and_says_why() {
+    use reqwest::Method as M;
+    let world = world(6);
+    let port = free_port();
+    let cancel = CancellationToken::new();
+    let options = RunOptions {
+        targets: Some(world_targets(world.clone(), CLUSTER)),
+        ..RunOptions::new(config(port))
+    };
+    let daemon = tokio::spawn(daemon::run_with(options, cancel.clone()));
+    let api = Api {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    let tasks = running(&world);
+    wait_known(&api, &tasks[0]).await;
+    let idle = tasks[2].clone();
+    for task in tasks.iter().filter(|t| **t != idle) {
+        let (status, body) = api
+            .call(
+                M::PUT,
+                &format!("{}/sessions/s", api.task_url("api", task)),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, _) = api
+        .call(
+            M::POST,
+            &format!("{}/api/v1/metrics/load", api.base),
+            Some(json!({ "value": 30 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let live: Vec<String> = world
+            .tasks(CLUSTER, "api")
+            .into_iter()
+            .map(|t| t.arn)
+            .collect();
+        if live.len() == 5 {
+            assert!(!live.contains(&idle), "the idle task went");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the idle task never went");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(world.service_counts(CLUSTER, "api").unwrap().desired, 5);
+    let (_, detail) = api
+        .call(
+            M::GET,
+            &format!("{}/api/v1/services/api/decisions?limit=500", api.base),
+            None,
+        )
+        .await;
+    let sentences: Vec<&str> = detail["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["sentence"].as_str())
+        .collect();
+    assert!(
+        sentences.iter().any(|s| s.contains("scale in 6 → 5")
+            && s.contains("shortened to 5: only 1 of 3 tasks can go: 5 tasks have live sessions")),
+        "{sentences:#?}"
+    );
+    // Later decisions hold at 5 and keep saying why.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(world.service_counts(CLUSTER, "api").unwrap().desired, 5);
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+}

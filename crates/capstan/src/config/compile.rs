@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use capstan_core::model::Bounds;
 use capstan_core::planner::{Cooldowns, Engine, Fallback, PlannerConfig, RateLimit, RateLimits};
+use capstan_core::victim::{VictimOrder, VictimPolicy};
 use capstan_sim::metric::SimMetric;
 use capstan_sources::NatsSpec;
 use capstan_sources::{
@@ -928,16 +929,17 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
         .req_table(ctx, "target", schema::TARGET)
         .and_then(|target| compile_target(ctx, target, name.as_deref()));
     let cooldown = compile_cooldown(ctx, &t);
-    let stabilization = t
+    let (stabilization, victims) = t
         .table(ctx, "scale_in", schema::SCALE_IN)
         .map(|s| {
             let d = s
                 .opt::<Duration>(ctx, "stabilization")
                 .unwrap_or(defaults::STABILIZATION);
+            let victims = victim_order(ctx, &s);
             s.finish(ctx);
-            d
+            (d, victims)
         })
-        .unwrap_or(defaults::STABILIZATION);
+        .unwrap_or((defaults::STABILIZATION, Some(VictimPolicy::default())));
     let work_ttl = t
         .table(ctx, "work", schema::WORK)
         .map(|w| {
@@ -966,6 +968,7 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
         name: name.clone(),
         interval,
         work_ttl,
+        victims: victims?,
         target: target?,
         engine: Engine {
             service: name,
@@ -979,6 +982,37 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
                 dry_run,
             },
         },
+    })
+}
+
+/// `scale_in.order`: the keys ordering idle victims (default: zone balance, newest);
+/// `None` after an error.
+fn victim_order(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<VictimPolicy> {
+    if !t.has("order") {
+        return Some(VictimPolicy::default());
+    }
+    let names = t.opt::<Vec<Str>>(ctx, "order")?;
+    let mut order = Vec::with_capacity(names.len());
+    for name in names.iter().map(|n| n.value.as_str()) {
+        match name.parse::<VictimOrder>() {
+            Ok(key) if order.contains(&key) => {
+                ctx.error(
+                    &t.span_of("order"),
+                    &t.path_of("order"),
+                    format!("{name:?} is listed twice"),
+                );
+                return None;
+            }
+            Ok(key) => order.push(key),
+            Err(e) => {
+                ctx.error(&t.span_of("order"), &t.path_of("order"), e.to_string());
+                return None;
+            }
+        }
+    }
+    Some(VictimPolicy {
+        order,
+        allow_busy: false,
     })
 }
 

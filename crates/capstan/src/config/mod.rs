@@ -238,6 +238,9 @@ pub struct ServiceSpec {
     /// How long a work report (session, workload, heartbeat) of the service's tasks
     /// holds when it names no TTL (`work.ttl`).
     pub work_ttl: Duration,
+    /// How scale-in victims are chosen (`scale_in.order`): idle tasks only, in this
+    /// order.
+    pub victims: capstan_core::victim::VictimPolicy,
     /// Policies and planner (bounds, cooldowns, ...).
     pub engine: Engine,
     /// What is scaled.

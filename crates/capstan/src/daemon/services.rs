@@ -23,6 +23,7 @@ use capstan_core::decision::Action;
 use capstan_core::metrics::SharedObservations;
 use capstan_core::model::TaskId;
 use capstan_core::planner::Engine;
+use capstan_core::victim::VictimPolicy;
 use capstan_sources::retry::Backoff;
 use capstan_sources::{ReadError, ReadObserver};
 use capstan_store::DecisionLog;
@@ -223,6 +224,7 @@ impl Target for AnyTarget {
 struct Settings {
     engine: Engine,
     interval: Duration,
+    victims: VictimPolicy,
 }
 
 /// One running service.
@@ -456,6 +458,7 @@ impl Services {
         } else if running.spec.engine != spec.engine
             || running.spec.interval != spec.interval
             || running.spec.work_ttl != spec.work_ttl
+            || running.spec.victims != spec.victims
         {
             Change::Settings
         } else {
@@ -506,7 +509,8 @@ impl Services {
                 Arc::clone(&self.log),
             )
         })
-        .with_handle(handle);
+        .with_handle(handle)
+        .with_victims(spec.victims.clone());
         match &self.work {
             Some(work) => service_loop.with_work(work.clone()),
             None => service_loop,
@@ -523,6 +527,7 @@ impl Services {
         let (settings, updates) = watch::channel(Settings {
             engine: spec.engine.clone(),
             interval: spec.interval,
+            victims: spec.victims.clone(),
         });
         if let Some(stats) = target.spawn_protector(cancel.clone())
             && let Some(board) = &self.protection
@@ -607,6 +612,7 @@ impl Services {
         running.settings.send_replace(Settings {
             engine: spec.engine.clone(),
             interval: spec.interval,
+            victims: spec.victims.clone(),
         });
         self.wakers
             .set_sources(&spec.name, sources_of(&spec.engine));
@@ -731,6 +737,7 @@ async fn drive(
                         ticks = every(settings.interval);
                     }
                     service_loop.reconfigure(settings.engine);
+                    service_loop.set_victims(settings.victims);
                     tracing::info!(service = %service, interval_s = settings.interval.as_secs_f64(), "configuration reloaded; cooldowns and stabilization kept");
                 }
                 continue;

@@ -480,6 +480,7 @@ pub fn reason_label(decision: &Decision) -> &'static str {
             StepKind::Max => "max",
             StepKind::DryRun => "dry_run",
             StepKind::Paused => "paused",
+            StepKind::BusyTasks => "busy_tasks",
         };
     }
     match decision.rule {
