@@ -79,6 +79,7 @@
 //! here, so it is stopped only if idle; ECS still deregisters it when it stops it.
 
 mod calls;
+pub mod durable;
 pub mod protect;
 mod scale_in;
 
@@ -216,6 +217,8 @@ pub struct EcsTarget<E, L> {
     state: Mutex<State>,
     /// The task-protection manager of the service's workloads, when it manages them.
     protector: Option<Arc<protect::Protector<E>>>,
+    /// The durable scale-in workflows, when the target keeps them in a journal.
+    durable: Option<durable::Durable>,
 }
 
 impl<E, L> std::fmt::Debug for EcsTarget<E, L> {
@@ -249,6 +252,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             clock: Arc::new(SystemClock),
             state: Mutex::new(State::default()),
             protector: None,
+            durable: None,
         }
     }
 
@@ -377,8 +381,29 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
     }
 
     /// The tasks and capacity to report, given the snapshot and the scale-in state.
+    /// Tells the protection manager the running tasks (and ends its pins once no
+    /// scale-in needs them).
+    fn set_protector_tasks(&self, snap: &Snapshot, state: &State) {
+        if let Some(protector) = &self.protector {
+            protector.set_tasks(
+                snap.live
+                    .iter()
+                    .filter(|t| snap.is_running(&t.arn))
+                    .map(|t| TaskId(t.arn.clone()))
+                    .collect(),
+            );
+            if state.progress().is_none() && self.durable_view().is_none() {
+                protector.unpin();
+            }
+        }
+    }
+
     fn observed(&self, snap: &Snapshot, state: &State) -> Observed {
-        let draining = state.victim_arns();
+        let durable = self.durable_view();
+        let draining = match &durable {
+            Some((_, victims)) => victims.iter().map(|a| &**a).collect(),
+            None => state.victim_arns(),
+        };
         let shown: Vec<(&EcsTask, TaskState)> = snap
             .live
             .iter()
@@ -413,7 +438,11 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             .collect();
         Observed {
             capacity: Capacity {
-                desired: state.reported_desired().unwrap_or(snap.service.desired),
+                desired: durable
+                    .as_ref()
+                    .map(|(to, _)| *to)
+                    .or(state.reported_desired())
+                    .unwrap_or(snap.service.desired),
                 running: snap.service.running,
                 pending: snap.service.pending,
             },
@@ -471,26 +500,34 @@ impl<E: Ecs, L: Elb> Target for EcsTarget<E, L> {
     /// (its errors are logged and retried on the next observation).
     async fn observe(&self) -> Result<Observed, TargetError> {
         let mut state = self.state.lock().await;
+        if let Some(d) = &self.durable {
+            // A target stopped at a failpoint is dead (tests).
+            self.durable()?;
+            let extra: Vec<Arc<str>> = self
+                .durable_view()
+                .map(|(_, victims)| victims.into_iter().collect())
+                .unwrap_or_default();
+            let snap = self.snapshot(&extra).await?;
+            if let Err(e) = self.drive(d, &snap).await {
+                tracing::warn!(target_name = %self.name, error = %e, "scale-in workflow step failed; trying again at the next observation");
+            }
+            // What the steps did shows in the next observation; this one reports the
+            // workflow's current view.
+            self.set_protector_tasks(&snap, &state);
+            return Ok(self.observed(&snap, &state));
+        }
         let snap = self.snapshot(&state.victim_list()).await?;
         self.advance(&mut state, &snap).await;
-        if let Some(protector) = &self.protector {
-            protector.set_tasks(
-                snap.live
-                    .iter()
-                    .filter(|t| snap.is_running(&t.arn))
-                    .map(|t| TaskId(t.arn.clone()))
-                    .collect(),
-            );
-            if state.progress().is_none() {
-                protector.unpin();
-            }
-        }
+        self.set_protector_tasks(&snap, &state);
         Ok(self.observed(&snap, &state))
     }
 
     /// Raises `desiredCount` to `desired`, cancelling a scale-in in progress.
     async fn scale_out(&self, desired: u32) -> Result<(), TargetError> {
         let mut state = self.state.lock().await;
+        if self.is_durable() {
+            self.durable_cancel().await?;
+        }
         self.scale_out_locked(&mut state, desired).await
     }
 
@@ -499,6 +536,9 @@ impl<E: Ecs, L: Elb> Target for EcsTarget<E, L> {
     /// goes on at each observation.
     async fn scale_in(&self, desired: u32, victims: &[TaskId]) -> Result<(), TargetError> {
         let mut state = self.state.lock().await;
+        if self.is_durable() {
+            return self.durable_scale_in(desired, victims).await;
+        }
         self.scale_in_locked(&mut state, desired, victims).await
     }
 

@@ -1,0 +1,639 @@
+//! The durable scale-in of the ECS target: each scale-in is a
+//! [`Workflow`](capstan_core::workflow::Workflow) whose state and journal are written to
+//! a [`Journal`] before and after every step, so a crash at any point resumes where it
+//! stopped, and a step is never done twice (each effect is idempotent, and lowering the
+//! desired count first records the count it lowers from).
+//!
+//! With a journal ([`EcsTarget::with_workflows`]) the target's scale-in runs the steps
+//! of [`capstan_core::workflow`] against ECS and ELBv2: mark draining (the victims show
+//! as draining, so the work registry refuses them new work) → deregister from the
+//! target group → wait drained → recheck (a victim with live work, protected by someone
+//! else or gone is registered again and kept) → protect the other tasks → lower
+//! `desiredCount` → `StopTask` the victims → release the protection it added → done.
+//! One workflow per service at a time; the observation drives it along. A scale-out
+//! cancels it before the protect step (the victims are registered again); after that it
+//! runs to its end. A step that keeps failing leaves the workflow failed at that step
+//! until [`EcsTarget::redrive`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use capstan_aws_api::{AwsErrorKind, Ecs, Elb, TargetHealthState, TargetRef};
+use capstan_core::clock::add;
+use capstan_core::model::TaskId;
+use capstan_core::workflow::{Event, LbTarget, Outcome, Status, Step, Workflow, WorkflowSettings};
+
+use super::calls::{self, TASK_NOT_VALID};
+use super::{EcsTarget, Snapshot};
+use crate::TargetError;
+
+/// Where workflows are kept: their latest state and their journal.
+pub trait Journal: Send + Sync + 'static {
+    /// Writes `workflow`'s state and appends `events`, durably, in one go.
+    fn save(&self, workflow: &Workflow, events: &[Event]) -> Result<(), String>;
+
+    /// The workflows of `service` still active (running or failed), oldest first.
+    fn active(&self, service: &str) -> Result<Vec<Workflow>, String>;
+}
+
+/// A [`Journal`] in memory (tests and the simulator): lost when dropped, kept across
+/// targets that share it (a "restart" of the target).
+#[derive(Debug, Default)]
+pub struct MemoryJournal {
+    inner: Mutex<HashMap<String, (Workflow, Vec<Event>)>>,
+}
+
+impl MemoryJournal {
+    /// Every workflow and its journal, by id.
+    pub fn all(&self) -> Vec<(Workflow, Vec<Event>)> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<_> = inner.values().cloned().collect();
+        all.sort_by(|a, b| {
+            a.0.created_at
+                .cmp(&b.0.created_at)
+                .then(a.0.id.cmp(&b.0.id))
+        });
+        all
+    }
+}
+
+impl Journal for MemoryJournal {
+    fn save(&self, workflow: &Workflow, events: &[Event]) -> Result<(), String> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = inner
+            .entry(workflow.id.clone())
+            .or_insert_with(|| (workflow.clone(), Vec::new()));
+        entry.0 = workflow.clone();
+        entry.1.extend_from_slice(events);
+        Ok(())
+    }
+
+    fn active(&self, service: &str) -> Result<Vec<Workflow>, String> {
+        Ok(self
+            .all()
+            .into_iter()
+            .map(|(w, _)| w)
+            .filter(|w| w.service == service && w.is_active())
+            .collect())
+    }
+}
+
+/// Before or after a step's effect: where a failpoint can stop the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    /// The step's start is journaled; its effect has not run.
+    Before,
+    /// The effect ran; its outcome is not journaled yet.
+    After,
+}
+
+/// A test hook: returns true to make the target stop dead at that boundary (as if the
+/// process were killed there): nothing more runs and every later call fails.
+pub type Failpoint = Arc<dyn Fn(Step, Boundary) -> bool + Send + Sync>;
+
+/// The durable scale-in's settings and state, inside the target.
+pub(super) struct Durable {
+    pub(super) journal: Arc<dyn Journal>,
+    pub(super) settings: WorkflowSettings,
+    /// The workflow holding the service, if any.
+    pub(super) current: Mutex<Option<Workflow>>,
+    pub(super) failpoint: Option<Failpoint>,
+    /// Set once a failpoint fired: the target is "dead".
+    pub(super) dead: std::sync::atomic::AtomicBool,
+    /// Ids handed out by this target.
+    pub(super) next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Durable {
+    pub(super) fn current(&self) -> Option<Workflow> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, w: Option<Workflow>) {
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = w;
+    }
+}
+
+/// Whether an AWS error may pass on a retry.
+fn transient(kind: &AwsErrorKind) -> bool {
+    matches!(
+        kind,
+        AwsErrorKind::Throttling | AwsErrorKind::Server | AwsErrorKind::Transport
+    )
+}
+
+fn aws_outcome(e: &capstan_aws_api::AwsError) -> Outcome {
+    if transient(&e.kind) {
+        Outcome::Retry {
+            error: e.to_string(),
+        }
+    } else {
+        Outcome::Fail {
+            error: e.to_string(),
+        }
+    }
+}
+
+impl<E: Ecs, L: Elb> EcsTarget<E, L> {
+    /// The same target, running each scale-in as a durable workflow kept in `journal`
+    /// (see [`durable`](self::super::durable)); an active workflow of this service
+    /// found there is resumed at the next observation.
+    pub fn with_workflows(
+        mut self,
+        journal: Arc<dyn Journal>,
+        settings: WorkflowSettings,
+    ) -> Result<Self, String> {
+        let active = journal.active(&self.name)?;
+        let current = active.into_iter().next();
+        self.durable = Some(Durable {
+            journal,
+            settings,
+            current: Mutex::new(current),
+            failpoint: None,
+            dead: std::sync::atomic::AtomicBool::new(false),
+            next_id: std::sync::atomic::AtomicU64::new(0),
+        });
+        Ok(self)
+    }
+
+    /// Installs a failpoint (tests: a crash at a step boundary).
+    #[must_use]
+    pub fn with_failpoint(mut self, failpoint: Failpoint) -> Self {
+        if let Some(d) = &mut self.durable {
+            d.failpoint = Some(failpoint);
+        }
+        self
+    }
+
+    /// The workflow holding the service, if any.
+    pub fn workflow(&self) -> Option<Workflow> {
+        self.durable.as_ref().and_then(Durable::current)
+    }
+
+    /// Resumes the failed workflow `id` from the step it failed at.
+    pub async fn redrive(&self, id: &str) -> Result<Workflow, TargetError> {
+        let d = self.durable()?;
+        let _guard = self.state.lock().await;
+        let mut w = d
+            .current()
+            .filter(|w| w.id == id)
+            .ok_or_else(|| self.invalid(format!("no active workflow {id}")))?;
+        let event = w.redrive(self.clock.now()).map_err(|e| self.invalid(e))?;
+        d.journal
+            .save(&w, &[event])
+            .map_err(|e| self.fail(format!("workflow journal: {e}")))?;
+        d.set(Some(w.clone()));
+        Ok(w)
+    }
+
+    pub(super) fn durable(&self) -> Result<&Durable, TargetError> {
+        let d = self
+            .durable
+            .as_ref()
+            .ok_or_else(|| self.invalid("this target runs no durable workflows"))?;
+        if d.dead.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(self.fail("stopped at a failpoint"));
+        }
+        Ok(d)
+    }
+
+    fn save(&self, d: &Durable, w: &Workflow, events: &[Event]) -> Result<(), TargetError> {
+        d.journal
+            .save(w, events)
+            .map_err(|e| self.fail(format!("workflow journal: {e}")))
+    }
+
+    fn crash_at(&self, d: &Durable, step: Step, at: Boundary) -> Result<(), TargetError> {
+        if d.failpoint.as_ref().is_some_and(|f| f(step, at)) {
+            d.dead.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(self.fail(format!("stopped at a failpoint {at:?} {}", step.as_str())));
+        }
+        Ok(())
+    }
+
+    /// Starts a workflow stopping `victims` to reach `desired`.
+    pub(super) async fn durable_scale_in(
+        &self,
+        desired: u32,
+        victims: &[TaskId],
+    ) -> Result<(), TargetError> {
+        let d = self.durable()?;
+        if let Some(w) = d.current() {
+            if w.to == desired && w.is_running() {
+                return Ok(());
+            }
+            return Err(self.fail(format!(
+                "scale-in to {desired} waits: workflow {} ({} at {}) holds the service",
+                w.id,
+                w.status.as_str(),
+                w.step.as_str()
+            )));
+        }
+        let snap = self.snapshot(&[]).await?;
+        if snap.service.deployment_in_progress() {
+            return Err(self.fail("scale-in held: a deployment is in progress"));
+        }
+        if desired >= snap.service.desired {
+            return Err(self.invalid(format!(
+                "scale in to {desired} is not below the desired count {}",
+                snap.service.desired
+            )));
+        }
+        let now = self.clock.now();
+        let n = d.next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let id = format!("{}-{}-{n}", self.name, now.as_millisecond());
+        let (w, created) = Workflow::new(
+            id,
+            &self.name,
+            snap.service.desired,
+            desired,
+            victims.to_vec(),
+            now,
+        );
+        self.save(d, &w, &[created])?;
+        d.set(Some(w));
+        self.drive(d, &snap).await
+    }
+
+    /// Cancels the workflow for a scale-out if it may still be cancelled, and runs its
+    /// undo.
+    pub(super) async fn durable_cancel(&self) -> Result<(), TargetError> {
+        let d = self.durable()?;
+        let Some(mut w) = d.current() else {
+            return Ok(());
+        };
+        let Some(event) = w.cancel(self.clock.now()) else {
+            return Ok(());
+        };
+        self.save(d, &w, &[event])?;
+        d.set(Some(w));
+        let snap = self.snapshot(&[]).await?;
+        self.drive(d, &snap).await
+    }
+
+    /// Runs the workflow's due steps, one after another, until it waits, retries,
+    /// fails or ends.
+    pub(super) async fn drive(&self, d: &Durable, snap: &Snapshot) -> Result<(), TargetError> {
+        for _ in 0..32 {
+            let now = self.clock.now();
+            let Some(mut w) = d.current() else {
+                return Ok(());
+            };
+            if !w.due(now) {
+                return Ok(());
+            }
+            let step = w.step;
+            self.save(d, &w, &[w.starting(now)])?;
+            self.crash_at(d, step, Boundary::Before)?;
+            let (outcome, mut events) = self.effect(d, &mut w, snap).await?;
+            self.crash_at(d, step, Boundary::After)?;
+            let now = self.clock.now();
+            events.extend(w.record(outcome, now, &d.settings));
+            self.save(d, &w, &events)?;
+            let finished = !w.is_active();
+            if finished {
+                tracing::info!(target_name = %self.name, workflow = %w.id, status = w.status.as_str(), "scale-in workflow finished");
+                if let Some(p) = &self.protector {
+                    p.unpin();
+                }
+                d.set(None);
+                return Ok(());
+            }
+            let going = w.is_running() && w.step != step;
+            d.set(Some(w));
+            if !going {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The victims' targets in the target group, by their private IP.
+    async fn lb_targets(
+        &self,
+        snap: &Snapshot,
+        w: &Workflow,
+    ) -> Result<HashMap<TaskId, Vec<LbTarget>>, Outcome> {
+        let mut out = HashMap::new();
+        let (Some(tg), Some(elb)) = (&self.spec.target_group, &self.elb) else {
+            return Ok(out);
+        };
+        let health = elb
+            .describe_target_health(tg)
+            .await
+            .map_err(|e| aws_outcome(&e))?;
+        for v in w.remaining() {
+            let Some(ip) = snap
+                .live_task(v.task.as_str())
+                .and_then(|t| t.private_ip.clone())
+            else {
+                continue;
+            };
+            let targets: Vec<LbTarget> = health
+                .iter()
+                .filter(|h| *h.target.id == *ip && h.state != TargetHealthState::Unused)
+                .map(|h| LbTarget {
+                    group: tg.clone(),
+                    id: h.target.id.clone(),
+                    port: Some(h.target.port),
+                })
+                .collect();
+            out.insert(v.task.clone(), targets);
+        }
+        Ok(out)
+    }
+
+    /// Registers `targets` again (a kept or cancelled victim).
+    async fn reregister(&self, targets: &[LbTarget]) -> Result<(), Outcome> {
+        let Some(elb) = &self.elb else {
+            return Ok(());
+        };
+        let mut by_group: HashMap<&str, Vec<TargetRef>> = HashMap::new();
+        for t in targets {
+            by_group.entry(&t.group).or_default().push(TargetRef {
+                id: t.id.clone(),
+                port: t.port.unwrap_or(0),
+            });
+        }
+        for (group, refs) in by_group {
+            elb.register_targets(group, &refs)
+                .await
+                .map_err(|e| aws_outcome(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the effect of `w`'s current step; the outcome and any journal lines of its
+    /// own (victims kept).
+    async fn effect(
+        &self,
+        d: &Durable,
+        w: &mut Workflow,
+        snap: &Snapshot,
+    ) -> Result<(Outcome, Vec<Event>), TargetError> {
+        let now = self.clock.now();
+        let mut events = Vec::new();
+        let outcome = match w.step {
+            // The victims show as draining from the workflow's creation on (see
+            // `observed`), which is what makes the registry refuse them new work.
+            Step::MarkDraining => Outcome::Done,
+            Step::Deregister => match self.lb_targets(snap, w).await {
+                Err(o) => o,
+                Ok(found) => {
+                    for v in &mut w.victims {
+                        if let Some(t) = found.get(&v.task)
+                            && v.targets.is_empty()
+                        {
+                            v.targets = t.clone();
+                        }
+                    }
+                    // Recorded before the call: a crash after it still knows what to
+                    // register again.
+                    self.save(d, w, &[])?;
+                    let mut result = Outcome::Done;
+                    if let (Some(tg), Some(elb)) = (&self.spec.target_group, &self.elb) {
+                        let refs: Vec<TargetRef> = w
+                            .remaining()
+                            .flat_map(|v| v.targets.iter())
+                            .map(|t| TargetRef {
+                                id: t.id.clone(),
+                                port: t.port.unwrap_or(0),
+                            })
+                            .collect();
+                        if !refs.is_empty()
+                            && let Err(e) = elb.deregister_targets(tg, &refs).await
+                        {
+                            result = aws_outcome(&e);
+                        }
+                    }
+                    result
+                }
+            },
+            Step::WaitDrained => self.wait_drained(d, w, snap).await,
+            Step::Recheck => {
+                let arns: Vec<&str> = w.remaining().map(|v| v.task.as_str()).collect();
+                let work = self.work.as_ref().map(|c| c.work_many(&arns));
+                let mut keep: Vec<(TaskId, String, Vec<LbTarget>)> = Vec::new();
+                for (i, v) in w.remaining().enumerate() {
+                    let busy = work.as_ref().and_then(|w| w.get(i)).copied().unwrap_or(0);
+                    let arn = v.task.as_str();
+                    let reason = if !snap.is_running(arn) {
+                        Some("no longer running".to_owned())
+                    } else if busy > 0 {
+                        Some(format!("{busy} sessions or workloads still live"))
+                    } else if self
+                        .protector
+                        .as_ref()
+                        .is_some_and(|p| p.holds(arn).is_some())
+                    {
+                        Some("protected for a workload".to_owned())
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = reason {
+                        keep.push((v.task.clone(), reason, v.targets.clone()));
+                    }
+                }
+                let mut result = Outcome::Done;
+                for (task, reason, targets) in keep {
+                    if snap.is_running(task.as_str())
+                        && let Err(o) = self.reregister(&targets).await
+                    {
+                        result = o;
+                        break;
+                    }
+                    events.extend(w.keep(&task, &reason, now));
+                }
+                result
+            }
+            Step::Protect => {
+                let victims: BTreeSet<&str> = w.victims.iter().map(|v| v.task.as_str()).collect();
+                let ours: BTreeSet<Arc<str>> = w.protected.iter().map(|t| t.0.clone()).collect();
+                let to_protect: Vec<Arc<str>> = snap
+                    .live
+                    .iter()
+                    .filter(|t| !victims.contains(&*t.arn))
+                    .filter(|t| !snap.protected.contains(&t.arn) || ours.contains(&t.arn))
+                    .map(|t| t.arn.clone())
+                    .collect();
+                if let Some(p) = &self.protector {
+                    p.pin(
+                        snap.live
+                            .iter()
+                            .filter(|t| !victims.contains(&*t.arn))
+                            .map(|t| TaskId(t.arn.clone())),
+                    );
+                }
+                for arn in &to_protect {
+                    if !ours.contains(arn) {
+                        w.protected.push(TaskId(arn.clone()));
+                    }
+                }
+                // Recorded before the call: released after a crash, whatever happened.
+                self.save(d, w, &[])?;
+                let outcome = calls::update_protection(
+                    &self.ecs,
+                    &self.spec.cluster,
+                    &to_protect,
+                    Some(self.spec.protect_minutes),
+                )
+                .await;
+                match outcome.error {
+                    Some(error) => Outcome::Retry { error },
+                    None => Outcome::Done,
+                }
+            }
+            Step::LowerDesired => {
+                let current = snap.service.desired;
+                let from = match w.lowered_from {
+                    Some(from) => from,
+                    None => {
+                        w.lowered_from = Some(current);
+                        self.save(d, w, &[])?;
+                        current
+                    }
+                };
+                let target = from.saturating_sub(w.remaining_count()).max(w.to);
+                if current != from {
+                    // Lowered already (a retry after a crash), or changed by someone
+                    // else: never lowered twice.
+                    Outcome::Done
+                } else {
+                    match self
+                        .ecs
+                        .update_desired_count(&self.spec.cluster, &self.spec.service, target)
+                        .await
+                    {
+                        Ok(()) => Outcome::Done,
+                        Err(e) => aws_outcome(&e),
+                    }
+                }
+            }
+            Step::StopTasks => {
+                let mut result = Outcome::Done;
+                for v in w.remaining() {
+                    let arn = v.task.as_str();
+                    if !snap.is_running(arn) {
+                        continue;
+                    }
+                    if let Err(e) = self
+                        .ecs
+                        .stop_task(&self.spec.cluster, arn, "capstan scale-in")
+                        .await
+                        && e.kind != AwsErrorKind::NotFound
+                        && !e.to_string().contains(TASK_NOT_VALID)
+                    {
+                        result = aws_outcome(&e);
+                        break;
+                    }
+                }
+                result
+            }
+            Step::Release => {
+                let held: Vec<Arc<str>> = w
+                    .protected
+                    .iter()
+                    .filter(|t| {
+                        self.protector
+                            .as_ref()
+                            .is_none_or(|p| p.holds(t.as_str()).is_none())
+                    })
+                    .map(|t| t.0.clone())
+                    .collect();
+                let outcome =
+                    calls::update_protection(&self.ecs, &self.spec.cluster, &held, None).await;
+                match outcome.error {
+                    Some(error) => Outcome::Retry { error },
+                    None => Outcome::Done,
+                }
+            }
+            Step::Undo => {
+                let targets: Vec<LbTarget> = w
+                    .victims
+                    .iter()
+                    .filter(|v| snap.is_running(v.task.as_str()))
+                    .flat_map(|v| v.targets.iter().cloned())
+                    .collect();
+                match self.reregister(&targets).await {
+                    Ok(()) => Outcome::Done,
+                    Err(o) => o,
+                }
+            }
+            Step::Done => Outcome::Done,
+        };
+        Ok((outcome, events))
+    }
+
+    /// The drain check: done when every victim left is out of the target group (or
+    /// idle past the first check), or at the drain timeout (the recheck keeps the busy
+    /// ones); otherwise wait for the next check.
+    async fn wait_drained(&self, d: &Durable, w: &Workflow, snap: &Snapshot) -> Outcome {
+        let now = self.clock.now();
+        let since = w.deregistered_at.unwrap_or(now);
+        let first = add(since, d.settings.first_check_after);
+        if now < first {
+            return Outcome::Wait { until: first };
+        }
+        if now >= add(since, d.settings.drain_timeout) {
+            return Outcome::Done;
+        }
+        let health = match (&self.spec.target_group, &self.elb) {
+            (Some(tg), Some(elb)) => match elb.describe_target_health(tg).await {
+                Ok(h) => Some(h),
+                Err(e) => return aws_outcome(&e),
+            },
+            _ => None,
+        };
+        let arns: Vec<&str> = w.remaining().map(|v| v.task.as_str()).collect();
+        let work = self.work.as_ref().map(|c| c.work_many(&arns));
+        let drained = w.remaining().enumerate().all(|(i, v)| {
+            let idle = work.as_ref().and_then(|w| w.get(i)).copied().unwrap_or(0) == 0;
+            let out_of_group = health.as_ref().is_none_or(|h| {
+                !v.targets.iter().any(|t| {
+                    h.iter().any(|x| {
+                        x.target.id == t.id
+                            && Some(x.target.port) == t.port
+                            && x.state != TargetHealthState::Unused
+                    })
+                })
+            });
+            !snap.is_running(v.task.as_str()) || idle || out_of_group
+        });
+        if drained {
+            Outcome::Done
+        } else {
+            Outcome::Wait {
+                until: add(now, d.settings.check_every),
+            }
+        }
+    }
+
+    /// Whether a workflow of this target is active (the reported desired count is its
+    /// target), and which victims it still has.
+    pub(super) fn durable_view(&self) -> Option<(u32, BTreeSet<Arc<str>>)> {
+        let w = self.durable.as_ref()?.current()?;
+        if w.step == Step::Undo {
+            return None;
+        }
+        Some((
+            w.target_count(),
+            w.remaining().map(|v| v.task.0.clone()).collect(),
+        ))
+    }
+
+    /// Whether the target runs durable workflows.
+    pub(super) fn is_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    /// The failed workflow's error, if it is failed.
+    pub fn workflow_error(&self) -> Option<String> {
+        match self.workflow()?.status {
+            Status::Failed { error } => Some(error),
+            _ => None,
+        }
+    }
+}

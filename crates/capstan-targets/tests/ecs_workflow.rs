@@ -1,0 +1,418 @@
+//! The durable scale-in workflow of the ECS target against the world model (ECS + an
+//! IP target group on a virtual clock):
+//!
+//! - 6 tasks, sessions on 3, a decision to go to 3: exactly the 3 idle tasks are
+//!   deregistered, drained and stopped; `desiredCount` ends at 3, lowered once;
+//! - a session appearing on a victim during the drain keeps that victim (registered
+//!   again); the others go;
+//! - a crash (a failpoint stops the target dead) before and after every step: a new
+//!   target on the same journal finishes the workflow, the count lowered exactly once,
+//!   no task with a session stopped;
+//! - AWS errors on 20 % of calls: the workflow still completes, nothing applied twice;
+//! - a permanent failure at the deregistration, fixed, then redriven: it resumes from
+//!   that step, not from the start.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use capstan_aws_api::{AwsErrorKind, Ecs, Elb, TargetHealthState};
+use capstan_core::clock::VirtualClock;
+use capstan_core::model::TaskId;
+use capstan_core::workflow::{Status, Step, WorkflowSettings};
+use capstan_targets::Target;
+use capstan_targets::ecs::durable::{Boundary, Journal, MemoryJournal};
+use capstan_targets::ecs::{EcsTarget, EcsTargetSpec, WorkCounts};
+use capstan_world::{FaultRule, ServiceSpec, TargetGroupSpec, World, WorldConfig};
+
+const CLUSTER: &str = "default";
+const SERVICE: &str = "app";
+
+/// Live sessions per task, told to the world too (so a draining target with sessions
+/// stays draining and a task with sessions would not exit).
+struct Work {
+    world: World,
+    counts: Mutex<HashMap<String, u32>>,
+}
+
+impl Work {
+    fn set(&self, arn: &str, n: u32) {
+        self.counts.lock().unwrap().insert(arn.to_owned(), n);
+        self.world.set_work(arn, n);
+    }
+}
+
+impl WorkCounts for Work {
+    fn work(&self, task_arn: &str) -> u32 {
+        self.counts
+            .lock()
+            .unwrap()
+            .get(task_arn)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+struct Fixture {
+    world: World,
+    clock: VirtualClock,
+    work: Arc<Work>,
+    journal: Arc<MemoryJournal>,
+    tasks: Vec<String>,
+}
+
+fn settings() -> WorkflowSettings {
+    WorkflowSettings {
+        first_check_after: Duration::from_secs(10),
+        check_every: Duration::from_secs(5),
+        drain_timeout: Duration::from_secs(600),
+        max_attempts: 12,
+        retry_first: Duration::from_secs(1),
+        retry_max: Duration::from_secs(10),
+    }
+}
+
+fn fixture(seed: u64) -> Fixture {
+    let clock = VirtualClock::at_epoch();
+    let world = World::new(
+        WorldConfig {
+            seed,
+            ..WorldConfig::default()
+        },
+        clock.clone(),
+    );
+    world
+        .add_service(ServiceSpec {
+            desired: 6,
+            target_group: Some(TargetGroupSpec {
+                deregistration_delay: Duration::from_secs(300),
+                routing_lag: Duration::from_secs(5),
+                ..TargetGroupSpec::default()
+            }),
+            ..ServiceSpec::default()
+        })
+        .unwrap();
+    let work = Arc::new(Work {
+        world: world.clone(),
+        counts: Mutex::new(HashMap::new()),
+    });
+    let tasks: Vec<String> = world
+        .tasks(CLUSTER, SERVICE)
+        .into_iter()
+        .map(|t| t.arn)
+        .collect();
+    // Sessions on the three newest tasks.
+    for arn in &tasks[3..] {
+        work.set(arn, 2);
+    }
+    Fixture {
+        world,
+        clock,
+        work,
+        journal: Arc::new(MemoryJournal::default()),
+        tasks,
+    }
+}
+
+impl Fixture {
+    fn target(&self) -> EcsTarget<World, World> {
+        let mut spec = EcsTargetSpec::new(CLUSTER, SERVICE);
+        spec.target_group = Some(TargetGroupSpec::default().arn);
+        EcsTarget::new(
+            SERVICE,
+            spec,
+            self.world.clone(),
+            Some(self.world.clone()),
+            Some(self.work.clone() as Arc<dyn WorkCounts>),
+        )
+        .with_clock(self.clock.clone())
+        .with_workflows(self.journal.clone() as Arc<dyn Journal>, settings())
+        .unwrap()
+    }
+
+    fn idle(&self) -> Vec<TaskId> {
+        self.tasks[..3]
+            .iter()
+            .map(|a| TaskId::from(a.as_str()))
+            .collect()
+    }
+
+    /// Observes every 5 s until no workflow holds the service (at most 30 min).
+    async fn run_to_end(&self, target: &EcsTarget<World, World>) {
+        for _ in 0..360 {
+            let _ = target.observe().await;
+            if target.workflow().is_none() {
+                return;
+            }
+            self.clock.advance(Duration::from_secs(5));
+        }
+        panic!("the workflow never ended: {:?}", target.workflow());
+    }
+
+    fn desired(&self) -> u32 {
+        self.world.service_counts(CLUSTER, SERVICE).unwrap().desired
+    }
+
+    fn running(&self) -> Vec<String> {
+        self.world
+            .tasks(CLUSTER, SERVICE)
+            .into_iter()
+            .filter(|t| t.status == capstan_aws_api::TaskStatus::Running)
+            .map(|t| t.arn)
+            .collect()
+    }
+
+    /// Lets ECS finish stopping the victims.
+    fn settle(&self) {
+        for _ in 0..24 {
+            self.clock.advance(Duration::from_secs(5));
+            self.world.advance();
+        }
+    }
+
+    fn assert_busy_untouched(&self) {
+        let running = self.running();
+        for arn in &self.tasks[3..] {
+            assert!(running.contains(arn), "a task with sessions stopped: {arn}");
+        }
+    }
+
+    fn last_status(&self) -> Status {
+        self.journal.all().last().unwrap().0.status.clone()
+    }
+}
+
+#[tokio::test]
+async fn exactly_the_idle_tasks_are_drained_and_stopped() {
+    let f = fixture(1);
+    let target = f.target();
+    target.observe().await.unwrap();
+    target.scale_in(3, &f.idle()).await.unwrap();
+    // Deregistered at once; the service reports the count it goes to.
+    let observed = target.observe().await.unwrap();
+    assert_eq!(observed.capacity.desired, 3);
+    let draining: Vec<String> = observed
+        .tasks
+        .iter()
+        .filter(|t| t.state == capstan_core::model::TaskState::Draining)
+        .map(|t| t.id.to_string())
+        .collect();
+    assert_eq!(draining.len(), 3);
+    for arn in &f.tasks[..3] {
+        assert!(draining.contains(arn));
+    }
+    f.run_to_end(&target).await;
+    f.settle();
+    assert_eq!(f.desired(), 3);
+    assert_eq!(f.world.api_stats().calls("UpdateService"), 1);
+    assert_eq!(f.world.api_stats().calls("StopTask"), 3);
+    f.assert_busy_untouched();
+    assert_eq!(f.running().len(), 3);
+    assert_eq!(f.last_status(), Status::Done);
+    let (_, journal) = f.journal.all().pop().unwrap();
+    let steps: Vec<&str> = journal
+        .iter()
+        .filter(|e| e.event == "done")
+        .map(|e| e.step.as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            "mark_draining",
+            "deregister",
+            "wait_drained",
+            "recheck",
+            "protect",
+            "lower_desired",
+            "stop_tasks",
+            "release"
+        ]
+    );
+    // No protection left behind.
+    let arns: Vec<Arc<str>> = f.running().iter().map(|a| Arc::from(a.as_str())).collect();
+    let prot = f.world.get_task_protection(CLUSTER, &arns).await.unwrap();
+    assert!(prot.protected.iter().all(|p| !p.enabled), "{prot:?}");
+}
+
+#[tokio::test]
+async fn a_victim_that_gets_a_session_while_draining_is_kept() {
+    let f = fixture(2);
+    let target = f.target();
+    target.observe().await.unwrap();
+    target.scale_in(3, &f.idle()).await.unwrap();
+    f.clock.advance(Duration::from_secs(3));
+    target.observe().await.unwrap();
+    assert_eq!(target.workflow().unwrap().step, Step::WaitDrained);
+    // A session lands on the first victim (the load balancer's routing lag).
+    f.work.set(&f.tasks[0], 1);
+    f.run_to_end(&target).await;
+    f.settle();
+    assert_eq!(f.desired(), 4, "only two victims went");
+    let running = f.running();
+    assert!(
+        running.contains(&f.tasks[0]),
+        "the victim with a session is kept"
+    );
+    f.assert_busy_untouched();
+    // It is back in the target group.
+    let health = f
+        .world
+        .describe_target_health(&TargetGroupSpec::default().arn)
+        .await
+        .unwrap();
+    let ip = f
+        .world
+        .tasks(CLUSTER, SERVICE)
+        .into_iter()
+        .find(|t| t.arn == f.tasks[0])
+        .unwrap()
+        .ip;
+    assert!(
+        health
+            .iter()
+            .any(|h| h.target.id == ip && h.state != TargetHealthState::Draining),
+        "{health:?}"
+    );
+    let (w, journal) = f.journal.all().pop().unwrap();
+    assert_eq!(w.status, Status::Done);
+    assert!(
+        journal
+            .iter()
+            .any(|e| e.event == "kept" && e.detail.contains("live"))
+    );
+}
+
+#[tokio::test]
+async fn a_crash_at_every_step_boundary_resumes_and_lowers_once() {
+    let steps = [
+        Step::MarkDraining,
+        Step::Deregister,
+        Step::WaitDrained,
+        Step::Recheck,
+        Step::Protect,
+        Step::LowerDesired,
+        Step::StopTasks,
+        Step::Release,
+    ];
+    for step in steps {
+        for boundary in [Boundary::Before, Boundary::After] {
+            let f = fixture(3);
+            let fired = Arc::new(AtomicBool::new(false));
+            let hook = {
+                let fired = fired.clone();
+                Arc::new(move |s: Step, b: Boundary| {
+                    s == step && b == boundary && !fired.swap(true, Ordering::SeqCst)
+                })
+            };
+            let first = f.target().with_failpoint(hook);
+            first.observe().await.unwrap();
+            let _ = first.scale_in(3, &f.idle()).await;
+            for _ in 0..200 {
+                if fired.load(Ordering::SeqCst) {
+                    break;
+                }
+                let _ = first.observe().await;
+                f.clock.advance(Duration::from_secs(5));
+            }
+            assert!(
+                fired.load(Ordering::SeqCst),
+                "{step:?} {boundary:?} never reached"
+            );
+            assert!(first.observe().await.is_err(), "dead after the failpoint");
+            drop(first);
+            // A new capstan on the same journal.
+            let second = f.target();
+            assert!(
+                second.workflow().is_some(),
+                "{step:?} {boundary:?}: resumed"
+            );
+            f.run_to_end(&second).await;
+            f.settle();
+            assert_eq!(f.desired(), 3, "{step:?} {boundary:?}");
+            assert_eq!(
+                f.world.api_stats().calls("UpdateService"),
+                1,
+                "{step:?} {boundary:?}: lowered exactly once"
+            );
+            f.assert_busy_untouched();
+            assert_eq!(f.running().len(), 3, "{step:?} {boundary:?}");
+            assert_eq!(f.last_status(), Status::Done, "{step:?} {boundary:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn aws_errors_on_a_fifth_of_calls_still_complete_once() {
+    for seed in 10..20 {
+        let f = fixture(seed);
+        let target = f.target();
+        target.observe().await.unwrap();
+        f.world.inject_fault(FaultRule {
+            operation: None,
+            kind: AwsErrorKind::Throttling,
+            times: None,
+            probability: 0.2,
+        });
+        let mut started = false;
+        for _ in 0..50 {
+            if target.scale_in(3, &f.idle()).await.is_ok() {
+                started = true;
+                break;
+            }
+            f.clock.advance(Duration::from_secs(1));
+        }
+        assert!(started);
+        f.run_to_end(&target).await;
+        f.world.clear_faults();
+        f.settle();
+        assert_eq!(f.last_status(), Status::Done, "seed {seed}");
+        assert_eq!(f.desired(), 3, "seed {seed}");
+        f.assert_busy_untouched();
+        assert_eq!(f.running().len(), 3, "seed {seed}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_deregistration_is_redriven_from_that_step() {
+    let f = fixture(4);
+    let target = f.target();
+    target.observe().await.unwrap();
+    f.world.inject_fault(FaultRule::always(
+        "DeregisterTargets",
+        AwsErrorKind::AccessDenied,
+    ));
+    target.scale_in(3, &f.idle()).await.unwrap();
+    let w = target.workflow().unwrap();
+    assert_eq!(w.step, Step::Deregister);
+    assert!(matches!(w.status, Status::Failed { .. }), "{w:?}");
+    assert!(
+        target
+            .workflow_error()
+            .unwrap()
+            .contains("DeregisterTargets")
+    );
+    // Nothing moves while it is failed; the count reported stays the target.
+    f.clock.advance(Duration::from_secs(60));
+    target.observe().await.unwrap();
+    assert_eq!(target.workflow().unwrap().step, Step::Deregister);
+    assert_eq!(f.desired(), 6);
+    // The permission is fixed; redrive.
+    f.world.clear_faults();
+    let id = w.id.clone();
+    target.redrive(&id).await.unwrap();
+    f.run_to_end(&target).await;
+    f.settle();
+    assert_eq!(f.desired(), 3);
+    let (_, journal) = f.journal.all().pop().unwrap();
+    let mark_draining_runs = journal
+        .iter()
+        .filter(|e| e.step == Step::MarkDraining && e.event == "started")
+        .count();
+    assert_eq!(
+        mark_draining_runs, 1,
+        "resumed from the failed step, not the start"
+    );
+    assert!(journal.iter().any(|e| e.event == "redrive"));
+}
