@@ -416,3 +416,56 @@ async fn a_failed_deregistration_is_redriven_from_that_step() {
     );
     assert!(journal.iter().any(|e| e.event == "redrive"));
 }
+
+/// A scale-in of 50 tasks out of 100: the 50 that stay are protected in ⌈50/10⌉ = 5
+/// UpdateTaskProtection calls and released in 5 more, and no call is throttled by the
+/// world's model of ECS's rate limits.
+#[tokio::test]
+async fn fifty_victims_take_five_protection_calls_each_way_within_rate_limits() {
+    let clock = VirtualClock::at_epoch();
+    let world = World::new(WorldConfig::default(), clock.clone());
+    world
+        .add_service(ServiceSpec {
+            desired: 100,
+            ..ServiceSpec::default()
+        })
+        .unwrap();
+    let journal = Arc::new(MemoryJournal::default());
+    let target = EcsTarget::new(
+        SERVICE,
+        EcsTargetSpec::new(CLUSTER, SERVICE),
+        world.clone(),
+        Some(world.clone()),
+        None,
+    )
+    .with_clock(clock.clone())
+    .with_workflows(journal.clone() as Arc<dyn Journal>, settings())
+    .unwrap();
+    let victims: Vec<TaskId> = world
+        .tasks(CLUSTER, SERVICE)
+        .into_iter()
+        .take(50)
+        .map(|t| TaskId::from(t.arn.as_str()))
+        .collect();
+    target.observe().await.unwrap();
+    target.scale_in(50, &victims).await.unwrap();
+    for _ in 0..360 {
+        target.observe().await.unwrap();
+        if target.workflow().is_none() {
+            break;
+        }
+        clock.advance(Duration::from_secs(5));
+    }
+    assert!(target.workflow().is_none());
+    let stats = world.api_stats();
+    assert_eq!(
+        stats.calls("UpdateTaskProtection"),
+        10,
+        "5 to protect, 5 to release"
+    );
+    assert_eq!(stats.calls("StopTask"), 50);
+    assert_eq!(stats.calls("UpdateService"), 1);
+    let throttled: u64 = stats.operations.values().map(|o| o.throttled).sum();
+    assert_eq!(throttled, 0, "{stats:?}");
+    assert_eq!(world.service_counts(CLUSTER, SERVICE).unwrap().desired, 50);
+}
