@@ -117,9 +117,10 @@ fn fixture(seed: u64) -> Fixture {
 }
 
 impl Fixture {
+    /// The target, with no target group configured: the workflow finds the service's
+    /// group in `DescribeServices`.
     fn target(&self) -> EcsTarget<World, World> {
-        let mut spec = EcsTargetSpec::new(CLUSTER, SERVICE);
-        spec.target_group = Some(TargetGroupSpec::default().arn);
+        let spec = EcsTargetSpec::new(CLUSTER, SERVICE);
         EcsTarget::new(
             SERVICE,
             spec,
@@ -208,6 +209,7 @@ async fn exactly_the_idle_tasks_are_drained_and_stopped() {
     assert_eq!(f.desired(), 3);
     assert_eq!(f.world.api_stats().calls("UpdateService"), 1);
     assert_eq!(f.world.api_stats().calls("StopTask"), 3);
+    assert_eq!(f.world.api_stats().calls("DeregisterTargets"), 1);
     f.assert_busy_untouched();
     assert_eq!(f.running().len(), 3);
     assert_eq!(f.last_status(), Status::Done);

@@ -311,37 +311,55 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         Ok(())
     }
 
-    /// The victims' targets in the target group, by their private IP.
+    /// Every target group the victims are drained from: the configured one and those
+    /// `DescribeServices` lists for the service.
+    fn groups(&self, snap: &Snapshot) -> Vec<String> {
+        let mut groups: Vec<String> = self.spec.target_group.iter().cloned().collect();
+        for g in &snap.service.target_groups {
+            if !groups.contains(g) {
+                groups.push(g.clone());
+            }
+        }
+        if self.elb.is_none() {
+            groups.clear();
+        }
+        groups
+    }
+
+    /// The victims' targets in the service's target groups, by their private IP
+    /// (awsvpc tasks: IP targets), on every port each group reports for it.
     async fn lb_targets(
         &self,
         snap: &Snapshot,
         w: &Workflow,
     ) -> Result<HashMap<TaskId, Vec<LbTarget>>, Outcome> {
-        let mut out = HashMap::new();
-        let (Some(tg), Some(elb)) = (&self.spec.target_group, &self.elb) else {
+        let mut out: HashMap<TaskId, Vec<LbTarget>> = HashMap::new();
+        let Some(elb) = &self.elb else {
             return Ok(out);
         };
-        let health = elb
-            .describe_target_health(tg)
-            .await
-            .map_err(|e| aws_outcome(&e))?;
-        for v in w.remaining() {
-            let Some(ip) = snap
-                .live_task(v.task.as_str())
-                .and_then(|t| t.private_ip.clone())
-            else {
-                continue;
-            };
-            let targets: Vec<LbTarget> = health
-                .iter()
-                .filter(|h| *h.target.id == *ip && h.state != TargetHealthState::Unused)
-                .map(|h| LbTarget {
-                    group: tg.clone(),
-                    id: h.target.id.clone(),
-                    port: Some(h.target.port),
-                })
-                .collect();
-            out.insert(v.task.clone(), targets);
+        for tg in self.groups(snap) {
+            let health = elb
+                .describe_target_health(&tg)
+                .await
+                .map_err(|e| aws_outcome(&e))?;
+            for v in w.remaining() {
+                let Some(ip) = snap
+                    .live_task(v.task.as_str())
+                    .and_then(|t| t.private_ip.clone())
+                else {
+                    continue;
+                };
+                out.entry(v.task.clone()).or_default().extend(
+                    health
+                        .iter()
+                        .filter(|h| *h.target.id == *ip && h.state != TargetHealthState::Unused)
+                        .map(|h| LbTarget {
+                            group: tg.clone(),
+                            id: h.target.id.clone(),
+                            port: Some(h.target.port),
+                        }),
+                );
+            }
         }
         Ok(out)
     }
@@ -394,19 +412,19 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                     // register again.
                     self.save(d, w, &[])?;
                     let mut result = Outcome::Done;
-                    if let (Some(tg), Some(elb)) = (&self.spec.target_group, &self.elb) {
-                        let refs: Vec<TargetRef> = w
-                            .remaining()
-                            .flat_map(|v| v.targets.iter())
-                            .map(|t| TargetRef {
+                    if let Some(elb) = &self.elb {
+                        let mut by_group: HashMap<&str, Vec<TargetRef>> = HashMap::new();
+                        for t in w.remaining().flat_map(|v| v.targets.iter()) {
+                            by_group.entry(&t.group).or_default().push(TargetRef {
                                 id: t.id.clone(),
                                 port: t.port.unwrap_or(0),
-                            })
-                            .collect();
-                        if !refs.is_empty()
-                            && let Err(e) = elb.deregister_targets(tg, &refs).await
-                        {
-                            result = aws_outcome(&e);
+                            });
+                        }
+                        for (tg, refs) in by_group {
+                            if let Err(e) = elb.deregister_targets(tg, &refs).await {
+                                result = aws_outcome(&e);
+                                break;
+                            }
                         }
                     }
                     result
@@ -580,24 +598,29 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         if now >= add(since, d.settings.drain_timeout) {
             return Outcome::Done;
         }
-        let health = match (&self.spec.target_group, &self.elb) {
-            (Some(tg), Some(elb)) => match elb.describe_target_health(tg).await {
-                Ok(h) => Some(h),
-                Err(e) => return aws_outcome(&e),
-            },
-            _ => None,
-        };
+        let mut health: Vec<(String, capstan_aws_api::TargetHealth)> = Vec::new();
+        if let Some(elb) = &self.elb {
+            let groups: BTreeSet<&str> = w
+                .remaining()
+                .flat_map(|v| v.targets.iter().map(|t| t.group.as_str()))
+                .collect();
+            for tg in groups {
+                match elb.describe_target_health(tg).await {
+                    Ok(h) => health.extend(h.into_iter().map(|x| (tg.to_owned(), x))),
+                    Err(e) => return aws_outcome(&e),
+                }
+            }
+        }
         let arns: Vec<&str> = w.remaining().map(|v| v.task.as_str()).collect();
         let work = self.work.as_ref().map(|c| c.work_many(&arns));
         let drained = w.remaining().enumerate().all(|(i, v)| {
             let idle = work.as_ref().and_then(|w| w.get(i)).copied().unwrap_or(0) == 0;
-            let out_of_group = health.as_ref().is_none_or(|h| {
-                !v.targets.iter().any(|t| {
-                    h.iter().any(|x| {
-                        x.target.id == t.id
-                            && Some(x.target.port) == t.port
-                            && x.state != TargetHealthState::Unused
-                    })
+            let out_of_group = !v.targets.iter().any(|t| {
+                health.iter().any(|(g, x)| {
+                    *g == t.group
+                        && x.target.id == t.id
+                        && Some(x.target.port) == t.port
+                        && x.state != TargetHealthState::Unused
                 })
             });
             !snap.is_running(v.task.as_str()) || idle || out_of_group
