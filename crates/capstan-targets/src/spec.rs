@@ -31,6 +31,10 @@ pub struct EcsServiceSpec {
     /// the work registry), with these durations; `None`: capstan leaves protection to
     /// the application.
     pub protection: Option<capstan_core::protection::ProtectionSettings>,
+    /// The scale-in workflow's first drain check after the deregistration.
+    pub first_check_after: std::time::Duration,
+    /// The later drain checks.
+    pub check_every: std::time::Duration,
 }
 
 /// A `simulated` target: the simulator's ECS service, scaled through the ECS target,

@@ -175,18 +175,20 @@ fn main() {
                 .unwrap();
         }
         let target_worlds = worlds.clone();
-        let targets = Arc::new(move |spec: &config::ServiceSpec, work| {
-            let i: usize = spec.name.trim_start_matches('s').parse().ok()?;
-            let world = target_worlds.get(i / per_world)?;
-            let target = EcsTarget::new(
-                &spec.name,
-                EcsTargetSpec::new("bench", &spec.name),
-                world.clone(),
-                Some(world.clone()),
-                work,
-            );
-            Some(AnyTarget::EcsWorld(Arc::new(target)))
-        });
+        let targets = Arc::new(
+            move |spec: &config::ServiceSpec, parts: capstan::daemon::services::TargetParts| {
+                let i: usize = spec.name.trim_start_matches('s').parse().ok()?;
+                let world = target_worlds.get(i / per_world)?;
+                let target = EcsTarget::new(
+                    &spec.name,
+                    EcsTargetSpec::new("bench", &spec.name),
+                    world.clone(),
+                    Some(world.clone()),
+                    parts.work,
+                );
+                Some(AnyTarget::EcsWorld(Arc::new(target)))
+            },
+        );
         let cancel = CancellationToken::new();
         let started = Instant::now();
         let daemon = tokio::spawn(daemon::run_with(

@@ -147,19 +147,20 @@ async fn a_prometheus_alert_scales_an_ecs_service_out_through_the_sdk() {
     ));
     // The configured `ecs` target, built with the test's static credentials instead
     // of the standard chain's.
-    let targets: capstan::daemon::services::TargetFactory = Arc::new(move |spec, work| {
-        let capstan_targets::TargetSpec::Ecs(ecs) = &spec.target else {
-            return None;
-        };
-        let target = capstan_targets::EcsTarget::new(
-            &spec.name,
-            ecs.target.clone(),
-            capstan_aws_sdk::SdkEcs::new(sdk.clone()),
-            Some(capstan_aws_sdk::SdkElb::new(sdk.clone())),
-            work,
-        );
-        Some(capstan::daemon::services::AnyTarget::Ecs(Arc::new(target)))
-    });
+    let targets: capstan::daemon::services::TargetFactory =
+        Arc::new(move |spec, parts: capstan::daemon::services::TargetParts| {
+            let capstan_targets::TargetSpec::Ecs(ecs) = &spec.target else {
+                return None;
+            };
+            let target = capstan_targets::EcsTarget::new(
+                &spec.name,
+                ecs.target.clone(),
+                capstan_aws_sdk::SdkEcs::new(sdk.clone()),
+                Some(capstan_aws_sdk::SdkElb::new(sdk.clone())),
+                parts.work,
+            );
+            Some(capstan::daemon::services::AnyTarget::Ecs(Arc::new(target)))
+        });
     let port = free_port();
     let target = format!(
         r#"target = {{ kind = "ecs", cluster = "{}", service = "{}", endpoint_url = "{}" }}"#,

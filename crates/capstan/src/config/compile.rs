@@ -1069,6 +1069,12 @@ fn compile_ecs_target(
         .unwrap_or(defaults::DRAIN_TIMEOUT);
     let protect_minutes = protect_minutes(ctx, t);
     let protection = compile_protection(ctx, t);
+    let first_check_after = t
+        .opt::<Duration>(ctx, "first_check_after")
+        .unwrap_or(defaults::FIRST_CHECK_AFTER);
+    let check_every = t
+        .opt_positive(ctx, "check_every")
+        .unwrap_or(defaults::CHECK_EVERY);
     let aws = super::aws::compile_aws(ctx, t);
     let (cluster, ecs_service, protect_minutes, target_group, protection) = (
         cluster?,
@@ -1087,6 +1093,8 @@ fn compile_ecs_target(
         endpoint_url: aws.endpoint_url,
         profile: aws.profile,
         protection,
+        first_check_after,
+        check_every,
     }))
 }
 

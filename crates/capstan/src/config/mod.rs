@@ -77,6 +77,10 @@ pub mod defaults {
     pub const PROTECT_MINUTES: u32 = 10;
     /// `target.restart_delay` of a process target.
     pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+    /// `first_check_after` of an `ecs` target.
+    pub const FIRST_CHECK_AFTER: Duration = Duration::from_secs(10);
+    /// `check_every` of an `ecs` target.
+    pub const CHECK_EVERY: Duration = Duration::from_secs(5);
     /// `work.ttl` of a service.
     pub const WORK_TTL: Duration = capstan_core::work::DEFAULT_TTL;
     /// `tolerance` of target tracking and backlog per task.

@@ -213,6 +213,8 @@ pub const TARGET_ECS: &[&str] = &[
     "target_group",
     "protect_minutes",
     "drain_timeout",
+    "first_check_after",
+    "check_every",
     "protection",
     "region",
     "endpoint_url",

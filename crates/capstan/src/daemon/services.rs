@@ -79,25 +79,42 @@ impl AwsClients {
 /// `Some` (tests put the world model behind ECS services this way).
 /// It is given the live work of the service's tasks (the work registry's), for the
 /// target's drain-then-stop scale-in.
-pub type TargetFactory =
-    Arc<dyn Fn(&ServiceSpec, Option<Arc<dyn WorkCounts>>) -> Option<AnyTarget> + Send + Sync>;
+pub type TargetFactory = Arc<dyn Fn(&ServiceSpec, TargetParts) -> Option<AnyTarget> + Send + Sync>;
+
+/// What the daemon gives a target it builds: the tasks' live work and where scale-in
+/// workflows are journaled.
+#[derive(Clone, Default)]
+pub struct TargetParts {
+    /// The work registry's counts for the service.
+    pub work: Option<Arc<dyn WorkCounts>>,
+    /// The scale-in workflows' journal.
+    pub journal: Option<Arc<dyn capstan_targets::ecs::durable::Journal>>,
+}
 
 /// A factory putting every service on the world model's ECS service of the same name
-/// in `cluster` (no target group; the work registry's counts), on the system clock.
+/// in `cluster` (no target group configured; the work registry's counts; durable
+/// scale-in workflows when the daemon keeps a journal), on the system clock.
 pub fn world_targets(world: World, cluster: &str) -> TargetFactory {
     let cluster = cluster.to_owned();
-    Arc::new(
-        move |spec: &ServiceSpec, work: Option<Arc<dyn WorkCounts>>| {
-            let target = EcsTarget::new(
-                &spec.name,
-                EcsTargetSpec::new(&cluster, &spec.name),
-                world.clone(),
-                Some(world.clone()),
-                work,
-            );
-            Some(AnyTarget::EcsWorld(Arc::new(target)))
-        },
-    )
+    Arc::new(move |spec: &ServiceSpec, parts: TargetParts| {
+        let mut target = EcsTarget::new(
+            &spec.name,
+            EcsTargetSpec::new(&cluster, &spec.name),
+            world.clone(),
+            Some(world.clone()),
+            parts.work,
+        );
+        if let Some(journal) = parts.journal {
+            // Quick drain checks: the world model runs on the system clock here.
+            let settings = capstan_core::workflow::WorkflowSettings {
+                first_check_after: Duration::from_millis(500),
+                check_every: Duration::from_millis(200),
+                ..capstan_core::workflow::WorkflowSettings::default()
+            };
+            target = target.with_workflows(journal, settings).ok()?;
+        }
+        Some(AnyTarget::EcsWorld(Arc::new(target)))
+    })
 }
 
 impl AnyTarget {
@@ -109,6 +126,7 @@ impl AnyTarget {
         clock: &Arc<dyn Clock>,
         aws: &AwsClients,
         work: Option<Arc<dyn WorkCounts>>,
+        journal: Option<Arc<dyn capstan_targets::ecs::durable::Journal>>,
     ) -> Result<Self, TargetError> {
         match spec {
             TargetSpec::Ecs(spec) => {
@@ -125,9 +143,22 @@ impl AnyTarget {
                     connect_timeout: Some(Duration::from_secs(5)),
                     operation_timeout: Some(AWS_CALL_TIMEOUT),
                 });
-                let elb = spec.target.target_group.as_ref().map(|_| elb);
-                let mut target = EcsTarget::new(service, spec.target.clone(), ecs, elb, work)
+                let mut target = EcsTarget::new(service, spec.target.clone(), ecs, Some(elb), work)
                     .with_clock(Arc::clone(clock));
+                if let Some(journal) = journal {
+                    let settings = capstan_core::workflow::WorkflowSettings {
+                        first_check_after: spec.first_check_after,
+                        check_every: spec.check_every,
+                        drain_timeout: spec.target.drain_timeout,
+                        ..capstan_core::workflow::WorkflowSettings::default()
+                    };
+                    target = target.with_workflows(journal, settings).map_err(|reason| {
+                        TargetError::Failed {
+                            target: service.to_owned(),
+                            reason: format!("cannot read its scale-in workflows: {reason}"),
+                        }
+                    })?;
+                }
                 if let Some(settings) = spec.protection {
                     target = target.with_protection(settings).map_err(|reason| {
                         TargetError::Invalid {
@@ -171,6 +202,52 @@ impl AnyTarget {
             Self::Process(_) => None,
         }
     }
+}
+
+impl AnyTarget {
+    /// Resumes the failed scale-in workflow `id` of this target.
+    pub async fn redrive(&self, id: &str) -> Result<capstan_core::workflow::Workflow, TargetError> {
+        match self {
+            Self::Ecs(t) => t.redrive(id).await,
+            Self::EcsWorld(t) => t.redrive(id).await,
+            Self::Process(t) => Err(TargetError::Invalid {
+                target: t.name().to_owned(),
+                reason: "a process target runs no durable workflows".into(),
+            }),
+        }
+    }
+}
+
+/// Resumes a failed workflow: (service, workflow id) → the workflow as resumed.
+pub type Redriver = Arc<
+    dyn Fn(
+            String,
+            String,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<capstan_core::workflow::Workflow, String>>
+                    + Send,
+            >,
+        > + Send
+        + Sync,
+>;
+
+/// The targets of the running services, by name (for the workflow API).
+pub type TargetBoard = Arc<std::sync::Mutex<BTreeMap<String, AnyTarget>>>;
+
+/// A [`Redriver`] over the running services' targets.
+pub fn redriver(board: TargetBoard) -> Redriver {
+    Arc::new(move |service: String, id: String| {
+        let target = board
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&service)
+            .cloned();
+        Box::pin(async move {
+            let target = target.ok_or_else(|| format!("service {service} is not running"))?;
+            target.redrive(&id).await.map_err(|e| e.to_string())
+        })
+    })
 }
 
 /// Reads a task-protection loop's counters.
@@ -374,6 +451,10 @@ pub struct Services {
     work: Option<WorkRegistry>,
     /// Where each service's task-protection counters are published (for `/metrics`).
     protection: Option<ProtectionBoard>,
+    /// The running services' targets (for the workflow API).
+    targets: TargetBoard,
+    /// Where the `ecs` targets journal their scale-in workflows; `None`: in memory.
+    journal: Option<Arc<dyn capstan_targets::ecs::durable::Journal>>,
 }
 
 /// Each service's task-protection counters, by service name.
@@ -404,7 +485,25 @@ impl Services {
             aws: AwsClients::default(),
             work: None,
             protection: None,
+            targets: TargetBoard::default(),
+            journal: None,
         }
+    }
+
+    /// Journals the `ecs` targets' scale-in workflows in `journal` (durable: resumed
+    /// after a restart).
+    #[must_use]
+    pub fn with_journal(
+        mut self,
+        journal: Arc<dyn capstan_targets::ecs::durable::Journal>,
+    ) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The running services' targets, kept up to date as services start and stop.
+    pub fn targets(&self) -> TargetBoard {
+        Arc::clone(&self.targets)
     }
 
     /// Publishes each service's task-protection counters on `board`.
@@ -469,10 +568,21 @@ impl Services {
     /// Builds the target of `spec` (nothing started if it fails).
     pub fn build_target(&self, spec: &ServiceSpec) -> Result<AnyTarget, TargetError> {
         let work = self.work.as_ref().map(|w| w.counts_for(&spec.name));
-        if let Some(target) = self.factory.as_ref().and_then(|f| f(spec, work.clone())) {
+        let parts = TargetParts {
+            work: work.clone(),
+            journal: self.journal.clone(),
+        };
+        if let Some(target) = self.factory.as_ref().and_then(|f| f(spec, parts)) {
             return Ok(target);
         }
-        AnyTarget::build(&spec.name, &spec.target, &self.clock, &self.aws, work)
+        AnyTarget::build(
+            &spec.name,
+            &spec.target,
+            &self.clock,
+            &self.aws,
+            work,
+            self.journal.clone(),
+        )
     }
 
     /// The loop of `spec` on `target`, sharing its registry handle (a service restarted
@@ -529,6 +639,10 @@ impl Services {
             interval: spec.interval,
             victims: spec.victims.clone(),
         });
+        self.targets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(spec.name.clone(), target.clone());
         if let Some(stats) = target.spawn_protector(cancel.clone())
             && let Some(board) = &self.protection
         {
@@ -646,6 +760,10 @@ impl Services {
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(name);
             }
+            self.targets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(name);
         }
     }
 
