@@ -6,7 +6,8 @@
 //! decisions of each service in a bounded ring buffer, lost when capstan stops), and
 //! [`open`], which opens the store a [`StoreSpec`] (the config's `[store]`) names.
 //! It also holds the work registry's durable entries ([`work`]: the [`WorkLog`] trait,
-//! in the same SQLite file).
+//! in the same SQLite file) and the scale-in workflows with their journals
+//! ([`workflow`]: the [`WorkflowStore`] trait, fenced).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -14,9 +15,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 pub mod sqlite;
 pub mod work;
+pub mod workflow;
 
 pub use sqlite::{DEFAULT_RETENTION, SqliteStore};
 pub use work::{MemoryWorkLog, SqliteWorkLog, WorkLog, open_work};
+pub use workflow::{
+    JournalEntry, MemoryWorkflowStore, SqliteWorkflowStore, StoredWorkflow, WorkflowStore,
+    open_workflows,
+};
 
 use capstan_core::Timestamp;
 use capstan_core::decision::{Action, Decision};
@@ -37,6 +43,22 @@ pub enum StoreError {
     Work {
         /// Why (names the file).
         reason: String,
+    },
+    /// A scale-in workflow could not be written or read.
+    #[error("workflow store {reason}")]
+    Workflow {
+        /// Why (names the file and the workflow).
+        reason: String,
+    },
+    /// A write carried a fencing token older than the newest handed out.
+    #[error(
+        "fenced off: this capstan's token {token} is older than {newest}: another capstan took over the store"
+    )]
+    Fenced {
+        /// The token the write carried.
+        token: u64,
+        /// The newest token handed out.
+        newest: u64,
     },
     /// The store could not be opened.
     #[error("decision store {path}: {reason}")]

@@ -34,7 +34,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use crate::{DecisionLog, Page, StoreError, is_applied_change};
 
 /// The schema version this build writes. A file with a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Marks a capstan database (`PRAGMA application_id`, "CAPS" in ASCII).
 pub const APPLICATION_ID: i32 = 0x4341_5053;
@@ -529,6 +529,31 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), String> {
                      PRIMARY KEY (service, task, kind, id)
                  ) WITHOUT ROWID;
                  CREATE INDEX IF NOT EXISTS work_by_expiry ON work (expires_ms);
+                 CREATE TABLE IF NOT EXISTS workflows (
+                     id TEXT PRIMARY KEY,
+                     service TEXT NOT NULL,
+                     status TEXT NOT NULL,
+                     state TEXT NOT NULL,
+                     fence INTEGER NOT NULL,
+                     created_ms INTEGER NOT NULL,
+                     updated_ms INTEGER NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS workflows_by_service
+                     ON workflows (service, created_ms);
+                 CREATE TABLE IF NOT EXISTS workflow_journal (
+                     id TEXT NOT NULL,
+                     seq INTEGER NOT NULL,
+                     at_ms INTEGER NOT NULL,
+                     step TEXT NOT NULL,
+                     event TEXT NOT NULL,
+                     detail TEXT NOT NULL,
+                     PRIMARY KEY (id, seq)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE IF NOT EXISTS workflow_fence (
+                     id INTEGER PRIMARY KEY,
+                     token INTEGER NOT NULL
+                 );
+                 INSERT OR IGNORE INTO workflow_fence (id, token) VALUES (0, 0);
                  DELETE FROM schema_version;
                  INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});
                  COMMIT;"
