@@ -26,9 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 pub mod registry;
 pub mod work;
+pub mod workflows;
 
 pub use registry::{Registry, ServiceHandle};
 pub use work::{WorkError, WorkRegistry};
+pub use workflows::StoreJournal;
 
 /// A tick that did not complete. The engine's state is not updated, so the next tick
 /// starts from what the target reports then.

@@ -6,6 +6,7 @@
 //! - [`server`]: the HTTP listener: `/healthz`, `/metrics`, pushed values.
 //! - [`simulate`]: `simulate`: shipped scenarios, configs mapped onto the simulator.
 //! - [`demo`]: `demo`: a scenario in accelerated real time, its decisions shown live.
+//! - [`workflows_cli`]: `workflows`: the scale-in workflows of a running capstan.
 
 pub mod cli;
 pub mod config;
@@ -13,3 +14,4 @@ pub mod daemon;
 pub mod demo;
 pub mod server;
 pub mod simulate;
+pub mod workflows_cli;

@@ -114,6 +114,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Scale-in workflows of a running capstan, through its HTTP API: `list`, `show ID`
+    /// (with the journal), `redrive ID` (resume a failed one from its failed step). The
+    /// token, if the daemon needs one, comes from `--token-file` or `CAPSTAN_TOKEN`.
+    Workflows {
+        #[command(subcommand)]
+        action: WorkflowsAction,
+        /// The daemon's address.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9120")]
+        url: String,
+        /// A file holding the daemon's API token.
+        #[arg(long, global = true)]
+        token_file: Option<PathBuf>,
+        /// Print the API's JSON answer.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Play a scenario in accelerated real time and watch capstan and AWS's own scaling
     /// decide, side by side: on a terminal a live table (one row per run, the latest
     /// actions below), elsewhere one line per action or change of decision; then the
@@ -145,8 +161,74 @@ enum Command {
     },
 }
 
+/// `capstan workflows` subcommands.
+#[derive(Debug, Subcommand)]
+enum WorkflowsAction {
+    /// The newest workflows.
+    List {
+        /// Only this service's.
+        #[arg(long, short)]
+        service: Option<String>,
+        /// At most this many (1 to 500).
+        #[arg(long, default_value = "20")]
+        limit: usize,
+    },
+    /// One workflow with its journal.
+    Show {
+        /// The workflow's id.
+        id: String,
+    },
+    /// Resume a failed workflow from the step it failed at.
+    Redrive {
+        /// The workflow's id.
+        id: String,
+    },
+}
+
+fn workflows_command(action: WorkflowsAction, target: capstan::workflows_cli::Target) -> ExitCode {
+    use capstan::workflows_cli::{Action, run};
+    let action = match action {
+        WorkflowsAction::List { service, limit } => Action::List { service, limit },
+        WorkflowsAction::Show { id } => Action::Show { id },
+        WorkflowsAction::Redrive { id } => Action::Redrive { id },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("capstan workflows: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&action, &target)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("capstan workflows: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Workflows {
+            action,
+            url,
+            token_file,
+            json,
+        } => workflows_command(
+            action,
+            capstan::workflows_cli::Target {
+                url,
+                token_file,
+                json,
+            },
+        ),
         Command::Run {
             config,
             dry_run,

@@ -36,6 +36,7 @@ pub mod api;
 pub mod exporter;
 pub mod webhooks;
 pub mod work;
+pub mod workflows;
 
 pub use exporter::{Exporter, ExportingLog};
 

@@ -590,6 +590,10 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
     /// ones); otherwise wait for the next check.
     async fn wait_drained(&self, d: &Durable, w: &Workflow, snap: &Snapshot) -> Outcome {
         let now = self.clock.now();
+        // Nothing in a target group: nothing to drain (the recheck still checks work).
+        if w.remaining().all(|v| v.targets.is_empty()) {
+            return Outcome::Done;
+        }
         let since = w.deregistered_at.unwrap_or(now);
         let first = add(since, d.settings.first_check_after);
         if now < first {
@@ -634,6 +638,27 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         }
     }
 
+    /// Runs the workflow's steps that are due now (between observations: a drain check,
+    /// a retry), reading the service afresh. Does nothing (and calls nothing) when no
+    /// workflow is due. Gives when the workflow next needs a step, if it waits.
+    pub async fn advance_workflow(&self) -> Result<Option<capstan_core::Timestamp>, TargetError> {
+        let d = self.durable()?;
+        let now = self.clock.now();
+        match d.current() {
+            Some(w) if w.due(now) => {}
+            Some(w) => return Ok(w.not_before),
+            None => return Ok(None),
+        }
+        let _guard = self.state.lock().await;
+        let extra: Vec<Arc<str>> = self
+            .durable_view()
+            .map(|(_, victims)| victims.into_iter().collect())
+            .unwrap_or_default();
+        let snap = self.snapshot(&extra).await?;
+        self.drive(d, &snap).await?;
+        Ok(d.current().and_then(|w| w.not_before))
+    }
+
     /// Whether a workflow of this target is active (the reported desired count is its
     /// target), and which victims it still has.
     pub(super) fn durable_view(&self) -> Option<(u32, BTreeSet<Arc<str>>)> {
@@ -649,6 +674,12 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
 
     /// Whether the target runs durable workflows.
     pub(super) fn is_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    /// Whether the target runs durable workflows (they need driving between
+    /// observations: [`advance_workflow`](Self::advance_workflow)).
+    pub fn workflow_capable(&self) -> bool {
         self.durable.is_some()
     }
 

@@ -50,8 +50,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use capstan_control::WorkRegistry;
 use capstan_control::registry::Registry;
+use capstan_control::{StoreJournal, WorkRegistry};
 use capstan_core::clock::{Clock, SystemClock};
 use capstan_core::metrics::{Freshness, Observations, SharedObservations};
 use capstan_sources::SourceKind;
@@ -213,6 +213,9 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     // The sessions and workloads the tasks report, in the same store: what was
     // answered before a restart is there after it.
     let work = WorkRegistry::open(capstan_store::open_work(&config.store)?, Arc::clone(&clock))?;
+    // Scale-in workflows: journaled in the same store, resumed after a restart; this
+    // capstan takes the store's fencing token.
+    let journal = StoreJournal::acquire(capstan_store::open_workflows(&config.store)?)?;
     exporter.export_work(work.clone());
     let protection = services::ProtectionBoard::default();
     exporter.export_protection(Arc::clone(&protection));
@@ -271,13 +274,19 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     );
     // Each service's handle: the API's pauses and overrides in, its status out.
     let registry = Arc::new(Registry::new());
+    // The running services' targets, for the workflow API.
+    let target_board = services::TargetBoard::default();
     let app = server::router(
         ServerState::new(token, Arc::clone(&exporter), push)
             .with_reload(reload_handle.clone())
             .with_alerts(Arc::clone(&hooks))
             .with_services(
                 api::Services::new(Arc::clone(&registry), Arc::clone(&log), Arc::clone(&clock))
-                    .with_work(work.clone()),
+                    .with_work(work.clone())
+                    .with_workflows(server::workflows::Workflows {
+                        store: Arc::clone(journal.store()),
+                        redrive: services::redriver(Arc::clone(&target_board)),
+                    }),
             ),
     );
     let sweeper = tokio::spawn(sweep_work(work.clone(), stop.clone()));
@@ -304,7 +313,9 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     .with_wakers(wakers)
     .with_registry(registry)
     .with_work(work)
-    .with_protection_board(protection);
+    .with_protection_board(protection)
+    .with_journal(Arc::new(journal))
+    .with_targets(target_board);
     let mut daemon = Daemon {
         hooks,
         path,

@@ -250,6 +250,55 @@ pub fn redriver(board: TargetBoard) -> Redriver {
     })
 }
 
+impl AnyTarget {
+    /// Drives the target's scale-in workflows between observations (drain checks,
+    /// retries) until `cancel`: every [`WORKFLOW_PUMP`] at most, sooner when a step is
+    /// due, making no call while no workflow is due.
+    pub fn spawn_workflow_pump(&self, cancel: CancellationToken) {
+        async fn pump<E: capstan_aws_api::Ecs, L: capstan_aws_api::Elb>(
+            t: Arc<EcsTarget<E, L>>,
+            cancel: CancellationToken,
+        ) {
+            loop {
+                let wait = match t.advance_workflow().await {
+                    Ok(Some(at)) => capstan_core::clock::elapsed(SystemClockNow::now(), at),
+                    Ok(None) => WORKFLOW_PUMP,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "workflow step failed; the workflow retries it");
+                        WORKFLOW_PUMP
+                    }
+                }
+                .clamp(Duration::from_millis(20), WORKFLOW_PUMP);
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+        match self {
+            Self::Ecs(t) if t.workflow_capable() => {
+                tokio::spawn(pump(Arc::clone(t), cancel));
+            }
+            Self::EcsWorld(t) if t.workflow_capable() => {
+                tokio::spawn(pump(Arc::clone(t), cancel));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How often a scale-in workflow is checked for due steps at most.
+pub const WORKFLOW_PUMP: Duration = Duration::from_secs(1);
+
+/// "Now" on the system clock, for the pump's waits.
+struct SystemClockNow;
+
+impl SystemClockNow {
+    fn now() -> capstan_core::Timestamp {
+        capstan_core::clock::Clock::now(&capstan_core::clock::SystemClock)
+    }
+}
+
 /// Reads a task-protection loop's counters.
 pub type ProtectionStatsFn =
     Arc<dyn Fn() -> capstan_core::protection::ProtectionStats + Send + Sync>;
@@ -506,6 +555,13 @@ impl Services {
         Arc::clone(&self.targets)
     }
 
+    /// Keeps the running services' targets on `board`.
+    #[must_use]
+    pub fn with_targets(mut self, board: TargetBoard) -> Self {
+        self.targets = board;
+        self
+    }
+
     /// Publishes each service's task-protection counters on `board`.
     #[must_use]
     pub fn with_protection_board(mut self, board: ProtectionBoard) -> Self {
@@ -643,6 +699,7 @@ impl Services {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(spec.name.clone(), target.clone());
+        target.spawn_workflow_pump(cancel.clone());
         if let Some(stats) = target.spawn_protector(cancel.clone())
             && let Some(board) = &self.protection
         {

@@ -38,7 +38,7 @@ use capstan_core::decision::Decision;
 use capstan_store::{DecisionLog, StoreError};
 use serde_json::{Map, Value, json};
 
-use super::{ServerState, error, json_type, require_token, work};
+use super::{ServerState, error, json_type, require_token, work, workflows};
 use crate::config::duration;
 
 /// The OpenAPI 3.1 document of every route, as checked in at `docs/openapi.json`.
@@ -72,6 +72,8 @@ pub struct Services {
     /// Where tasks report their sessions and workloads; without it those routes
     /// answer 503.
     pub work: Option<WorkRegistry>,
+    /// The scale-in workflows; without them those routes answer 503.
+    pub workflows: Option<workflows::Workflows>,
 }
 
 impl Services {
@@ -82,7 +84,15 @@ impl Services {
             log,
             clock,
             work: None,
+            workflows: None,
         }
+    }
+
+    /// Serves the workflow routes from `workflows`.
+    #[must_use]
+    pub fn with_workflows(mut self, workflows: workflows::Workflows) -> Self {
+        self.workflows = Some(workflows);
+        self
     }
 
     /// Serves the work registry's routes from `work`.
@@ -198,6 +208,14 @@ pub fn routes() -> Vec<ApiRoute> {
             "/api/v1/services/{name}/tasks/{task}/work",
             true,
             get(work::task_work),
+        ),
+        route("GET", "/api/v1/workflows", true, get(workflows::list)),
+        route("GET", "/api/v1/workflows/{id}", true, get(workflows::show)),
+        route(
+            "POST",
+            "/api/v1/workflows/{id}/redrive",
+            true,
+            post(workflows::redrive),
         ),
     ]
 }
