@@ -38,6 +38,7 @@ async fn the_loop_keeps_real_workers_at_the_decided_count() {
         stop_timeout: Duration::from_secs(5),
         restart_delay: Duration::from_secs(1),
         drain_timeout: Duration::from_secs(600),
+        drain_deadline: None,
     };
     let target = ProcessTarget::new("svc", spec, clock.clone()).unwrap();
     let mut rx = target.subscribe();
@@ -160,6 +161,7 @@ async fn victims_drain_until_idle_before_their_sigterm() {
         stop_timeout: Duration::from_secs(5),
         restart_delay: Duration::from_secs(1),
         drain_timeout: Duration::from_secs(4),
+        drain_deadline: None,
     };
     let target =
         ProcessTarget::with_work("svc", spec, clock.clone(), Some(work.counts_for("svc"))).unwrap();

@@ -185,6 +185,10 @@ pub struct WorkflowSettings {
     pub check_every: Duration,
     /// How long a victim may take to drain before it is kept.
     pub drain_timeout: Duration,
+    /// With a drain deadline (the service's `scale_in.drain_deadline`): how long a busy
+    /// victim may take to drain before it is stopped anyway, its work cut (and counted);
+    /// replaces `drain_timeout`. `None`: a busy victim is never cut, it is kept.
+    pub cut_after: Option<Duration>,
     /// How many times a step is tried before the workflow fails.
     pub max_attempts: u32,
     /// The wait before the first retry; doubles with each further one.
@@ -199,6 +203,7 @@ impl Default for WorkflowSettings {
             first_check_after: Duration::from_secs(10),
             check_every: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(600),
+            cut_after: None,
             max_attempts: 8,
             retry_first: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),

@@ -37,7 +37,9 @@
 //! [`TaskState::Draining`] (the registry refuses it new work) and is checked every
 //! [`DRAIN_CHECK`]; once it holds no live work it gets its SIGTERM. A victim still busy
 //! `drain_timeout` after it was chosen is kept: it is running again and the desired
-//! count goes back up by one, so no session or workload is cut off. A scale-out cancels
+//! count goes back up by one, so no session or workload is cut off — unless the service
+//! sets a `drain_deadline`: then a victim still busy at the deadline gets its SIGTERM
+//! anyway (the operator accepted cutting its work). A scale-out cancels
 //! every drain in progress first (the draining workers serve again).
 //!
 //! # Shutdown
@@ -487,7 +489,8 @@ impl Supervisor {
             }
         }
         self.desired = desired;
-        let drain_until = Instant::now() + self.spec.drain_timeout;
+        let drain_until =
+            Instant::now() + self.spec.drain_deadline.unwrap_or(self.spec.drain_timeout);
         for (seq, victim) in seqs {
             if self.work.is_some() {
                 if let Some(worker) = self.workers.get_mut(&seq)
@@ -553,9 +556,16 @@ impl Supervisor {
                     let _ = stop.send(());
                 }
             } else if worker.drain_until.is_some_and(|until| now >= until) {
-                tracing::warn!(service = %self.name, task = %worker.id, pid = worker.pid, live_work = busy, "still busy at its drain deadline: kept running");
-                worker.drain_until = None;
-                kept += 1;
+                if self.spec.drain_deadline.is_some() {
+                    if let Some(stop) = worker.stop.take() {
+                        tracing::warn!(service = %self.name, task = %worker.id, pid = worker.pid, live_work = busy, "drain deadline passed: stopping the worker, its work cut (SIGTERM)");
+                        let _ = stop.send(());
+                    }
+                } else {
+                    tracing::warn!(service = %self.name, task = %worker.id, pid = worker.pid, live_work = busy, "still busy at its drain timeout: kept running");
+                    worker.drain_until = None;
+                    kept += 1;
+                }
             }
         }
         self.desired = self.desired.saturating_add(kept);
@@ -774,6 +784,7 @@ mod tests {
             stop_timeout: Duration::from_secs(10),
             restart_delay: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(600),
+            drain_deadline: None,
         }
     }
 

@@ -35,6 +35,9 @@ pub struct EcsServiceSpec {
     pub first_check_after: std::time::Duration,
     /// The later drain checks.
     pub check_every: std::time::Duration,
+    /// The service's `scale_in.drain_deadline`: a busy victim is stopped this long after
+    /// its deregistration, its work cut; `None`: never.
+    pub drain_deadline: Option<std::time::Duration>,
 }
 
 /// A `simulated` target: the simulator's ECS service, scaled through the ECS target,
@@ -82,4 +85,7 @@ pub struct ProcessSpec {
     /// How long a scale-in victim may take to become idle (its sessions and workloads
     /// ended) before it is kept running instead (only with a work registry).
     pub drain_timeout: Duration,
+    /// The service's `scale_in.drain_deadline`: a victim still busy this long after it
+    /// was chosen is stopped anyway, its work cut (instead of kept at `drain_timeout`).
+    pub drain_deadline: Option<Duration>,
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capstan_aws_api::{AwsErrorKind, Ecs, Elb, TargetHealthState};
-use capstan_core::clock::VirtualClock;
+use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::model::TaskId;
 use capstan_core::workflow::{Status, Step, WorkflowSettings};
 use capstan_targets::Target;
@@ -68,6 +68,7 @@ fn settings() -> WorkflowSettings {
         first_check_after: Duration::from_secs(10),
         check_every: Duration::from_secs(5),
         drain_timeout: Duration::from_secs(600),
+        cut_after: None,
         max_attempts: 12,
         retry_first: Duration::from_secs(1),
         retry_max: Duration::from_secs(10),
@@ -470,4 +471,63 @@ async fn fifty_victims_take_five_protection_calls_each_way_within_rate_limits() 
     let throttled: u64 = stats.operations.values().map(|o| o.throttled).sum();
     assert_eq!(throttled, 0, "{stats:?}");
     assert_eq!(world.service_counts(CLUSTER, SERVICE).unwrap().desired, 50);
+}
+
+/// Without a drain deadline a busy victim is waited for up to `drain_timeout`, then
+/// kept; with one, it is stopped at the deadline, its sessions cut, and the journal says
+/// so.
+#[tokio::test]
+async fn a_busy_victim_is_kept_or_cut_at_the_deadline() {
+    for deadline in [None, Some(Duration::from_secs(120))] {
+        let f = fixture(5);
+        let mut target = f.target();
+        if let Some(cut_after) = deadline {
+            target = EcsTarget::new(
+                SERVICE,
+                EcsTargetSpec::new(CLUSTER, SERVICE),
+                f.world.clone(),
+                Some(f.world.clone()),
+                Some(f.work.clone() as Arc<dyn WorkCounts>),
+            )
+            .with_clock(f.clock.clone())
+            .with_workflows(
+                f.journal.clone() as Arc<dyn Journal>,
+                WorkflowSettings {
+                    cut_after: Some(cut_after),
+                    ..settings()
+                },
+            )
+            .unwrap();
+        }
+        target.observe().await.unwrap();
+        // One idle victim, one with sessions (its sessions never end).
+        let busy = TaskId::from(f.tasks[5].as_str());
+        let victims = vec![TaskId::from(f.tasks[0].as_str()), busy.clone()];
+        target.scale_in(4, &victims).await.unwrap();
+        let started = f.clock.now();
+        f.run_to_end(&target).await;
+        let took = f.clock.now().duration_since(started).as_secs();
+        f.settle();
+        let (w, journal) = f.journal.all().pop().unwrap();
+        assert_eq!(w.status, Status::Done);
+        match deadline {
+            None => {
+                assert_eq!(f.desired(), 5, "the busy victim is kept");
+                assert!(f.running().contains(&f.tasks[5]));
+                assert!(took >= 600, "waited for the drain timeout: {took}s");
+                assert!(!journal.iter().any(|e| e.event == "cut"));
+            }
+            Some(_) => {
+                assert_eq!(f.desired(), 4, "both went");
+                assert!(!f.running().contains(&f.tasks[5]));
+                assert!((120..600).contains(&took), "cut at the deadline: {took}s");
+                assert!(
+                    journal
+                        .iter()
+                        .any(|e| e.event == "cut" && e.detail.contains(busy.as_str())),
+                    "{journal:?}"
+                );
+            }
+        }
+    }
 }

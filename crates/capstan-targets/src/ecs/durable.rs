@@ -434,21 +434,46 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             Step::Recheck => {
                 let arns: Vec<&str> = w.remaining().map(|v| v.task.as_str()).collect();
                 let work = self.work.as_ref().map(|c| c.work_many(&arns));
+                let in_groups = match self.still_in_groups(w).await {
+                    Ok(t) => t,
+                    Err(o) => return Ok((o, events)),
+                };
+                let since = w.deregistered_at.unwrap_or(now);
+                let cut = d
+                    .settings
+                    .cut_after
+                    .is_some_and(|after| now >= add(since, after));
                 let mut keep: Vec<(TaskId, String, Vec<LbTarget>)> = Vec::new();
                 for (i, v) in w.remaining().enumerate() {
                     let busy = work.as_ref().and_then(|w| w.get(i)).copied().unwrap_or(0);
                     let arn = v.task.as_str();
+                    let draining = in_groups.contains(&v.task);
                     let reason = if !snap.is_running(arn) {
                         Some("no longer running".to_owned())
-                    } else if busy > 0 {
-                        Some(format!("{busy} sessions or workloads still live"))
                     } else if self
                         .protector
                         .as_ref()
                         .is_some_and(|p| p.holds(arn).is_some())
                     {
                         Some("protected for a workload".to_owned())
+                    } else if (busy > 0 || draining) && !cut {
+                        Some(if busy > 0 {
+                            format!("{busy} sessions or workloads still live")
+                        } else {
+                            "still draining in its target group".to_owned()
+                        })
                     } else {
+                        if busy > 0 || draining {
+                            tracing::warn!(target_name = %self.name, task = arn, live_work = busy, "drain deadline passed: the victim is stopped with its work cut");
+                            events.push(capstan_core::workflow::Event {
+                                at: now,
+                                step: w.step,
+                                event: "cut".into(),
+                                detail: format!(
+                                    "{arn}: {busy} sessions or workloads cut after the drain deadline"
+                                ),
+                            });
+                        }
                         None
                     };
                     if let Some(reason) = reason {
@@ -468,7 +493,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                 result
             }
             Step::Protect => {
-                let victims: BTreeSet<&str> = w.victims.iter().map(|v| v.task.as_str()).collect();
+                let victims: BTreeSet<&str> = w.remaining().map(|v| v.task.as_str()).collect();
                 let ours: BTreeSet<Arc<str>> = w.protected.iter().map(|t| t.0.clone()).collect();
                 let to_protect: Vec<Arc<str>> = snap
                     .live
@@ -585,49 +610,69 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         Ok((outcome, events))
     }
 
-    /// The drain check: done when every victim left is out of the target group (or
-    /// idle past the first check), or at the drain timeout (the recheck keeps the busy
-    /// ones); otherwise wait for the next check.
+    /// The victims still in a target group (registered, or draining there).
+    async fn still_in_groups(&self, w: &Workflow) -> Result<BTreeSet<TaskId>, Outcome> {
+        let mut out = BTreeSet::new();
+        let Some(elb) = &self.elb else {
+            return Ok(out);
+        };
+        let groups: BTreeSet<&str> = w
+            .remaining()
+            .flat_map(|v| v.targets.iter().map(|t| t.group.as_str()))
+            .collect();
+        for tg in groups {
+            let health = elb
+                .describe_target_health(tg)
+                .await
+                .map_err(|e| aws_outcome(&e))?;
+            for v in w.remaining() {
+                let present = v.targets.iter().any(|t| {
+                    t.group == tg
+                        && health.iter().any(|x| {
+                            x.target.id == t.id
+                                && Some(x.target.port) == t.port
+                                && x.state != TargetHealthState::Unused
+                        })
+                });
+                if present {
+                    out.insert(v.task.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The drain check: done when every victim left is idle (no session or workload in
+    /// the registry) and out of its target groups (the load balancer lets an idle
+    /// target go at once), or at the drain timeout (or deadline), where the recheck
+    /// keeps (or cuts) the busy ones; otherwise wait for the next check.
     async fn wait_drained(&self, d: &Durable, w: &Workflow, snap: &Snapshot) -> Outcome {
         let now = self.clock.now();
-        // Nothing in a target group: nothing to drain (the recheck still checks work).
-        if w.remaining().all(|v| v.targets.is_empty()) {
+        let since = w.deregistered_at.unwrap_or(now);
+        let arns: Vec<&str> = w.remaining().map(|v| v.task.as_str()).collect();
+        let work = self.work.as_ref().map(|c| c.work_many(&arns));
+        let idle = |i: usize| work.as_ref().and_then(|w| w.get(i)).copied().unwrap_or(0) == 0;
+        // Nothing in a target group and nothing live: nothing to wait for.
+        if w.remaining()
+            .enumerate()
+            .all(|(i, v)| v.targets.is_empty() && idle(i))
+        {
             return Outcome::Done;
         }
-        let since = w.deregistered_at.unwrap_or(now);
         let first = add(since, d.settings.first_check_after);
         if now < first {
             return Outcome::Wait { until: first };
         }
-        if now >= add(since, d.settings.drain_timeout) {
+        let limit = d.settings.cut_after.unwrap_or(d.settings.drain_timeout);
+        if now >= add(since, limit) {
             return Outcome::Done;
         }
-        let mut health: Vec<(String, capstan_aws_api::TargetHealth)> = Vec::new();
-        if let Some(elb) = &self.elb {
-            let groups: BTreeSet<&str> = w
-                .remaining()
-                .flat_map(|v| v.targets.iter().map(|t| t.group.as_str()))
-                .collect();
-            for tg in groups {
-                match elb.describe_target_health(tg).await {
-                    Ok(h) => health.extend(h.into_iter().map(|x| (tg.to_owned(), x))),
-                    Err(e) => return aws_outcome(&e),
-                }
-            }
-        }
-        let arns: Vec<&str> = w.remaining().map(|v| v.task.as_str()).collect();
-        let work = self.work.as_ref().map(|c| c.work_many(&arns));
+        let in_groups = match self.still_in_groups(w).await {
+            Ok(t) => t,
+            Err(o) => return o,
+        };
         let drained = w.remaining().enumerate().all(|(i, v)| {
-            let idle = work.as_ref().and_then(|w| w.get(i)).copied().unwrap_or(0) == 0;
-            let out_of_group = !v.targets.iter().any(|t| {
-                health.iter().any(|(g, x)| {
-                    *g == t.group
-                        && x.target.id == t.id
-                        && Some(x.target.port) == t.port
-                        && x.state != TargetHealthState::Unused
-                })
-            });
-            !snap.is_running(v.task.as_str()) || idle || out_of_group
+            !snap.is_running(v.task.as_str()) || (idle(i) && !in_groups.contains(&v.task))
         });
         if drained {
             Outcome::Done

@@ -929,17 +929,31 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
         .req_table(ctx, "target", schema::TARGET)
         .and_then(|target| compile_target(ctx, target, name.as_deref()));
     let cooldown = compile_cooldown(ctx, &t);
-    let (stabilization, victims) = t
+    let (stabilization, victims, drain_deadline) = t
         .table(ctx, "scale_in", schema::SCALE_IN)
         .map(|s| {
             let d = s
                 .opt::<Duration>(ctx, "stabilization")
                 .unwrap_or(defaults::STABILIZATION);
-            let victims = victim_order(ctx, &s);
+            let deadline = s.opt_positive(ctx, "drain_deadline");
+            let victims = victim_order(ctx, &s).map(|mut v| {
+                // With a deadline the operator accepts cutting work: busy tasks may go
+                // (after every idle one).
+                v.allow_busy = deadline.is_some();
+                v
+            });
             s.finish(ctx);
-            (d, victims)
+            (d, victims, deadline)
         })
-        .unwrap_or((defaults::STABILIZATION, Some(VictimPolicy::default())));
+        .unwrap_or((defaults::STABILIZATION, Some(VictimPolicy::default()), None));
+    let target = target.map(|mut target| {
+        match &mut target {
+            TargetSpec::Process(p) => p.drain_deadline = drain_deadline,
+            TargetSpec::Ecs(e) => e.drain_deadline = drain_deadline,
+            TargetSpec::Simulated(_) => {}
+        }
+        target
+    });
     let work_ttl = t
         .table(ctx, "work", schema::WORK)
         .map(|w| {
@@ -1095,6 +1109,7 @@ fn compile_ecs_target(
         protection,
         first_check_after,
         check_every,
+        drain_deadline: None,
     }))
 }
 
@@ -1192,6 +1207,7 @@ fn compile_target(
                     stop_timeout,
                     restart_delay,
                     drain_timeout,
+                    drain_deadline: None,
                 })
             })
         }

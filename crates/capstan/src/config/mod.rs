@@ -462,7 +462,35 @@ target = 1
         assert!(web.target.target_group.is_some());
         assert_eq!(web.region.as_deref(), Some("eu-west-1"));
         assert_eq!(web.profile.as_deref(), Some("scaler"));
+        assert_eq!(web.first_check_after, Duration::from_secs(20));
+        assert_eq!(web.check_every, Duration::from_secs(2));
+        assert_eq!(web.drain_deadline, Some(Duration::from_secs(3600)));
+        let protection = web.protection.unwrap();
+        assert_eq!(protection.protect_for, Duration::from_secs(7200));
+        assert_eq!(protection.extend_at, Duration::from_secs(6000));
+        assert_eq!(protection.release_after_idle, Duration::from_secs(30));
+        let service = config.service("web").unwrap();
+        assert_eq!(service.work_ttl, Duration::from_secs(120));
+        assert!(
+            service.victims.allow_busy,
+            "a drain deadline allows busy victims"
+        );
+        assert_eq!(
+            service.victims.order,
+            vec![
+                capstan_core::victim::VictimOrder::Oldest,
+                capstan_core::victim::VictimOrder::ZoneBalance
+            ]
+        );
         let worker = target("worker");
+        assert_eq!(worker.protection, None);
+        assert_eq!(worker.drain_deadline, None);
+        assert_eq!(worker.first_check_after, defaults::FIRST_CHECK_AFTER);
+        assert!(!config.service("worker").unwrap().victims.allow_busy);
+        assert_eq!(
+            config.service("worker").unwrap().work_ttl,
+            defaults::WORK_TTL
+        );
         assert_eq!(worker.target.service, "worker");
         assert_eq!(worker.target.target_group, None);
         assert_eq!(worker.target.protect_minutes, defaults::PROTECT_MINUTES);

@@ -227,7 +227,7 @@ pub const SIMULATED_SCALES: &[&str] = &["tasks", "hosts"];
 /// `cooldown`.
 pub const COOLDOWN: &[&str] = &["out", "in"];
 /// `scale_in`.
-pub const SCALE_IN: &[&str] = &["stabilization", "order"];
+pub const SCALE_IN: &[&str] = &["stabilization", "order", "drain_deadline"];
 /// `rate_limit`.
 pub const RATE_LIMIT: &[&str] = &["out", "in"];
 /// `rate_limit.out` and `rate_limit.in`.

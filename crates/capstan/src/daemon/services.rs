@@ -150,6 +150,7 @@ impl AnyTarget {
                         first_check_after: spec.first_check_after,
                         check_every: spec.check_every,
                         drain_timeout: spec.target.drain_timeout,
+                        cut_after: spec.drain_deadline,
                         ..capstan_core::workflow::WorkflowSettings::default()
                     };
                     target = target.with_workflows(journal, settings).map_err(|reason| {
