@@ -93,30 +93,7 @@ impl SqliteStore {
     /// cannot be opened or written, it is not a capstan database, or its schema is newer
     /// than this build.
     pub fn open(path: &Path, retention: usize) -> Result<Self, StoreError> {
-        let fail = |reason: String| StoreError::Open {
-            path: path.display().to_string(),
-            reason,
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(fail(format!("directory {} does not exist", dir.display())));
-        }
-        if path.is_dir() {
-            return Err(fail("it is a directory, not a file".into()));
-        }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| fail(format!("cannot open: {}", describe(&e))))?;
-        conn.busy_timeout(StdDuration::from_secs(5))
-            .map_err(|e| fail(describe(&e)))?;
-        migrate(&conn).map_err(fail)?;
+        let conn = connect(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             retention: retention.max(1),
@@ -467,6 +444,37 @@ const INSERT_ONE: &str = "INSERT INTO decisions (service, seq, at_ms, applied, b
      ?2, ?3, ?4)";
 
 /// Creates or migrates the schema; refuses foreign files and newer schemas.
+/// Opens a connection to the capstan database at `path` (creating and migrating it if
+/// needed), as every part of the store does: its directory must exist, it must be a
+/// file, a busy database is waited for up to 5 s. Errors name the path and the reason.
+pub(crate) fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let fail = |reason: String| StoreError::Open {
+        path: path.display().to_string(),
+        reason,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(fail(format!("directory {} does not exist", dir.display())));
+    }
+    if path.is_dir() {
+        return Err(fail("it is a directory, not a file".into()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| fail(format!("cannot open: {}", describe(&e))))?;
+    conn.busy_timeout(StdDuration::from_secs(5))
+        .map_err(|e| fail(describe(&e)))?;
+    migrate(&conn).map_err(fail)?;
+    Ok(conn)
+}
+
 pub(crate) fn migrate(conn: &Connection) -> Result<(), String> {
     let app: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))

@@ -12,14 +12,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration as StdDuration;
 
 use capstan_core::Timestamp;
 use capstan_core::model::TaskId;
 use capstan_core::work::{WorkKind, WorkOp};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
-use crate::sqlite::{describe, migrate};
+use crate::sqlite::{connect, describe};
 use crate::{StoreError, StoreKind, StoreSpec};
 
 /// Where the work registry's changes are made durable.
@@ -76,20 +75,7 @@ impl SqliteWorkLog {
     /// Opens (creating or migrating if needed) the capstan database at `path`. Errors
     /// name the path and the reason, like the decision log's.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let fail = |reason: String| StoreError::Open {
-            path: path.display().to_string(),
-            reason,
-        };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| fail(format!("cannot open: {}", describe(&e))))?;
-        conn.busy_timeout(StdDuration::from_secs(5))
-            .map_err(|e| fail(describe(&e)))?;
-        migrate(&conn).map_err(fail)?;
+        let conn = connect(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),

@@ -14,12 +14,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration as StdDuration;
 
 use capstan_core::Timestamp;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::sqlite::{describe, migrate};
+use crate::sqlite::{connect, describe};
 use crate::{StoreError, StoreKind, StoreSpec};
 
 /// Finished (done or cancelled) workflows kept per service; older ones are deleted.
@@ -198,20 +197,7 @@ pub struct SqliteWorkflowStore {
 impl SqliteWorkflowStore {
     /// Opens (creating or migrating if needed) the capstan database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let fail = |reason: String| StoreError::Open {
-            path: path.display().to_string(),
-            reason,
-        };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| fail(format!("cannot open: {}", describe(&e))))?;
-        conn.busy_timeout(StdDuration::from_secs(5))
-            .map_err(|e| fail(describe(&e)))?;
-        migrate(&conn).map_err(fail)?;
+        let conn = connect(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
