@@ -246,19 +246,27 @@ impl WorkRegistry {
                 return;
             };
             entry.observed_at = Some(now);
-            entry.tasks = tasks.iter().map(|t| t.id.clone()).collect();
-            entry.short = tasks
-                .iter()
-                .filter_map(|t| {
-                    let (_, short) = t.id.as_str().rsplit_once('/')?;
-                    Some((Arc::from(short), t.id.clone()))
-                })
-                .collect();
-            entry.draining = tasks
-                .iter()
-                .filter(|t| matches!(t.state, TaskState::Draining | TaskState::Stopping))
-                .map(|t| t.id.clone())
-                .collect();
+            // Most observations report the same tasks as the last one: nothing to
+            // rebuild then (this runs for every service at every tick).
+            let same = entry.tasks.len() == tasks.len()
+                && tasks.iter().all(|t| entry.tasks.contains(&t.id));
+            if !same {
+                entry.tasks = tasks.iter().map(|t| t.id.clone()).collect();
+                entry.short = tasks
+                    .iter()
+                    .filter_map(|t| {
+                        let (_, short) = t.id.as_str().rsplit_once('/')?;
+                        Some((Arc::from(short), t.id.clone()))
+                    })
+                    .collect();
+            }
+            entry.draining.clear();
+            entry.draining.extend(
+                tasks
+                    .iter()
+                    .filter(|t| matches!(t.state, TaskState::Draining | TaskState::Stopping))
+                    .map(|t| t.id.clone()),
+            );
             let book = self.book();
             book.tasks(service)
                 .into_iter()
