@@ -497,8 +497,18 @@ fn capstan_side(
         .target_group
         .as_ref()
         .map(|_| world.clone());
+    // The same durable scale-in workflow as `capstan run` (journaled in memory here).
+    let settings = capstan_core::workflow::WorkflowSettings {
+        drain_timeout: c.drain_timeout,
+        ..capstan_core::workflow::WorkflowSettings::default()
+    };
     let target = EcsTarget::new(&c.engine.service, spec, world.clone(), elb, Some(counts))
-        .with_clock(clock.clone());
+        .with_clock(clock.clone())
+        .with_workflows(
+            Arc::new(capstan_targets::ecs::durable::MemoryJournal::default()),
+            settings,
+        )
+        .map_err(|e| SimError::Invalid(format!("service {}: {e}", c.engine.service)))?;
     let mut obs = Observations::new();
     for s in &c.sources {
         obs.declare(&s.name, s.retention, s.max_age);
@@ -739,6 +749,11 @@ impl CapstanSide {
                     ),
                 }
             }
+        }
+        // Between ticks, the scale-in workflow's due steps run (drain checks,
+        // retries), as the daemon's pump runs them.
+        if let Some(Err(e)) = ready(self.service_loop.target().advance_workflow()) {
+            tracing::debug!(error = %e, "workflow step failed");
         }
         tick_due(
             &mut self.service_loop,
