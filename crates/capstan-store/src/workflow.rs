@@ -462,7 +462,53 @@ mod tests {
         assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
         assert!(e.to_string().contains("another capstan"), "{e}");
         assert_eq!(store.get("f").unwrap(), None, "nothing written");
+        assert!(store.journal("f").unwrap().is_empty(), "no journal written");
         store.save(&wf("f", "api", "running", new, 1), &[]).unwrap();
+        // The newer token is not fenced off by a write of the older one either.
+        assert!(matches!(
+            store.save(&wf("f", "api", "failed", old, 1), &[]),
+            Err(StoreError::Fenced { token, newest }) if token == old && newest == new
+        ));
+        assert_eq!(store.get("f").unwrap().unwrap().status, "running");
+    }
+
+    /// Saves `FINISHED_KEPT + 5` finished workflows of `api` (and a running one and a
+    /// finished one of `web`): the oldest five finished of `api` go, with their journals.
+    fn retention(store: &dyn WorkflowStore) {
+        let fence = store.acquire().unwrap();
+        store
+            .save(&wf("live", "api", "running", fence, 0), &[])
+            .unwrap();
+        store
+            .save(&wf("other", "web", "cancelled", fence, 0), &[line("x")])
+            .unwrap();
+        for i in 0..(FINISHED_KEPT as i64 + 5) {
+            let status = if i % 2 == 0 { "done" } else { "cancelled" };
+            store
+                .save(
+                    &wf(&format!("w{i}"), "api", status, fence, i + 1),
+                    &[line("x")],
+                )
+                .unwrap();
+        }
+        let all = store.list(Some("api"), usize::MAX).unwrap();
+        assert_eq!(
+            all.len(),
+            FINISHED_KEPT + 1,
+            "the running one is never pruned"
+        );
+        for i in 0..5 {
+            assert!(store.get(&format!("w{i}")).unwrap().is_none(), "w{i}");
+            assert!(store.journal(&format!("w{i}")).unwrap().is_empty(), "w{i}");
+        }
+        assert!(store.get("w5").unwrap().is_some());
+        assert_eq!(store.journal("w5").unwrap().len(), 1);
+        assert!(store.get("live").unwrap().is_some());
+        assert!(
+            store.get("other").unwrap().is_some(),
+            "another service's kept"
+        );
+        assert_eq!(store.journal("other").unwrap().len(), 1);
     }
 
     #[test]
@@ -484,9 +530,11 @@ mod tests {
         let store = SqliteWorkflowStore::open(&dir.path().join("f.db")).unwrap();
         assert!(store.acquire().unwrap() > newest);
         assert!(matches!(
-            store.save(&wf("g", "api", "running", newest, 1), &[]),
+            store.save(&wf("g", "api", "running", newest, 1), &[line("x")]),
             Err(StoreError::Fenced { .. })
         ));
+        assert_eq!(store.get("g").unwrap(), None, "nothing written");
+        assert!(store.journal("g").unwrap().is_empty());
         // What was written before the reopen is still there.
         let store = SqliteWorkflowStore::open(&path).unwrap();
         assert_eq!(store.journal("a").unwrap().len(), 3);
@@ -494,28 +542,53 @@ mod tests {
 
     #[test]
     fn finished_workflows_are_kept_up_to_the_bound() {
+        retention(&MemoryWorkflowStore::default());
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteWorkflowStore::open(&dir.path().join("capstan.db")).unwrap();
-        let fence = store.acquire().unwrap();
-        store
-            .save(&wf("live", "api", "running", fence, 0), &[])
+        retention(&SqliteWorkflowStore::open(&dir.path().join("capstan.db")).unwrap());
+    }
+
+    #[test]
+    fn a_version_2_file_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capstan.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!(
+                "PRAGMA application_id = {};
+                 CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version VALUES (2);
+                 CREATE TABLE decisions (id INTEGER PRIMARY KEY, service TEXT NOT NULL,
+                     seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, applied INTEGER NOT NULL,
+                     body TEXT NOT NULL);
+                 INSERT INTO decisions VALUES (1, 'api', 1, 0, 1, '{{}}');
+                 CREATE TABLE work (service TEXT NOT NULL, task TEXT NOT NULL,
+                     kind INTEGER NOT NULL, id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
+                     PRIMARY KEY (service, task, kind, id)) WITHOUT ROWID;
+                 INSERT INTO work VALUES ('api', 't1', 0, 'a', 10);",
+                crate::sqlite::APPLICATION_ID
+            ))
             .unwrap();
-        for i in 0..(FINISHED_KEPT as i64 + 5) {
-            store
-                .save(
-                    &wf(&format!("w{i}"), "api", "done", fence, i + 1),
-                    &[line("x")],
-                )
-                .unwrap();
         }
-        let all = store.list(Some("api"), usize::MAX).unwrap();
-        assert_eq!(
-            all.len(),
-            FINISHED_KEPT + 1,
-            "the running one is never pruned"
-        );
-        assert!(store.get("w0").unwrap().is_none());
-        assert!(store.journal("w0").unwrap().is_empty());
-        assert!(store.get("live").unwrap().is_some());
+        let store = SqliteWorkflowStore::open(&path).unwrap();
+        let fence = store.acquire().unwrap();
+        assert_eq!(fence, 1, "the fence starts at 0 in a migrated file");
+        store
+            .save(&wf("a", "api", "running", fence, 1), &[line("created")])
+            .unwrap();
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let (version, decisions, work): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT max(version) FROM schema_version),
+                        (SELECT count(*) FROM decisions), (SELECT count(*) FROM work)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(version, crate::sqlite::SCHEMA_VERSION);
+        assert_eq!(version, 3);
+        assert_eq!((decisions, work), (1, 1));
+        let store = SqliteWorkflowStore::open(&path).unwrap();
+        assert_eq!(store.journal("a").unwrap().len(), 1);
     }
 }
