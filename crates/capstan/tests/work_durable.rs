@@ -106,8 +106,10 @@ async fn ready(http: &reqwest::Client, base: &str, tasks: &[String]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answered_reports_survive_a_sigkill() {
+/// An ECS service of 2 running tasks on moto behind the proxy, and a directory holding a
+/// config scaling it (with `extra` keys on its target): the fixture, the proxy, the
+/// directory and capstan's base URL.
+async fn setup(extra: &str) -> (EcsFixture, AwsProxy, tempfile::TempDir, String) {
     let moto = moto::moto();
     let fixture = moto.ecs_service(2, 2);
     let proxy = AwsProxy::start(&moto.endpoint_url()).await.unwrap();
@@ -120,11 +122,16 @@ async fn answered_reports_survive_a_sigkill() {
             &dir.path().join("capstan.db"),
             &fixture,
             &proxy.endpoint_url(),
-            "",
+            extra,
         ),
     )
     .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    (fixture, proxy, dir, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_reports_survive_a_sigkill() {
+    let (fixture, _proxy, dir, base) = setup("").await;
     let http = reqwest::Client::new();
 
     let mut first = start(dir.path());
@@ -165,23 +172,10 @@ async fn answered_reports_survive_a_sigkill() {
 /// releases it after `release_after_idle`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reported_workload_protects_its_task() {
-    let moto = moto::moto();
-    let fixture = moto.ecs_service(2, 2);
-    let proxy = AwsProxy::start(&moto.endpoint_url()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::write(
-        dir.path().join("capstan.toml"),
-        config(
-            port,
-            &dir.path().join("capstan.db"),
-            &fixture,
-            &proxy.endpoint_url(),
-            r#", protection = { protect_for = "30m", release_after_idle = "1s", extend_at = "20m" }"#,
-        ),
+    let (fixture, proxy, dir, base) = setup(
+        r#", protection = { protect_for = "30m", release_after_idle = "1s", extend_at = "20m" }"#,
     )
-    .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    .await;
     let http = reqwest::Client::new();
     let mut capstan = start(dir.path());
     ready(&http, &base, &fixture.tasks).await;

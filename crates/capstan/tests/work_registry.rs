@@ -135,14 +135,14 @@ fn running(world: &World) -> Vec<String> {
 async fn wait_known(api: &Api, task: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, _) = api
-            .call(
-                reqwest::Method::GET,
-                &format!("{}/work", api.task_url("api", task)),
-                None,
-            )
-            .await;
-        if status == StatusCode::OK {
+        // The listener may not be up yet: a refused connection is retried too.
+        let known = api
+            .http
+            .get(format!("{}/work", api.task_url("api", task)))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK);
+        if known {
             return;
         }
         assert!(Instant::now() < deadline, "the task never became known");
@@ -150,10 +150,14 @@ async fn wait_known(api: &Api, task: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reports_are_checked_and_scale_in_stops_only_idle_tasks() {
-    use reqwest::Method as M;
-    let world = world(6);
+/// Starts the daemon on `world`'s service: its API, its task and what stops it.
+fn start(
+    world: &World,
+) -> (
+    Api,
+    tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+    CancellationToken,
+) {
     let port = free_port();
     let cancel = CancellationToken::new();
     let options = RunOptions {
@@ -165,6 +169,14 @@ async fn reports_are_checked_and_scale_in_stops_only_idle_tasks() {
         base: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::new(),
     };
+    (api, daemon, cancel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_checked_and_scale_in_stops_only_idle_tasks() {
+    use reqwest::Method as M;
+    let world = world(6);
+    let (api, daemon, cancel) = start(&world);
     let tasks = running(&world);
     assert_eq!(tasks.len(), 6);
     wait_known(&api, &tasks[0]).await;
@@ -358,17 +370,15 @@ async fn reports_are_checked_and_scale_in_stops_only_idle_tasks() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a stopped task is unknown");
-    let (_, metrics) = (
-        (),
-        api.http
-            .get(format!("{}/metrics", api.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("capstan_work_sessions{service=\"api\"} 4"),
         "{metrics}"
@@ -383,17 +393,7 @@ async fn reports_are_checked_and_scale_in_stops_only_idle_tasks() {
 async fn a_scale_in_is_shortened_to_the_idle_tasks_and_says_why() {
     use reqwest::Method as M;
     let world = world(6);
-    let port = free_port();
-    let cancel = CancellationToken::new();
-    let options = RunOptions {
-        targets: Some(world_targets(world.clone(), CLUSTER)),
-        ..RunOptions::new(config(port))
-    };
-    let daemon = tokio::spawn(daemon::run_with(options, cancel.clone()));
-    let api = Api {
-        base: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
-    };
+    let (api, daemon, cancel) = start(&world);
     let tasks = running(&world);
     wait_known(&api, &tasks[0]).await;
     let idle = tasks[2].clone();

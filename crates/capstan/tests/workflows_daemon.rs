@@ -141,7 +141,8 @@ impl Daemon {
         let short = task.rsplit('/').next().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let r = self
+            // The listener may not be up yet: a refused connection is retried too.
+            let answer = match self
                 .http
                 .put(format!(
                     "{}/api/v1/services/api/tasks/{short}/sessions/s",
@@ -149,11 +150,12 @@ impl Daemon {
                 ))
                 .send()
                 .await
-                .unwrap();
-            if r.status().is_success() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{}", r.text().await.unwrap());
+            {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            assert!(Instant::now() < deadline, "{answer}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

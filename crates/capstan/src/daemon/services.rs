@@ -262,7 +262,7 @@ impl AnyTarget {
         ) {
             loop {
                 let wait = match t.advance_workflow().await {
-                    Ok(Some(at)) => capstan_core::clock::elapsed(SystemClockNow::now(), at),
+                    Ok(Some(at)) => capstan_core::clock::elapsed(Clock::now(&capstan_core::clock::SystemClock), at),
                     Ok(None) => WORKFLOW_PUMP,
                     Err(e) => {
                         tracing::debug!(error = %e, "workflow step failed; the workflow retries it");
@@ -290,15 +290,6 @@ impl AnyTarget {
 
 /// How often a scale-in workflow is checked for due steps at most.
 pub const WORKFLOW_PUMP: Duration = Duration::from_secs(1);
-
-/// "Now" on the system clock, for the pump's waits.
-struct SystemClockNow;
-
-impl SystemClockNow {
-    fn now() -> capstan_core::Timestamp {
-        capstan_core::clock::Clock::now(&capstan_core::clock::SystemClock)
-    }
-}
 
 /// Reads a task-protection loop's counters.
 pub type ProtectionStatsFn =
