@@ -224,4 +224,92 @@ impl EcsFixture {
             .as_u64()
             .unwrap_or_else(|| panic!("no desiredCount in {out}"))
     }
+
+    /// Each task as moto describes it now (`lastStatus`, `desiredStatus`,
+    /// `attachments`, ...), by ARN.
+    ///
+    /// # Panics
+    /// If moto does not describe them.
+    pub fn describe_tasks(&self, moto: &Moto) -> std::collections::BTreeMap<String, Value> {
+        let out = moto.ecs(
+            "DescribeTasks",
+            &json!({ "cluster": self.cluster, "tasks": self.tasks }),
+        );
+        out["tasks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no tasks in {out}"))
+            .iter()
+            .filter_map(|t| Some((t["taskArn"].as_str()?.to_owned(), t.clone())))
+            .collect()
+    }
+
+    /// The private IP of each task (its awsvpc interface), by ARN.
+    ///
+    /// # Panics
+    /// If moto does not describe them or a task has no address.
+    pub fn task_ips(&self, moto: &Moto) -> std::collections::BTreeMap<String, String> {
+        self.describe_tasks(moto)
+            .into_iter()
+            .map(|(arn, t)| {
+                let ip = t["attachments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|a| a["details"].as_array().into_iter().flatten())
+                    .find(|d| d["name"] == "privateIPv4Address")
+                    .and_then(|d| d["value"].as_str())
+                    .unwrap_or_else(|| panic!("task {arn} has no private IP: {t}"))
+                    .to_owned();
+                (arn, ip)
+            })
+            .collect()
+    }
+
+    /// Registers every task's IP in the target group, on [`PORT`].
+    ///
+    /// # Panics
+    /// If moto refuses.
+    pub fn register_targets(&self, moto: &Moto) {
+        let port = PORT.to_string();
+        let ips: Vec<String> = self.task_ips(moto).into_values().collect();
+        let mut params = vec![
+            ("Action", "RegisterTargets"),
+            ("Version", "2015-12-01"),
+            ("TargetGroupArn", self.target_group.as_str()),
+        ];
+        let keys: Vec<(String, String)> = (1..=ips.len())
+            .map(|i| {
+                (
+                    format!("Targets.member.{i}.Id"),
+                    format!("Targets.member.{i}.Port"),
+                )
+            })
+            .collect();
+        for ((id, port_key), ip) in keys.iter().zip(&ips) {
+            params.push((id, ip));
+            params.push((port_key, &port));
+        }
+        moto.query("elasticloadbalancing", &params);
+    }
+
+    /// The ids of the targets registered in the target group (in any state but
+    /// `unused`).
+    ///
+    /// # Panics
+    /// If moto refuses.
+    pub fn registered_targets(&self, moto: &Moto) -> std::collections::BTreeSet<String> {
+        let xml = moto.query(
+            "elasticloadbalancing",
+            &[
+                ("Action", "DescribeTargetHealth"),
+                ("Version", "2015-12-01"),
+                ("TargetGroupArn", &self.target_group),
+            ],
+        );
+        xml.split("<member>")
+            .skip(1)
+            .filter(|m| xml_field(m, "State") != Some("unused"))
+            .filter_map(|m| xml_field(m, "Id").map(str::to_owned))
+            .collect()
+    }
 }

@@ -6,17 +6,18 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use capstan_testkit::aws_proxy::AwsProxy;
-use capstan_testkit::moto::{self, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+use capstan_testkit::moto::{self, REGION};
 use capstan_testkit::moto_ecs::EcsFixture;
 use capstan_testkit::servers::free_port;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use support::{ready, start, task_url};
 use tokio::time::Instant;
 
 fn config(port: u16, store: &Path, fixture: &EcsFixture, endpoint: &str, extra: &str) -> String {
@@ -53,57 +54,6 @@ target = 10
         cluster = fixture.cluster,
         service = fixture.service,
     )
-}
-
-fn start(dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .arg("run")
-        .arg("--config")
-        .arg(dir.join("capstan.toml"))
-        .env("RUST_LOG", "warn")
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-/// The URL of `task`'s registry routes (its short id: the ARN's last part).
-fn task_url(base: &str, task: &str) -> String {
-    let short = task.rsplit('/').next().unwrap();
-    format!("{base}/api/v1/services/api/tasks/{short}")
-}
-
-/// Waits until every task of the fixture is known to the registry.
-async fn ready(http: &reqwest::Client, base: &str, tasks: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut known = 0;
-        for task in tasks {
-            if let Ok(r) = http
-                .get(format!("{}/work", task_url(base, task)))
-                .send()
-                .await
-            {
-                known += usize::from(r.status() == StatusCode::OK);
-            }
-        }
-        if known == tasks.len() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "capstan never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// An ECS service of 2 running tasks on moto behind the proxy, and a directory holding a

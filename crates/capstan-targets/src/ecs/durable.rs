@@ -413,8 +413,16 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                     self.save(d, w, &[])?;
                     let mut result = Outcome::Done;
                     if let Some(elb) = &self.elb {
+                        // Only the targets still in their groups: after a crash that
+                        // followed the call, the retry finds them gone and calls
+                        // nothing (ELBv2 may refuse a target it no longer has).
                         let mut by_group: HashMap<&str, Vec<TargetRef>> = HashMap::new();
-                        for t in w.remaining().flat_map(|v| v.targets.iter()) {
+                        for t in w.remaining().flat_map(|v| {
+                            let present = found.get(&v.task);
+                            v.targets
+                                .iter()
+                                .filter(move |t| present.is_some_and(|p| p.contains(t)))
+                        }) {
                             by_group.entry(&t.group).or_default().push(TargetRef {
                                 id: t.id.clone(),
                                 port: t.port.unwrap_or(0),
