@@ -147,9 +147,11 @@ impl Setup {
         value["workflows"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Waits until `count` workflows are done and none runs or failed.
+    /// Waits until `count` workflows are done and none runs or failed. The deadline
+    /// leaves room for a step retried several times (1 s doubling, jittered) when
+    /// faults are injected.
     async fn until_done(&self, count: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let all = self.workflows().await;
             let failed: Vec<&Value> = all.iter().filter(|w| w["status"] == "failed").collect();
