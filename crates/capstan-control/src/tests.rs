@@ -77,6 +77,7 @@ impl FakeWorld {
             state: TaskState::Running,
             sessions: 0,
             protected: false,
+            healthy: true,
         });
     }
     fn failure(&mut self, what: &str) -> Result<(), TargetError> {

@@ -691,6 +691,7 @@ mod tests {
             state,
             sessions: 0,
             protected: false,
+            healthy: true,
         }
     }
 

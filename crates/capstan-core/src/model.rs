@@ -67,6 +67,17 @@ pub struct Task {
     pub sessions: u32,
     /// Whether the task is protected from scale-in.
     pub protected: bool,
+    /// False only when the task's health check fails (ECS `healthStatus` UNHEALTHY):
+    /// ECS is replacing it, so it is never chosen as a scale-in victim. A task without
+    /// a health check (UNKNOWN) or whose target has no notion of health counts as
+    /// healthy. Absent in older serialized tasks: healthy.
+    #[serde(default = "healthy_by_default")]
+    pub healthy: bool,
+}
+
+/// The health a [`Task`] has when nothing says otherwise.
+fn healthy_by_default() -> bool {
+    true
 }
 
 /// How many tasks a service has.

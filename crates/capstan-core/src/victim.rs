@@ -6,9 +6,10 @@
 //!   first), then the newest, then by id so the choice is deterministic. Protected tasks
 //!   are never chosen.
 //! - [`select`], driven by a [`VictimPolicy`]: it never cuts live work off unless the
-//!   policy allows it (the service drains victims until a deadline), orders idle running
-//!   tasks by configurable keys ([`VictimOrder`]: zone balance, newest, oldest, fewest
-//!   sessions) and says why, in a [`Shortfall`], when fewer tasks than wanted can go.
+//!   policy allows it (the service drains victims until a deadline), never chooses an
+//!   unhealthy task (ECS is already replacing it), orders idle running tasks by
+//!   configurable keys ([`VictimOrder`]: zone balance, newest, oldest, fewest sessions)
+//!   and says why, in a [`Shortfall`], when fewer tasks than wanted can go.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -157,7 +158,11 @@ pub struct Selection {
 /// - Then, only when `policy.allow_busy`, running tasks with live work: fewest sessions
 ///   first, then `policy.order`, then id.
 ///
-/// Stopped, stopping and protected tasks are never chosen. With
+/// Stopped, stopping, protected and unhealthy tasks are never chosen. An unhealthy
+/// task (its health check fails: ECS `healthStatus` UNHEALTHY; a task without a health
+/// check counts as healthy) is one ECS is already replacing: stopping it as a victim
+/// while lowering the desired count would race ECS's own replacement, so the safe
+/// scale-in leaves it to ECS and picks among the others. With
 /// [`VictimOrder::ZoneBalance`], victims are picked one at a time, each from the zone
 /// with the most running tasks left (running tasks that are not yet victims, protected
 /// and busy ones included), ties broken by the following keys.
@@ -171,6 +176,7 @@ pub fn select(tasks: &[Task], count: usize, policy: &VictimPolicy) -> Selection 
         match t.state {
             TaskState::Stopped | TaskState::Stopping => excluded.stopping += 1,
             _ if t.protected => excluded.protected += 1,
+            _ if !t.healthy => excluded.unhealthy += 1,
             TaskState::Pending | TaskState::Draining => leaving.push(t),
             TaskState::Running if t.sessions > 0 && !policy.allow_busy => excluded.busy += 1,
             TaskState::Running => running.push(t),
@@ -281,11 +287,12 @@ fn compare(a: &Task, b: &Task, order: &[VictimOrder], left: &HashMap<Zone<'_>, u
 }
 
 /// How many tasks [`select`] left out, per cause (each task counted once: stopping
-/// first, then protected, then busy).
+/// first, then protected, then unhealthy, then busy).
 #[derive(Debug, Default)]
 struct Excluded {
     busy: usize,
     protected: usize,
+    unhealthy: usize,
     stopping: usize,
 }
 
@@ -300,6 +307,7 @@ impl Excluded {
         let causes = [
             (self.busy, "has live sessions", "have live sessions"),
             (self.protected, "is protected", "are protected"),
+            (self.unhealthy, "is unhealthy", "are unhealthy"),
             (
                 self.stopping,
                 "is stopping or stopped",
@@ -340,6 +348,7 @@ mod tests {
             state,
             sessions,
             protected,
+            healthy: true,
         }
     }
 
@@ -428,11 +437,12 @@ mod tests {
         tasks.push(task("p", 1, 0, TaskState::Running, true));
         tasks.push(task("s", 1, 0, TaskState::Stopping, false));
         tasks.push(task("x", 1, 0, TaskState::Stopped, false));
+        tasks.push(sick(task("u", 1, 0, TaskState::Running, false)));
         let s = select(&tasks, 3, &VictimPolicy::default());
         assert_eq!(
             s.shortfall.unwrap().reason,
             "only 1 of 3 tasks can go: 5 tasks have live sessions, 1 is protected, \
-             2 are stopping or stopped"
+             1 is unhealthy, 2 are stopping or stopped"
         );
         let none = select(&tasks[..1], 1, &VictimPolicy::default());
         assert_eq!(
@@ -444,6 +454,85 @@ mod tests {
             few.shortfall.unwrap().reason,
             "only 6 of 7 tasks can go: there are no other tasks"
         );
+    }
+
+    fn sick(t: Task) -> Task {
+        Task {
+            healthy: false,
+            ..t
+        }
+    }
+
+    #[test]
+    fn unhealthy_tasks_never_go() {
+        // t4 and t5, the newest, fail their health checks: ECS replaces them.
+        let mut tasks = six(0);
+        tasks[4] = sick(tasks[4].clone());
+        tasks[5] = sick(tasks[5].clone());
+        let s = select(&tasks, 2, &policy(&[VictimOrder::Newest], false));
+        assert_eq!(ids(&s), vec!["t3", "t2"]);
+        assert_eq!(s.shortfall, None);
+
+        let s = select(&tasks, 6, &policy(&[VictimOrder::Newest], true));
+        assert_eq!(ids(&s), vec!["t3", "t2", "t1", "t0"]);
+        let short = s.shortfall.unwrap();
+        assert_eq!((short.wanted, short.chosen), (6, 4));
+        assert_eq!(
+            short.reason,
+            "only 4 of 6 tasks can go: 2 tasks are unhealthy"
+        );
+
+        // Neither pending nor draining: an unhealthy task is never chosen.
+        let tasks = vec![
+            sick(task("pend", 1, 0, TaskState::Pending, false)),
+            sick(task("drain", 1, 0, TaskState::Draining, false)),
+            task("run", 1, 0, TaskState::Running, false),
+        ];
+        let s = select(&tasks, 2, &VictimPolicy::default());
+        assert_eq!(ids(&s), vec!["run"]);
+        assert_eq!(
+            s.shortfall.unwrap().reason,
+            "only 1 of 2 tasks can go: 2 tasks are unhealthy"
+        );
+
+        let one = select(
+            &[sick(task("x", 1, 0, TaskState::Running, false))],
+            1,
+            &VictimPolicy::default(),
+        );
+        assert_eq!(
+            one.shortfall.unwrap().reason,
+            "no task can go (1 wanted): 1 task is unhealthy"
+        );
+    }
+
+    #[test]
+    fn an_unhealthy_busy_or_protected_task_counts_once() {
+        // Protected wins over unhealthy, unhealthy over busy.
+        let tasks = vec![
+            sick(task("p", 1, 0, TaskState::Running, true)),
+            sick(task("b", 1, 3, TaskState::Running, false)),
+            task("i", 1, 0, TaskState::Running, false),
+        ];
+        let s = select(&tasks, 3, &VictimPolicy::default());
+        assert_eq!(ids(&s), vec!["i"]);
+        assert_eq!(
+            s.shortfall.unwrap().reason,
+            "only 1 of 3 tasks can go: 1 task is protected, 1 is unhealthy"
+        );
+    }
+
+    #[test]
+    fn a_task_serialized_without_health_is_healthy() {
+        let t = task("t", 1, 0, TaskState::Running, false);
+        let mut json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["healthy"], serde_json::json!(true));
+        json.as_object_mut().unwrap().remove("healthy");
+        let back: Task = serde_json::from_value(json).unwrap();
+        assert_eq!(back, t);
+        let sick_json = serde_json::to_value(sick(t.clone())).unwrap();
+        let back: Task = serde_json::from_value(sick_json).unwrap();
+        assert!(!back.healthy);
     }
 
     #[test]
@@ -563,20 +652,24 @@ mod tests {
                     arb_state(),
                     prop::bool::weighted(0.15),
                     prop::option::weighted(0.8, prop::sample::select(vec!["a", "b", "c"])),
+                    prop::bool::weighted(0.85),
                 ),
                 0..16,
             )
             .prop_map(|v| {
                 v.into_iter()
                     .enumerate()
-                    .map(|(i, (started, sessions, state, protected, zone))| Task {
-                        id: TaskId(format!("t{i:02}").into()),
-                        started_at: Timestamp::from_second(started).unwrap(),
-                        zone: zone.map(Into::into),
-                        state,
-                        sessions,
-                        protected,
-                    })
+                    .map(
+                        |(i, (started, sessions, state, protected, zone, healthy))| Task {
+                            id: TaskId(format!("t{i:02}").into()),
+                            started_at: Timestamp::from_second(started).unwrap(),
+                            zone: zone.map(Into::into),
+                            state,
+                            sessions,
+                            protected,
+                            healthy,
+                        },
+                    )
                     .collect()
             })
         }
@@ -591,6 +684,7 @@ mod tests {
 
         fn can_go(t: &Task, allow_busy: bool) -> bool {
             !t.protected
+                && t.healthy
                 && !matches!(t.state, TaskState::Stopped | TaskState::Stopping)
                 && (allow_busy || t.state != TaskState::Running || t.sessions == 0)
         }
@@ -612,7 +706,27 @@ mod tests {
                 prop_assert_eq!(unique.len(), s.victims.len());
                 let victims: Vec<&Task> = s.victims.iter().map(|id| by_id[id]).collect();
                 for v in &victims {
+                    prop_assert!(v.healthy, "unhealthy {:?} chosen", v);
                     prop_assert!(can_go(v, policy.allow_busy), "{:?} may not go", v);
+                }
+                // A shortfall with an unhealthy task left out (and not counted under an
+                // earlier cause) says so.
+                let unhealthy = tasks
+                    .iter()
+                    .filter(|t| {
+                        !t.healthy
+                            && !t.protected
+                            && !matches!(t.state, TaskState::Stopped | TaskState::Stopping)
+                    })
+                    .count();
+                if let (Some(short), true) = (&s.shortfall, unhealthy > 0) {
+                    let (noun, verb) = if unhealthy == 1 { ("task", "is") } else { ("tasks", "are") };
+                    let first = format!(": {unhealthy} {noun} {verb} unhealthy");
+                    let later = format!(", {unhealthy} {verb} unhealthy");
+                    prop_assert!(
+                        short.reason.contains(&first) || short.reason.contains(&later),
+                        "{:?} does not count {} unhealthy", short.reason, unhealthy
+                    );
                 }
 
                 let candidates = tasks.iter().filter(|t| can_go(t, policy.allow_busy)).count();

@@ -166,6 +166,7 @@ impl ProcessSnapshot {
                     },
                     sessions: 0,
                     protected: false,
+                    healthy: true,
                 })
                 .collect(),
         }

@@ -76,6 +76,7 @@ impl InstantTarget {
                 state: TaskState::Running,
                 sessions: 0,
                 protected: false,
+                healthy: true,
             });
         }
     }

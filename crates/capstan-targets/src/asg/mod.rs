@@ -338,6 +338,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
                     state,
                     sessions: snap.host(&i.instance_id).map_or(0, tasks_on),
                     protected: i.protected_from_scale_in,
+                    healthy: true,
                 })
             })
             .collect();

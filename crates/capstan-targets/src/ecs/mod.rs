@@ -433,6 +433,8 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                     state,
                     sessions: work.get(i).copied().unwrap_or(0),
                     protected: snap.protected.contains(&*t.arn),
+                    // UNKNOWN (no health check, or not yet known) counts as healthy.
+                    healthy: t.health != capstan_aws_api::HealthStatus::Unhealthy,
                 }
             })
             .collect();
