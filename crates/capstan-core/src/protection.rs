@@ -28,6 +28,13 @@
 //! as that allows. A call not yet answered is in flight and is not emitted again; a
 //! failed one is retried after a deterministic backoff (1 s, doubling up to 60 s).
 //!
+//! Several services of one cluster each have a manager, but their calls can share
+//! requests: an UpdateTaskProtection request takes up to 10 tasks of any services of its
+//! cluster. [`coalesce`] packs the calls the managers emitted at the same moment into
+//! as few requests as the limit allows (calls with the same `enable` and
+//! `expires_in_minutes` only), and [`split_outcomes`] hands each call back the outcome
+//! of its own tasks, so every manager still sees only its own calls.
+//!
 //! After a restart, [`ProtectionManager::reconcile`] feeds in what GetTaskProtection
 //! reports. ECS does not say who set a protection, so capstan cannot tell the ones it
 //! set before the restart from ones the application set itself: it **adopts every
@@ -574,6 +581,114 @@ impl ProtectionManager {
     }
 }
 
+/// One UpdateTaskProtection request carrying the tasks of one or more
+/// [`ProtectionCall`]s (of one or several managers) with the same parameters; see
+/// [`coalesce`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedCall {
+    /// `true` to set (or extend) protection, `false` to release it.
+    pub enable: bool,
+    /// How long the protection lasts, in minutes (`None` for a release).
+    pub expires_in_minutes: Option<u32>,
+    /// The tasks, 1 to [`MAX_TASKS_PER_CALL`], each with the position of the call it
+    /// came from in the slice given to [`coalesce`].
+    pub tasks: Vec<(usize, TaskId)>,
+}
+
+/// Packs `calls` (made at the same moment, for tasks of one cluster) into as few
+/// requests as [`MAX_TASKS_PER_CALL`] allows: calls with the same `enable` and
+/// `expires_in_minutes` share requests, so each such group takes ⌈tasks / 10⌉ of them.
+/// Enables come first (shortest protection first), then releases, as one manager's
+/// [`ProtectionManager::due`] orders them; within a group, tasks keep the order of the
+/// calls and of the tasks in each call. Every task of every call is in exactly one
+/// request. For the calls of one manager the requests list the same tasks as its calls.
+pub fn coalesce(calls: &[&ProtectionCall]) -> Vec<MergedCall> {
+    // Keyed by (is a release, minutes): enables first, shortest first.
+    type Group = (bool, Option<u32>);
+    let mut groups: BTreeMap<Group, Vec<(usize, TaskId)>> = BTreeMap::new();
+    for (i, call) in calls.iter().enumerate() {
+        let minutes = if call.enable {
+            call.expires_in_minutes
+        } else {
+            None
+        };
+        groups
+            .entry((!call.enable, minutes))
+            .or_default()
+            .extend(call.tasks.iter().map(|t| (i, t.clone())));
+    }
+    let mut out = Vec::new();
+    for ((release, minutes), tasks) in groups {
+        for chunk in tasks.chunks(MAX_TASKS_PER_CALL) {
+            out.push(MergedCall {
+                enable: !release,
+                expires_in_minutes: minutes,
+                tasks: chunk.to_vec(),
+            });
+        }
+    }
+    out
+}
+
+/// Hands each of `calls` the outcome of its own tasks, from `outcomes`, the answers to
+/// `merged` (what [`coalesce`] made of `calls`, answered in the same order; an answer
+/// missing at the end counts as a failed request). A call whose every task was in
+/// failed requests gets that failure as a whole (`Err`, the first request's message);
+/// otherwise each task gets its outcome in its request, a task of a failed request
+/// [`TaskOutcome::Failed`] with that request's message, and a task its request's answer
+/// does not list is left out (the manager counts it as failed).
+pub fn split_outcomes(
+    calls: &[&ProtectionCall],
+    merged: &[MergedCall],
+    outcomes: Vec<CallOutcome>,
+) -> Vec<CallOutcome> {
+    let mut lists: Vec<Vec<(TaskId, TaskOutcome)>> = vec![Vec::new(); calls.len()];
+    let mut whole_error: Vec<Option<String>> = vec![None; calls.len()];
+    let mut answered: Vec<usize> = vec![0; calls.len()];
+    let mut outcomes = outcomes.into_iter();
+    for request in merged {
+        let outcome = outcomes
+            .next()
+            .unwrap_or_else(|| Err("UpdateTaskProtection: no answer to this request".to_owned()));
+        match outcome {
+            Ok(list) => {
+                let by_task: HashMap<TaskId, TaskOutcome> = list.into_iter().collect();
+                for (i, task) in &request.tasks {
+                    let Some(slot) = lists.get_mut(*i) else {
+                        continue;
+                    };
+                    answered[*i] += 1;
+                    // A task named twice (two calls for the same task) gets the one
+                    // answer twice.
+                    if let Some(o) = by_task.get(task) {
+                        slot.push((task.clone(), o.clone()));
+                    }
+                }
+            }
+            Err(message) => {
+                for (i, task) in &request.tasks {
+                    let Some(slot) = lists.get_mut(*i) else {
+                        continue;
+                    };
+                    slot.push((task.clone(), TaskOutcome::Failed(message.clone())));
+                    if let Some(first) = whole_error.get_mut(*i) {
+                        first.get_or_insert_with(|| message.clone());
+                    }
+                }
+            }
+        }
+    }
+    lists
+        .into_iter()
+        .zip(whole_error)
+        .zip(answered)
+        .map(|((list, error), answered)| match error {
+            Some(message) if answered == 0 => Err(message),
+            _ => Ok(list),
+        })
+        .collect()
+}
+
 /// The wait after the `n`th consecutive failure (n >= 1): 1 s, 2 s, 4 s ... up to 60 s.
 fn backoff(n: u32) -> Duration {
     let doublings = n.saturating_sub(1).min(6);
@@ -986,6 +1101,176 @@ mod tests {
         assert_eq!(secs, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
     }
 
+    /// A manager whose tasks `prefix-0..n` all have work at `at(0)`.
+    fn busy(prefix: &str, n: usize, settings: ProtectionSettings) -> ProtectionManager {
+        let mut m = ProtectionManager::new(settings).unwrap();
+        m.observe(at(0), (0..n).map(|i| (id(&format!("{prefix}-{i:02}")), 1)));
+        m
+    }
+
+    /// Answers a merged request: every task enabled until `until`, or released.
+    fn answer(request: &MergedCall, until: Timestamp) -> CallOutcome {
+        Ok(request
+            .tasks
+            .iter()
+            .map(|(_, t)| {
+                let o = if request.enable {
+                    TaskOutcome::Enabled { expires_at: until }
+                } else {
+                    TaskOutcome::Released
+                };
+                (t.clone(), o)
+            })
+            .collect())
+    }
+
+    #[test]
+    fn two_managers_with_six_tasks_each_share_two_requests() {
+        let mut a = busy("a", 6, ProtectionSettings::default());
+        let mut b = busy("b", 6, ProtectionSettings::default());
+        let (ca, cb) = (a.due(at(0)), b.due(at(0)));
+        assert_eq!((ca.len(), cb.len()), (1, 1));
+        let calls = [&ca[0], &cb[0]];
+        let merged = coalesce(&calls);
+        let sizes: Vec<usize> = merged.iter().map(|m| m.tasks.len()).collect();
+        assert_eq!(sizes, vec![10, 2], "10 + 2, not 6 + 6");
+        assert!(
+            merged
+                .iter()
+                .all(|m| m.enable && m.expires_in_minutes == Some(60))
+        );
+        // The first request holds a's 6 tasks and 4 of b's; the second b's last 2.
+        assert_eq!(merged[0].tasks.iter().filter(|(i, _)| *i == 0).count(), 6);
+        assert_eq!(merged[1].tasks.iter().filter(|(i, _)| *i == 1).count(), 2);
+
+        let outcomes = merged.iter().map(|m| answer(m, at(60 * MIN))).collect();
+        let split = split_outcomes(&calls, &merged, outcomes);
+        a.applied(at(0), &ca[0], split[0].clone());
+        b.applied(at(0), &cb[0], split[1].clone());
+        for m in [&a, &b] {
+            let s = m.stats();
+            assert_eq!((s.protected, s.enables, s.failures), (6, 6, 0));
+        }
+
+        // Idle: both release in the same two requests.
+        a.observe(at(1), (0..6).map(|i| (id(&format!("a-{i:02}")), 0)));
+        b.observe(at(1), (0..6).map(|i| (id(&format!("b-{i:02}")), 0)));
+        let (ca, cb) = (a.due(at(16)), b.due(at(16)));
+        let calls = [&ca[0], &cb[0]];
+        let merged = coalesce(&calls);
+        assert_eq!(merged.len(), 2);
+        assert!(
+            merged
+                .iter()
+                .all(|m| !m.enable && m.expires_in_minutes.is_none())
+        );
+        let outcomes = merged.iter().map(|m| answer(m, at(0))).collect();
+        let split = split_outcomes(&calls, &merged, outcomes);
+        a.applied(at(16), &ca[0], split[0].clone());
+        b.applied(at(16), &cb[0], split[1].clone());
+        assert_eq!((a.stats().releases, b.stats().releases), (6, 6));
+        assert_eq!((a.stats().protected, b.stats().protected), (0, 0));
+    }
+
+    #[test]
+    fn requests_never_mix_enables_releases_or_durations() {
+        let short = ProtectionSettings {
+            protect_for: Duration::from_secs(30 * 60),
+            extend_at: Duration::from_secs(20 * 60),
+            ..ProtectionSettings::default()
+        };
+        let mut a = busy("a", 3, ProtectionSettings::default());
+        let mut b = busy("b", 3, short);
+        let mut c = protected_a();
+        c.set_work(at(0), &id("a"), 0);
+        let (ca, cb, cc) = (a.due(at(0)), b.due(at(0)), c.due(at(15)));
+        let calls = [&ca[0], &cb[0], &cc[0]];
+        let merged = coalesce(&calls);
+        let shape: Vec<(bool, Option<u32>, usize)> = merged
+            .iter()
+            .map(|m| (m.enable, m.expires_in_minutes, m.tasks.len()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![(true, Some(30), 3), (true, Some(60), 3), (false, None, 1)]
+        );
+        // One manager's calls come back as they were.
+        let mut m = busy("m", 25, ProtectionSettings::default());
+        let calls = m.due(at(0));
+        let refs: Vec<&ProtectionCall> = calls.iter().collect();
+        let merged = coalesce(&refs);
+        assert_eq!(merged.len(), calls.len());
+        for (r, c) in merged.iter().zip(&calls) {
+            let tasks: Vec<TaskId> = r.tasks.iter().map(|(_, t)| t.clone()).collect();
+            assert_eq!(tasks, c.tasks);
+            assert_eq!(
+                (r.enable, r.expires_in_minutes),
+                (c.enable, c.expires_in_minutes)
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_request_fails_only_its_own_tasks() {
+        let mut a = busy("a", 6, ProtectionSettings::default());
+        let mut b = busy("b", 6, ProtectionSettings::default());
+        let (ca, cb) = (a.due(at(0)), b.due(at(0)));
+        let calls = [&ca[0], &cb[0]];
+        let merged = coalesce(&calls);
+        // The second request (b's last two tasks) fails as a whole; in the first, one of
+        // a's tasks is gone.
+        let mut first = answer(&merged[0], at(60 * MIN)).unwrap();
+        first[0].1 = TaskOutcome::Gone;
+        let outcomes = vec![Ok(first), Err("throttled".to_owned())];
+        let split = split_outcomes(&calls, &merged, outcomes);
+        a.applied(at(0), &ca[0], split[0].clone());
+        b.applied(at(0), &cb[0], split[1].clone());
+        let (sa, sb) = (a.stats(), b.stats());
+        assert_eq!((sa.protected, sa.gone, sa.failures), (5, 1, 0));
+        assert_eq!((sb.protected, sb.gone, sb.failures), (4, 0, 2));
+        // b's two are retried after the backoff, alone.
+        assert!(b.due(at(0)).is_empty());
+        assert_eq!(b.due(at(1))[0].tasks.len(), 2);
+
+        // A call all of whose tasks were in failed requests fails as a whole.
+        let outcomes = vec![Err("boom".to_owned()), answer(&merged[1], at(60 * MIN))];
+        let split = split_outcomes(&calls, &merged, outcomes);
+        assert_eq!(split[0], Err("boom".to_owned()));
+        let Ok(b_list) = &split[1] else {
+            panic!("b had tasks in the second request: {:?}", split[1]);
+        };
+        let failed = b_list
+            .iter()
+            .filter(|(_, o)| *o == TaskOutcome::Failed("boom".to_owned()))
+            .count();
+        assert_eq!((b_list.len(), failed), (6, 4));
+        // A missing answer counts as a failed request.
+        let split = split_outcomes(&calls, &merged, Vec::new());
+        assert!(split.iter().all(Result::is_err), "{split:?}");
+    }
+
+    fn arb_calls() -> impl Strategy<Value = Vec<ProtectionCall>> {
+        prop::collection::vec(
+            (
+                any::<bool>(),
+                prop::sample::select(vec![5u32, 60]),
+                1usize..=MAX_TASKS_PER_CALL,
+            ),
+            0..8,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (enable, minutes, n))| ProtectionCall {
+                    id: i as u64,
+                    enable,
+                    expires_in_minutes: enable.then_some(minutes),
+                    tasks: (0..n).map(|k| id(&format!("s{i}-{k}"))).collect(),
+                })
+                .collect()
+        })
+    }
+
     const TASKS: usize = 12;
 
     fn task(i: usize) -> TaskId {
@@ -1023,6 +1308,79 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn coalesced_requests_carry_every_task_once_in_as_few_requests_as_allowed(
+            calls in arb_calls(),
+            failed in prop::collection::vec(any::<bool>(), 16),
+        ) {
+            let refs: Vec<&ProtectionCall> = calls.iter().collect();
+            let merged = coalesce(&refs);
+            let mut seen: Vec<(usize, TaskId)> = Vec::new();
+            let mut per_group: BTreeMap<(bool, Option<u32>), (usize, usize)> = BTreeMap::new();
+            for m in &merged {
+                prop_assert!(!m.tasks.is_empty() && m.tasks.len() <= MAX_TASKS_PER_CALL);
+                let g = per_group.entry((m.enable, m.expires_in_minutes)).or_default();
+                g.0 += 1;
+                g.1 += m.tasks.len();
+                for (i, t) in &m.tasks {
+                    let c = &calls[*i];
+                    prop_assert_eq!((c.enable, c.expires_in_minutes), (m.enable, m.expires_in_minutes));
+                    prop_assert!(c.tasks.contains(t));
+                    seen.push((*i, t.clone()));
+                }
+            }
+            let mut all: Vec<(usize, TaskId)> = calls
+                .iter()
+                .enumerate()
+                .flat_map(|(i, c)| c.tasks.iter().map(move |t| (i, t.clone())))
+                .collect();
+            seen.sort();
+            all.sort();
+            prop_assert_eq!(seen, all);
+            for ((_, _), (requests, tasks)) in per_group {
+                prop_assert_eq!(requests, tasks.div_ceil(MAX_TASKS_PER_CALL));
+            }
+            // Enables before releases.
+            let kinds: Vec<bool> = merged.iter().map(|m| !m.enable).collect();
+            prop_assert!(kinds.windows(2).all(|w| w[0] <= w[1]));
+
+            // Each call gets exactly its tasks' outcomes back.
+            let outcomes: Vec<CallOutcome> = merged
+                .iter()
+                .zip(&failed)
+                .map(|(m, &f)| if f { Err("failed".to_owned()) } else { answer(m, at(60 * MIN)) })
+                .collect();
+            let split = split_outcomes(&refs, &merged, outcomes);
+            prop_assert_eq!(split.len(), calls.len());
+            for (i, (call, outcome)) in calls.iter().zip(&split).enumerate() {
+                let requests: Vec<usize> = merged
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.tasks.iter().any(|(j, _)| *j == i))
+                    .map(|(r, _)| r)
+                    .collect();
+                let all_failed = requests.iter().all(|&r| failed.get(r).copied().unwrap_or(true));
+                match outcome {
+                    Err(_) => prop_assert!(all_failed),
+                    Ok(list) => {
+                        prop_assert!(!all_failed);
+                        let tasks: Vec<&TaskId> = list.iter().map(|(t, _)| t).collect();
+                        prop_assert_eq!(tasks, call.tasks.iter().collect::<Vec<_>>());
+                        for (_, o) in list {
+                            let ok = matches!(
+                                (o, call.enable),
+                                (TaskOutcome::Enabled { .. }, true)
+                                    | (TaskOutcome::Released, false)
+                                    | (TaskOutcome::Failed(_), _)
+                            );
+                            prop_assert!(ok, "{:?} for an enable={}", o, call.enable);
+                        }
+                    }
+                }
+            }
+        }
+
 
         #[test]
         fn calls_respect_the_invariants(steps in prop::collection::vec(step(), 1..120)) {

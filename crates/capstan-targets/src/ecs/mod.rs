@@ -258,7 +258,9 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
 
     /// The same target, also managing the scale-in protection of its tasks' workloads
     /// in progress (see [`protect`]): call it after [`with_clock`](Self::with_clock),
-    /// and run [`protector`](Self::protector)'s loop. Needs the tasks' work counts.
+    /// and run [`protector`](Self::protector)'s loop, or join it to its cluster's
+    /// [`ClusterProtector`](protect::ClusterProtector) so the services of one cluster
+    /// share their calls. Needs the tasks' work counts.
     pub fn with_protection(
         mut self,
         settings: capstan_core::protection::ProtectionSettings,

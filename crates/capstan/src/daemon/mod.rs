@@ -41,6 +41,7 @@
 //! [`DaemonError::LoopEnded`], so the process exits non-zero and a supervisor restarts
 //! it, rather than leaving a service silently unscaled.
 
+pub mod protection;
 pub mod reload;
 pub mod services;
 pub mod sources;

@@ -35,6 +35,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use super::protection::ProtectionDrivers;
 use crate::config::ServiceSpec;
 
 /// Any target the daemon can run.
@@ -180,27 +181,6 @@ impl AnyTarget {
                 target: service.to_owned(),
                 reason: "the simulated target only runs inside `capstan simulate`".into(),
             }),
-        }
-    }
-}
-
-impl AnyTarget {
-    /// Starts the target's task-protection loop, if it manages protection, until
-    /// `cancel`; gives a way to read its counters.
-    pub fn spawn_protector(&self, cancel: CancellationToken) -> Option<ProtectionStatsFn> {
-        fn spawn<E: capstan_aws_api::Ecs + 'static>(
-            p: Option<&Arc<capstan_targets::ecs::protect::Protector<E>>>,
-            cancel: CancellationToken,
-        ) -> Option<ProtectionStatsFn> {
-            let p = Arc::clone(p?);
-            let running = Arc::clone(&p);
-            tokio::spawn(async move { running.run(cancel).await });
-            Some(Arc::new(move || p.stats()))
-        }
-        match self {
-            Self::Ecs(t) => spawn(t.protector(), cancel),
-            Self::EcsWorld(t) => spawn(t.protector(), cancel),
-            Self::Process(_) => None,
         }
     }
 }
@@ -492,6 +472,9 @@ pub struct Services {
     work: Option<WorkRegistry>,
     /// Where each service's task-protection counters are published (for `/metrics`).
     protection: Option<ProtectionBoard>,
+    /// The task-protection drivers, one per cluster: the services' protection calls
+    /// are coalesced per cluster.
+    drivers: ProtectionDrivers,
     /// The running services' targets (for the workflow API).
     targets: TargetBoard,
     /// Where the `ecs` targets journal their scale-in workflows; `None`: in memory.
@@ -510,6 +493,7 @@ impl Services {
         log: Arc<dyn DecisionLog>,
         stop: CancellationToken,
     ) -> Self {
+        let drivers = ProtectionDrivers::new(stop.child_token());
         Self {
             clock,
             obs,
@@ -526,6 +510,7 @@ impl Services {
             aws: AwsClients::default(),
             work: None,
             protection: None,
+            drivers,
             targets: TargetBoard::default(),
             journal: None,
         }
@@ -692,7 +677,7 @@ impl Services {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(spec.name.clone(), target.clone());
         target.spawn_workflow_pump(cancel.clone());
-        if let Some(stats) = target.spawn_protector(cancel.clone())
+        if let Some(stats) = self.drivers.join(&target)
             && let Some(board) = &self.protection
         {
             board
@@ -802,6 +787,7 @@ impl Services {
     pub fn stop_loop(&mut self, name: &str) {
         if let Some(running) = self.running.remove(name) {
             running.cancel.cancel();
+            self.drivers.leave(&running.target);
             self.wakers.remove(name);
             if let Some(board) = &self.protection {
                 board
