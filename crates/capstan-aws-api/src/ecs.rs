@@ -78,6 +78,12 @@ pub struct EcsTask {
     /// The private IP of its network interface: the id it is registered under in IP
     /// target groups.
     pub private_ip: Option<Arc<str>>,
+    /// The host ports of its containers' network bindings (`networkBindings[].hostPort`;
+    /// bridge or host networking on the EC2 launch type, empty for awsvpc). In an
+    /// instance target group the task is registered as (the EC2 instance behind
+    /// [`container_instance`](Self::container_instance), one of these ports): with
+    /// dynamic ports several tasks share an instance, each on its own host port.
+    pub host_ports: Vec<u16>,
     /// When it was created (AWS always reports it; some emulators do not).
     pub created_at: Option<Timestamp>,
     /// When it reached RUNNING, if it did.

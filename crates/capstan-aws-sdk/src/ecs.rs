@@ -149,6 +149,32 @@ fn private_ip(task: &Task) -> Option<Arc<str>> {
         .map(Arc::from)
 }
 
+/// The host ports of a task's containers' network bindings (bridge or host
+/// networking), in order, each once. A binding without a `hostPort` (a port range) is
+/// skipped: a target group cannot register a range. A port outside 1 to 65535 is a
+/// malformed answer.
+fn host_ports(task: &Task, resource: &str) -> Result<Vec<u16>, AwsError> {
+    let mut ports: Vec<u16> = Vec::new();
+    for c in task.containers() {
+        for b in c.network_bindings() {
+            let Some(p) = b.host_port() else { continue };
+            let port = u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+                malformed(
+                    "DescribeTasks",
+                    format!(
+                        "{resource}: container {} has a network binding with hostPort {p}, not a port",
+                        c.name().unwrap_or("?")
+                    ),
+                )
+            })?;
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+    }
+    Ok(ports)
+}
+
 /// One `DescribeTasks` task as an [`EcsTask`].
 pub fn read_task(task: &Task) -> Result<EcsTask, AwsError> {
     const OP: &str = "DescribeTasks";
@@ -196,6 +222,7 @@ pub fn read_task(task: &Task) -> Result<EcsTask, AwsError> {
         availability_zone: Arc::from(task.availability_zone().unwrap_or("")),
         container_instance: task.container_instance_arn().map(Arc::from),
         private_ip: private_ip(task),
+        host_ports: host_ports(task, &resource)?,
         created_at: time(task.created_at()),
         started_at: time(task.started_at()),
         stopping_at: time(task.stopping_at()),
@@ -766,6 +793,7 @@ mod tests {
         assert_eq!(t.last_status, TaskStatus::Deactivating);
         assert_eq!(t.desired_status, DesiredStatus::Stopped);
         assert_eq!(t.private_ip.as_deref(), Some("10.0.1.7"));
+        assert!(t.host_ports.is_empty(), "awsvpc: no host port bindings");
         assert_eq!(t.started_at.map(|s| s.as_second()), Some(1_700_000_030));
         assert_eq!((t.cpu, t.memory), (512, 1024));
         assert_eq!(t.health, HealthStatus::Healthy);

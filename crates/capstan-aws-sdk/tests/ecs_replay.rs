@@ -1,7 +1,7 @@
-//! The ECS operations moto lacks (`UpdateTaskProtection`, `GetTaskProtection`) through
-//! the real SDK client with a replayed HTTP exchange: each test checks the exact
-//! request capstan sends (operation, JSON body) and reads back an answer of ECS's
-//! documented shape.
+//! The ECS operations moto lacks (`UpdateTaskProtection`, `GetTaskProtection`) and
+//! answers it does not give (a bridge-mode task's `networkBindings`) through the real
+//! SDK client with a replayed HTTP exchange: each test checks the exact request capstan
+//! sends (operation, JSON body) and reads back an answer of ECS's documented shape.
 
 use std::sync::Arc;
 
@@ -179,4 +179,100 @@ async fn a_throttled_protection_call_is_a_retryable_error_naming_the_operation()
         err.to_string(),
         "UpdateTaskProtection: throttled: ThrottlingException: Rate exceeded"
     );
+}
+
+/// A bridge-mode task on the EC2 launch type: `DescribeTasks` reports no network
+/// interface, its container instance and, per container, the host port each binding
+/// got (dynamic ports). Those are read, each once, in order; a binding given only as a
+/// range is skipped.
+#[tokio::test]
+async fn a_bridge_task_is_read_with_its_container_instance_and_host_ports() {
+    const CI: &str = "arn:aws:ecs:us-east-1:123456789012:container-instance/prod/abcd";
+    let http = replay(vec![answer(
+        200,
+        &json!({
+            "tasks": [{
+                "taskArn": T1,
+                "group": "service:web",
+                "lastStatus": "RUNNING",
+                "desiredStatus": "RUNNING",
+                "launchType": "EC2",
+                "containerInstanceArn": CI,
+                "availabilityZone": "us-east-1a",
+                "attachments": [],
+                "containers": [
+                    {
+                        "name": "web",
+                        "networkBindings": [
+                            { "bindIP": "0.0.0.0", "containerPort": 8080, "hostPort": 32771, "protocol": "tcp" },
+                            { "bindIP": "::", "containerPort": 8080, "hostPort": 32771, "protocol": "tcp" }
+                        ],
+                        "networkInterfaces": []
+                    },
+                    {
+                        "name": "metrics",
+                        "networkBindings": [
+                            { "bindIP": "0.0.0.0", "containerPort": 9100, "hostPort": 32772, "protocol": "tcp" },
+                            { "containerPortRange": "7000-7002", "hostPortRange": "40000-40002", "protocol": "tcp" }
+                        ]
+                    }
+                ]
+            }],
+            "failures": []
+        }),
+    )]);
+    let ecs = client(&http);
+    let (tasks, failures) = ecs
+        .describe_tasks("prod", &[Arc::from(T1)])
+        .await
+        .expect("describe");
+    assert!(failures.is_empty());
+    assert_eq!(
+        sent(&http),
+        vec![(
+            "AmazonEC2ContainerServiceV20141113.DescribeTasks".to_owned(),
+            json!({ "cluster": "prod", "tasks": [T1] })
+        )]
+    );
+    let t = &tasks[0];
+    assert_eq!(t.container_instance.as_deref(), Some(CI));
+    assert_eq!(t.private_ip, None, "bridge networking: no task ENI");
+    assert_eq!(t.host_ports, vec![32771, 32772]);
+}
+
+#[tokio::test]
+async fn a_host_port_that_is_not_a_port_is_a_malformed_answer_naming_the_task() {
+    for bad in [-1, 0, 70_000] {
+        let http = replay(vec![answer(
+            200,
+            &json!({
+                "tasks": [{
+                    "taskArn": T1,
+                    "lastStatus": "RUNNING",
+                    "containers": [{
+                        "name": "web",
+                        "networkBindings": [{ "containerPort": 8080, "hostPort": bad }]
+                    }]
+                }],
+                "failures": []
+            }),
+        )]);
+        let err = client(&http)
+            .describe_tasks("prod", &[Arc::from(T1)])
+            .await
+            .expect_err("malformed");
+        assert_eq!(
+            err.kind,
+            AwsErrorKind::Other {
+                code: "MalformedResponse".into()
+            },
+            "{bad}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "DescribeTasks: MalformedResponse: task {T1}: container web has a network binding with hostPort {bad}, not a port"
+            )
+        );
+    }
 }

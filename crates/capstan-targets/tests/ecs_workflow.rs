@@ -10,7 +10,12 @@
 //!   no task with a session stopped;
 //! - AWS errors on 20 % of calls: the workflow still completes, nothing applied twice;
 //! - a permanent failure at the deregistration, fixed, then redriven: it resumes from
-//!   that step, not from the start.
+//!   that step, not from the start;
+//! - an EC2 service in bridge mode behind an instance target group (four tasks on one
+//!   instance, each on its own host port): exactly the victims' (instance, host port)
+//!   targets are deregistered, the workflow waits while one drains, the victims stop
+//!   and the other tasks on the same instance stay registered; a victim that gets a
+//!   session while draining is registered again under its (instance, port) and kept.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -18,14 +23,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use capstan_aws_api::{AwsErrorKind, Ecs, Elb, TargetHealthState};
+use capstan_aws_api::{AwsErrorKind, Ecs, Elb, TargetHealthState, TargetRef};
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::model::TaskId;
 use capstan_core::workflow::{Status, Step, WorkflowSettings};
 use capstan_targets::Target;
 use capstan_targets::ecs::durable::{Boundary, Journal, MemoryJournal};
 use capstan_targets::ecs::{EcsTarget, EcsTargetSpec, WorkCounts};
-use capstan_world::{FaultRule, ServiceSpec, TargetGroupSpec, World, WorldConfig};
+use capstan_world::{
+    AutoScalingGroupSpec, ClusterSpec, FaultRule, LaunchType, NetworkMode, ServiceSpec,
+    TargetGroupSpec, World, WorldConfig,
+};
 
 const CLUSTER: &str = "default";
 const SERVICE: &str = "app";
@@ -530,4 +538,218 @@ async fn a_busy_victim_is_kept_or_cut_at_the_deadline() {
             }
         }
     }
+}
+
+/// Four tasks of an EC2 service in bridge mode on one instance, behind an instance
+/// target group (delay 300 s, routing lag 5 s); no sessions yet.
+fn bridge_fixture() -> Fixture {
+    let clock = VirtualClock::at_epoch();
+    let world = World::new(WorldConfig::default(), clock.clone());
+    world
+        .add_cluster(ClusterSpec {
+            name: CLUSTER.into(),
+            groups: vec![AutoScalingGroupSpec {
+                desired: 1,
+                instance_cpu: 4096,
+                ..AutoScalingGroupSpec::default()
+            }],
+        })
+        .unwrap();
+    world
+        .add_service(ServiceSpec {
+            desired: 4,
+            launch_type: LaunchType::Ec2,
+            network_mode: NetworkMode::Bridge,
+            task_cpu: 1024,
+            task_memory: 1024,
+            target_group: Some(TargetGroupSpec {
+                deregistration_delay: Duration::from_secs(300),
+                routing_lag: Duration::from_secs(5),
+                ..TargetGroupSpec::default()
+            }),
+            ..ServiceSpec::default()
+        })
+        .unwrap();
+    let work = Arc::new(Work {
+        world: world.clone(),
+        counts: Mutex::new(HashMap::new()),
+    });
+    let tasks: Vec<String> = world
+        .tasks(CLUSTER, SERVICE)
+        .into_iter()
+        .map(|t| t.arn)
+        .collect();
+    Fixture {
+        world,
+        clock,
+        work,
+        journal: Arc::new(MemoryJournal::default()),
+        tasks,
+    }
+}
+
+impl Fixture {
+    /// Each task's instance target: (the EC2 instance id, its host port).
+    fn instance_targets(&self) -> Vec<TargetRef> {
+        let arns: Vec<Arc<str>> = self.tasks.iter().map(|a| Arc::from(a.as_str())).collect();
+        let (described, _) = self.world.describe_tasks(CLUSTER, &arns).now_or_never();
+        let instance = self.world.cluster_state(CLUSTER).unwrap().instances[0]
+            .ec2_instance_id
+            .clone();
+        described
+            .iter()
+            .map(|t| {
+                assert_eq!(t.host_ports.len(), 1, "{t:?}");
+                TargetRef {
+                    id: instance.clone(),
+                    port: t.host_ports[0],
+                }
+            })
+            .collect()
+    }
+
+    /// The target group's targets that are not `unused`, with their state.
+    fn group_targets(&self) -> HashMap<TargetRef, TargetHealthState> {
+        self.world
+            .describe_target_health(&TargetGroupSpec::default().arn)
+            .now_or_never()
+            .into_iter()
+            .map(|h| (h.target, h.state))
+            .collect()
+    }
+}
+
+/// Resolves a world future (they are ready at once) or panics on its error.
+trait NowOrNever<T> {
+    fn now_or_never(self) -> T;
+}
+
+impl<T, F: std::future::Future<Output = Result<T, capstan_aws_api::AwsError>>> NowOrNever<T> for F {
+    fn now_or_never(self) -> T {
+        let mut f = std::pin::pin!(self);
+        match f
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(v) => v.unwrap(),
+            std::task::Poll::Pending => panic!("world futures are ready at once"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bridge_victims_are_drained_by_instance_and_host_port() {
+    let f = bridge_fixture();
+    let targets = f.instance_targets();
+    // Four tasks, one instance, four host ports.
+    let ports: std::collections::BTreeSet<u16> = targets.iter().map(|t| t.port).collect();
+    assert_eq!(ports.len(), 4);
+    assert!(targets.iter().all(|t| t.id == targets[0].id));
+    // The second victim holds a session that ends a minute into the drain.
+    f.work.set(&f.tasks[1], 1);
+    let victims: Vec<TaskId> = f.tasks[..2]
+        .iter()
+        .map(|a| TaskId::from(a.as_str()))
+        .collect();
+    let target = f.target();
+    target.observe().await.unwrap();
+    target.scale_in(2, &victims).await.unwrap();
+    assert_eq!(f.world.api_stats().calls("DeregisterTargets"), 1);
+    // Exactly the victims' (instance, host port) targets were deregistered, and the
+    // workflow recorded them (to register them again if needed).
+    let w = target.workflow().unwrap();
+    for (i, v) in w.victims.iter().enumerate() {
+        assert_eq!(v.targets.len(), 1, "{v:?}");
+        assert_eq!(v.targets[0].id, targets[i].id);
+        assert_eq!(v.targets[0].port, Some(targets[i].port));
+    }
+    let state = f.group_targets();
+    assert_eq!(state.get(&targets[1]), Some(&TargetHealthState::Draining));
+    for other in &targets[2..] {
+        assert_eq!(
+            state.get(other),
+            Some(&TargetHealthState::Healthy),
+            "another task on the same instance is left alone"
+        );
+    }
+    // It waits while the busy victim drains: nothing stopped, the count not lowered.
+    for _ in 0..6 {
+        f.clock.advance(Duration::from_secs(5));
+        target.observe().await.unwrap();
+    }
+    assert_eq!(target.workflow().unwrap().step, Step::WaitDrained);
+    assert_eq!(
+        f.group_targets().get(&targets[1]),
+        Some(&TargetHealthState::Draining)
+    );
+    assert_eq!(
+        f.group_targets().get(&targets[0]),
+        None,
+        "idle: gone at once"
+    );
+    assert_eq!(f.desired(), 4);
+    assert_eq!(f.world.api_stats().calls("StopTask"), 0);
+    f.clock.advance(Duration::from_secs(30));
+    f.work.set(&f.tasks[1], 0);
+    f.run_to_end(&target).await;
+    f.settle();
+    assert_eq!(f.last_status(), Status::Done);
+    assert_eq!(f.desired(), 2);
+    assert_eq!(f.world.api_stats().calls("StopTask"), 2);
+    assert_eq!(f.world.api_stats().calls("UpdateService"), 1);
+    assert_eq!(f.world.api_stats().calls("RegisterTargets"), 0);
+    let running = f.running();
+    assert_eq!(running, f.tasks[2..].to_vec());
+    // The two tasks left on the instance are still registered, on their own ports.
+    let state = f.group_targets();
+    assert_eq!(state.len(), 2, "{state:?}");
+    for other in &targets[2..] {
+        assert_eq!(state.get(other), Some(&TargetHealthState::Healthy));
+    }
+}
+
+#[tokio::test]
+async fn a_bridge_victim_with_a_session_is_registered_again_under_its_port() {
+    let f = bridge_fixture();
+    let targets = f.instance_targets();
+    let victims: Vec<TaskId> = f.tasks[..2]
+        .iter()
+        .map(|a| TaskId::from(a.as_str()))
+        .collect();
+    let target = f.target();
+    target.observe().await.unwrap();
+    target.scale_in(2, &victims).await.unwrap();
+    f.clock.advance(Duration::from_secs(3));
+    target.observe().await.unwrap();
+    assert_eq!(target.workflow().unwrap().step, Step::WaitDrained);
+    // A session lands on the first victim inside the routing lag; it never ends.
+    f.work.set(&f.tasks[0], 1);
+    f.run_to_end(&target).await;
+    f.settle();
+    assert_eq!(f.last_status(), Status::Done);
+    assert_eq!(f.desired(), 3, "only the idle victim went");
+    let running = f.running();
+    assert!(running.contains(&f.tasks[0]), "the busy victim is kept");
+    assert!(!running.contains(&f.tasks[1]));
+    assert_eq!(f.world.api_stats().calls("RegisterTargets"), 1);
+    // Registered again under its own (instance, host port); the other tasks untouched.
+    let state = f.group_targets();
+    assert_eq!(state.len(), 3, "{state:?}");
+    assert!(
+        matches!(
+            state.get(&targets[0]),
+            Some(TargetHealthState::Initial | TargetHealthState::Healthy)
+        ),
+        "{state:?}"
+    );
+    for other in &targets[2..] {
+        assert_eq!(state.get(other), Some(&TargetHealthState::Healthy));
+    }
+    let (_, journal) = f.journal.all().pop().unwrap();
+    assert!(
+        journal
+            .iter()
+            .any(|e| e.event == "kept" && e.detail.contains("live")),
+        "{journal:?}"
+    );
 }

@@ -5,8 +5,9 @@
 //! [`capstan_aws_api::Elb`], [`capstan_aws_api::AutoScaling`]) in place of AWS. It
 //! follows `AWS-SEMANTICS.md`: the service scheduler follows `desiredCount` and picks
 //! scale-in victims by zone balance (blind to sessions), task protection with expiry,
-//! the task lifecycle with DEACTIVATING and the stop timeout, target groups with the
-//! deregistration delay and `draining`, container instances with DRAINING, Auto
+//! the task lifecycle with DEACTIVATING and the stop timeout, target groups (IP targets
+//! for awsvpc tasks, instance targets on dynamic host ports for bridge networking) with
+//! the deregistration delay and `draining`, container instances with DRAINING, Auto
 //! Scaling groups with lifecycle hooks, API rate limits as token buckets, and faults
 //! injected on demand.
 //!
@@ -37,8 +38,8 @@ pub use error::WorldError;
 pub use faults::FaultRule;
 pub use limits::{ApiStats, OperationStats};
 pub use spec::{
-    AutoScalingGroupSpec, ClusterSpec, HookSpec, HookTransition, LaunchType, ServiceSpec,
-    TargetGroupSpec, WorldConfig,
+    AutoScalingGroupSpec, ClusterSpec, HookSpec, HookTransition, LaunchType, NetworkMode,
+    ServiceSpec, TargetGroupSpec, WorldConfig,
 };
 pub use view::{
     ClusterState, Event, GroupState, InstanceState, ServiceCounts, TaskHandle, TaskInfo,

@@ -43,6 +43,25 @@ pub enum LaunchType {
     Ec2,
 }
 
+/// How a service's tasks are networked (the task definition's `networkMode`), which
+/// decides how they are registered in the service's target group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// Each task has its own network interface and private IP (Fargate, or EC2 with
+    /// awsvpc): its target group is of type `ip`, the task registered as (its IP, the
+    /// group's port).
+    #[default]
+    Awsvpc,
+    /// Docker bridge networking with dynamic host ports (EC2 launch type only): tasks
+    /// share their instance's address, each container port mapped to a host port of
+    /// the instance's ephemeral range (the lowest free one from 32768). Its target
+    /// group is of type `instance`, the task registered as (the EC2 instance id, its
+    /// host port); `DescribeTasks` reports the host port in the containers'
+    /// `networkBindings` and no private IP.
+    Bridge,
+}
+
 /// A load balancer target group the service's tasks are registered in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -56,7 +75,8 @@ pub struct TargetGroupSpec {
     /// requests (propagation; AWS-SEMANTICS §4–5). 0 = never.
     #[serde(with = "secs")]
     pub routing_lag: Duration,
-    /// Port targets are registered on.
+    /// Port targets are registered on (the container port; with bridge networking the
+    /// task is registered on the host port it is mapped to).
     pub port: u16,
     /// Time from registration to `healthy` (health checks passing).
     #[serde(with = "secs")]
@@ -85,6 +105,8 @@ pub struct ServiceSpec {
     pub name: String,
     /// Launch type.
     pub launch_type: LaunchType,
+    /// Task networking (bridge needs the EC2 launch type).
+    pub network_mode: NetworkMode,
     /// `desiredCount` at creation.
     pub desired: u32,
     /// CPU units per task (1024 = 1 vCPU).
@@ -114,6 +136,7 @@ impl Default for ServiceSpec {
             cluster: "default".into(),
             name: "app".into(),
             launch_type: LaunchType::Fargate,
+            network_mode: NetworkMode::Awsvpc,
             desired: 1,
             task_cpu: 1024,
             task_memory: 2048,

@@ -1,10 +1,12 @@
 //! The AWS calls of the ECS target, batched to AWS's limits, with their errors turned
 //! into [`TargetError::Failed`] naming the target and the operation.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use capstan_aws_api::limits::{DESCRIBE_TASKS, GET_TASK_PROTECTION, UPDATE_TASK_PROTECTION};
+use capstan_aws_api::limits::{
+    DESCRIBE_CONTAINER_INSTANCES, DESCRIBE_TASKS, GET_TASK_PROTECTION, UPDATE_TASK_PROTECTION,
+};
 use capstan_aws_api::{AwsError, Ecs, EcsTask};
 
 /// ECS's failure reason for a task that is gone (or was never valid for the call).
@@ -28,6 +30,23 @@ pub(super) async fn describe_tasks<E: Ecs>(
         tasks.extend(found);
     }
     Ok(tasks)
+}
+
+/// The EC2 instance id behind each of the container instances `arns`
+/// (`DescribeContainerInstances`, at most [`DESCRIBE_CONTAINER_INSTANCES`] per call),
+/// by container instance ARN (as `DescribeTasks` names them). Container instances ECS
+/// does not know are left out.
+pub(super) async fn ec2_instance_ids<E: Ecs>(
+    ecs: &E,
+    cluster: &str,
+    arns: &[String],
+) -> Result<HashMap<String, String>, AwsError> {
+    let mut ids = HashMap::with_capacity(arns.len());
+    for batch in arns.chunks(DESCRIBE_CONTAINER_INSTANCES) {
+        let (found, _missing) = ecs.describe_container_instances(cluster, batch).await?;
+        ids.extend(found.into_iter().map(|ci| (ci.arn, ci.ec2_instance_id)));
+    }
+    Ok(ids)
 }
 
 /// `GetTaskProtection` for `arns`, at most [`GET_TASK_PROTECTION`] per call: which of

@@ -326,8 +326,11 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         groups
     }
 
-    /// The victims' targets in the service's target groups, by their private IP
-    /// (awsvpc tasks: IP targets), on every port each group reports for it.
+    /// The victims' targets in the service's target groups: an awsvpc victim's IP
+    /// targets (its private IP, on every port the group reports for it), and a bridge
+    /// or host networking victim's instance targets (the EC2 instance behind its
+    /// container instance, on one of its own host ports: another task on the same
+    /// instance has other host ports, so it is never taken for the victim).
     async fn lb_targets(
         &self,
         snap: &Snapshot,
@@ -337,28 +340,59 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         let Some(elb) = &self.elb else {
             return Ok(out);
         };
-        for tg in self.groups(snap) {
+        let groups = self.groups(snap);
+        if groups.is_empty() {
+            return Ok(out);
+        }
+        let victims: Vec<(&TaskId, &capstan_aws_api::EcsTask)> = w
+            .remaining()
+            .filter_map(|v| Some((&v.task, snap.live_task(v.task.as_str())?)))
+            .collect();
+        // The EC2 instances of the victims with host ports (asked only for them).
+        let mut hosts: Vec<String> = victims
+            .iter()
+            .filter(|(_, t)| !t.host_ports.is_empty())
+            .filter_map(|(_, t)| t.container_instance.as_deref().map(str::to_owned))
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let instance_ids = if hosts.is_empty() {
+            HashMap::new()
+        } else {
+            calls::ec2_instance_ids(&self.ecs, &self.spec.cluster, &hosts)
+                .await
+                .map_err(|e| aws_outcome(&e))?
+        };
+        for tg in groups {
             let health = elb
                 .describe_target_health(&tg)
                 .await
                 .map_err(|e| aws_outcome(&e))?;
-            for v in w.remaining() {
-                let Some(ip) = snap
-                    .live_task(v.task.as_str())
-                    .and_then(|t| t.private_ip.clone())
-                else {
-                    continue;
-                };
-                out.entry(v.task.clone()).or_default().extend(
-                    health
-                        .iter()
-                        .filter(|h| *h.target.id == *ip && h.state != TargetHealthState::Unused)
-                        .map(|h| LbTarget {
-                            group: tg.clone(),
-                            id: h.target.id.clone(),
-                            port: Some(h.target.port),
-                        }),
-                );
+            for (task, t) in &victims {
+                let ip = t.private_ip.as_deref();
+                let instance = t
+                    .container_instance
+                    .as_deref()
+                    .filter(|_| !t.host_ports.is_empty())
+                    .and_then(|ci| instance_ids.get(ci))
+                    .map(String::as_str);
+                let found: Vec<LbTarget> = health
+                    .iter()
+                    .filter(|h| h.state != TargetHealthState::Unused)
+                    .filter(|h| {
+                        ip == Some(h.target.id.as_str())
+                            || (instance == Some(h.target.id.as_str())
+                                && t.host_ports.contains(&h.target.port))
+                    })
+                    .map(|h| LbTarget {
+                        group: tg.clone(),
+                        id: h.target.id.clone(),
+                        port: Some(h.target.port),
+                    })
+                    .collect();
+                if !found.is_empty() {
+                    out.entry((*task).clone()).or_default().extend(found);
+                }
             }
         }
         Ok(out)

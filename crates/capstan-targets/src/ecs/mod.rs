@@ -73,10 +73,14 @@
 //!
 //! # Target groups
 //!
-//! Only IP target groups (awsvpc networking: Fargate, or EC2 with awsvpc) are drained
-//! by this target: a victim is found in the group by its private IP. A victim that is
-//! not registered in the group (no private IP, instance targets) has nothing to drain
-//! here, so it is stopped only if idle; ECS still deregisters it when it stops it.
+//! The durable scale-in (see [`durable`]) drains both kinds of target group: IP target
+//! groups (awsvpc networking: Fargate, or EC2 with awsvpc), where a victim is found by
+//! its private IP, and instance target groups (EC2 with bridge or host networking),
+//! where it is found by the EC2 instance behind its container instance
+//! (`DescribeContainerInstances`) together with one of its host ports
+//! (`networkBindings`): tasks sharing an instance are told apart by port. A victim
+//! that is not registered in any group has nothing to drain. The in-memory scale-in
+//! (a target without a journal) finds IP targets only.
 
 mod calls;
 pub mod durable;

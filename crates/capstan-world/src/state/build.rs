@@ -7,7 +7,7 @@ use capstan_aws_api::DeploymentRollout;
 
 use super::{ACCOUNT, Cluster, Deployment, Group, REGION, Service, State, TargetGroup};
 use crate::error::WorldError;
-use crate::spec::{AutoScalingGroupSpec, ClusterSpec, ServiceSpec};
+use crate::spec::{AutoScalingGroupSpec, ClusterSpec, LaunchType, NetworkMode, ServiceSpec};
 
 /// Fargate's largest `stopTimeout` (AWS-SEMANTICS §4, E13).
 const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -214,6 +214,12 @@ fn validate_service(s: &ServiceSpec, what: &str) -> Result<(), WorldError> {
         return bad(
             "maximum_percent",
             "100 with minimum_healthy_percent 100 leaves no room to replace a task",
+        );
+    }
+    if s.network_mode == NetworkMode::Bridge && s.launch_type != LaunchType::Ec2 {
+        return bad(
+            "network_mode",
+            "bridge networking needs the EC2 launch type (Fargate tasks use awsvpc)",
         );
     }
     if let Some(tg) = &s.target_group {

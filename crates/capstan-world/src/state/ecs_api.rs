@@ -172,7 +172,8 @@ impl State {
     }
 
     /// A task as `DescribeTasks` reports it. Containers report healthy once RUNNING
-    /// (container health checks are not modelled).
+    /// (container health checks are not modelled). An awsvpc task reports its private
+    /// IP; a bridge-mode task its host port (its containers' `networkBindings`).
     fn ecs_task(&self, t: &Task) -> EcsTask {
         EcsTask {
             arn: t.arn.clone(),
@@ -185,7 +186,10 @@ impl State {
                 .and_then(|h| self.instances.get(h))
                 .and_then(|i| i.ci.as_ref())
                 .map(|ci| Arc::from(ci.arn.as_str())),
-            private_ip: Some(t.ip.clone()),
+            // A bridge-mode task has no network interface of its own: it is reached
+            // through its instance, on its host port.
+            private_ip: t.host_port.is_none().then(|| t.ip.clone()),
+            host_ports: t.host_port.into_iter().collect(),
             created_at: Some(t.created_at),
             started_at: t.started_at,
             stopping_at: t.stopping_at,

@@ -1,17 +1,20 @@
 //! The ELBv2 operations behind [`capstan_aws_api::Elb`] (AWS-SEMANTICS §5).
 //!
-//! Targets are the IPs of the tasks of the service owning the target group. A target
-//! capstan deregisters drains like one ECS deregisters (`draining`, then gone), but
-//! its task stays RUNNING; registering it again starts over at `initial`. Unknown IPs
-//! are rejected (`InvalidTarget`, as AWS does for an IP outside the VPC); registering
-//! a task that is already stopping is refused.
+//! Targets are the tasks of the service owning the target group: an awsvpc task is an
+//! IP target (its private IP, on the group's port); a bridge-mode task is an instance
+//! target (the EC2 instance id of its host, on its own host port, so tasks sharing an
+//! instance are told apart by port). A target capstan deregisters drains like one ECS
+//! deregisters (`draining`, then gone), but its task stays RUNNING; registering it
+//! again starts over at `initial`. Unknown targets (an IP, or an instance and port, no
+//! task of the group's service has) are rejected (`InvalidTarget`, as AWS does for an
+//! IP outside the VPC); registering a task that is already stopping is refused.
 
 use std::time::Duration;
 
 use capstan_aws_api::{AwsError, AwsErrorKind, TargetHealth, TargetHealthState, TargetRef};
 
 use super::ecs_api::not_found;
-use super::{State, TargetPhase};
+use super::{State, TargetPhase, Task};
 
 impl State {
     /// The target group `arn`, or a not-found error.
@@ -22,13 +25,27 @@ impl State {
             .ok_or_else(|| not_found(op, format!("One or more target groups not found: {arn}")))
     }
 
-    /// The slot of the not-yet-STOPPED task of target group `g` with IP `ip`.
-    fn target_task(&self, g: usize, ip: &str) -> Option<usize> {
+    /// The id task `t` is registered under: the EC2 instance id of its host for a
+    /// bridge-mode task (an instance target), else its private IP.
+    fn target_id<'a>(&'a self, t: &'a Task) -> &'a str {
+        match t.host_port {
+            Some(_) => t
+                .host
+                .and_then(|h| self.instances.get(h))
+                .map_or("", |i| i.id.as_str()),
+            None => &t.ip,
+        }
+    }
+
+    /// The slot of the not-yet-STOPPED task of target group `g` that `target` names:
+    /// by IP (any port), or by instance id and host port.
+    fn target_task(&self, g: usize, target: &TargetRef) -> Option<usize> {
         let svc = self.services.get(self.target_groups.get(g)?.service)?;
-        svc.tasks
-            .iter()
-            .copied()
-            .find(|s| self.task(*s).is_some_and(|t| *t.ip == *ip))
+        svc.tasks.iter().copied().find(|s| {
+            self.task(*s).is_some_and(|t| {
+                self.target_id(t) == target.id && t.host_port.is_none_or(|p| p == target.port)
+            })
+        })
     }
 
     /// Resolves every target or fails naming the first unknown one.
@@ -41,7 +58,7 @@ impl State {
         targets
             .iter()
             .map(|t| {
-                self.target_task(g, &t.id).ok_or_else(|| {
+                self.target_task(g, t).ok_or_else(|| {
                     AwsError::new(
                         op,
                         AwsErrorKind::NotFound,
@@ -84,7 +101,7 @@ impl State {
                 };
                 Some(TargetHealth {
                     target: TargetRef {
-                        id: t.ip.to_string(),
+                        id: self.target_id(t).to_owned(),
                         port: target.port,
                     },
                     state,

@@ -100,8 +100,11 @@ pub(crate) struct Task {
     pub(crate) zone: usize,
     /// Instance index (EC2 launch type).
     pub(crate) host: Option<usize>,
-    /// Private IP (shared with what the API returns).
+    /// Private IP (shared with what the API returns; awsvpc tasks report it, bridge
+    /// tasks have none of their own).
     pub(crate) ip: Arc<str>,
+    /// The host port its container port is mapped to (bridge networking on a host).
+    pub(crate) host_port: Option<u16>,
     /// Created.
     pub(crate) created_at: Timestamp,
     /// Reached RUNNING.

@@ -17,8 +17,11 @@ use capstan_core::clock;
 use jiff::Timestamp;
 
 use super::{ACCOUNT, REGION, STOPPED_RETENTION, State, Target, TargetPhase, Task, TimerKind};
+use crate::spec::NetworkMode;
 use crate::view::Event;
 
+/// The first port of the ephemeral range dynamic host ports come from.
+const EPHEMERAL_PORTS_FROM: u16 = 32768;
 /// Share of start-up spent in PROVISIONING.
 const PROVISIONING_SHARE: f64 = 0.2;
 /// Share of start-up spent before ACTIVATING (PROVISIONING + PENDING).
@@ -44,6 +47,10 @@ impl State {
         let uid = self.new_uid();
         let id = self.hex(32);
         let ip = self.new_ip();
+        let host_port = match (spec.network_mode, host) {
+            (NetworkMode::Bridge, Some(h)) => Some(self.free_host_port(h)),
+            _ => None,
+        };
         let now = self.now;
         let task = Task {
             uid,
@@ -60,6 +67,7 @@ impl State {
             zone,
             host,
             ip,
+            host_port,
             created_at: now,
             started_at: warm.then_some(now),
             stopping_at: None,
@@ -102,6 +110,24 @@ impl State {
         }
         self.changed();
         Some(slot)
+    }
+
+    /// The lowest port of the ephemeral range (from 32768) no task on instance `host`
+    /// holds: the dynamic host port of a new bridge-mode task there.
+    fn free_host_port(&self, host: usize) -> u16 {
+        let taken: std::collections::BTreeSet<u16> = self
+            .instances
+            .get(host)
+            .map(|i| {
+                i.tasks
+                    .iter()
+                    .filter_map(|s| self.task(*s)?.host_port)
+                    .collect()
+            })
+            .unwrap_or_default();
+        (EPHEMERAL_PORTS_FROM..=u16::MAX)
+            .find(|p| !taken.contains(p))
+            .unwrap_or(u16::MAX)
     }
 
     /// Adds a task's reservation to its host.
@@ -378,14 +404,17 @@ impl State {
     }
 
     /// Registers the task in its service's target group: `initial`, `healthy` after
-    /// `health_check_time` (or at once for a `warm` task).
+    /// `health_check_time` (or at once for a `warm` task). A bridge-mode task is
+    /// registered on its host port (an instance target), an awsvpc one on the group's
+    /// port (an IP target).
     pub(crate) fn register_target(&mut self, slot: usize, warm: bool) {
+        let Some(t) = self.task(slot) else { return };
         let Some((port, hc)) = self
-            .task(slot)
-            .and_then(|t| self.services.get(t.service))
+            .services
+            .get(t.service)
             .and_then(|s| s.target_group)
             .and_then(|g| self.target_groups.get(g))
-            .map(|g| (g.spec.port, g.spec.health_check_time))
+            .map(|g| (t.host_port.unwrap_or(g.spec.port), g.spec.health_check_time))
         else {
             return;
         };
