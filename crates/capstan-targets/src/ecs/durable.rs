@@ -4,8 +4,9 @@
 //! stopped, and a step is never done twice (each effect is idempotent, and lowering the
 //! desired count first records the count it lowers from).
 //!
-//! With a journal ([`EcsTarget::with_workflows`]) the target's scale-in runs the steps
-//! of [`capstan_core::workflow`] against ECS and ELBv2: mark draining (the victims show
+//! Every scale-in of the target runs the steps of [`capstan_core::workflow`] against
+//! ECS and ELBv2, kept in the journal given to [`EcsTarget::with_workflows`] or, by
+//! default, in a [`MemoryJournal`] of the target's own (lost with it): mark draining (the victims show
 //! as draining, so the work registry refuses them new work) → deregister from the
 //! target group → wait drained → recheck (a victim with live work, protected by someone
 //! else or gone is registered again and kept) → protect the other tasks → lower
@@ -94,6 +95,9 @@ pub type Failpoint = Arc<dyn Fn(Step, Boundary) -> bool + Send + Sync>;
 /// The durable scale-in's settings and state, inside the target.
 pub(super) struct Durable {
     pub(super) journal: Arc<dyn Journal>,
+    /// Whether the journal is the target's own memory (made by [`EcsTarget::new`]):
+    /// lost with the target, so shutdown undoes what it safely can.
+    pub(super) in_memory: bool,
     pub(super) settings: WorkflowSettings,
     /// The workflow holding the service, if any.
     pub(super) current: Mutex<Option<Workflow>>,
@@ -105,6 +109,28 @@ pub(super) struct Durable {
 }
 
 impl Durable {
+    /// Workflows kept in a journal in memory of the target's own.
+    pub(super) fn in_memory(settings: WorkflowSettings) -> Self {
+        Self::new(Arc::new(MemoryJournal::default()), true, settings, None)
+    }
+
+    fn new(
+        journal: Arc<dyn Journal>,
+        in_memory: bool,
+        settings: WorkflowSettings,
+        current: Option<Workflow>,
+    ) -> Self {
+        Self {
+            journal,
+            in_memory,
+            settings,
+            current: Mutex::new(current),
+            failpoint: None,
+            dead: std::sync::atomic::AtomicBool::new(false),
+            next_id: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
     pub(super) fn current(&self) -> Option<Workflow> {
         self.current
             .lock()
@@ -138,9 +164,9 @@ fn aws_outcome(e: &capstan_aws_api::AwsError) -> Outcome {
 }
 
 impl<E: Ecs, L: Elb> EcsTarget<E, L> {
-    /// The same target, running each scale-in as a durable workflow kept in `journal`
-    /// (see [`durable`](self::super::durable)); an active workflow of this service
-    /// found there is resumed at the next observation.
+    /// The same target, keeping its scale-in workflows in `journal` with `settings`
+    /// (see [`durable`](self::super::durable)) instead of in memory; an active workflow
+    /// of this service found there is resumed at the next observation.
     pub fn with_workflows(
         mut self,
         journal: Arc<dyn Journal>,
@@ -148,35 +174,28 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
     ) -> Result<Self, String> {
         let active = journal.active(&self.name)?;
         let current = active.into_iter().next();
-        self.durable = Some(Durable {
-            journal,
-            settings,
-            current: Mutex::new(current),
-            failpoint: None,
-            dead: std::sync::atomic::AtomicBool::new(false),
-            next_id: std::sync::atomic::AtomicU64::new(0),
-        });
+        let failpoint = self.durable.failpoint.take();
+        self.durable = Durable::new(journal, false, settings, current);
+        self.durable.failpoint = failpoint;
         Ok(self)
     }
 
     /// Installs a failpoint (tests: a crash at a step boundary).
     #[must_use]
     pub fn with_failpoint(mut self, failpoint: Failpoint) -> Self {
-        if let Some(d) = &mut self.durable {
-            d.failpoint = Some(failpoint);
-        }
+        self.durable.failpoint = Some(failpoint);
         self
     }
 
     /// The workflow holding the service, if any.
     pub fn workflow(&self) -> Option<Workflow> {
-        self.durable.as_ref().and_then(Durable::current)
+        self.durable.current()
     }
 
     /// Resumes the failed workflow `id` from the step it failed at.
     pub async fn redrive(&self, id: &str) -> Result<Workflow, TargetError> {
         let d = self.durable()?;
-        let _guard = self.state.lock().await;
+        let _busy = self.busy.lock().await;
         let mut w = d
             .current()
             .filter(|w| w.id == id)
@@ -189,11 +208,9 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         Ok(w)
     }
 
+    /// The workflows, unless a failpoint stopped the target.
     pub(super) fn durable(&self) -> Result<&Durable, TargetError> {
-        let d = self
-            .durable
-            .as_ref()
-            .ok_or_else(|| self.invalid("this target runs no durable workflows"))?;
+        let d = &self.durable;
         if d.dead.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(self.fail("stopped at a failpoint"));
         }
@@ -498,6 +515,10 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                         .is_some_and(|p| p.holds(arn).is_some())
                     {
                         Some("protected for a workload".to_owned())
+                    } else if snap.protected.contains(arn) {
+                        // Protected by someone else since it was chosen (the
+                        // application itself, through ECS): StopTask would ignore it.
+                        Some("protected by someone else".to_owned())
                     } else if (busy > 0 || draining) && !cut {
                         Some(if busy > 0 {
                             format!("{busy} sessions or workloads still live")
@@ -736,7 +757,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             Some(w) => return Ok(w.not_before),
             None => return Ok(None),
         }
-        let _guard = self.state.lock().await;
+        let _busy = self.busy.lock().await;
         let extra: Vec<Arc<str>> = self
             .durable_view()
             .map(|(_, victims)| victims.into_iter().collect())
@@ -749,7 +770,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
     /// Whether a workflow of this target is active (the reported desired count is its
     /// target), and which victims it still has.
     pub(super) fn durable_view(&self) -> Option<(u32, BTreeSet<Arc<str>>)> {
-        let w = self.durable.as_ref()?.current()?;
+        let w = self.durable.current()?;
         if w.step == Step::Undo {
             return None;
         }
@@ -759,15 +780,35 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         ))
     }
 
-    /// Whether the target runs durable workflows.
-    pub(super) fn is_durable(&self) -> bool {
-        self.durable.is_some()
+    /// Whether the target runs scale-in workflows that need driving between
+    /// observations ([`advance_workflow`](Self::advance_workflow)): always, every
+    /// scale-in is one.
+    pub fn workflow_capable(&self) -> bool {
+        true
     }
 
-    /// Whether the target runs durable workflows (they need driving between
-    /// observations: [`advance_workflow`](Self::advance_workflow)).
-    pub fn workflow_capable(&self) -> bool {
-        self.durable.is_some()
+    /// At shutdown: a workflow kept in memory would be lost, so one that may still be
+    /// cancelled is cancelled and its undo run (victims registered again); one past
+    /// its protect step is left (ECS may be stopping the victims; the protection it
+    /// added lapses on its own). A workflow in a durable journal is left for the next
+    /// capstan to resume.
+    pub(super) async fn durable_shutdown(&self) {
+        let Ok(d) = self.durable() else { return };
+        let Some(w) = d.current() else { return };
+        if !d.in_memory {
+            tracing::info!(target_name = %self.name, workflow = %w.id, step = w.step.as_str(), "shutdown: the scale-in workflow stays in its journal and resumes at the next start");
+            return;
+        }
+        if !w.step.cancellable() || !w.is_active() {
+            tracing::info!(target_name = %self.name, workflow = %w.id, step = w.step.as_str(), protected = w.protected.len(), "shutdown during a scale-in: ECS is stopping the victims; the protection added lapses on its own");
+            return;
+        }
+        if let Err(e) = self.durable_cancel().await {
+            tracing::warn!(target_name = %self.name, workflow = %w.id, error = %e, "shutdown: cannot undo the scale-in");
+        }
+        if let Some(w) = d.current() {
+            tracing::warn!(target_name = %self.name, workflow = %w.id, step = w.step.as_str(), status = w.status.as_str(), "shutdown: the scale-in's undo is left unfinished");
+        }
     }
 
     /// The failed workflow's error, if it is failed.

@@ -9,8 +9,8 @@
 //! give the tasks: id = task ARN, start time, zone, and a state from ECS's
 //! `lastStatus` — PROVISIONING, PENDING, ACTIVATING → pending; RUNNING → running (or
 //! draining while this target drains it); DEACTIVATING → draining; STOPPING,
-//! DEPROVISIONING → stopping. The victims of a scale-in in progress are described too
-//! once ECS stops them, so they show as draining or stopping until they are gone.
+//! DEPROVISIONING → stopping. The victims of the scale-in workflow are described too
+//! while it holds them, even once ECS no longer lists them.
 //! Sessions come from [`WorkCounts`] (0 without it); protection from
 //! `GetTaskProtection` (at most 100 per call).
 //!
@@ -22,8 +22,8 @@
 //! # Scale out
 //!
 //! `UpdateService` with the new `desiredCount` (re-sending the same count is harmless).
-//! A scale-in in progress is cancelled first: its victims that ECS still runs are
-//! registered in the target group again and the protection it added is released. The
+//! A scale-in workflow that has not reached its protect step is cancelled first: its
+//! victims that ECS still runs are registered in their target groups again. The
 //! desired count is never lowered by a scale-out: cancelling a scale-in whose count was
 //! not lowered yet keeps the count the service has.
 //!
@@ -31,45 +31,25 @@
 //!
 //! Lowering `desiredCount` alone lets ECS pick which tasks stop, blind to who is
 //! connected (AWS-SEMANTICS §4). This target stops exactly the victims it is given, and
-//! only once they are idle: it drains them until idle. With steady traffic a task in
-//! the load balancer is never idle, so a victim's work is let to end after the load
-//! balancer stops sending it new work:
+//! only once they are drained, as a workflow of steps (see [`durable`]): mark the
+//! victims draining → deregister them from the service's target groups → wait until
+//! each is out of its groups and idle (at most the drain timeout) → recheck (a victim
+//! with live work, protected (for a workload or by someone else) or gone is registered
+//! again and kept) → protect every other task → lower `desiredCount` by the victims
+//! left → `StopTask` them → release the protection it added. Every scale-in runs this workflow: kept in
+//! the journal given to [`EcsTarget::with_workflows`] (durable: a restart resumes it),
+//! or, by default, in a journal in memory that lives and dies with the target.
 //!
-//! 1. keep the victims, in the order given, that are RUNNING and not protected by
-//!    someone else, and either idle (no work) or drainable: the target has a target
-//!    group and the victim is registered in it (not `unused`). Without a target group
-//!    (e.g. queue workers) nothing keeps new work off a busy victim, so only idle ones
-//!    are kept ("busy, and no target group to drain it from"). The desired count drops
-//!    only by the number kept (never below the asked count);
-//! 2. with a target group: deregister the victims (their private IP, on every port the
-//!    group reports) and wait, checked on each observation, until each victim is
-//!    drained: its targets are `unused` or gone AND its work is 0 (its requests
-//!    finished, its sessions ended; once deregistered only the load balancer's short
-//!    routing lag can bring it new work). A victim with work whose targets are already
-//!    `unused` keeps waiting. A victim still draining `drain_timeout` after its
-//!    deregistration is registered again and dropped from the scale-in (kept running),
-//!    so no session or request is ever cut off: a victim whose work never ends is
-//!    simply not stopped. A victim the application protects meanwhile, or one without
-//!    targets that gets work, is registered again and dropped too;
-//! 3. once every victim left is drained, protect every other task of the service for
-//!    `protect_minutes` (`UpdateTaskProtection`, at most 10 per call; a task that is
-//!    gone meanwhile is skipped), then lower `desiredCount` so ECS stops exactly the
-//!    unprotected victims. Once the victims are no longer running, release the
-//!    protection this scale-in added — only that: a task the application protected
-//!    itself keeps its protection. If ECS ends up keeping a victim (someone else raised
-//!    the count), the victim is registered again; if the victims are still running
-//!    when the protection lapses, the scale-in gives up the same way.
-//!
-//! While an ECS deployment is in progress, scale-in is held as AWS holds it
-//! (AWS-SEMANTICS §1): a new scale-in fails, and one in progress waits before lowering
-//! the count. A scale-in asked while another one is in progress fails unless it asks
-//! for the same count. The scale-in lives in memory: if capstan stops meanwhile, see
-//! [`Target::shutdown`].
+//! While an ECS deployment is in progress, a new scale-in is refused, as AWS holds
+//! scale-in (AWS-SEMANTICS §1). A scale-in asked while a workflow holds the service
+//! fails unless it asks for the same count.
 //!
 //! # Errors
 //!
-//! Every AWS error becomes [`TargetError::Failed`] naming the operation (e.g.
-//! `UpdateService: throttled: Rate exceeded`); the next call starts afresh.
+//! Every AWS error of an observation or a scale-out becomes [`TargetError::Failed`]
+//! naming the operation (e.g. `UpdateService: throttled: Rate exceeded`); the next call
+//! starts afresh. A workflow step that fails is retried with backoff, then left failed
+//! until [`EcsTarget::redrive`].
 //!
 //! # Target groups
 //!
@@ -79,13 +59,11 @@
 //! where it is found by the EC2 instance behind its container instance
 //! (`DescribeContainerInstances`) together with one of its host ports
 //! (`networkBindings`): tasks sharing an instance are told apart by port. A victim
-//! that is not registered in any group has nothing to drain. The in-memory scale-in
-//! (a target without a journal) finds IP targets only.
+//! that is not registered in any group has nothing to drain.
 
 mod calls;
 pub mod durable;
 pub mod protect;
-mod scale_in;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -95,11 +73,10 @@ use capstan_aws_api::limits::PROTECTION_MINUTES;
 use capstan_aws_api::{DesiredStatus, Ecs, EcsService, EcsTask, Elb, TaskStatus};
 use capstan_core::clock::{Clock, SystemClock};
 use capstan_core::model::{Capacity, Task, TaskId, TaskState};
+use capstan_core::workflow::WorkflowSettings;
 use tokio::sync::Mutex;
 
 use crate::{Observed, Target, TargetError};
-
-use scale_in::State;
 
 /// The settings of an ECS service target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,27 +158,6 @@ pub trait WorkCounts: Send + Sync + 'static {
     }
 }
 
-/// Where a scale-in in progress stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScaleInPhase {
-    /// The victims are being deregistered from the target group and drained.
-    Draining,
-    /// The other tasks are protected and the desired count is lowered: ECS is
-    /// stopping the victims.
-    Stopping,
-}
-
-/// A scale-in in progress, as [`EcsTarget::scale_in_progress`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScaleInProgress {
-    /// The desired count it scales in to.
-    pub to: u32,
-    /// The victims still in it.
-    pub victims: Vec<TaskId>,
-    /// Where it stands.
-    pub phase: ScaleInPhase,
-}
-
 /// Scales one ECS service. See the [module docs](self).
 pub struct EcsTarget<E, L> {
     /// The target's name (the service it scales, as configured).
@@ -216,13 +172,13 @@ pub struct EcsTarget<E, L> {
     work: Option<Arc<dyn WorkCounts>>,
     /// Where "now" comes from (drain and protection timeouts).
     clock: Arc<dyn Clock>,
-    /// The scale-in in progress and the clean-up still owed. Held for the whole of
-    /// each operation, so operations on one target run one at a time.
-    state: Mutex<State>,
+    /// Held for the whole of each operation, so operations on one target (and the
+    /// workflow steps they run) go one at a time.
+    busy: Mutex<()>,
     /// The task-protection manager of the service's workloads, when it manages them.
     protector: Option<Arc<protect::Protector<E>>>,
-    /// The durable scale-in workflows, when the target keeps them in a journal.
-    durable: Option<durable::Durable>,
+    /// The scale-in workflows and the journal they are kept in.
+    durable: durable::Durable,
 }
 
 impl<E, L> std::fmt::Debug for EcsTarget<E, L> {
@@ -239,7 +195,10 @@ impl<E, L> std::fmt::Debug for EcsTarget<E, L> {
 impl<E: Ecs, L: Elb> EcsTarget<E, L> {
     /// A target named `name` scaling `spec.service`, calling `ecs` (and `elb` for the
     /// target group), with live work per task from `work`. Reads the system clock; use
-    /// [`with_clock`](Self::with_clock) for another.
+    /// [`with_clock`](Self::with_clock) for another. Its scale-in workflows are kept in
+    /// memory (lost with the target, see [`Target::shutdown`]), with `spec`'s drain
+    /// timeout and the default checks; [`with_workflows`](Self::with_workflows) keeps
+    /// them in a durable journal instead.
     pub fn new(
         name: &str,
         spec: EcsTargetSpec,
@@ -247,6 +206,10 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         elb: Option<L>,
         work: Option<Arc<dyn WorkCounts>>,
     ) -> Self {
+        let settings = WorkflowSettings {
+            drain_timeout: spec.drain_timeout,
+            ..WorkflowSettings::default()
+        };
         Self {
             name: name.to_owned(),
             spec,
@@ -254,9 +217,9 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             elb,
             work,
             clock: Arc::new(SystemClock),
-            state: Mutex::new(State::default()),
+            busy: Mutex::new(()),
             protector: None,
-            durable: None,
+            durable: durable::Durable::in_memory(settings),
         }
     }
 
@@ -308,16 +271,6 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
     /// The ECS client.
     pub fn ecs(&self) -> &E {
         &self.ecs
-    }
-
-    /// The scale-in in progress, if any.
-    pub async fn scale_in_progress(&self) -> Option<ScaleInProgress> {
-        self.state.lock().await.progress()
-    }
-
-    /// The live work of a task (0 without a [`WorkCounts`]).
-    fn work_of(&self, arn: &str) -> u32 {
-        self.work.as_ref().map_or(0, |w| w.work(arn))
     }
 
     /// A [`TargetError::Failed`] of this target.
@@ -386,10 +339,9 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         })
     }
 
-    /// The tasks and capacity to report, given the snapshot and the scale-in state.
     /// Tells the protection manager the running tasks (and ends its pins once no
     /// scale-in needs them).
-    fn set_protector_tasks(&self, snap: &Snapshot, state: &State) {
+    fn set_protector_tasks(&self, snap: &Snapshot) {
         if let Some(protector) = &self.protector {
             protector.set_tasks(
                 snap.live
@@ -398,17 +350,18 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                     .map(|t| TaskId(t.arn.clone()))
                     .collect(),
             );
-            if state.progress().is_none() && self.durable_view().is_none() {
+            if self.durable_view().is_none() {
                 protector.unpin();
             }
         }
     }
 
-    fn observed(&self, snap: &Snapshot, state: &State) -> Observed {
+    /// The tasks and capacity to report, given the snapshot and the workflow.
+    fn observed(&self, snap: &Snapshot) -> Observed {
         let durable = self.durable_view();
-        let draining = match &durable {
+        let draining: BTreeSet<&str> = match &durable {
             Some((_, victims)) => victims.iter().map(|a| &**a).collect(),
-            None => state.victim_arns(),
+            None => BTreeSet::new(),
         };
         let shown: Vec<(&EcsTask, TaskState)> = snap
             .live
@@ -446,11 +399,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             .collect();
         Observed {
             capacity: Capacity {
-                desired: durable
-                    .as_ref()
-                    .map(|(to, _)| *to)
-                    .or(state.reported_desired())
-                    .unwrap_or(snap.service.desired),
+                desired: durable.as_ref().map_or(snap.service.desired, |(to, _)| *to),
                 running: snap.service.running,
                 pending: snap.service.pending,
             },
@@ -504,63 +453,74 @@ impl<E: Ecs, L: Elb> Target for EcsTarget<E, L> {
         &self.name
     }
 
-    /// Reads the service and its tasks, and moves the scale-in in progress along
-    /// (its errors are logged and retried on the next observation).
+    /// Reads the service and its tasks, and runs the workflow's due steps (a step's
+    /// error is logged and retried at its next due time).
     async fn observe(&self) -> Result<Observed, TargetError> {
-        let mut state = self.state.lock().await;
-        if let Some(d) = &self.durable {
-            // A target stopped at a failpoint is dead (tests).
-            self.durable()?;
-            let extra: Vec<Arc<str>> = self
-                .durable_view()
-                .map(|(_, victims)| victims.into_iter().collect())
-                .unwrap_or_default();
-            let snap = self.snapshot(&extra).await?;
-            if let Err(e) = self.drive(d, &snap).await {
-                tracing::warn!(target_name = %self.name, error = %e, "scale-in workflow step failed; trying again at the next observation");
-            }
-            // What the steps did shows in the next observation; this one reports the
-            // workflow's current view.
-            self.set_protector_tasks(&snap, &state);
-            return Ok(self.observed(&snap, &state));
+        let _busy = self.busy.lock().await;
+        // A target stopped at a failpoint is dead (tests).
+        let d = self.durable()?;
+        let extra: Vec<Arc<str>> = self
+            .durable_view()
+            .map(|(_, victims)| victims.into_iter().collect())
+            .unwrap_or_default();
+        let snap = self.snapshot(&extra).await?;
+        if let Err(e) = self.drive(d, &snap).await {
+            tracing::warn!(target_name = %self.name, error = %e, "scale-in workflow step failed; trying again at the next observation");
         }
-        let snap = self.snapshot(&state.victim_list()).await?;
-        self.advance(&mut state, &snap).await;
-        self.set_protector_tasks(&snap, &state);
-        Ok(self.observed(&snap, &state))
+        // What the steps did shows in the next observation; this one reports the
+        // workflow's current view.
+        self.set_protector_tasks(&snap);
+        Ok(self.observed(&snap))
     }
 
-    /// Raises `desiredCount` to `desired`, cancelling a scale-in in progress.
+    /// Raises `desiredCount` to `desired`, cancelling a scale-in workflow that may
+    /// still be cancelled (its victims are registered again). Never lowers the count:
+    /// cancelling a scale-in whose count was not lowered yet keeps the count the
+    /// service has.
     async fn scale_out(&self, desired: u32) -> Result<(), TargetError> {
-        let mut state = self.state.lock().await;
-        if self.is_durable() {
-            self.durable_cancel().await?;
+        let _busy = self.busy.lock().await;
+        // The count the planner saw: the workflow's target while one runs.
+        let reported = self.durable_view().map(|(to, _)| to);
+        let (cluster, service) = (&self.spec.cluster, &self.spec.service);
+        let svc = self
+            .ecs
+            .describe_service(cluster, service)
+            .await
+            .map_err(|e| TargetError::aws(&self.name, &e))?;
+        let reported = reported.unwrap_or(svc.desired);
+        if desired < reported {
+            return Err(self.invalid(format!(
+                "scale out to {desired} is below the desired count {reported}; scale in instead"
+            )));
         }
-        self.scale_out_locked(&mut state, desired).await
+        self.durable_cancel().await?;
+        // Never lowered here: a cancelled scale-in keeps the tasks the service has.
+        let to = desired.max(svc.desired);
+        self.ecs
+            .update_desired_count(cluster, service, to)
+            .await
+            .map_err(|e| TargetError::aws(&self.name, &e))
     }
 
-    /// Starts the safe scale-in of the module docs. Returns once the victims are
-    /// deregistered (or, without a target group, once the count is lowered); the rest
-    /// goes on at each observation.
+    /// Starts the scale-in workflow of the module docs and runs its steps that are due
+    /// at once; the rest goes on at each observation (or
+    /// [`advance_workflow`](Self::advance_workflow)).
     async fn scale_in(&self, desired: u32, victims: &[TaskId]) -> Result<(), TargetError> {
-        let mut state = self.state.lock().await;
-        if self.is_durable() {
-            return self.durable_scale_in(desired, victims).await;
-        }
-        self.scale_in_locked(&mut state, desired, victims).await
+        let _busy = self.busy.lock().await;
+        self.durable_scale_in(desired, victims).await
     }
 
     /// Leaves the service as it is: its desired count and tasks stay, nothing is
-    /// stopped (ECS keeps running the service without capstan). A scale-in in progress
-    /// lives only in memory, so it is undone where that is safe: victims still draining
-    /// (the count not lowered yet) are registered in the target group again and any
-    /// protection it added is released. Once the count is lowered, ECS is already
-    /// stopping the victims: the protection it added is left to lapse after
-    /// `protect_minutes`, so ECS cannot pick another task meanwhile. Best effort:
-    /// errors are logged.
+    /// stopped (ECS keeps running the service without capstan). A workflow in a
+    /// durable journal is left there, to be resumed by the next capstan. One kept in
+    /// memory would be lost, so it is undone where that is safe: a workflow that has
+    /// not protected anything yet is cancelled, its victims registered in their target
+    /// groups again. Past that, ECS may already be stopping the victims: the
+    /// protection it added is left to lapse after `protect_minutes`, so ECS cannot
+    /// pick another task meanwhile. Best effort: errors are logged.
     async fn shutdown(&self) {
-        let mut state = self.state.lock().await;
-        self.abandon(&mut state).await;
+        let _busy = self.busy.lock().await;
+        self.durable_shutdown().await;
     }
 }
 
