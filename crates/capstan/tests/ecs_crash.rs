@@ -26,7 +26,7 @@ use capstan_testkit::moto_ecs::EcsFixture;
 use capstan_testkit::servers::free_port;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{ready, sigkill, start, task_url};
+use support::{client, ready, sigkill, start, task_url};
 use tokio::time::Instant;
 
 fn config(port: u16, store: &Path, fixture: &EcsFixture, endpoint: &str, max: u32) -> String {
@@ -105,7 +105,7 @@ impl Setup {
             proxy,
             dir,
             base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            http: client(),
         }
     }
 

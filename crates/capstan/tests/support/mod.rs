@@ -42,6 +42,21 @@ pub fn start(dir: &Path) -> Child {
         .expect("capstan starts")
 }
 
+/// An HTTP client for capstan's API: every request times out after 10 s (a request
+/// that hangs fails the test with a message instead of running into the harness's
+/// timeout), and no connection is kept idle, so none made to a killed capstan is reused
+/// for its successor on the same port.
+///
+/// # Panics
+/// If the client cannot be built.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("an HTTP client")
+}
+
 /// Kills `child` with SIGKILL (no orderly shutdown) and reaps it.
 pub async fn sigkill(child: &mut Child) {
     child.start_kill().expect("SIGKILL");
@@ -61,21 +76,27 @@ pub fn task_url(base: &str, task: &str) -> String {
 /// After 30 s.
 pub async fn ready(http: &reqwest::Client, base: &str, tasks: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last_error = None;
     loop {
         let mut known = 0;
         for task in tasks {
-            if let Ok(r) = http
+            match http
                 .get(format!("{}/work", task_url(base, task)))
                 .send()
                 .await
             {
-                known += usize::from(r.status() == StatusCode::OK);
+                Ok(r) => known += usize::from(r.status() == StatusCode::OK),
+                // Not listening yet (refused), or too slow under load: asked again.
+                Err(e) => last_error = Some(e.to_string()),
             }
         }
         if known == tasks.len() {
             return;
         }
-        assert!(Instant::now() < deadline, "capstan never became ready");
+        assert!(
+            Instant::now() < deadline,
+            "capstan never became ready (last request error: {last_error:?})"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
