@@ -40,8 +40,6 @@
 //! (AWS-SEMANTICS §8 gives ECS's only), and capstan makes a few calls per group per
 //! decision; a throttled call comes back as a retryable error.
 
-use std::sync::Arc;
-
 use aws_sdk_autoscaling::Client;
 use aws_sdk_autoscaling::types::{
     AutoScalingGroup as SdkGroup, Instance as SdkInstance, LifecycleState,
@@ -51,9 +49,8 @@ use capstan_aws_api::{
     InstanceLifecycleState, LifecycleActionResult,
 };
 use jiff::Timestamp;
-use tokio::sync::OnceCell;
 
-use crate::config::SharedConfig;
+use crate::config::{LazyClient, SharedConfig};
 use crate::error::{from_sdk, malformed};
 
 /// The `launched_at` of every instance this adapter reports: Auto Scaling does not say
@@ -72,38 +69,31 @@ pub const SET_INSTANCE_PROTECTION_BATCH: usize = 50;
 /// The Auto Scaling client, made from a [`SharedConfig`] on first use.
 #[derive(Debug, Clone)]
 pub struct SdkAutoScaling {
-    config: SharedConfig,
-    /// Made on first use; shared by clones.
-    client: Arc<OnceCell<Client>>,
+    client: LazyClient<Client>,
 }
 
 impl SdkAutoScaling {
     /// A client on `config` (loaded on the first call). Clones share the client.
     pub fn new(config: SharedConfig) -> Self {
         Self {
-            config,
-            client: Arc::new(OnceCell::new()),
+            client: LazyClient::new(config, Client::new),
         }
     }
 
     /// A client made from an SDK client (tests with a replayed HTTP client).
     pub fn from_client(client: Client) -> Self {
-        let config = SharedConfig::ready(aws_config::SdkConfig::builder().build());
         Self {
-            config,
-            client: Arc::new(OnceCell::new_with(Some(client))),
+            client: LazyClient::ready(client, Client::new),
         }
     }
 
     /// The configuration it uses.
     pub fn config(&self) -> &SharedConfig {
-        &self.config
+        self.client.config()
     }
 
     async fn client(&self) -> &Client {
-        self.client
-            .get_or_init(|| async { Client::new(self.config.get().await) })
-            .await
+        self.client.get().await
     }
 }
 

@@ -9,9 +9,8 @@ use capstan_aws_api::{
     AwsError, AwsErrorKind, CloudWatch, Datapoint, Dimension, MetricDatum, MetricQuery, limits,
 };
 use jiff::Timestamp;
-use tokio::sync::OnceCell;
 
-use crate::config::SharedConfig;
+use crate::config::{LazyClient, SharedConfig};
 use crate::error::{from_sdk, malformed};
 use crate::time::{from_sdk_time, to_sdk_time};
 
@@ -21,37 +20,31 @@ pub const QUERY_ID: &str = "capstan";
 /// The CloudWatch client, made from a [`SharedConfig`] on first use.
 #[derive(Debug, Clone)]
 pub struct SdkCloudWatch {
-    config: SharedConfig,
-    client: OnceCell<Client>,
+    client: LazyClient<Client>,
 }
 
 impl SdkCloudWatch {
-    /// A client on `config` (loaded on the first call).
+    /// A client on `config` (loaded on the first call). Clones share the client.
     pub fn new(config: SharedConfig) -> Self {
         Self {
-            config,
-            client: OnceCell::new(),
+            client: LazyClient::new(config, Client::new),
         }
     }
 
     /// A client made from an SDK client (tests with a replayed HTTP client).
     pub fn from_client(client: Client) -> Self {
-        let config = SharedConfig::ready(aws_config::SdkConfig::builder().build());
         Self {
-            config,
-            client: OnceCell::new_with(Some(client)),
+            client: LazyClient::ready(client, Client::new),
         }
     }
 
     /// The configuration it uses.
     pub fn config(&self) -> &SharedConfig {
-        &self.config
+        self.client.config()
     }
 
     async fn client(&self) -> &Client {
-        self.client
-            .get_or_init(|| async { Client::new(self.config.get().await) })
-            .await
+        self.client.get().await
     }
 }
 

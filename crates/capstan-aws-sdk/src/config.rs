@@ -1,5 +1,6 @@
 //! The shared AWS SDK configuration: what capstan's config says ([`AwsSettings`]), and
-//! the loaded `SdkConfig` every client is made from ([`SharedConfig`]).
+//! the loaded `SdkConfig` every client is made from ([`SharedConfig`]), and the
+//! clients made from it on first use ([`LazyClient`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -105,6 +106,58 @@ impl SharedConfig {
         self.inner
             .loaded
             .get_or_init(|| async move { load(settings).await })
+            .await
+    }
+}
+
+/// An SDK client (`aws_sdk_ecs::Client`, ...) made from a [`SharedConfig`] on first
+/// use, so building one costs nothing until it is called. Clones share the config and
+/// the client.
+#[derive(Clone)]
+pub struct LazyClient<C> {
+    config: SharedConfig,
+    client: Arc<OnceCell<C>>,
+    make: fn(&SdkConfig) -> C,
+}
+
+impl<C> fmt::Debug for LazyClient<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyClient")
+            .field("config", &self.config)
+            .field("made", &self.client.initialized())
+            .finish()
+    }
+}
+
+impl<C> LazyClient<C> {
+    /// A client made by `make` (the SDK's `Client::new`) from `config` on first use.
+    pub fn new(config: SharedConfig, make: fn(&SdkConfig) -> C) -> Self {
+        Self {
+            config,
+            client: Arc::new(OnceCell::new()),
+            make,
+        }
+    }
+
+    /// A client that is already made (tests with a replayed HTTP client); its config
+    /// is an empty one.
+    pub fn ready(client: C, make: fn(&SdkConfig) -> C) -> Self {
+        Self {
+            config: SharedConfig::ready(SdkConfig::builder().build()),
+            client: Arc::new(OnceCell::new_with(Some(client))),
+            make,
+        }
+    }
+
+    /// The configuration it is made from.
+    pub fn config(&self) -> &SharedConfig {
+        &self.config
+    }
+
+    /// The client (made on the first call).
+    pub async fn get(&self) -> &C {
+        self.client
+            .get_or_init(|| async { (self.make)(self.config.get().await) })
             .await
     }
 }

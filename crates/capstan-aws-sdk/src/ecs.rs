@@ -21,9 +21,8 @@ use capstan_aws_api::{
     DesiredStatus, Ecs, EcsDeployment, EcsService, EcsTask, Failure, HealthStatus,
     ProtectionResult, TaskProtection, TaskStatus, limits,
 };
-use tokio::sync::OnceCell;
 
-use crate::config::SharedConfig;
+use crate::config::{LazyClient, SharedConfig};
 use crate::error::{from_sdk, malformed};
 use crate::pace::{Category, Pacer};
 use crate::time::from_sdk_time;
@@ -31,9 +30,7 @@ use crate::time::from_sdk_time;
 /// The ECS client, made from a [`SharedConfig`] on first use.
 #[derive(Debug, Clone)]
 pub struct SdkEcs {
-    config: SharedConfig,
-    /// Made on first use; shared by clones.
-    client: Arc<OnceCell<Client>>,
+    client: LazyClient<Client>,
     /// AWS's throttling buckets, kept on this side; shared by clones.
     pace: Arc<Pacer>,
 }
@@ -42,25 +39,22 @@ impl SdkEcs {
     /// A client on `config` (loaded on the first call). Clones share the client.
     pub fn new(config: SharedConfig) -> Self {
         Self {
-            config,
-            client: Arc::new(OnceCell::new()),
+            client: LazyClient::new(config, Client::new),
             pace: Arc::default(),
         }
     }
 
     /// A client made from an SDK client (tests with a replayed HTTP client).
     pub fn from_client(client: Client) -> Self {
-        let config = SharedConfig::ready(aws_config::SdkConfig::builder().build());
         Self {
-            config,
-            client: Arc::new(OnceCell::new_with(Some(client))),
+            client: LazyClient::ready(client, Client::new),
             pace: Arc::default(),
         }
     }
 
     /// The configuration it uses.
     pub fn config(&self) -> &SharedConfig {
-        &self.config
+        self.client.config()
     }
 
     /// The client, once a token of `category` is free.
@@ -70,9 +64,7 @@ impl SdkEcs {
     }
 
     async fn client(&self) -> &Client {
-        self.client
-            .get_or_init(|| async { Client::new(self.config.get().await) })
-            .await
+        self.client.get().await
     }
 }
 

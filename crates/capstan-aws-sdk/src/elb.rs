@@ -1,7 +1,6 @@
 //! [`Elb`] through `aws-sdk-elasticloadbalancingv2`: target health, registering and
 //! deregistering targets, and a group's deregistration delay.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2::Client;
@@ -9,9 +8,8 @@ use aws_sdk_elasticloadbalancingv2::types::{
     TargetDescription, TargetHealthDescription, TargetHealthStateEnum,
 };
 use capstan_aws_api::{AwsError, Elb, TargetHealth, TargetHealthState, TargetRef};
-use tokio::sync::OnceCell;
 
-use crate::config::SharedConfig;
+use crate::config::{LazyClient, SharedConfig};
 use crate::error::{from_sdk, malformed};
 
 /// The attribute holding a target group's deregistration delay, in seconds.
@@ -23,33 +21,31 @@ pub const DEFAULT_DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
 /// The ELBv2 client, made from a [`SharedConfig`] on first use.
 #[derive(Debug, Clone)]
 pub struct SdkElb {
-    config: SharedConfig,
-    /// Made on first use; shared by clones.
-    client: Arc<OnceCell<Client>>,
+    client: LazyClient<Client>,
 }
 
 impl SdkElb {
     /// A client on `config` (loaded on the first call). Clones share the client.
     pub fn new(config: SharedConfig) -> Self {
         Self {
-            config,
-            client: Arc::new(OnceCell::new()),
+            client: LazyClient::new(config, Client::new),
         }
     }
 
     /// A client made from an SDK client (tests with a replayed HTTP client).
     pub fn from_client(client: Client) -> Self {
-        let config = SharedConfig::ready(aws_config::SdkConfig::builder().build());
         Self {
-            config,
-            client: Arc::new(OnceCell::new_with(Some(client))),
+            client: LazyClient::ready(client, Client::new),
         }
     }
 
+    /// The configuration it uses.
+    pub fn config(&self) -> &SharedConfig {
+        self.client.config()
+    }
+
     async fn client(&self) -> &Client {
-        self.client
-            .get_or_init(|| async { Client::new(self.config.get().await) })
-            .await
+        self.client.get().await
     }
 }
 

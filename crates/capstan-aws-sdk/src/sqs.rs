@@ -3,36 +3,31 @@
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::QueueAttributeName;
 use capstan_aws_api::{AwsError, AwsErrorKind, QueueCounts, Sqs};
-use tokio::sync::OnceCell;
 
-use crate::config::SharedConfig;
+use crate::config::{LazyClient, SharedConfig};
 use crate::error::{MALFORMED_RESPONSE, from_sdk};
 
 /// The SQS client, made from a [`SharedConfig`] on first use.
 #[derive(Debug, Clone)]
 pub struct SdkSqs {
-    config: SharedConfig,
-    client: OnceCell<Client>,
+    client: LazyClient<Client>,
 }
 
 impl SdkSqs {
-    /// A client on `config` (loaded on the first call).
+    /// A client on `config` (loaded on the first call). Clones share the client.
     pub fn new(config: SharedConfig) -> Self {
         Self {
-            config,
-            client: OnceCell::new(),
+            client: LazyClient::new(config, Client::new),
         }
     }
 
     /// The configuration it uses.
     pub fn config(&self) -> &SharedConfig {
-        &self.config
+        self.client.config()
     }
 
     async fn client(&self) -> &Client {
-        self.client
-            .get_or_init(|| async { Client::new(self.config.get().await) })
-            .await
+        self.client.get().await
     }
 }
 
