@@ -258,6 +258,8 @@ pub struct Removal {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Blocker {
+    /// Not a container instance of the cluster (or not one of its hosts).
+    Unknown,
     /// Not ACTIVE.
     NotActive,
     /// The instance has scale-in protection.
@@ -302,6 +304,7 @@ pub enum Blocker {
 impl fmt::Display for Blocker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Blocker::Unknown => f.write_str("not a container instance of the cluster"),
             Blocker::NotActive => f.write_str("not ACTIVE"),
             Blocker::InstanceProtected => f.write_str("the instance has scale-in protection"),
             Blocker::TaskProtected { task } => write!(f, "task {task} is protected"),
@@ -392,6 +395,65 @@ pub fn plan_removal(
     Err(refusal)
 }
 
+/// Which of `candidates` (host ids, in the order given) may go together, at most
+/// `limit`: each is checked as [`plan_removal`] checks a host, against the cluster as it
+/// will be once the hosts accepted before it are DRAINING (their tasks placed where
+/// planned, counted there for room and for `maximumPercent`, but not as running: ECS
+/// has yet to start them). Gives the removals accepted, in order, and each candidate
+/// refused with the first reason (one that is not in `hosts` is [`Blocker::Unknown`]).
+/// Candidates past `limit` are not looked at.
+pub fn plan_given(
+    hosts: &[Host],
+    tasks: &[HostTask],
+    services: &[ServiceFloor],
+    candidates: &[&str],
+    allow_busy: bool,
+    limit: usize,
+) -> (Vec<Removal>, Vec<(String, Blocker)>) {
+    let mut hosts = hosts.to_vec();
+    let mut tasks = tasks.to_vec();
+    let mut accepted: Vec<Removal> = Vec::new();
+    let mut refused = Vec::new();
+    for &id in candidates {
+        if accepted.len() == limit {
+            break;
+        }
+        if accepted.iter().any(|r| &*r.host == id) {
+            continue;
+        }
+        let Some(at) = hosts.iter().position(|h| &*h.id == id) else {
+            refused.push((id.to_owned(), Blocker::Unknown));
+            continue;
+        };
+        let mut on: BTreeMap<&str, Vec<&HostTask>> = BTreeMap::new();
+        for t in &tasks {
+            on.entry(&t.host).or_default().push(t);
+        }
+        match check(&hosts[at], &hosts, &tasks, &on, services, allow_busy) {
+            Err(why) => refused.push((id.to_owned(), why)),
+            Ok(moves) => {
+                hosts[at].status = HostStatus::Draining;
+                for (task, to) in &moves {
+                    let Some(t) = tasks.iter_mut().find(|t| &t.id == task) else {
+                        continue;
+                    };
+                    if let Some(dest) = hosts.iter_mut().find(|h| h.id == *to) {
+                        dest.remaining = dest.remaining.minus(t.size);
+                        dest.used_ports.extend(t.host_ports.iter().copied());
+                    }
+                    t.host = Arc::clone(to);
+                    t.running = false;
+                }
+                accepted.push(Removal {
+                    host: Arc::clone(&hosts[at].id),
+                    moves,
+                });
+            }
+        }
+    }
+    (accepted, refused)
+}
+
 /// `a` before `b` by `order` (ties left to the caller).
 fn compare(
     order: HostOrder,
@@ -475,12 +537,16 @@ fn check(
         if !affected.remove(&*floor.service) {
             continue;
         }
-        let running = |t: &HostTask| t.running && t.service.as_deref() == Some(&*floor.service);
-        let total = u32::try_from(tasks.iter().filter(|t| running(t)).count()).unwrap_or(u32::MAX);
-        let here = u32::try_from(mine.iter().filter(|t| running(t)).count()).unwrap_or(u32::MAX);
-        let elsewhere = total - here.min(total);
+        let of = |t: &HostTask| t.service.as_deref() == Some(&*floor.service);
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        // maximumPercent caps running and pending tasks together; only running ones
+        // count for the minimum.
+        let all = count(tasks.iter().filter(|t| of(t)).count());
+        let running = count(tasks.iter().filter(|t| t.running && of(t)).count());
+        let here = count(mine.iter().filter(|t| t.running && of(t)).count());
+        let elsewhere = running - here.min(running);
         let minimum = floor.minimum();
-        if elsewhere < minimum && floor.maximum() <= total {
+        if elsewhere < minimum && floor.maximum() <= all {
             return Err(Blocker::BelowMinimum {
                 service: floor.service.to_string(),
                 elsewhere,
@@ -625,6 +691,62 @@ mod tests {
         assert_eq!(&*r.host, "a");
         let r = plan_removal(&hosts, &tasks, &services, HostOrder::Newest, false).unwrap();
         assert_eq!(&*r.host, "c");
+    }
+
+    #[test]
+    fn given_hosts_go_together_only_while_the_rest_holds_their_tasks() {
+        // 6 tasks of 1024 CPU: a and b alone each fit elsewhere; both together would
+        // leave 6 tasks for c's 4 slots.
+        let (hosts, tasks) = fixture();
+        let services = [floor("web", 3, 0, 200), floor("worker", 3, 0, 200)];
+        let (ok, refused) = plan_given(&hosts, &tasks, &services, &["b", "a"], false, 2);
+        assert_eq!(ok.len(), 1, "{ok:?}");
+        assert_eq!(&*ok[0].host, "b");
+        assert!(ok[0].moves.iter().all(|(_, to)| &**to != "b"));
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].0, "a");
+        assert!(
+            matches!(refused[0].1, Blocker::DoesNotFit { .. }),
+            "{refused:?}"
+        );
+        // The limit: only the first candidate is looked at.
+        let (ok, refused) = plan_given(&hosts, &tasks, &services, &["c", "b"], false, 1);
+        assert_eq!((ok.len(), refused.len()), (1, 0));
+        assert_eq!(&*ok[0].host, "c");
+        // Unknown and repeated candidates.
+        let (ok, refused) = plan_given(&hosts, &tasks, &services, &["x", "c", "c"], false, 3);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(refused, vec![("x".to_owned(), Blocker::Unknown)]);
+    }
+
+    #[test]
+    fn given_hosts_keep_each_service_at_its_minimum_together() {
+        // web: 2 tasks on each of a, b, c (6, minimum 50 % = 3, maximum 100 %: no room
+        // to start replacements first). a alone leaves 4 running; a then b would leave
+        // 2, since a's tasks are not running anywhere yet.
+        let mut tasks = Vec::new();
+        for (i, h) in ["a", "a", "b", "b", "c", "c"].iter().enumerate() {
+            tasks.push(task(&format!("w{i}"), h, "web", 512, 1000));
+        }
+        let hosts = placed(vec![host("a", 1), host("b", 2), host("c", 3)], &tasks);
+        let services = [floor("web", 6, 50, 100)];
+        let (ok, refused) = plan_given(&hosts, &tasks, &services, &["a", "b"], false, 2);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(&*ok[0].host, "a");
+        assert_eq!(
+            refused,
+            vec![(
+                "b".to_owned(),
+                Blocker::BelowMinimum {
+                    service: "web".into(),
+                    elsewhere: 2,
+                    minimum: 3
+                }
+            )]
+        );
+        // Alone, b may go.
+        let (ok, _) = plan_given(&hosts, &tasks, &services, &["b"], false, 2);
+        assert_eq!(ok.len(), 1);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use capstan_core::Timestamp;
 use capstan_core::hosts::{
-    Host, HostOrder, HostStatus, HostTask, Resources, ServiceFloor, plan_removal, reservation,
+    Host, HostOrder, HostStatus, HostTask, Resources, ServiceFloor, plan_given, plan_removal,
+    reservation,
 };
 use capstan_core::model::TaskId;
 use proptest::prelude::*;
@@ -178,6 +179,69 @@ proptest! {
             prop_assert!(
                 elsewhere >= f.minimum() || f.maximum() > total,
                 "{} drops to {} of {}", f.service, elsewhere, f.minimum()
+            );
+        }
+    }
+
+    #[test]
+    fn hosts_given_go_together_safely(
+        c in cluster(),
+        picks in proptest::collection::vec(0usize..8, 0..6),
+        limit in 0usize..4,
+        allow_busy: bool,
+    ) {
+        let ids: Vec<String> = picks.iter().map(|i| format!("i-{i}")).collect();
+        let given: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (ok, refused) = plan_given(&c.hosts, &c.tasks, &c.services, &given, allow_busy, limit);
+        prop_assert!(ok.len() <= limit);
+        let gone: BTreeSet<&str> = ok.iter().map(|r| &*r.host).collect();
+        prop_assert_eq!(gone.len(), ok.len(), "a host accepted twice");
+        for r in &refused {
+            prop_assert!(!gone.contains(r.0.as_str()));
+        }
+        // Every task of every accepted host placed once, on an ACTIVE host that stays,
+        // all of them together within each destination's room and free ports.
+        let mut room: BTreeMap<&str, (Resources, BTreeSet<u16>)> = c
+            .hosts
+            .iter()
+            .map(|h| (&*h.id, (h.remaining, h.used_ports.clone())))
+            .collect();
+        for r in &ok {
+            let host = c.hosts.iter().find(|h| h.id == r.host).unwrap();
+            prop_assert_eq!(host.status, HostStatus::Active);
+            prop_assert!(!host.protected);
+            let mine: BTreeSet<&TaskId> =
+                c.tasks.iter().filter(|t| t.host == host.id).map(|t| &t.id).collect();
+            let moved: BTreeSet<&TaskId> = r.moves.iter().map(|(t, _)| t).collect();
+            prop_assert_eq!(moved, mine);
+            for (task, to) in &r.moves {
+                let t = c.tasks.iter().find(|t| t.id == *task).unwrap();
+                prop_assert!(!t.protected && t.service.is_some());
+                prop_assert!(allow_busy || t.live_work == 0);
+                prop_assert!(!gone.contains(&**to), "{} moved to {}, which goes too", t.id, to);
+                let dest = c.hosts.iter().find(|h| h.id == *to).unwrap();
+                prop_assert_eq!(dest.status, HostStatus::Active);
+                let (free, ports) = room.get_mut(&**to).unwrap();
+                prop_assert!(free.holds(t.size), "{} does not fit on {}", t.id, to);
+                *free = Resources::new(free.cpu - t.size.cpu, free.memory - t.size.memory);
+                for p in &t.host_ports {
+                    prop_assert!(ports.insert(*p), "port {} taken on {}", p, to);
+                }
+            }
+        }
+        // Every service keeps its minimum on the hosts that stay, or has room above
+        // its desired count to start the replacements first.
+        for f in &c.services {
+            let of = |t: &HostTask| t.service.as_deref() == Some(&*f.service);
+            let leaving = c.tasks.iter().filter(|t| t.running && of(t) && gone.contains(&*t.host)).count();
+            if leaving == 0 {
+                continue;
+            }
+            let stays = c.tasks.iter().filter(|t| t.running && of(t) && !gone.contains(&*t.host)).count();
+            let all = c.tasks.iter().filter(|t| of(t)).count();
+            prop_assert!(
+                u32::try_from(stays).unwrap() >= f.minimum() || f.maximum() > u32::try_from(all).unwrap(),
+                "{} drops to {} of {}", f.service, stays, f.minimum()
             );
         }
     }
