@@ -266,6 +266,14 @@ pub trait Ecs: Send + Sync + 'static {
         desired_status: DesiredStatus,
     ) -> impl Future<Output = Result<Vec<Arc<str>>, AwsError>> + Send;
 
+    /// `ListTasks` with `containerInstance` and `desiredStatus` RUNNING, every page: the
+    /// tasks placed on that container instance (ARN or id) that ECS keeps running.
+    fn list_instance_tasks(
+        &self,
+        cluster: &str,
+        container_instance: &str,
+    ) -> impl Future<Output = Result<Vec<Arc<str>>, AwsError>> + Send;
+
     /// `DescribeTasks` (at most [`DESCRIBE_TASKS`](crate::limits::DESCRIBE_TASKS)).
     /// Unknown tasks come back as failures (`MISSING`), not as an error.
     fn describe_tasks(

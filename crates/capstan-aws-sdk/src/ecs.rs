@@ -66,6 +66,40 @@ impl SdkEcs {
     async fn client(&self) -> &Client {
         self.client.get().await
     }
+
+    /// `ListTasks` of `cluster` in `status`, every page, filtered by service and/or
+    /// container instance when given.
+    async fn list_task_arns(
+        &self,
+        cluster: &str,
+        service: Option<&str>,
+        container_instance: Option<&str>,
+        status: SdkDesiredStatus,
+    ) -> Result<Vec<Arc<str>>, AwsError> {
+        const OP: &str = "ListTasks";
+        let mut arns = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .paced(Category::ClusterRead)
+                .await
+                .list_tasks()
+                .cluster(cluster)
+                .set_service_name(service.map(str::to_owned))
+                .set_container_instance(container_instance.map(str::to_owned))
+                .desired_status(status.clone())
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk(OP, e))?;
+            arns.extend(out.task_arns().iter().map(|a| Arc::from(a.as_str())));
+            match out.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(arns)
+    }
 }
 
 /// A count ECS reports as `i32`, as `u32` (a negative count is not an answer ECS gives).
@@ -457,32 +491,26 @@ impl Ecs for SdkEcs {
         service: &str,
         desired_status: DesiredStatus,
     ) -> Result<Vec<Arc<str>>, AwsError> {
-        const OP: &str = "ListTasks";
         let status = match desired_status {
             DesiredStatus::Running => SdkDesiredStatus::Running,
             DesiredStatus::Stopped => SdkDesiredStatus::Stopped,
         };
-        let mut arns = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let out = self
-                .paced(Category::ClusterRead)
-                .await
-                .list_tasks()
-                .cluster(cluster)
-                .service_name(service)
-                .desired_status(status.clone())
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| from_sdk(OP, e))?;
-            arns.extend(out.task_arns().iter().map(|a| Arc::from(a.as_str())));
-            match out.next_token() {
-                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
-                _ => break,
-            }
-        }
-        Ok(arns)
+        self.list_task_arns(cluster, Some(service), None, status)
+            .await
+    }
+
+    async fn list_instance_tasks(
+        &self,
+        cluster: &str,
+        container_instance: &str,
+    ) -> Result<Vec<Arc<str>>, AwsError> {
+        self.list_task_arns(
+            cluster,
+            None,
+            Some(container_instance),
+            SdkDesiredStatus::Running,
+        )
+        .await
     }
 
     async fn describe_tasks(

@@ -21,6 +21,7 @@ use capstan_targets::{EcsTarget, EcsTargetSpec, Target, TargetError};
 use capstan_testkit::aws_proxy::AwsProxy;
 use capstan_testkit::moto::{self, ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 use capstan_testkit::moto_ecs::{EcsFixture, PORT};
+use serde_json::json;
 
 fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     static_config(endpoint, REGION, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
@@ -388,4 +389,128 @@ async fn the_ecs_target_observes_and_scales_through_the_sdk() {
     assert!(err.to_string().contains("deployment"), "{err}");
     assert_eq!(w.fixture.desired_count(&moto), 5);
     assert_eq!(proxy.calls("DeregisterTargets"), 0);
+}
+
+/// `ListTasks` by container instance: a cluster of two container instances (over two
+/// moto EC2 instances) with bridge-mode tasks of two service groups placed on them
+/// with `StartTask`. moto facts: it matches `containerInstance` as a substring of each
+/// task's container instance ARN (so an ARN or an id both work), and answers an
+/// unknown container instance with an empty list where AWS refuses it
+/// (`InvalidParameterException`), so that case is the world's test only.
+#[tokio::test]
+async fn tasks_on_one_container_instance_are_listed() {
+    let moto = moto::moto();
+    moto.manual_ecs_tasks();
+    let (ecs, _) = clients(&moto.endpoint_url());
+    let cluster = moto.name("ec2-cluster");
+    moto.ecs("CreateCluster", &json!({ "clusterName": cluster }));
+    let family = moto.name("bridge");
+    moto.ecs(
+        "RegisterTaskDefinition",
+        &json!({
+            "family": family,
+            "networkMode": "bridge",
+            "requiresCompatibilities": ["EC2"],
+            "containerDefinitions": [{
+                "name": "app", "image": "app", "essential": true,
+                "cpu": 256, "memory": 512,
+                "portMappings": [{ "containerPort": PORT, "hostPort": 0 }]
+            }]
+        }),
+    );
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let out = moto.query(
+            "ec2",
+            &[
+                ("Action", "RunInstances"),
+                ("Version", "2016-11-15"),
+                ("ImageId", "ami-12c6146b"),
+                ("InstanceType", "t3.medium"),
+                ("MinCount", "1"),
+                ("MaxCount", "1"),
+            ],
+        );
+        let ec2_id = moto::xml_field(&out, "instanceId").expect("an instance id");
+        let out = moto.ecs(
+            "RegisterContainerInstance",
+            &json!({
+                "cluster": cluster,
+                "instanceIdentityDocument": json!({ "instanceId": ec2_id }).to_string(),
+            }),
+        );
+        let arn = out["containerInstance"]["containerInstanceArn"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no container instance ARN in {out}"));
+        instances.push(arn.to_owned());
+    }
+    // Instance 0: two tasks of "web", one of "worker"; instance 1: one of "worker".
+    let start = |instances: &[&String], group: &str| -> Vec<Arc<str>> {
+        let out = moto.ecs(
+            "StartTask",
+            &json!({
+                "cluster": cluster,
+                "taskDefinition": family,
+                "containerInstances": instances,
+                "group": format!("service:{group}"),
+                "startedBy": "capstan-test",
+            }),
+        );
+        out["tasks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no tasks in {out}"))
+            .iter()
+            .map(|t| Arc::from(t["taskArn"].as_str().expect("a task ARN")))
+            .collect()
+    };
+    let web = start(&[&instances[0], &instances[0]], "web");
+    let worker = start(&[&instances[0], &instances[1]], "worker");
+    let sorted = |mut v: Vec<Arc<str>>| {
+        v.sort();
+        v
+    };
+    let on_first = sorted(vec![
+        Arc::clone(&web[0]),
+        Arc::clone(&web[1]),
+        Arc::clone(&worker[0]),
+    ]);
+    let on_second = vec![Arc::clone(&worker[1])];
+
+    let listed = ecs
+        .list_instance_tasks(&cluster, &instances[0])
+        .await
+        .expect("list by ARN");
+    assert_eq!(sorted(listed), on_first);
+    let id = instances[1].rsplit('/').next().expect("an id");
+    let listed = ecs
+        .list_instance_tasks(&cluster, id)
+        .await
+        .expect("list by id");
+    assert_eq!(listed, on_second);
+    // What DescribeTasks says agrees: each listed task is on that instance.
+    let (described, failures) = ecs
+        .describe_tasks(&cluster, &on_first)
+        .await
+        .expect("describe");
+    assert!(failures.is_empty(), "{failures:?}");
+    for t in &described {
+        assert_eq!(
+            t.container_instance.as_deref(),
+            Some(instances[0].as_str()),
+            "{t:?}"
+        );
+    }
+
+    // A stopped task leaves the list (desiredStatus RUNNING).
+    ecs.stop_task(&cluster, &web[0], "scale-in by capstan")
+        .await
+        .expect("stop");
+    let listed = ecs
+        .list_instance_tasks(&cluster, &instances[0])
+        .await
+        .expect("list after stop");
+    assert_eq!(
+        sorted(listed),
+        sorted(vec![Arc::clone(&web[1]), Arc::clone(&worker[0])])
+    );
 }

@@ -1,7 +1,8 @@
 //! The ECS operations moto lacks (`UpdateTaskProtection`, `GetTaskProtection`) and
-//! answers it does not give (a bridge-mode task's `networkBindings`) through the real
-//! SDK client with a replayed HTTP exchange: each test checks the exact request capstan
-//! sends (operation, JSON body) and reads back an answer of ECS's documented shape.
+//! answers it does not give (a bridge-mode task's `networkBindings`, a `ListTasks`
+//! answer over several pages) through the real SDK client with a replayed HTTP
+//! exchange: each test checks the exact request capstan sends (operation, JSON body)
+//! and reads back an answer of ECS's documented shape.
 
 use std::sync::Arc;
 
@@ -275,4 +276,80 @@ async fn a_host_port_that_is_not_a_port_is_a_malformed_answer_naming_the_task() 
             )
         );
     }
+}
+
+/// `ListTasks` by container instance sends the instance and `desiredStatus` RUNNING
+/// (and no service), and follows `nextToken` to the last page; moto answers in one
+/// page, so the paging is checked here.
+#[tokio::test]
+async fn tasks_of_a_container_instance_are_listed_over_every_page() {
+    const CI: &str = "arn:aws:ecs:us-east-1:123456789012:container-instance/prod/abcd";
+    const T3: &str = "arn:aws:ecs:us-east-1:123456789012:task/prod/3333";
+    let http = replay(vec![
+        answer(200, &json!({ "taskArns": [T1, T2], "nextToken": "page-2" })),
+        answer(200, &json!({ "taskArns": [T3] })),
+    ]);
+    let tasks = client(&http)
+        .list_instance_tasks("prod", CI)
+        .await
+        .expect("list");
+    assert_eq!(tasks, vec![Arc::from(T1), Arc::from(T2), Arc::from(T3)]);
+    let op = "AmazonEC2ContainerServiceV20141113.ListTasks".to_owned();
+    assert_eq!(
+        sent(&http),
+        vec![
+            (
+                op.clone(),
+                json!({ "cluster": "prod", "containerInstance": CI, "desiredStatus": "RUNNING" })
+            ),
+            (
+                op,
+                json!({
+                    "cluster": "prod",
+                    "containerInstance": CI,
+                    "desiredStatus": "RUNNING",
+                    "nextToken": "page-2"
+                })
+            ),
+        ]
+    );
+}
+
+/// `ListTasks` by service still sends the service and the status asked for, and no
+/// container instance (the paging is shared with `list_instance_tasks`).
+#[tokio::test]
+async fn tasks_of_a_service_are_listed_by_service_and_status() {
+    let http = replay(vec![answer(200, &json!({ "taskArns": [T1] }))]);
+    let tasks = client(&http)
+        .list_tasks("prod", "web", capstan_aws_api::DesiredStatus::Stopped)
+        .await
+        .expect("list");
+    assert_eq!(tasks, vec![Arc::from(T1)]);
+    assert_eq!(
+        sent(&http),
+        vec![(
+            "AmazonEC2ContainerServiceV20141113.ListTasks".to_owned(),
+            json!({ "cluster": "prod", "serviceName": "web", "desiredStatus": "STOPPED" })
+        )]
+    );
+}
+
+/// AWS refuses a container instance it does not know with `InvalidParameterException`:
+/// a client error naming the operation, not retried.
+#[tokio::test]
+async fn an_unknown_container_instance_is_an_invalid_parameter() {
+    let http = replay(vec![answer(
+        400,
+        &json!({
+            "__type": "com.amazonaws.ecs#InvalidParameterException",
+            "message": "Container instance not found"
+        }),
+    )]);
+    let err = client(&http)
+        .list_instance_tasks("prod", "ffff")
+        .await
+        .expect_err("unknown instance");
+    assert_eq!(err.kind, AwsErrorKind::InvalidParameter);
+    assert_eq!(err.operation, "ListTasks");
+    assert!(!err.is_retryable());
 }

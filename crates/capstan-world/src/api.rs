@@ -6,13 +6,47 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_aws_api::{
-    AutoScaling, AutoScalingGroup, AwsError, ContainerInstance, ContainerInstanceStatus,
-    DesiredStatus, Ecs, EcsService, EcsTask, Elb, Failure, LifecycleActionResult, ProtectionResult,
-    TargetHealth, TargetRef,
+    AutoScaling, AutoScalingGroup, AwsError, AwsErrorKind, ContainerInstance,
+    ContainerInstanceStatus, DesiredStatus, Ecs, EcsService, EcsTask, Elb, Failure,
+    LifecycleActionResult, ProtectionResult, TargetHealth, TargetRef,
 };
 
 use crate::World;
 use crate::limits::Category;
+use crate::state::{State, short};
+
+/// `ListTasks` with `containerInstance` and `desiredStatus` RUNNING: the tasks on that
+/// container instance (matched by ARN or id, in cluster `cluster`) that are not being
+/// stopped, of every service. A container instance the cluster never registered is an
+/// `InvalidParameterException`, as AWS answers; a deregistered (INACTIVE) one has no
+/// such tasks left.
+fn instance_tasks(
+    s: &State,
+    cluster: &str,
+    container_instance: &str,
+) -> Result<Vec<Arc<str>>, AwsError> {
+    const OP: &str = "ListTasks";
+    let c = s.cluster_for(OP, cluster)?;
+    let inst = s
+        .container_ids
+        .get(short(container_instance))
+        .and_then(|&i| s.instances.get(i))
+        .filter(|i| i.cluster == c && i.ci.is_some())
+        .ok_or_else(|| {
+            AwsError::new(
+                OP,
+                AwsErrorKind::InvalidParameter,
+                format!("Container instance not found: {container_instance} in {cluster}"),
+            )
+        })?;
+    Ok(inst
+        .tasks
+        .iter()
+        .filter_map(|&slot| s.task(slot))
+        .filter(|t| t.live())
+        .map(|t| t.arn.clone())
+        .collect())
+}
 
 impl Ecs for World {
     fn describe_service(
@@ -33,6 +67,16 @@ impl Ecs for World {
     ) -> impl Future<Output = Result<Vec<Arc<str>>, AwsError>> + Send {
         ready(self.call("ListTasks", Category::ClusterRead, |s| {
             s.list_tasks(cluster, service, desired_status)
+        }))
+    }
+
+    fn list_instance_tasks(
+        &self,
+        cluster: &str,
+        container_instance: &str,
+    ) -> impl Future<Output = Result<Vec<Arc<str>>, AwsError>> + Send {
+        ready(self.call("ListTasks", Category::ClusterRead, |s| {
+            instance_tasks(s, cluster, container_instance)
         }))
     }
 

@@ -505,3 +505,109 @@ fn group_scale_in_balances_zones_then_terminates_the_oldest() {
             .all(|(_, st)| *st == InstanceLifecycleState::InService)
     );
 }
+
+/// The ARNs of the tasks of `services` on container instance `ci` that ECS keeps
+/// running (desired RUNNING), sorted: what `ListTasks` by container instance answers.
+fn live_on(w: &World, services: &[&str], ci: &str) -> Vec<String> {
+    let mut arns: Vec<String> = services
+        .iter()
+        .flat_map(|s| w.tasks("default", s))
+        .filter(|t| t.desired_status == DesiredStatus::Running && t.host.as_deref() == Some(ci))
+        .map(|t| t.arn)
+        .collect();
+    arns.sort();
+    arns
+}
+
+/// `list_instance_tasks` of `ci` (ARN or id), sorted.
+fn listed_on(w: &World, ci: &str) -> Vec<String> {
+    let mut arns: Vec<String> = ready(w.list_instance_tasks("default", ci))
+        .unwrap()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    arns.sort();
+    arns
+}
+
+#[test]
+fn list_instance_tasks_gives_each_instance_its_running_tasks_of_every_service() {
+    let (w, c) = world(1);
+    cluster(&w, group(2));
+    w.add_service(ec2(2)).unwrap();
+    w.add_service(ServiceSpec {
+        name: "other".into(),
+        ..ec2(2)
+    })
+    .unwrap();
+    let services = ["app", "other"];
+    let cis: Vec<String> = w
+        .cluster_state("default")
+        .unwrap()
+        .instances
+        .iter()
+        .map(|i| i.arn.clone())
+        .collect();
+    assert_eq!(cis.len(), 2);
+    // Pending at first, then running: listed either way, each on its own instance only.
+    for secs in [0, 120] {
+        run(&w, &c, secs);
+        let mut all = Vec::new();
+        for ci in &cis {
+            let want = live_on(&w, &services, ci);
+            assert!(!want.is_empty(), "each instance has tasks: {ci}");
+            assert_eq!(listed_on(&w, ci), want, "by ARN, {ci} after {secs} s");
+            let id = ci.rsplit('/').next().unwrap();
+            assert_eq!(listed_on(&w, id), want, "by id, {id} after {secs} s");
+            all.extend(want);
+        }
+        all.sort();
+        let mut every: Vec<String> = services
+            .iter()
+            .flat_map(|s| w.tasks("default", s))
+            .map(|t| t.arn)
+            .collect();
+        every.sort();
+        assert_eq!(all, every, "tasks of both services, each on one instance");
+    }
+    assert!(
+        tasks(&w).iter().all(|t| t.status == TaskStatus::Running),
+        "running by now"
+    );
+
+    // A task told to stop leaves the list at once (it is still on its host while it
+    // stops), and stays out once STOPPED; its replacement is listed where it lands.
+    let victim = tasks(&w).into_iter().next().unwrap();
+    let host = victim.host.clone().unwrap();
+    ready(w.stop_task("default", &victim.arn, "bye")).unwrap();
+    assert!(
+        w.cluster_state("default")
+            .unwrap()
+            .instances
+            .iter()
+            .any(|i| i.arn == host && i.tasks.contains(&victim.arn)),
+        "still on its host while stopping"
+    );
+    for secs in [0, 120] {
+        run(&w, &c, secs);
+        for ci in &cis {
+            let listed = listed_on(&w, ci);
+            assert!(!listed.contains(&victim.arn), "{ci} after {secs} s");
+            assert_eq!(listed, live_on(&w, &services, ci));
+        }
+    }
+
+    // An unknown container instance is refused (InvalidParameterException), as is an
+    // unknown cluster (ClusterNotFoundException).
+    for unknown in [
+        "ffffffffffffffffffffffffffffffff",
+        "arn:aws:ecs:eu-west-1:000000000000:container-instance/default/ffffffffffffffffffffffffffffffff",
+        "nope",
+    ] {
+        let e = ready(w.list_instance_tasks("default", unknown)).unwrap_err();
+        assert_eq!(e.kind, AwsErrorKind::InvalidParameter, "{unknown}: {e}");
+        assert_eq!(e.operation, "ListTasks");
+    }
+    let e = ready(w.list_instance_tasks("elsewhere", &cis[0])).unwrap_err();
+    assert_eq!(e.kind, AwsErrorKind::NotFound);
+}
