@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use capstan_aws_api::{AutoScaling, AwsErrorKind, ContainerInstanceStatus, InstanceLifecycleState};
+use capstan_aws_api::{
+    AutoScaling, AwsErrorKind, ContainerInstanceStatus, Ecs, InstanceLifecycleState,
+};
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::model::{TaskId, TaskState};
 use capstan_core::victim;
@@ -159,6 +161,25 @@ impl Fixture {
             .find(|(_, (_, tasks))| *tasks == n)
             .map(|(id, _)| id)
             .unwrap_or_else(|| panic!("a host with {n} tasks: {:?}", self.hosts()))
+    }
+
+    /// The tasks ECS keeps running on the host behind EC2 instance `id`.
+    async fn hosts_tasks(&self, id: &str) -> Vec<std::sync::Arc<str>> {
+        let arns = self
+            .world
+            .list_container_instances(CLUSTER, None)
+            .await
+            .unwrap();
+        let (hosts, _) = self
+            .world
+            .describe_container_instances(CLUSTER, &arns)
+            .await
+            .unwrap();
+        let host = hosts.iter().find(|h| h.ec2_instance_id == id).unwrap();
+        self.world
+            .list_instance_tasks(CLUSTER, &host.arn)
+            .await
+            .unwrap()
     }
 
     fn running_tasks(&self) -> u32 {
@@ -357,10 +378,9 @@ async fn a_host_whose_tasks_do_not_fit_elsewhere_is_refused() {
             .scale_in(1, &[TaskId::from(victim.as_str())])
             .await,
     );
+    assert!(e.contains(&format!("{victim}: task ")), "{e}");
     assert!(
-        e.contains(&format!(
-            "{victim}: its 3 tasks (1024 CPU units, 2048 MiB each) do not fit"
-        )),
+        e.contains("(1024 CPU units, 2048 MiB) fits on no other ACTIVE host"),
         "{e}"
     );
     assert!(
@@ -371,28 +391,104 @@ async fn a_host_whose_tasks_do_not_fit_elsewhere_is_refused() {
     assert_eq!(fx.group_desired().await, 2);
     assert!(fx.target.removal_in_progress().await.is_none());
 
-    // 2 + 2 + 1 tasks, removing two hosts: the one with 2 tasks does not fit in the 1
-    // slot left once the other victim is out of the pool; the one with 1 task does.
+    // 2 + 2 + 1 tasks, removing two hosts, in the order given: the host with 1 task
+    // may go alone, but not once the other one's tasks are planned onto the rest (3
+    // tasks for the 1 slot left on the third host).
     let mut fx = setup(3, 5).build();
-    let two = fx.host_with(2);
     let one = fx.host_with(1);
+    let two = fx.host_with(2);
     fx.target
-        .scale_in(1, &[TaskId::from(two.as_str()), TaskId::from(one.as_str())])
+        .scale_in(1, &[TaskId::from(one.as_str()), TaskId::from(two.as_str())])
         .await
         .unwrap();
     let hosts = fx.hosts();
-    assert_eq!(hosts[&two].0, ContainerInstanceStatus::Active, "refused");
     assert_eq!(hosts[&one].0, ContainerInstanceStatus::Draining);
+    assert_eq!(hosts[&two].0, ContainerInstanceStatus::Active, "refused");
     let o = fx.observe().await;
     assert_eq!(o.capacity.desired, 2, "one host out of the two asked for");
-    fx.run(120);
-    fx.observe().await;
-    assert_eq!(fx.terminated(&one), 0);
-    fx.run(60);
-    fx.observe().await;
-    fx.run(60);
+    for _ in 0..10 {
+        fx.run(60);
+        fx.observe().await;
+    }
     assert_eq!(fx.terminated(&one), 1);
+    assert_eq!(fx.terminated(&two), 0);
     assert_eq!(fx.group_desired().await, 2);
+    assert_eq!(fx.running_tasks(), 5);
+}
+
+/// A host goes only while the service keeps its minimum healthy count on the other
+/// hosts, or can start replacements first.
+#[tokio::test]
+async fn a_host_goes_only_while_its_service_keeps_its_minimum() {
+    // 6 tasks on 3 hosts (2 each); minimum 90 % (6 tasks), maximum 100 %: ECS can
+    // neither stop a task first nor start its replacement first, so no host may go.
+    let mut s = setup(3, 6);
+    s.service.minimum_healthy_percent = 90;
+    s.service.maximum_percent = 100;
+    let fx = s.build();
+    let victim = fx.host_with(2);
+    let e = failed_reason(
+        fx.target
+            .scale_in(2, &[TaskId::from(victim.as_str())])
+            .await,
+    );
+    assert!(
+        e.contains(&format!(
+            "{victim}: service {SERVICE} would run 4 tasks, below its minimum of 6"
+        )),
+        "{e}"
+    );
+    assert!(
+        fx.hosts()
+            .values()
+            .all(|(s, _)| *s == ContainerInstanceStatus::Active)
+    );
+
+    // Minimum 50 % (3 of 6): the host goes, and the service never runs fewer than 3
+    // tasks while its tasks move (checked at every simulated second).
+    let mut s = setup(3, 6);
+    s.service.minimum_healthy_percent = 50;
+    s.service.maximum_percent = 100;
+    let mut fx = s.build();
+    // The other two hosts have a slot each for its 2 tasks.
+    let victim = fx.host_with(2);
+    fx.target
+        .scale_in(2, &[TaskId::from(victim.as_str())])
+        .await
+        .unwrap();
+    let mut lowest = u32::MAX;
+    for _ in 0..900 {
+        fx.run(1);
+        lowest = lowest.min(fx.running_tasks());
+        if fx.clock.now().as_second() % 30 == 0 {
+            fx.observe().await;
+        }
+    }
+    assert!(lowest >= 3, "the service ran {lowest} tasks");
+    assert_eq!(fx.terminated(&victim), 1);
+    assert_eq!(fx.running_tasks(), 6);
+}
+
+/// A host running a task with scale-in protection is not drained: ECS would keep the
+/// task, and the host would never empty.
+#[tokio::test]
+async fn a_host_running_a_protected_task_is_refused() {
+    let fx = setup(3, 3).build();
+    let victim = fx.host_with(1);
+    let arn = fx.hosts_tasks(&victim).await.into_iter().next().unwrap();
+    fx.world
+        .update_task_protection(CLUSTER, std::slice::from_ref(&arn), Some(60))
+        .await
+        .unwrap();
+    let e = failed_reason(
+        fx.target
+            .scale_in(2, &[TaskId::from(victim.as_str())])
+            .await,
+    );
+    assert!(
+        e.contains(&format!("{victim}: task {arn} is protected")),
+        "{e}"
+    );
 }
 
 #[tokio::test]

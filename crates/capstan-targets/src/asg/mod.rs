@@ -41,11 +41,14 @@
 //! 1. keep the victims that are in service with an ACTIVE container instance and not
 //!    protected, no more than the drop in desired count and never below the group's
 //!    min; a launching victim has no task and is terminated at once;
-//! 2. check that every task on the victims fits on the remaining ACTIVE hosts (CPU and
-//!    memory they have left); victims whose tasks do not fit are refused (kept). Only
-//!    the container instance's totals are known, so a host's tasks are taken as equal
-//!    shares of what it reserves (exact when they are alike; ⚠ an approximation with
-//!    tasks of mixed sizes);
+//! 2. check the victims together, in the order given, with core's
+//!    [`plan_given`](capstan_core::hosts::plan_given) (reads in `safety`): every task
+//!    on them (exact CPU and memory from `DescribeTasks`, static host ports) must fit
+//!    on the remaining ACTIVE hosts, none may be protected or standalone, and every
+//!    service with a task on them must keep its minimum healthy count
+//!    (`minimumHealthyPercent` × desired) on the other hosts, or have room above its
+//!    desired count (`maximumPercent`) to start the replacements first. A victim that
+//!    may not go is kept, and the scale-in's error or log says why for each;
 //! 3. `UpdateContainerInstancesState` DRAINING (at most 10 per call): ECS replaces
 //!    their service tasks elsewhere within each service's minimum healthy percent;
 //! 4. at each observation, a victim with no task left (running, pending or still
@@ -63,8 +66,8 @@
 //! Every AWS error becomes [`TargetError::Failed`] naming the operation (e.g.
 //! `DescribeAutoScalingGroups: throttled: Rate exceeded`).
 
-mod fit;
 mod removal;
+mod safety;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

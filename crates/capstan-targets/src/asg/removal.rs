@@ -12,7 +12,6 @@ use capstan_core::Timestamp;
 use capstan_core::clock::elapsed;
 use capstan_core::model::TaskId;
 
-use super::fit::{self, Room};
 use super::{AsgTarget, RemovalProgress, Snapshot, is_empty, tasks_on};
 use crate::TargetError;
 use crate::count;
@@ -226,7 +225,12 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
         }
         let drop = usize::try_from((current - desired).min(room)).unwrap_or(usize::MAX);
         let mut picked = self.pick(&snap, victims, drop);
-        let fitting = self.fitting(&snap, &mut picked);
+        let (fitting, refused) = self
+            .safe_to_remove(&snap, std::mem::take(&mut picked.active))
+            .await?;
+        picked
+            .refused
+            .extend(refused.into_iter().map(|(id, why)| format!("{id}: {why}")));
         if !picked.refused.is_empty() {
             tracing::info!(target_name = %self.name, refused = ?picked.refused, "hosts not fit to remove are kept");
         }
@@ -320,47 +324,6 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
             }
         }
         picked
-    }
-
-    /// The ACTIVE victims whose tasks fit on the remaining ACTIVE hosts, in order;
-    /// the others are moved to `picked.refused`.
-    fn fitting(&self, snap: &Snapshot, picked: &mut Picked) -> Vec<(String, String)> {
-        let victims: BTreeSet<&str> = picked.active.iter().map(|(id, _)| id.as_str()).collect();
-        let mut pool: Vec<Room> = snap
-            .hosts
-            .iter()
-            .filter(|(id, h)| {
-                h.status == ContainerInstanceStatus::Active && !victims.contains(id.as_str())
-            })
-            // Hosts of this group must be in service (a terminating one takes no tasks
-            // for long); hosts of other groups are taken as they are.
-            .filter(|(id, _)| {
-                snap.group
-                    .instances
-                    .iter()
-                    .find(|i| i.instance_id == **id)
-                    .is_none_or(|i| i.lifecycle_state == InstanceLifecycleState::InService)
-            })
-            .map(|(_, h)| Room::free(h))
-            .collect();
-        let mut kept = Vec::new();
-        for (id, arn) in std::mem::take(&mut picked.active) {
-            let Some(h) = snap.host(&id) else {
-                continue;
-            };
-            let (n, size) = fit::shares(h);
-            match fit::place(&pool, size, n) {
-                Some(after) => {
-                    pool = after;
-                    kept.push((id, arn));
-                }
-                None => picked.refused.push(format!(
-                    "{id}: its {n} tasks ({} CPU units, {} MiB each) do not fit on the remaining ACTIVE hosts",
-                    size.cpu, size.memory
-                )),
-            }
-        }
-        kept
     }
 
     /// Sets the hosts DRAINING (at most 10 per call): those ECS took. On an error,
