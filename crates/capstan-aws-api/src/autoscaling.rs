@@ -42,8 +42,9 @@ pub struct AutoScalingInstance {
     pub healthy: bool,
     /// Instance scale-in protection.
     pub protected_from_scale_in: bool,
-    /// When it was launched.
-    pub launched_at: Timestamp,
+    /// When it was launched; `None` when the answer does not say (Auto Scaling's own
+    /// API never does: only EC2's `DescribeInstances` has `LaunchTime`).
+    pub launched_at: Option<Timestamp>,
 }
 
 /// One Auto Scaling group.

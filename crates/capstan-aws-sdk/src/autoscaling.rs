@@ -23,13 +23,9 @@
 //! blind it to the whole group.
 //!
 //! Launch time: neither `DescribeAutoScalingGroups` nor `DescribeAutoScalingInstances`
-//! reports when an instance launched (only EC2's `DescribeInstances` has `LaunchTime`).
-//! Until that is read, every instance's `launched_at` is [`LAUNCH_TIME_UNKNOWN`] (the
-//! Unix epoch), never a time capstan made up: a consumer that measures an instance's
-//! age (the host target's warm-up) sees an instance older than any warm-up, so warm-up
-//! does not hold scale-out with this adapter.
-//! TODO: read `LaunchTime` with EC2 `DescribeInstances` (or make the trait's
-//! `launched_at` optional) so the warm-up holds on AWS too.
+//! reports when an instance launched (only EC2's `DescribeInstances` has `LaunchTime`),
+//! so every instance's `launched_at` is `None`, never a time capstan made up. The host
+//! target measures warm-up from the container instance's registration instead.
 //!
 //! Errors: Auto Scaling answers most refusals with `ValidationError`; [`refine`] gives
 //! the ones capstan tells apart the kind the world model gives them (a missing group,
@@ -48,15 +44,9 @@ use capstan_aws_api::{
     AutoScaling, AutoScalingGroup, AutoScalingInstance, AwsError, AwsErrorKind,
     InstanceLifecycleState, LifecycleActionResult,
 };
-use jiff::Timestamp;
 
 use crate::config::{LazyClient, SharedConfig};
 use crate::error::{from_sdk, malformed};
-
-/// The `launched_at` of every instance this adapter reports: Auto Scaling does not say
-/// when an instance launched (see the module documentation). The Unix epoch, so that
-/// no one reads it as a real launch time.
-pub const LAUNCH_TIME_UNKNOWN: Timestamp = Timestamp::UNIX_EPOCH;
 
 /// The lifecycle state the SDK fills in when an answer has none (its "error
 /// correction" of a missing required field).
@@ -152,7 +142,7 @@ pub fn read_instance(group: &str, instance: &SdkInstance) -> Result<AutoScalingI
         lifecycle_state: lifecycle_state(state),
         healthy,
         protected_from_scale_in: protected,
-        launched_at: LAUNCH_TIME_UNKNOWN,
+        launched_at: None,
     })
 }
 
@@ -387,7 +377,7 @@ mod tests {
         assert_eq!(i.availability_zone, "us-east-1a");
         assert_eq!(i.lifecycle_state, InstanceLifecycleState::InService);
         assert!(i.healthy && i.protected_from_scale_in);
-        assert_eq!(i.launched_at, LAUNCH_TIME_UNKNOWN);
+        assert_eq!(i.launched_at, None);
         let unhealthy = instance().health_status("Unhealthy").build();
         assert!(!read_instance("web", &unhealthy).unwrap().healthy);
 

@@ -10,7 +10,6 @@
 use std::collections::BTreeSet;
 
 use capstan_aws_api::{AutoScaling, AutoScalingGroup, AwsErrorKind, InstanceLifecycleState};
-use capstan_aws_sdk::autoscaling::LAUNCH_TIME_UNKNOWN;
 use capstan_aws_sdk::{SdkAutoScaling, SharedConfig, static_config};
 use capstan_testkit::moto::{self, ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 
@@ -89,8 +88,8 @@ async fn group_operations_on_the_wire() {
     assert_eq!(first.lifecycle_state, InstanceLifecycleState::InService);
     assert!(first.healthy);
     assert!(!first.protected_from_scale_in);
-    // Auto Scaling does not report launch times: the documented stand-in.
-    assert_eq!(first.launched_at, LAUNCH_TIME_UNKNOWN);
+    // Auto Scaling does not report launch times.
+    assert_eq!(first.launched_at, None);
 
     // SetDesiredCapacity: moto launches the instances at once.
     asg.set_desired_capacity(&name, 4).await.expect("scale out");

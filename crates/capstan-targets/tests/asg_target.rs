@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use capstan_aws_api::{
-    AutoScaling, AwsErrorKind, ContainerInstanceStatus, Ecs, InstanceLifecycleState,
+    AutoScaling, AutoScalingGroup, AwsError, AwsErrorKind, ContainerInstanceStatus, Ecs,
+    InstanceLifecycleState, LifecycleActionResult,
 };
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::model::{TaskId, TaskState};
@@ -300,6 +301,108 @@ async fn scale_out_launches_and_the_warm_up_blocks_the_next_one() {
     fx.run(180);
     let o = fx.observe().await;
     assert_eq!((o.capacity.desired, o.capacity.running), (5, 5));
+}
+
+/// The world model's Auto Scaling answers without launch times, as Auto Scaling's own
+/// API answers (only EC2 reports them): everything else is the world's.
+struct NoLaunchTimes(World);
+
+impl AutoScaling for NoLaunchTimes {
+    async fn describe_group(&self, group: &str) -> Result<AutoScalingGroup, AwsError> {
+        let mut g = self.0.describe_group(group).await?;
+        for i in &mut g.instances {
+            i.launched_at = None;
+        }
+        Ok(g)
+    }
+    async fn set_desired_capacity(&self, group: &str, desired: u32) -> Result<(), AwsError> {
+        self.0.set_desired_capacity(group, desired).await
+    }
+    async fn set_instance_protection(
+        &self,
+        group: &str,
+        ids: &[String],
+        protected: bool,
+    ) -> Result<(), AwsError> {
+        self.0.set_instance_protection(group, ids, protected).await
+    }
+    async fn terminate_instance(&self, id: &str, decrement: bool) -> Result<(), AwsError> {
+        self.0.terminate_instance(id, decrement).await
+    }
+    async fn complete_lifecycle_action(
+        &self,
+        group: &str,
+        hook: &str,
+        id: &str,
+        result: LifecycleActionResult,
+    ) -> Result<(), AwsError> {
+        self.0
+            .complete_lifecycle_action(group, hook, id, result)
+            .await
+    }
+    async fn record_lifecycle_action_heartbeat(
+        &self,
+        group: &str,
+        hook: &str,
+        id: &str,
+    ) -> Result<(), AwsError> {
+        self.0
+            .record_lifecycle_action_heartbeat(group, hook, id)
+            .await
+    }
+}
+
+/// Without launch times, warm-up counts from a host's registration with the cluster,
+/// and a host still launching holds scale-out until it registers.
+#[tokio::test]
+async fn without_launch_times_warm_up_counts_from_registration() {
+    let mut s = setup(2, 2);
+    s.group.max = 5;
+    let mut fx = s.build();
+    let target = AsgTarget::new(
+        GROUP,
+        AsgTargetSpec::new(CLUSTER, GROUP),
+        fx.world.clone(),
+        NoLaunchTimes(fx.world.clone()),
+    )
+    .with_clock(fx.clock.clone());
+    let e = failed_reason(target.scale_out(3).await);
+    assert!(
+        e.contains("registered with the cluster 0 s ago (warm-up 300 s)"),
+        "{e}"
+    );
+    fx.run(300);
+    target.scale_out(3).await.unwrap();
+    assert_eq!(fx.group_desired().await, 3);
+    // The new instance has not registered yet.
+    let e = failed_reason(target.scale_out(4).await);
+    assert!(e.contains("is still launching"), "{e}");
+    // Registered: 300 s from then.
+    let mut waited = 0;
+    loop {
+        fx.run(1);
+        waited += 1;
+        let e = failed_reason(target.scale_out(4).await);
+        if e.contains("registered with the cluster 0 s ago") {
+            break;
+        }
+        assert!(waited < 600, "never registered: {e}");
+    }
+    fx.run(299);
+    let e = failed_reason(target.scale_out(4).await);
+    assert!(e.contains("registered with the cluster 299 s ago"), "{e}");
+    fx.run(1);
+    target.scale_out(4).await.unwrap();
+    assert_eq!(fx.group_desired().await, 4);
+    // A host starts at its registration (the third one registered after 300 s); the
+    // fourth, still launching, at this observation.
+    let o = target.observe().await.unwrap();
+    let mut started: Vec<i64> = o.tasks.iter().map(|t| t.started_at.as_second()).collect();
+    started.sort_unstable();
+    let t0 = started[0];
+    let now = fx.clock.now().as_second();
+    assert_eq!(started, [t0, t0, started[2], now], "{started:?}");
+    assert!(started[2] > t0 + 300 && started[2] < now, "{started:?}");
 }
 
 /// Scale-in of one host out of three with 4 tasks (2 + 1 + 1): the chosen host's task

@@ -273,7 +273,8 @@ impl ClusterView {
                 Some(HostView {
                     instance_id: i.instance_id.clone(),
                     state,
-                    launched_at: i.launched_at,
+                    // The world model always reports launch times.
+                    launched_at: i.launched_at?,
                     tasks: ci.map_or(0, |c| u32::try_from(c.tasks.len()).unwrap_or(u32::MAX)),
                     protected: i.protected_from_scale_in,
                 })

@@ -30,7 +30,11 @@
 //! ACTIVE again). Then `SetDesiredCapacity`, at most the group's max. Refused
 //! ([`TargetError::Failed`], "warming up") while an instance of the group launched less
 //! than `warmup` ago, as ECS managed scaling does (AWS-SEMANTICS §6): its capacity is
-//! not in the metrics yet.
+//! not in the metrics yet. Auto Scaling's API does not report launch times: without
+//! one, an instance's age counts from its container instance's registration with the
+//! cluster, and one still launching (not registered yet) is warming. An instance in
+//! service that never registered does not hold scale-out (it adds nothing to wait for).
+//! A host's `started_at` is likewise its launch, else its registration.
 //!
 //! # Safe host removal
 //!
@@ -313,6 +317,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
     /// The hosts and capacity to report, given what this observation's step of the
     /// removal did after the snapshot was taken.
     fn observed(&self, snap: &Snapshot, state: &State, done: &Advanced) -> Observed {
+        let now = self.clock.now();
         let mut capacity = Capacity {
             desired: state
                 .reported_desired()
@@ -336,7 +341,12 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
                 }
                 Some(Task {
                     id: TaskId::from(i.instance_id.as_str()),
-                    started_at: i.launched_at,
+                    // Auto Scaling's API has no launch times: the registration
+                    // with the cluster, else this observation.
+                    started_at: i
+                        .launched_at
+                        .or_else(|| snap.host(&i.instance_id).map(|h| h.registered_at))
+                        .unwrap_or(now),
                     zone: Some(i.availability_zone.as_str().into()),
                     state,
                     sessions: snap.host(&i.instance_id).map_or(0, tasks_on),

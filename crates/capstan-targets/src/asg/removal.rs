@@ -5,9 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use capstan_aws_api::limits::UPDATE_CONTAINER_INSTANCES_STATE;
-use capstan_aws_api::{
-    AutoScaling, AutoScalingGroup, ContainerInstanceStatus, Ecs, InstanceLifecycleState,
-};
+use capstan_aws_api::{AutoScaling, ContainerInstanceStatus, Ecs, InstanceLifecycleState};
 use capstan_core::Timestamp;
 use capstan_core::clock::elapsed;
 use capstan_core::model::TaskId;
@@ -105,25 +103,41 @@ pub(super) struct Advanced {
     pub reactivated: BTreeSet<String>,
 }
 
-/// An instance of `group` launched less than `warmup` ago at `now`, with its age.
-fn warming(
-    group: &AutoScalingGroup,
-    now: Timestamp,
-    warmup: std::time::Duration,
-) -> Option<(&str, std::time::Duration)> {
-    group
-        .instances
-        .iter()
-        .filter(|i| {
-            matches!(
-                i.lifecycle_state,
-                InstanceLifecycleState::Pending
-                    | InstanceLifecycleState::PendingWait
-                    | InstanceLifecycleState::InService
-            )
-        })
-        .map(|i| (i.instance_id.as_str(), elapsed(i.launched_at, now)))
-        .find(|(_, age)| *age < warmup)
+/// An instance of the group still warming up at `now`, and why. Its age is counted
+/// from its launch when the group reports it, else from its container instance's
+/// registration with the cluster (Auto Scaling's API has no launch times); an instance
+/// still launching with neither is warming. An instance in service that never
+/// registered (not a container instance) does not hold scale-out: its age is unknown
+/// and it adds no capacity to wait for.
+fn warming(snap: &Snapshot, now: Timestamp, warmup: std::time::Duration) -> Option<String> {
+    snap.group.instances.iter().find_map(|i| {
+        let launching = matches!(
+            i.lifecycle_state,
+            InstanceLifecycleState::Pending | InstanceLifecycleState::PendingWait
+        );
+        if !launching && i.lifecycle_state != InstanceLifecycleState::InService {
+            return None;
+        }
+        let id = &i.instance_id;
+        if let Some(at) = i.launched_at {
+            let age = elapsed(at, now);
+            return (age < warmup)
+                .then(|| format!("instance {id} launched {} s ago", age.as_secs()));
+        }
+        match snap.host(id) {
+            Some(h) => {
+                let age = elapsed(h.registered_at, now);
+                (age < warmup).then(|| {
+                    format!(
+                        "instance {id} registered with the cluster {} s ago",
+                        age.as_secs()
+                    )
+                })
+            }
+            None if launching => Some(format!("instance {id} is still launching")),
+            None => None,
+        }
+    })
 }
 
 /// The victims a scale-in can take, sorted out.
@@ -145,7 +159,8 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
         state: &mut State,
         desired: u32,
     ) -> Result<(), TargetError> {
-        let group = self.group().await?;
+        let snap = self.snapshot().await?;
+        let group = &snap.group;
         let reported = state.reported_desired().unwrap_or(group.desired);
         if desired < reported {
             return Err(self.invalid(format!(
@@ -172,10 +187,9 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
             )));
         }
         let now = self.clock.now();
-        if let Some((id, age)) = warming(&group, now, self.spec.warmup) {
+        if let Some(why) = warming(&snap, now, self.spec.warmup) {
             return Err(self.fail(format!(
-                "scale out to {to} refused: warming up: instance {id} launched {} s ago (warm-up {} s)",
-                age.as_secs(),
+                "scale out to {to} refused: warming up: {why} (warm-up {} s)",
                 self.spec.warmup.as_secs()
             )));
         }

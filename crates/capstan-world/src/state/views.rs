@@ -240,7 +240,7 @@ impl State {
                 lifecycle_state: i.lifecycle,
                 healthy: true,
                 protected_from_scale_in: i.protected,
-                launched_at: i.launched_at,
+                launched_at: Some(i.launched_at),
             })
             .collect()
     }
