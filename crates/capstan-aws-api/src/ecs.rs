@@ -173,7 +173,7 @@ impl EcsService {
 /// A per-resource failure inside a successful batch call (ECS's `failures` list).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
-    /// The resource (task or container instance ARN).
+    /// The resource (task, service or container instance ARN, or the name asked for).
     pub arn: Arc<str>,
     /// AWS's reason, e.g. `TASK_NOT_VALID`, `MISSING`.
     pub reason: String,
@@ -251,12 +251,23 @@ pub struct ContainerInstance {
 /// `cluster` is a cluster name or ARN; `service` a service name or ARN; tasks and
 /// container instances are ARNs (or ids, as ECS accepts).
 pub trait Ecs: Send + Sync + 'static {
-    /// `DescribeServices` for one service.
+    /// `DescribeServices` for one service: the batch of one of
+    /// [`describe_services`](Self::describe_services), a `MISSING` service being
+    /// [`AwsErrorKind::NotFound`](crate::AwsErrorKind::NotFound).
     fn describe_service(
         &self,
         cluster: &str,
         service: &str,
     ) -> impl Future<Output = Result<EcsService, AwsError>> + Send;
+
+    /// `DescribeServices` for up to
+    /// [`DESCRIBE_SERVICES`](crate::limits::DESCRIBE_SERVICES) (10) services at once;
+    /// unknown ones come back as failures (`MISSING`), not as an error.
+    fn describe_services(
+        &self,
+        cluster: &str,
+        services: &[Arc<str>],
+    ) -> impl Future<Output = Result<(Vec<EcsService>, Vec<Failure>), AwsError>> + Send;
 
     /// `ListTasks` with `serviceName` and `desiredStatus`, every page.
     fn list_tasks(
@@ -272,6 +283,13 @@ pub trait Ecs: Send + Sync + 'static {
         &self,
         cluster: &str,
         container_instance: &str,
+    ) -> impl Future<Output = Result<Vec<Arc<str>>, AwsError>> + Send;
+
+    /// `ListServices`, every page: the ARNs of the cluster's services (any launch type,
+    /// any scheduling strategy).
+    fn list_services(
+        &self,
+        cluster: &str,
     ) -> impl Future<Output = Result<Vec<Arc<str>>, AwsError>> + Send;
 
     /// `DescribeTasks` (at most [`DESCRIBE_TASKS`](crate::limits::DESCRIBE_TASKS)).

@@ -5,8 +5,9 @@
 //! ARN or a `lastStatus`, a status ECS does not document, a negative count) is a
 //! `MalformedResponse` error naming the resource and the field, never a guessed value.
 //! Times are optional (`createdAt` only orders scale-in victims; emulators leave it
-//! out). A service `DescribeServices` reports as `MISSING` is
-//! [`AwsErrorKind::NotFound`]. Batch limits are checked before the call ([`limits`]).
+//! out). A service `DescribeServices` reports as `MISSING` is a failure of
+//! `describe_services` and [`AwsErrorKind::NotFound`] of `describe_service` (the batch
+//! of one). Batch limits are checked before the call ([`limits`]).
 
 use std::sync::Arc;
 
@@ -450,6 +451,10 @@ pub fn read_instance(instance: &SdkInstance) -> Result<ContainerInstance, AwsErr
     })
 }
 
+/// `maxResults` of each `ListServices` call: the most ECS gives per page (its default is
+/// 10).
+const LIST_SERVICES_PAGE: i32 = 100;
+
 fn check_batch(operation: &'static str, got: usize, max: usize) -> Result<(), AwsError> {
     if got > max {
         Err(AwsError::batch_too_large(operation, got, max))
@@ -460,29 +465,49 @@ fn check_batch(operation: &'static str, got: usize, max: usize) -> Result<(), Aw
 
 impl Ecs for SdkEcs {
     async fn describe_service(&self, cluster: &str, service: &str) -> Result<EcsService, AwsError> {
+        let (found, failures) = self
+            .describe_services(cluster, &[Arc::from(service)])
+            .await?;
+        if let Some(found) = found.into_iter().next() {
+            return Ok(found);
+        }
+        let reason = failures
+            .first()
+            .map(|f| f.reason.as_str())
+            .filter(|r| !r.is_empty())
+            .unwrap_or("MISSING");
+        Err(AwsError::new(
+            "DescribeServices",
+            AwsErrorKind::NotFound,
+            format!("service {service} in cluster {cluster}: {reason}"),
+        ))
+    }
+
+    async fn describe_services(
+        &self,
+        cluster: &str,
+        services: &[Arc<str>],
+    ) -> Result<(Vec<EcsService>, Vec<Failure>), AwsError> {
         const OP: &str = "DescribeServices";
+        check_batch(OP, services.len(), limits::DESCRIBE_SERVICES)?;
+        if services.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let out = self
             .paced(Category::ServiceRead)
             .await
             .describe_services()
             .cluster(cluster)
-            .services(service)
+            .set_services(Some(services.iter().map(|s| s.to_string()).collect()))
             .send()
             .await
             .map_err(|e| from_sdk(OP, e))?;
-        if let Some(found) = out.services().first() {
-            return read_service(found, cluster);
-        }
-        let reason = out
-            .failures()
-            .first()
-            .and_then(|f| f.reason())
-            .unwrap_or("MISSING");
-        Err(AwsError::new(
-            OP,
-            AwsErrorKind::NotFound,
-            format!("service {service} in cluster {cluster}: {reason}"),
-        ))
+        let described = out
+            .services()
+            .iter()
+            .map(|s| read_service(s, cluster))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((described, out.failures().iter().map(read_failure).collect()))
     }
 
     async fn list_tasks(
@@ -511,6 +536,31 @@ impl Ecs for SdkEcs {
             SdkDesiredStatus::Running,
         )
         .await
+    }
+
+    async fn list_services(&self, cluster: &str) -> Result<Vec<Arc<str>>, AwsError> {
+        const OP: &str = "ListServices";
+        let mut arns = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            // ListServices's own page size is 10 unless asked for more (at most 100).
+            let out = self
+                .paced(Category::ServiceRead)
+                .await
+                .list_services()
+                .cluster(cluster)
+                .max_results(LIST_SERVICES_PAGE)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk(OP, e))?;
+            arns.extend(out.service_arns().iter().map(|a| Arc::from(a.as_str())));
+            match out.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(arns)
     }
 
     async fn describe_tasks(

@@ -514,3 +514,91 @@ async fn tasks_on_one_container_instance_are_listed() {
         sorted(vec![Arc::clone(&web[1]), Arc::clone(&worker[0])])
     );
 }
+
+/// `ListServices` and `DescribeServices` on moto: a cluster with two services (a
+/// replica service and a daemon) and a second cluster with a service of the same name.
+/// Each cluster lists its own; describing the first cluster's two services and an
+/// unknown one gives the two and a `MISSING` failure; an unknown cluster is NotFound.
+/// moto facts: it answers `ListServices` in one page (the paging is the replay test's)
+/// and lists INACTIVE (deleted) services too, which AWS does not, so deletion is the
+/// world's test only.
+#[tokio::test]
+async fn services_of_a_cluster_are_listed_and_described() {
+    let moto = moto::moto();
+    let (ecs, _) = clients(&moto.endpoint_url());
+    let first = moto.name("svc-first");
+    let second = moto.name("svc-second");
+    let family = moto.name("svc-def");
+    moto.ecs(
+        "RegisterTaskDefinition",
+        &json!({
+            "family": family,
+            "networkMode": "bridge",
+            "requiresCompatibilities": ["EC2"],
+            "containerDefinitions": [{
+                "name": "app", "image": "app", "essential": true,
+                "cpu": 256, "memory": 512
+            }]
+        }),
+    );
+    let create = |cluster: &str, name: &str, strategy: &str, desired: u32| -> Arc<str> {
+        let body = json!({
+            "cluster": cluster,
+            "serviceName": name,
+            "taskDefinition": family,
+            "launchType": "EC2",
+            "schedulingStrategy": strategy,
+            "desiredCount": desired,
+        });
+        let out = moto.ecs("CreateService", &body);
+        Arc::from(
+            out["service"]["serviceArn"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no service ARN in {out}")),
+        )
+    };
+    for cluster in [&first, &second] {
+        moto.ecs("CreateCluster", &json!({ "clusterName": cluster }));
+    }
+    let web = create(&first, "web", "REPLICA", 2);
+    let agent = create(&first, "agent", "DAEMON", 0);
+    let other_web = create(&second, "web", "REPLICA", 1);
+
+    let sorted = |mut v: Vec<Arc<str>>| {
+        v.sort();
+        v
+    };
+    let listed = ecs.list_services(&first).await.expect("list first");
+    assert_eq!(
+        sorted(listed),
+        sorted(vec![Arc::clone(&web), Arc::clone(&agent)])
+    );
+    let listed = ecs.list_services(&second).await.expect("list second");
+    assert_eq!(listed, vec![Arc::clone(&other_web)]);
+
+    let asked = [Arc::clone(&web), Arc::from("ghost"), Arc::from("agent")];
+    let (found, failures) = ecs
+        .describe_services(&first, &asked)
+        .await
+        .expect("describe");
+    let mut read: Vec<(&str, &str, u32)> = found
+        .iter()
+        .map(|s| (s.name.as_str(), s.arn.as_str(), s.desired))
+        .collect();
+    read.sort();
+    assert_eq!(read, vec![("agent", &*agent, 0), ("web", &*web, 2)]);
+    assert!(found.iter().all(|s| s.status == "ACTIVE"), "{found:?}");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].reason, "MISSING");
+    assert!(failures[0].arn.ends_with("/ghost"), "{failures:?}");
+    // The single DescribeServices reads the same service the same way.
+    let single = ecs.describe_service(&first, "web").await.expect("single");
+    assert_eq!(found.iter().find(|s| s.name == "web"), Some(&single));
+
+    let err = ecs
+        .list_services(&moto.name("no-cluster"))
+        .await
+        .expect_err("missing cluster");
+    assert_eq!(err.kind, AwsErrorKind::NotFound, "{err}");
+    assert_eq!(err.operation, "ListServices");
+}

@@ -1,8 +1,8 @@
 //! The ECS operations moto lacks (`UpdateTaskProtection`, `GetTaskProtection`) and
-//! answers it does not give (a bridge-mode task's `networkBindings`, a `ListTasks`
-//! answer over several pages) through the real SDK client with a replayed HTTP
-//! exchange: each test checks the exact request capstan sends (operation, JSON body)
-//! and reads back an answer of ECS's documented shape.
+//! answers it does not give (a bridge-mode task's `networkBindings`, `ListTasks` and
+//! `ListServices` answers over several pages, a DRAINING service) through the real SDK
+//! client with a replayed HTTP exchange: each test checks the exact request capstan
+//! sends (operation, JSON body) and reads back an answer of ECS's documented shape.
 
 use std::sync::Arc;
 
@@ -352,4 +352,148 @@ async fn an_unknown_container_instance_is_an_invalid_parameter() {
     assert_eq!(err.kind, AwsErrorKind::InvalidParameter);
     assert_eq!(err.operation, "ListTasks");
     assert!(!err.is_retryable());
+}
+
+const S1: &str = "arn:aws:ecs:us-east-1:123456789012:service/prod/web";
+const S2: &str = "arn:aws:ecs:us-east-1:123456789012:service/prod/worker";
+const S3: &str = "arn:aws:ecs:us-east-1:123456789012:service/prod/agent";
+
+/// `ListServices` asks for ECS's largest page (100; its default is 10), follows
+/// `nextToken` to the last page and sends no filter (any launch type, any scheduling
+/// strategy); moto answers in one page, so the paging is checked here.
+#[tokio::test]
+async fn services_of_a_cluster_are_listed_over_every_page() {
+    let http = replay(vec![
+        answer(
+            200,
+            &json!({ "serviceArns": [S1, S2], "nextToken": "page-2" }),
+        ),
+        answer(200, &json!({ "serviceArns": [S3] })),
+    ]);
+    let services = client(&http).list_services("prod").await.expect("list");
+    assert_eq!(services, vec![Arc::from(S1), Arc::from(S2), Arc::from(S3)]);
+    let op = "AmazonEC2ContainerServiceV20141113.ListServices".to_owned();
+    assert_eq!(
+        sent(&http),
+        vec![
+            (op.clone(), json!({ "cluster": "prod", "maxResults": 100 })),
+            (
+                op,
+                json!({ "cluster": "prod", "maxResults": 100, "nextToken": "page-2" })
+            ),
+        ]
+    );
+}
+
+/// `DescribeServices` sends the services asked for in one call and reads each service
+/// found and each failure; the single `describe_service` is the same call with one
+/// service, its `MISSING` failure a `NotFound` error.
+#[tokio::test]
+async fn services_are_described_with_failures_for_unknown_ones() {
+    const GHOST: &str = "arn:aws:ecs:us-east-1:123456789012:service/prod/ghost";
+    let web = json!({
+        "serviceName": "web",
+        "serviceArn": S1,
+        "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+        "status": "ACTIVE",
+        "desiredCount": 4,
+        "runningCount": 3,
+        "pendingCount": 1,
+        "launchType": "EC2",
+        "schedulingStrategy": "REPLICA",
+        "deploymentConfiguration": { "minimumHealthyPercent": 50, "maximumPercent": 100 },
+        "deployments": [{
+            "id": "ecs-svc/1", "status": "PRIMARY", "rolloutState": "COMPLETED",
+            "desiredCount": 4, "runningCount": 3, "pendingCount": 1
+        }]
+    });
+    let agent = json!({
+        "serviceName": "agent",
+        "serviceArn": S3,
+        "status": "DRAINING",
+        "desiredCount": 0,
+        "runningCount": 0,
+        "pendingCount": 0,
+        "schedulingStrategy": "DAEMON"
+    });
+    let http = replay(vec![
+        answer(
+            200,
+            &json!({
+                "services": [web, agent],
+                "failures": [{ "arn": GHOST, "reason": "MISSING" }]
+            }),
+        ),
+        answer(
+            200,
+            &json!({
+                "services": [],
+                "failures": [{ "arn": GHOST, "reason": "MISSING" }]
+            }),
+        ),
+    ]);
+    let ecs = client(&http);
+    let asked: Vec<Arc<str>> = vec![Arc::from("web"), Arc::from(GHOST), Arc::from(S3)];
+    let (found, failures) = ecs
+        .describe_services("prod", &asked)
+        .await
+        .expect("describe");
+    let read: Vec<(&str, &str, u32, u32, u32)> = found
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.status.as_str(),
+                s.desired,
+                s.running,
+                s.pending,
+            )
+        })
+        .collect();
+    assert_eq!(
+        read,
+        vec![("web", "ACTIVE", 4, 3, 1), ("agent", "DRAINING", 0, 0, 0)]
+    );
+    assert_eq!(
+        (found[0].minimum_healthy_percent, found[0].maximum_percent),
+        (50, 100)
+    );
+    assert_eq!(found[1].cluster, "prod", "no clusterArn: the cluster asked");
+    assert_eq!(failures.len(), 1);
+    assert_eq!(&*failures[0].arn, GHOST);
+    assert_eq!(failures[0].reason, "MISSING");
+
+    let err = ecs
+        .describe_service("prod", "ghost")
+        .await
+        .expect_err("missing");
+    assert_eq!(err.kind, AwsErrorKind::NotFound);
+    assert_eq!(
+        err.to_string(),
+        "DescribeServices: not found: service ghost in cluster prod: MISSING"
+    );
+    let op = "AmazonEC2ContainerServiceV20141113.DescribeServices".to_owned();
+    assert_eq!(
+        sent(&http),
+        vec![
+            (
+                op.clone(),
+                json!({ "cluster": "prod", "services": ["web", GHOST, S3] })
+            ),
+            (op, json!({ "cluster": "prod", "services": ["ghost"] })),
+        ]
+    );
+
+    // Over AWS's batch limit, or nothing asked: no call.
+    let eleven: Vec<Arc<str>> = (0..11)
+        .map(|i| Arc::from(format!("s{i}").as_str()))
+        .collect();
+    let err = ecs
+        .describe_services("prod", &eleven)
+        .await
+        .expect_err("11 services");
+    assert_eq!(err.kind, AwsErrorKind::InvalidParameter);
+    let (found, failures) = ecs.describe_services("prod", &[]).await.expect("none");
+    assert!(found.is_empty() && failures.is_empty());
+    assert_eq!(sent(&http).len(), 2);
 }

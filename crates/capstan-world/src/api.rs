@@ -8,7 +8,7 @@ use std::time::Duration;
 use capstan_aws_api::{
     AutoScaling, AutoScalingGroup, AwsError, AwsErrorKind, ContainerInstance,
     ContainerInstanceStatus, DesiredStatus, Ecs, EcsService, EcsTask, Elb, Failure,
-    LifecycleActionResult, ProtectionResult, TargetHealth, TargetRef,
+    LifecycleActionResult, ProtectionResult, TargetHealth, TargetRef, limits,
 };
 
 use crate::World;
@@ -48,6 +48,58 @@ fn instance_tasks(
         .collect())
 }
 
+/// `ListServices`: the ARNs of every service of cluster `cluster`, in creation order.
+/// AWS lists ACTIVE and DRAINING services, not INACTIVE (deleted) ones; the world's
+/// services are never deleted, so that is all of them. An unknown cluster is
+/// `ClusterNotFoundException`.
+fn list_services(s: &State, cluster: &str) -> Result<Vec<Arc<str>>, AwsError> {
+    let c = s.cluster_for("ListServices", cluster)?;
+    Ok(s.clusters
+        .get(c)
+        .map(|cl| {
+            cl.services
+                .iter()
+                .filter_map(|&i| s.services.get(i))
+                .map(|svc| Arc::from(svc.arn.as_str()))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// `DescribeServices` of up to [`limits::DESCRIBE_SERVICES`] services (names or ARNs):
+/// each known one as the single `DescribeServices` reports it, each unknown one a
+/// `MISSING` failure under the name or ARN asked for. An unknown cluster is
+/// `ClusterNotFoundException`.
+fn describe_services(
+    s: &State,
+    cluster: &str,
+    services: &[Arc<str>],
+) -> Result<(Vec<EcsService>, Vec<Failure>), AwsError> {
+    const OP: &str = "DescribeServices";
+    if services.len() > limits::DESCRIBE_SERVICES {
+        return Err(AwsError::batch_too_large(
+            OP,
+            services.len(),
+            limits::DESCRIBE_SERVICES,
+        ));
+    }
+    let c = s.cluster_for(OP, cluster)?;
+    let mut found = Vec::with_capacity(services.len());
+    let mut failures = Vec::new();
+    for name in services {
+        if s.find_service(c, name).is_some() {
+            found.push(s.describe_service(cluster, name)?);
+        } else {
+            failures.push(Failure {
+                arn: Arc::clone(name),
+                reason: "MISSING".into(),
+                detail: None,
+            });
+        }
+    }
+    Ok((found, failures))
+}
+
 impl Ecs for World {
     fn describe_service(
         &self,
@@ -56,6 +108,16 @@ impl Ecs for World {
     ) -> impl Future<Output = Result<EcsService, AwsError>> + Send {
         ready(self.call("DescribeServices", Category::ServiceRead, |s| {
             s.describe_service(cluster, service)
+        }))
+    }
+
+    fn describe_services(
+        &self,
+        cluster: &str,
+        services: &[Arc<str>],
+    ) -> impl Future<Output = Result<(Vec<EcsService>, Vec<Failure>), AwsError>> + Send {
+        ready(self.call("DescribeServices", Category::ServiceRead, |s| {
+            describe_services(s, cluster, services)
         }))
     }
 
@@ -77,6 +139,15 @@ impl Ecs for World {
     ) -> impl Future<Output = Result<Vec<Arc<str>>, AwsError>> + Send {
         ready(self.call("ListTasks", Category::ClusterRead, |s| {
             instance_tasks(s, cluster, container_instance)
+        }))
+    }
+
+    fn list_services(
+        &self,
+        cluster: &str,
+    ) -> impl Future<Output = Result<Vec<Arc<str>>, AwsError>> + Send {
+        ready(self.call("ListServices", Category::ServiceRead, |s| {
+            list_services(s, cluster)
         }))
     }
 

@@ -338,3 +338,114 @@ fn bad_specs_are_rejected_with_the_field() {
     let e = w.add_service(plain(1)).unwrap_err();
     assert!(e.to_string().contains("zones"), "{e}");
 }
+
+/// `ListServices` gives each cluster's services and no other's; `DescribeServices` of
+/// known and unknown services (by name or ARN) gives the known ones, each as the
+/// single `DescribeServices` reports it, and a `MISSING` failure per unknown one. An
+/// unknown cluster is `ClusterNotFoundException`; more than 10 services is refused.
+/// Both go through the rate limits and faults as every call does.
+#[test]
+fn services_are_listed_and_described_per_cluster() {
+    use std::sync::Arc;
+    let (w, _c) = world(1);
+    let spec = |cluster: &str, name: &str, desired: u32| capstan_world::ServiceSpec {
+        cluster: cluster.into(),
+        name: name.into(),
+        ..plain(desired)
+    };
+    w.add_service(spec("default", "app", 2)).unwrap();
+    w.add_service(spec("default", "worker", 1)).unwrap();
+    w.add_service(spec("batch", "app", 3)).unwrap();
+
+    let listed = ready(w.list_services("default")).unwrap();
+    let arn = |cluster: &str, name: &str| -> Arc<str> {
+        format!("arn:aws:ecs:eu-west-1:000000000000:service/{cluster}/{name}").into()
+    };
+    assert_eq!(
+        listed,
+        vec![arn("default", "app"), arn("default", "worker")],
+        "the services of that cluster only"
+    );
+    let other = ready(w.list_services("arn:aws:ecs:eu-west-1:000000000000:cluster/batch")).unwrap();
+    assert_eq!(other, vec![arn("batch", "app")], "by cluster ARN too");
+
+    let asked: Vec<Arc<str>> = vec![
+        Arc::clone(&listed[1]),
+        "ghost".into(),
+        "app".into(),
+        arn("default", "phantom"),
+    ];
+    let (found, failures) = ready(w.describe_services("default", &asked)).unwrap();
+    let names: Vec<&str> = found.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, vec!["worker", "app"]);
+    assert_eq!(
+        found[1],
+        ready(w.describe_service("default", "app")).unwrap()
+    );
+    assert_eq!(
+        found[1].desired, 2,
+        "the default cluster's app, not batch's"
+    );
+    let missing: Vec<(&str, &str)> = failures
+        .iter()
+        .map(|f| (&*f.arn, f.reason.as_str()))
+        .collect();
+    assert_eq!(
+        missing,
+        vec![
+            ("ghost", "MISSING"),
+            (&*arn("default", "phantom"), "MISSING")
+        ]
+    );
+    let (found, failures) = ready(w.describe_services("batch", &[])).unwrap();
+    assert!(found.is_empty() && failures.is_empty());
+
+    let e = ready(w.list_services("nowhere")).unwrap_err();
+    assert_eq!(e.kind, AwsErrorKind::NotFound);
+    assert_eq!(e.operation, "ListServices");
+    let e = ready(w.describe_services("nowhere", &asked)).unwrap_err();
+    assert_eq!(e.kind, AwsErrorKind::NotFound);
+    assert_eq!(e.operation, "DescribeServices");
+    let eleven: Vec<Arc<str>> = (0..11).map(|i| format!("s{i}").into()).collect();
+    let e = ready(w.describe_services("default", &eleven)).unwrap_err();
+    assert_eq!(e.kind, AwsErrorKind::InvalidParameter);
+
+    w.inject_fault(capstan_world::FaultRule::times(
+        "ListServices",
+        AwsErrorKind::Server,
+        1,
+    ));
+    let e = ready(w.list_services("default")).unwrap_err();
+    assert_eq!(e.kind, AwsErrorKind::Server);
+    ready(w.list_services("default")).unwrap();
+    let stats = w.api_stats();
+    assert_eq!(stats.calls("ListServices"), 5);
+    assert_eq!(stats.faulted("ListServices"), 1);
+    assert_eq!(stats.calls("DescribeServices"), 5);
+}
+
+/// `ListServices` and `DescribeServices` draw on the same bucket (service reads: 100
+/// burst, 20 per second), apart from the task reads.
+#[test]
+fn service_reads_share_one_bucket() {
+    let (w, c) = world_with(capstan_world::WorldConfig {
+        rate_limits: true,
+        ..capstan_world::WorldConfig::default()
+    });
+    w.add_service(plain(1)).unwrap();
+    for i in 0..50 {
+        ready(w.list_services("default")).unwrap_or_else(|e| panic!("list {i}: {e}"));
+        ready(w.describe_services("default", &["app".into()]))
+            .unwrap_or_else(|e| panic!("describe {i}: {e}"));
+    }
+    let e = ready(w.list_services("default")).unwrap_err();
+    assert_eq!(e.kind, AwsErrorKind::Throttling);
+    assert_eq!(e.operation, "ListServices");
+    assert!(ready(w.describe_service("default", "app")).is_err());
+    ready(w.list_tasks("default", "app", DesiredStatus::Running)).unwrap();
+    c.advance(std::time::Duration::from_secs(1));
+    for _ in 0..20 {
+        ready(w.list_services("default")).unwrap();
+    }
+    assert!(ready(w.list_services("default")).is_err());
+}
