@@ -26,6 +26,8 @@
 //!   pending entries or lag.
 //! - [`ship`]: `ship_to_cloudwatch`, publishing every value read as a CloudWatch
 //!   custom metric in batches, off the poller's task.
+//! - [`ecs_cluster`]: an ECS cluster's CPU or memory reservation over its ACTIVE
+//!   container instances, or the tasks its services want and ECS could not place.
 //! - [`sqs`]: the backlog of an SQS queue (visible, in flight, delayed).
 //! - [`sql`]: one SQL query returning one number (PostgreSQL, MySQL/MariaDB).
 //! - [`validate`]: the boundary check every value passes before it becomes a sample.
@@ -45,6 +47,7 @@ use std::time::Duration;
 pub mod aws;
 pub mod cloudwatch;
 pub mod command;
+pub mod ecs_cluster;
 pub mod error;
 pub mod formats;
 pub mod http;
