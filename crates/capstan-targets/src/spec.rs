@@ -13,6 +13,9 @@ pub enum TargetSpec {
     Simulated(SimulatedTargetSpec),
     /// An ECS service on AWS, through the AWS SDK.
     Ecs(EcsServiceSpec),
+    /// The EC2 hosts of an ECS cluster on AWS (its Auto Scaling group's instances),
+    /// through the AWS SDK.
+    Ec2Cluster(Ec2ClusterSpec),
 }
 
 /// An `ecs` target: an ECS service on AWS, scaled through the [`EcsTarget`](crate::EcsTarget)
@@ -38,6 +41,21 @@ pub struct EcsServiceSpec {
     /// The service's `scale_in.drain_deadline`: a busy victim is stopped this long after
     /// its deregistration, its work cut; `None`: never.
     pub drain_deadline: Option<std::time::Duration>,
+}
+
+/// An `ec2_cluster` target: the EC2 hosts of an ECS cluster on AWS, the instances of
+/// its Auto Scaling group, scaled through the [`AsgTarget`](crate::AsgTarget) over the
+/// AWS SDK. Credentials come from the SDK's standard chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ec2ClusterSpec {
+    /// The cluster, its Auto Scaling group, warm-up and drain timeout.
+    pub target: crate::AsgTargetSpec,
+    /// The AWS region; `None` takes the standard chain's.
+    pub region: Option<String>,
+    /// Another endpoint (moto, LocalStack, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+    /// A named profile of the shared config files.
+    pub profile: Option<String>,
 }
 
 /// A `simulated` target: the simulator's ECS service, scaled through the ECS target,

@@ -172,9 +172,14 @@ fn capstan_run(
     scenario: &Scenario,
     mapping: &BTreeMap<String, SimMetric>,
 ) -> Result<CapstanRun, String> {
-    // The services that scale hosts (`scales = "hosts"`) are apart: at most one, and
-    // only on a scenario with a cluster.
-    let scales_hosts = |s: &&ServiceSpec| matches!(&s.target, TargetSpec::Simulated(t) if t.scales == Scales::Hosts);
+    // The services that scale hosts (`scales = "hosts"`, or an `ec2_cluster` target
+    // replayed on the scenario's cluster) are apart: at most one, and only on a
+    // scenario with a cluster.
+    let scales_hosts = |s: &&ServiceSpec| match &s.target {
+        TargetSpec::Simulated(t) => t.scales == Scales::Hosts,
+        TargetSpec::Ec2Cluster(_) => true,
+        TargetSpec::Process(_) | TargetSpec::Ecs(_) => false,
+    };
     let (host_services, task_services): (Vec<&ServiceSpec>, Vec<&ServiceSpec>) =
         config.services.iter().partition(scales_hosts);
     let service = match &scenario.capstan_service {
@@ -246,7 +251,8 @@ fn capstan_run(
         TargetSpec::Simulated(t) => (t.drain_timeout, t.protect_minutes),
         // An ECS service replays with its own scale-in settings.
         TargetSpec::Ecs(t) => (t.target.drain_timeout, t.target.protect_minutes),
-        TargetSpec::Process(_) => (
+        // Never an ec2_cluster target: those scale hosts.
+        TargetSpec::Process(_) | TargetSpec::Ec2Cluster(_) => (
             config::defaults::DRAIN_TIMEOUT,
             config::defaults::PROTECT_MINUTES,
         ),
@@ -254,6 +260,8 @@ fn capstan_run(
     let hosts = hosts.map(|h| {
         let (drain_timeout, warmup) = match &h.target {
             TargetSpec::Simulated(t) => (t.drain_timeout, t.warmup),
+            // An EC2 cluster replays with its own removal settings.
+            TargetSpec::Ec2Cluster(t) => (t.target.drain_timeout, t.target.warmup),
             TargetSpec::Process(_) | TargetSpec::Ecs(_) => (
                 config::defaults::HOST_DRAIN_TIMEOUT,
                 config::defaults::HOST_WARMUP,

@@ -16,7 +16,10 @@ use capstan_sources::{
     StreamMetric, ValueKind,
 };
 use capstan_sources::{RabbitmqSpec, SqlEngine, SqlSpec};
-use capstan_targets::{EcsServiceSpec, ProcessSpec, Scales, SimulatedTargetSpec, TargetSpec};
+use capstan_targets::spec::Ec2ClusterSpec;
+use capstan_targets::{
+    AsgTargetSpec, EcsServiceSpec, ProcessSpec, Scales, SimulatedTargetSpec, TargetSpec,
+};
 use toml::de::{DeTable, DeValue};
 
 use super::policies::compile_policies;
@@ -928,6 +931,19 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
     let target = t
         .req_table(ctx, "target", schema::TARGET)
         .and_then(|target| compile_target(ctx, target, name.as_deref()));
+    // An `ec2_cluster` target scales hosts: their "sessions" are the tasks on them,
+    // which the target moves elsewhere before a host goes, and the work registry knows
+    // tasks, not hosts.
+    let hosts = matches!(target, Some(TargetSpec::Ec2Cluster(_)));
+    let only_for_tasks = |ctx: &mut Ctx<'_>, t: &Table<'_, '_>, key: &str| {
+        if hosts && t.has(key) {
+            ctx.error(
+                &t.span_of(key),
+                &t.path_of(key),
+                "does not apply to an ec2_cluster target (it drains hosts for the target's drain_timeout and never cuts their tasks off)",
+            );
+        }
+    };
     let cooldown = compile_cooldown(ctx, &t);
     let (stabilization, victims, drain_deadline) = t
         .table(ctx, "scale_in", schema::SCALE_IN)
@@ -935,6 +951,7 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
             let d = s
                 .opt::<Duration>(ctx, "stabilization")
                 .unwrap_or(defaults::STABILIZATION);
+            only_for_tasks(ctx, &s, "drain_deadline");
             let deadline = s.opt_positive(ctx, "drain_deadline");
             let victims = victim_order(ctx, &s).map(|mut v| {
                 // With a deadline the operator accepts cutting work: busy tasks may go
@@ -946,14 +963,27 @@ fn compile_service(ctx: &mut Ctx<'_>, t: Table<'_, '_>, sources: &[String]) -> O
             (d, victims, deadline)
         })
         .unwrap_or((defaults::STABILIZATION, Some(VictimPolicy::default()), None));
+    // A host with tasks may go (after every empty one, fewest tasks first): the target
+    // removes it only once its tasks run elsewhere.
+    let victims = victims.map(|mut v| {
+        v.allow_busy |= hosts;
+        v
+    });
     let target = target.map(|mut target| {
         match &mut target {
             TargetSpec::Process(p) => p.drain_deadline = drain_deadline,
             TargetSpec::Ecs(e) => e.drain_deadline = drain_deadline,
-            TargetSpec::Simulated(_) => {}
+            TargetSpec::Simulated(_) | TargetSpec::Ec2Cluster(_) => {}
         }
         target
     });
+    if hosts && t.has("work") {
+        ctx.error(
+            &t.span_of("work"),
+            &t.path_of("work"),
+            "does not apply to an ec2_cluster target (tasks report their work to services scaling tasks, not hosts)",
+        );
+    }
     let work_ttl = t
         .table(ctx, "work", schema::WORK)
         .map(|w| {
@@ -1113,6 +1143,40 @@ fn compile_ecs_target(
     }))
 }
 
+/// A `kind = "ec2_cluster"` target: the hosts of an ECS cluster, the instances of its
+/// Auto Scaling group.
+fn compile_ec2_cluster_target(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<TargetSpec> {
+    let cluster = super::aws::word(ctx, t, "cluster", true);
+    // Auto Scaling group names may hold spaces; the API takes names, not ARNs.
+    let group = t.req::<Str>(ctx, "group").and_then(|g| {
+        let why = if g.value.trim().is_empty() {
+            "must not be empty"
+        } else if g.value.starts_with("arn:") {
+            "expected the Auto Scaling group's name, not its ARN"
+        } else {
+            return Some(g.value);
+        };
+        ctx.error(&g.span, &t.path_of("group"), why);
+        None
+    });
+    let warmup = t
+        .opt::<Duration>(ctx, "warmup")
+        .unwrap_or(AsgTargetSpec::DEFAULT_WARMUP);
+    let drain_timeout = t
+        .opt_positive(ctx, "drain_timeout")
+        .unwrap_or(AsgTargetSpec::DEFAULT_DRAIN_TIMEOUT);
+    let aws = super::aws::compile_aws(ctx, t);
+    let mut target = AsgTargetSpec::new(&cluster?, &group?);
+    target.warmup = warmup;
+    target.drain_timeout = drain_timeout;
+    Some(TargetSpec::Ec2Cluster(Ec2ClusterSpec {
+        target,
+        region: aws.region,
+        endpoint_url: aws.endpoint_url,
+        profile: aws.profile,
+    }))
+}
+
 /// `protection` of an `ecs` target: `Some(None)` when absent, `Some(Some(settings))`
 /// when present (each key defaulting), `None` after an error.
 fn compile_protection(
@@ -1168,10 +1232,12 @@ fn compile_target(
         Some("simulated") => t.allow(schema::TARGET_SIMULATED),
         Some("process") => t.allow(schema::TARGET_PROCESS),
         Some("ecs") => t.allow(schema::TARGET_ECS),
+        Some("ec2_cluster") => t.allow(schema::TARGET_EC2_CLUSTER),
         _ => {
             t.allow(schema::TARGET_PROCESS);
             t.allow(schema::TARGET_SIMULATED);
             t.allow(schema::TARGET_ECS);
+            t.allow(schema::TARGET_EC2_CLUSTER);
         }
     }
     let spec = match kind {
@@ -1259,6 +1325,7 @@ fn compile_target(
             }
         }
         Some("ecs") => compile_ecs_target(ctx, &t, service),
+        Some("ec2_cluster") => compile_ec2_cluster_target(ctx, &t),
         _ => None,
     };
     t.finish(ctx);

@@ -298,7 +298,7 @@ impl fmt::Debug for ServiceSpec {
         let mut target = self.target.clone();
         match &mut target {
             TargetSpec::Process(p) => redact_values(&mut p.env),
-            TargetSpec::Simulated(_) | TargetSpec::Ecs(_) => {}
+            TargetSpec::Simulated(_) | TargetSpec::Ecs(_) | TargetSpec::Ec2Cluster(_) => {}
         }
         f.debug_struct("ServiceSpec")
             .field("name", &self.name)

@@ -220,6 +220,16 @@ pub const TARGET_ECS: &[&str] = &[
     "endpoint_url",
     "profile",
 ];
+/// `target` with `kind = "ec2_cluster"`.
+pub const TARGET_EC2_CLUSTER: &[&str] = &[
+    "cluster",
+    "group",
+    "warmup",
+    "drain_timeout",
+    "region",
+    "endpoint_url",
+    "profile",
+];
 /// `protection` of an `ecs` target.
 pub const PROTECTION: &[&str] = &["protect_for", "extend_at", "release_after_idle"];
 /// What a `simulated` target scales.
@@ -316,7 +326,7 @@ pub const ON_EMPTY: &[&str] = &["error", "zero"];
 /// `value` of a source.
 pub const VALUE_KINDS: &[&str] = &["count", "any"];
 /// `kind` of a target.
-pub const TARGET_KINDS: &[&str] = &["process", "ecs", "simulated"];
+pub const TARGET_KINDS: &[&str] = &["process", "ecs", "ec2_cluster", "simulated"];
 /// `kind` of a policy.
 pub const POLICY_KINDS: &[&str] = &[
     "target_tracking",
@@ -438,6 +448,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`target`",
         keys: TARGET_ECS,
+    },
+    TableKeys {
+        section: "`target`",
+        keys: TARGET_EC2_CLUSTER,
     },
     TableKeys {
         section: "`cooldown`",

@@ -35,6 +35,10 @@
 //! started (SIGTERM, SIGKILL after `stop_timeout`) and reaps it, so no worker outlives
 //! capstan (a later capstan could not adopt them). See
 //! [`capstan_targets::process`].
+//! An `ec2_cluster` target keeps its host removal in memory: its shutdown sets the
+//! hosts it left DRAINING ACTIVE again (best effort; hosts already terminated stay
+//! terminated), and a capstan killed mid-removal leaves them DRAINING (see
+//! [`capstan_targets::asg`] and `docs/config.md`).
 //!
 //! A control loop that ends on its own (a bug: loops only end when cancelled) is an
 //! error: everything is shut down the same way and [`run`] returns

@@ -61,7 +61,8 @@ impl ProtectionDrivers {
                 let p = t.protector()?;
                 join_in(&mut self.world, p.cluster().to_owned(), p, &self.stop)
             }
-            AnyTarget::Process(_) => None,
+            // An ec2_cluster target protects no task.
+            AnyTarget::Process(_) | AnyTarget::Ec2Cluster(_) => None,
         }
     }
 
@@ -80,7 +81,7 @@ impl ProtectionDrivers {
                     leave_in(&mut self.world, &p.cluster().to_owned(), p);
                 }
             }
-            AnyTarget::Process(_) => {}
+            AnyTarget::Process(_) | AnyTarget::Ec2Cluster(_) => {}
         }
     }
 

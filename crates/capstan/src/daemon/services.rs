@@ -10,12 +10,20 @@
 //!
 //! Targets are kept here as [`AnyTarget`] clones so they can be shut down when their
 //! service is removed or capstan stops.
+//!
+//! What each kind of target gets: an `ecs` target gets the work registry's counts of
+//! its tasks, the scale-in workflow journal (durable workflows, redrive) and, with
+//! `protection`, a place in its cluster's task-protection driver; a process target
+//! gets the work registry's counts. An `ec2_cluster` target (the hosts of a cluster)
+//! gets none of them: the work registry knows tasks, not hosts (the service is not
+//! declared there, so reports to it are refused), its host removal is kept in memory
+//! by the target, and it protects no task.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use capstan_aws_sdk::{AwsSettings, SdkEcs, SdkElb, SharedConfig};
+use capstan_aws_sdk::{AwsSettings, SdkAutoScaling, SdkEcs, SdkElb, SharedConfig};
 use capstan_control::registry::Registry;
 use capstan_control::{ServiceLoop, WorkRegistry};
 use capstan_core::clock::Clock;
@@ -28,7 +36,8 @@ use capstan_sources::retry::Backoff;
 use capstan_sources::{ReadError, ReadObserver};
 use capstan_store::DecisionLog;
 use capstan_targets::{
-    EcsTarget, EcsTargetSpec, Observed, ProcessTarget, Target, TargetError, TargetSpec, WorkCounts,
+    AsgTarget, EcsTarget, EcsTargetSpec, Observed, ProcessTarget, Target, TargetError, TargetSpec,
+    WorkCounts,
 };
 use capstan_world::World;
 use tokio::sync::{Notify, watch};
@@ -45,6 +54,9 @@ pub enum AnyTarget {
     Process(ProcessTarget),
     /// An ECS service on AWS, through the AWS SDK (`kind = "ecs"`).
     Ecs(Arc<EcsTarget<SdkEcs, SdkElb>>),
+    /// The EC2 hosts of an ECS cluster on AWS, its Auto Scaling group's instances,
+    /// through the AWS SDK (`kind = "ec2_cluster"`).
+    Ec2Cluster(Arc<AsgTarget<SdkEcs, SdkAutoScaling>>),
     /// An ECS service of the simulator's world model (behaviour tests run the daemon
     /// against it through [`super::RunOptions::targets`]; no configuration builds it).
     EcsWorld(Arc<EcsTarget<World, World>>),
@@ -54,26 +66,74 @@ pub enum AnyTarget {
 /// tick (retried with backoff) instead of stalling the service's loop.
 pub const AWS_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The SDK clients of the `ecs` targets, one pair per set of AWS settings (region,
-/// endpoint, profile), shared by every service using them: a thousand services in one
-/// account share one connection pool and one credential cache.
+/// The SDK clients of the `ecs` and `ec2_cluster` targets, one set per set of AWS
+/// settings (region, endpoint, profile), made from one [`SharedConfig`] and shared by
+/// every service using them: a thousand services in one account share one connection
+/// pool and one credential cache, and their ECS calls one set of throttling buckets.
 #[derive(Default)]
 pub struct AwsClients {
-    clients: std::sync::Mutex<HashMap<AwsSettings, (SdkEcs, SdkElb)>>,
+    clients: std::sync::Mutex<HashMap<AwsSettings, Clients>>,
+}
+
+/// The clients of one set of AWS settings (each made on its first call).
+#[derive(Clone)]
+struct Clients {
+    ecs: SdkEcs,
+    elb: SdkElb,
+    autoscaling: SdkAutoScaling,
 }
 
 impl AwsClients {
     /// The clients for `settings`, made on first use.
-    pub fn get(&self, settings: AwsSettings) -> (SdkEcs, SdkElb) {
+    fn clients(&self, settings: AwsSettings) -> Clients {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         clients
             .entry(settings)
             .or_insert_with_key(|settings| {
                 let config = SharedConfig::new(settings.clone());
-                (SdkEcs::new(config.clone()), SdkElb::new(config))
+                Clients {
+                    ecs: SdkEcs::new(config.clone()),
+                    elb: SdkElb::new(config.clone()),
+                    autoscaling: SdkAutoScaling::new(config),
+                }
             })
             .clone()
     }
+
+    /// The ECS and ELB clients for `settings` (an `ecs` target), made on first use.
+    pub fn get(&self, settings: AwsSettings) -> (SdkEcs, SdkElb) {
+        let c = self.clients(settings);
+        (c.ecs, c.elb)
+    }
+
+    /// The ECS and Auto Scaling clients for `settings` (an `ec2_cluster` target), made
+    /// on first use.
+    pub fn hosts(&self, settings: AwsSettings) -> (SdkEcs, SdkAutoScaling) {
+        let c = self.clients(settings);
+        (c.ecs, c.autoscaling)
+    }
+}
+
+/// The SDK settings of a target with these connection keys: connections time out after
+/// 5 s, each call after [`AWS_CALL_TIMEOUT`].
+fn aws_settings(
+    region: Option<&String>,
+    endpoint_url: Option<&String>,
+    profile: Option<&String>,
+) -> AwsSettings {
+    AwsSettings {
+        region: region.cloned(),
+        endpoint_url: endpoint_url.cloned(),
+        profile: profile.cloned(),
+        connect_timeout: Some(Duration::from_secs(5)),
+        operation_timeout: Some(AWS_CALL_TIMEOUT),
+    }
+}
+
+/// Whether the service's tasks report their work to the work registry: not for an
+/// `ec2_cluster` target, whose "tasks" are hosts.
+fn uses_work_registry(spec: &ServiceSpec) -> bool {
+    !matches!(spec.target, TargetSpec::Ec2Cluster(_))
 }
 
 /// Builds the target of a service instead of its configured one when it returns
@@ -137,13 +197,11 @@ impl AnyTarget {
                         target: service.to_owned(),
                         reason,
                     })?;
-                let (ecs, elb) = aws.get(AwsSettings {
-                    region: spec.region.clone(),
-                    endpoint_url: spec.endpoint_url.clone(),
-                    profile: spec.profile.clone(),
-                    connect_timeout: Some(Duration::from_secs(5)),
-                    operation_timeout: Some(AWS_CALL_TIMEOUT),
-                });
+                let (ecs, elb) = aws.get(aws_settings(
+                    spec.region.as_ref(),
+                    spec.endpoint_url.as_ref(),
+                    spec.profile.as_ref(),
+                ));
                 let mut target = EcsTarget::new(service, spec.target.clone(), ecs, Some(elb), work)
                     .with_clock(Arc::clone(clock));
                 if let Some(journal) = journal {
@@ -171,6 +229,23 @@ impl AnyTarget {
                 }
                 Ok(Self::Ecs(Arc::new(target)))
             }
+            // No work counts, journal or task protection: see the module docs.
+            TargetSpec::Ec2Cluster(spec) => {
+                spec.target
+                    .validate()
+                    .map_err(|reason| TargetError::Invalid {
+                        target: service.to_owned(),
+                        reason,
+                    })?;
+                let (ecs, autoscaling) = aws.hosts(aws_settings(
+                    spec.region.as_ref(),
+                    spec.endpoint_url.as_ref(),
+                    spec.profile.as_ref(),
+                ));
+                let target = AsgTarget::new(service, spec.target.clone(), ecs, autoscaling)
+                    .with_clock(Arc::clone(clock));
+                Ok(Self::Ec2Cluster(Arc::new(target)))
+            }
             TargetSpec::Process(spec) => Ok(Self::Process(ProcessTarget::with_work(
                 service,
                 spec.clone(),
@@ -194,6 +269,10 @@ impl AnyTarget {
             Self::Process(t) => Err(TargetError::Invalid {
                 target: t.name().to_owned(),
                 reason: "a process target runs no durable workflows".into(),
+            }),
+            Self::Ec2Cluster(t) => Err(TargetError::Invalid {
+                target: t.name().to_owned(),
+                reason: "an ec2_cluster target runs no durable workflows (its host removal is kept in memory)".into(),
             }),
         }
     }
@@ -280,6 +359,7 @@ impl Target for AnyTarget {
         match self {
             Self::Process(t) => t.name(),
             Self::Ecs(t) => t.name(),
+            Self::Ec2Cluster(t) => t.name(),
             Self::EcsWorld(t) => t.name(),
         }
     }
@@ -288,6 +368,7 @@ impl Target for AnyTarget {
         match self {
             Self::Process(t) => t.observe().await,
             Self::Ecs(t) => t.observe().await,
+            Self::Ec2Cluster(t) => t.observe().await,
             Self::EcsWorld(t) => t.observe().await,
         }
     }
@@ -296,6 +377,7 @@ impl Target for AnyTarget {
         match self {
             Self::Process(t) => t.scale_out(desired).await,
             Self::Ecs(t) => t.scale_out(desired).await,
+            Self::Ec2Cluster(t) => t.scale_out(desired).await,
             Self::EcsWorld(t) => t.scale_out(desired).await,
         }
     }
@@ -304,6 +386,7 @@ impl Target for AnyTarget {
         match self {
             Self::Process(t) => t.scale_in(desired, victims).await,
             Self::Ecs(t) => t.scale_in(desired, victims).await,
+            Self::Ec2Cluster(t) => t.scale_in(desired, victims).await,
             Self::EcsWorld(t) => t.scale_in(desired, victims).await,
         }
     }
@@ -312,6 +395,7 @@ impl Target for AnyTarget {
         match self {
             Self::Process(t) => t.shutdown().await,
             Self::Ecs(t) => t.shutdown().await,
+            Self::Ec2Cluster(t) => t.shutdown().await,
             Self::EcsWorld(t) => t.shutdown().await,
         }
     }
@@ -600,10 +684,15 @@ impl Services {
 
     /// Builds the target of `spec` (nothing started if it fails).
     pub fn build_target(&self, spec: &ServiceSpec) -> Result<AnyTarget, TargetError> {
-        let work = self.work.as_ref().map(|w| w.counts_for(&spec.name));
+        let work = self
+            .work
+            .as_ref()
+            .filter(|_| uses_work_registry(spec))
+            .map(|w| w.counts_for(&spec.name));
+        let journal = self.journal.clone().filter(|_| uses_work_registry(spec));
         let parts = TargetParts {
             work: work.clone(),
-            journal: self.journal.clone(),
+            journal: journal.clone(),
         };
         if let Some(target) = self.factory.as_ref().and_then(|f| f(spec, parts)) {
             return Ok(target);
@@ -614,7 +703,7 @@ impl Services {
             &self.clock,
             &self.aws,
             work,
-            self.journal.clone(),
+            journal,
         )
     }
 
@@ -632,9 +721,19 @@ impl Services {
             spec.engine.planner.bounds,
             spec.engine.planner.dry_run,
         );
-        if let Some(work) = &self.work {
-            work.configure(&spec.name, Some(spec.work_ttl));
-        }
+        // The work registry: the service is declared there (its tasks may report), or
+        // forgotten (a reload that made its target an ec2_cluster).
+        let work = match &self.work {
+            Some(work) if uses_work_registry(spec) => {
+                work.configure(&spec.name, Some(spec.work_ttl));
+                Some(work)
+            }
+            Some(work) => {
+                work.remove(&spec.name);
+                None
+            }
+            None => None,
+        };
         let service_loop = ServiceLoop::restore(
             spec.engine.clone(),
             target.clone(),
@@ -654,7 +753,7 @@ impl Services {
         })
         .with_handle(handle)
         .with_victims(spec.victims.clone());
-        match &self.work {
+        match work {
             Some(work) => service_loop.with_work(work.clone()),
             None => service_loop,
         }
@@ -764,7 +863,9 @@ impl Services {
         });
         self.wakers
             .set_sources(&spec.name, sources_of(&spec.engine));
-        if let Some(work) = &self.work {
+        if let Some(work) = &self.work
+            && uses_work_registry(&spec)
+        {
             work.configure(&spec.name, Some(spec.work_ttl));
         }
         running.spec = spec;
