@@ -137,8 +137,10 @@ pub fn build_with(
         SourceKind::Sqs(s) => Box::new(sqs::build_sdk(s, spec.timeout)),
         #[cfg(feature = "aws")]
         SourceKind::Cloudwatch(c) => Box::new(cloudwatch::build_sdk(c, spec.timeout)),
+        #[cfg(feature = "aws")]
+        SourceKind::EcsCluster(e) => Box::new(ecs_cluster::build_sdk(e, spec.timeout)),
         #[cfg(not(feature = "aws"))]
-        SourceKind::Sqs(_) | SourceKind::Cloudwatch(_) => {
+        SourceKind::Sqs(_) | SourceKind::Cloudwatch(_) | SourceKind::EcsCluster(_) => {
             return Err(fail("capstan was built without the `aws` feature".into()));
         }
         SourceKind::Push(p) => match push {

@@ -62,6 +62,9 @@ pub enum SourceKind {
     /// The latest datapoint of a CloudWatch metric or expression (also the `ecs`
     /// presets).
     Cloudwatch(crate::cloudwatch::CloudWatchSpec),
+    /// An ECS cluster's CPU or memory reservation, or its tasks waiting for a host,
+    /// read from ECS.
+    EcsCluster(crate::ecs_cluster::EcsClusterSpec),
     /// A metric of the simulator's world (`capstan simulate` only; `capstan run`
     /// refuses it).
     Simulated(SimulatedSpec),

@@ -1,10 +1,12 @@
-//! `kind = "ec2_cluster"` targets in the configuration: what a good one compiles to (its
-//! defaults, the victims a hosts service may take), and the errors of bad ones, each
-//! naming its key.
+//! `kind = "ec2_cluster"` targets and `kind = "ecs_cluster"` sources in the
+//! configuration: what a good one compiles to (its defaults, the victims a hosts service
+//! may take), and the errors of bad ones, each naming its key.
 
 use std::time::Duration;
 
 use capstan::config::{self, Config, ConfigError};
+use capstan_sources::SourceKind;
+use capstan_sources::ecs_cluster::ClusterMetric;
 use capstan_targets::spec::Ec2ClusterSpec;
 use capstan_targets::{AsgTargetSpec, TargetSpec};
 
@@ -227,5 +229,68 @@ fn the_documented_example_compiles() {
         (t.target.cluster.as_str(), t.target.group.as_str()),
         ("prod", "prod-asg")
     );
-    assert_eq!(config.services[0].engine.policies.len(), 2);
+    assert_eq!(config.services[0].engine.policies.len(), 3);
+    let metrics: Vec<ClusterMetric> = config
+        .sources
+        .iter()
+        .map(|s| match &s.kind {
+            SourceKind::EcsCluster(e) => {
+                assert_eq!(e.cluster, "prod");
+                e.metric
+            }
+            other => panic!("an ecs_cluster source expected, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(metrics, ClusterMetric::ALL);
+}
+
+/// A config with one `ecs_cluster` source holding `keys`.
+fn source(keys: &str) -> String {
+    format!(
+        r#"
+[sources.reservation]
+kind = "ecs_cluster"
+{keys}
+
+[[services]]
+name = "hosts"
+min = 1
+max = 20
+target = {{ kind = "ec2_cluster", cluster = "prod", group = "prod-asg" }}
+
+[[services.policies]]
+kind = "target_tracking"
+metric = "reservation"
+mode = "per_task"
+target = 75
+"#
+    )
+}
+
+#[test]
+fn an_ecs_cluster_source_compiles_and_its_errors_name_the_key() {
+    let config = compile(&source(
+        "metric = \"memory_reservation\"\ncluster = \"prod\"\nregion = \"eu-west-1\"",
+    ))
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    match &config.sources[0].kind {
+        SourceKind::EcsCluster(e) => {
+            assert_eq!(e.metric, ClusterMetric::MemoryReservation);
+            assert_eq!(e.cluster, "prod");
+            assert_eq!(e.aws.region.as_deref(), Some("eu-west-1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = one_error(&source("metric = \"cpu\"\ncluster = \"prod\""));
+    assert_eq!(e.path, "sources.reservation.metric");
+    assert!(e.message.contains("\"pending_tasks\""), "{e}");
+    let e = one_error(&source("metric = \"pending_tasks\""));
+    assert_eq!(e.path, "sources.reservation");
+    assert!(e.message.contains("cluster"), "{e}");
+    let e = one_error(&source("metric = \"pending_tasks\"\ncluster = \"\""));
+    assert_eq!(e.path, "sources.reservation.cluster");
+    let e = one_error(&source(
+        "metric = \"pending_tasks\"\ncluster = \"prod\"\nservice = \"x\"",
+    ));
+    assert_eq!(e.path, "sources.reservation.service");
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use capstan_aws_api::{Dimension, MetricQuery};
 use capstan_sources::aws::AwsSpec;
 use capstan_sources::cloudwatch::{CloudWatchSpec, EcsMetric, OnEmpty, ecs_query};
+use capstan_sources::ecs_cluster::{ClusterMetric, EcsClusterSpec};
 use capstan_sources::ship::ShipSpec;
 use capstan_sources::sqs::{QueueRef, SqsSpec};
 
@@ -237,6 +238,37 @@ pub(super) fn compile_cloudwatch_source(
         query: query?,
         lookback,
         on_empty,
+        aws,
+    })
+}
+
+/// A `kind = "ecs_cluster"` source: a cluster's reservation or unplaced tasks, read
+/// from ECS.
+pub(super) fn compile_ecs_cluster_source(
+    ctx: &mut Ctx<'_>,
+    t: &Table<'_, '_>,
+) -> Option<EcsClusterSpec> {
+    let metric = t
+        .req_choice(
+            ctx,
+            "metric",
+            schema::ECS_CLUSTER_METRICS,
+            "ecs_cluster metric",
+        )
+        .and_then(ClusterMetric::parse);
+    let cluster: Option<Str> = t.req(ctx, "cluster");
+    let cluster = cluster.and_then(|c| {
+        if c.value.is_empty() {
+            ctx.error(&c.span, &t.path_of("cluster"), "must not be empty");
+            None
+        } else {
+            Some(c.value)
+        }
+    });
+    let aws = compile_aws(ctx, t);
+    Some(EcsClusterSpec {
+        cluster: cluster?,
+        metric: metric?,
         aws,
     })
 }

@@ -260,6 +260,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
         Some("sqs") => t.allow(schema::SOURCE_SQS),
         Some("cloudwatch") => t.allow(schema::SOURCE_CLOUDWATCH),
         Some("ecs") => t.allow(schema::SOURCE_ECS),
+        Some("ecs_cluster") => t.allow(schema::SOURCE_ECS_CLUSTER),
         Some("push") => t.allow(schema::SOURCE_PUSH),
         Some("simulated") => t.allow(schema::SOURCE_SIMULATED),
         // Unknown kind: accept every kind's keys so only the kind is reported.
@@ -275,6 +276,7 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
             t.allow(schema::SOURCE_SQS);
             t.allow(schema::SOURCE_CLOUDWATCH);
             t.allow(schema::SOURCE_ECS);
+            t.allow(schema::SOURCE_ECS_CLUSTER);
             t.allow(schema::SOURCE_PUSH);
             t.allow(schema::SOURCE_SIMULATED);
         }
@@ -313,6 +315,9 @@ fn compile_source(ctx: &mut Ctx<'_>, name: &str, mut t: Table<'_, '_>) -> Option
             super::aws::compile_cloudwatch_source(ctx, &t).map(SourceKind::Cloudwatch)
         }
         Some("ecs") => super::aws::compile_ecs_source(ctx, &t).map(SourceKind::Cloudwatch),
+        Some("ecs_cluster") => {
+            super::aws::compile_ecs_cluster_source(ctx, &t).map(SourceKind::EcsCluster)
+        }
         Some("kafka") => kafka::compile_kafka_source(ctx, &t).map(SourceKind::Kafka),
         Some("push") => {
             if !t.has("ttl") {

@@ -335,6 +335,7 @@ impl fmt::Debug for Config {
                     // standard chain).
                     | SourceKind::Sqs(_)
                     | SourceKind::Cloudwatch(_)
+                    | SourceKind::EcsCluster(_)
                     | SourceKind::Push(_)
                     | SourceKind::Simulated(_) => {}
                 }
@@ -403,6 +404,7 @@ target = 1
             | SourceKind::Kafka(_)
             | SourceKind::Sqs(_)
             | SourceKind::Cloudwatch(_)
+            | SourceKind::EcsCluster(_)
             | SourceKind::Push(_)
             | SourceKind::Simulated(_) => {
                 panic!("expected http")

@@ -135,6 +135,12 @@ pub const SOURCE_SQS: &[&str] = &[
     AWS_KEYS[1],
     AWS_KEYS[2],
 ];
+/// `[sources.NAME]` with `kind = "ecs_cluster"`.
+pub const SOURCE_ECS_CLUSTER: &[&str] =
+    &["cluster", "metric", AWS_KEYS[0], AWS_KEYS[1], AWS_KEYS[2]];
+/// `metric` of an `ecs_cluster` source.
+pub const ECS_CLUSTER_METRICS: &[&str] =
+    &["cpu_reservation", "memory_reservation", "pending_tasks"];
 /// `[sources.NAME]` with `kind = "cloudwatch"`.
 pub const SOURCE_CLOUDWATCH: &[&str] = &[
     "namespace",
@@ -316,6 +322,7 @@ pub const SOURCE_KINDS: &[&str] = &[
     "sqs",
     "cloudwatch",
     "ecs",
+    "ecs_cluster",
     "push",
     "simulated",
 ];
@@ -420,6 +427,10 @@ pub const ALL: &[TableKeys] = &[
     TableKeys {
         section: "`kind = \"ecs\"`",
         keys: SOURCE_ECS,
+    },
+    TableKeys {
+        section: "`kind = \"ecs_cluster\"`",
+        keys: SOURCE_ECS_CLUSTER,
     },
     TableKeys {
         section: "`ship_to_cloudwatch`",
