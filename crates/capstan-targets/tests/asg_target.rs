@@ -303,16 +303,32 @@ async fn scale_out_launches_and_the_warm_up_blocks_the_next_one() {
     assert_eq!((o.capacity.desired, o.capacity.running), (5, 5));
 }
 
-/// The world model's Auto Scaling answers without launch times, as Auto Scaling's own
-/// API answers (only EC2 reports them): everything else is the world's.
-struct NoLaunchTimes(World);
+/// The world model's Auto Scaling, with its DescribeAutoScalingGroups answer changed
+/// by a function to what AWS answers and the world does not model (no launch times;
+/// an instance in service before its container instance registers). Everything else
+/// is the world's.
+struct Answers(World, fn(&mut AutoScalingGroup));
 
-impl AutoScaling for NoLaunchTimes {
+/// Auto Scaling's own API reports no launch times.
+fn no_launch_times(g: &mut AutoScalingGroup) {
+    for i in &mut g.instances {
+        i.launched_at = None;
+    }
+}
+
+/// On AWS an instance is in service while the ECS agent is still starting.
+fn in_service_early(g: &mut AutoScalingGroup) {
+    for i in &mut g.instances {
+        if i.lifecycle_state == InstanceLifecycleState::Pending {
+            i.lifecycle_state = InstanceLifecycleState::InService;
+        }
+    }
+}
+
+impl AutoScaling for Answers {
     async fn describe_group(&self, group: &str) -> Result<AutoScalingGroup, AwsError> {
         let mut g = self.0.describe_group(group).await?;
-        for i in &mut g.instances {
-            i.launched_at = None;
-        }
+        (self.1)(&mut g);
         Ok(g)
     }
     async fn set_desired_capacity(&self, group: &str, desired: u32) -> Result<(), AwsError> {
@@ -352,6 +368,51 @@ impl AutoScaling for NoLaunchTimes {
     }
 }
 
+/// An instance in service whose container instance has not registered is reported
+/// pending and protected: victim selection passes over it, and the scale-in takes a
+/// registered host instead of failing on it.
+#[tokio::test]
+async fn an_instance_in_service_but_not_registered_is_never_a_victim() {
+    let mut s = setup(2, 2);
+    s.group.max = 5;
+    let fx = s.build();
+    let target = AsgTarget::new(
+        GROUP,
+        AsgTargetSpec {
+            warmup: Duration::ZERO,
+            ..AsgTargetSpec::new(CLUSTER, GROUP)
+        },
+        fx.world.clone(),
+        Answers(fx.world.clone(), in_service_early),
+    )
+    .with_clock(fx.clock.clone());
+    target.scale_out(3).await.unwrap();
+    let o = target.observe().await.unwrap();
+    let early: Vec<&capstan_core::model::Task> = o
+        .tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Pending)
+        .collect();
+    assert_eq!(early.len(), 1, "{o:?}");
+    assert!(early[0].protected);
+    // Hosts with tasks may go (the daemon's policy for hosts), the unregistered one not.
+    let policy = victim::VictimPolicy {
+        allow_busy: true,
+        ..victim::VictimPolicy::default()
+    };
+    let victims = victim::select(&o.tasks, 1, &policy).victims;
+    assert_eq!(victims.len(), 1);
+    assert_ne!(
+        victims[0], early[0].id,
+        "the unregistered instance is passed over"
+    );
+    target.scale_in(2, &victims).await.unwrap();
+    assert_eq!(
+        fx.hosts()[victims[0].as_str()].0,
+        ContainerInstanceStatus::Draining
+    );
+}
+
 /// Without launch times, warm-up counts from a host's registration with the cluster,
 /// and a host still launching holds scale-out until it registers.
 #[tokio::test]
@@ -363,7 +424,7 @@ async fn without_launch_times_warm_up_counts_from_registration() {
         GROUP,
         AsgTargetSpec::new(CLUSTER, GROUP),
         fx.world.clone(),
-        NoLaunchTimes(fx.world.clone()),
+        Answers(fx.world.clone(), no_launch_times),
     )
     .with_clock(fx.clock.clone());
     let e = failed_reason(target.scale_out(3).await);

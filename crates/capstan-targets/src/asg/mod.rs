@@ -12,7 +12,10 @@
 //! on it (so the core's victim choice prefers emptier hosts), `protected` = instance
 //! scale-in protection, and a state:
 //! - launching (`Pending`, `Pending:Wait`, or in service without an ACTIVE or
-//!   DRAINING container instance yet) → pending;
+//!   DRAINING container instance yet) → pending; one in service without any container
+//!   instance is also reported protected, so it is never chosen for scale-in: the
+//!   ECS agent has not registered it yet, or it is not a container instance at all,
+//!   and capstan cannot prove it holds no work;
 //! - in service with an ACTIVE container instance → running;
 //! - in service with a DRAINING container instance (ours or anyone's) → draining;
 //! - terminating, or its container instance deregistering → stopping.
@@ -350,7 +353,12 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
                     zone: Some(i.availability_zone.as_str().into()),
                     state,
                     sessions: snap.host(&i.instance_id).map_or(0, tasks_on),
-                    protected: i.protected_from_scale_in,
+                    // In service without a container instance: the ECS agent has
+                    // not registered yet, or it is not a container instance at all.
+                    // Not proven empty of work, so never a victim (pick refuses it).
+                    protected: i.protected_from_scale_in
+                        || (i.lifecycle_state == InstanceLifecycleState::InService
+                            && snap.host(&i.instance_id).is_none()),
                     healthy: true,
                 })
             })
