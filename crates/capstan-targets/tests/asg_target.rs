@@ -608,6 +608,26 @@ async fn a_host_goes_only_while_its_service_keeps_its_minimum() {
             .all(|(s, _)| *s == ContainerInstanceStatus::Active)
     );
 
+    // Minimum 50 % (3 of 6), but the target keeps at least 5 of this service running:
+    // refused.
+    let mut s = setup(3, 6);
+    s.service.minimum_healthy_percent = 50;
+    s.service.maximum_percent = 100;
+    s.spec.minimum_running.insert(SERVICE.into(), 5);
+    let fx = s.build();
+    let victim = fx.host_with(2);
+    let e = failed_reason(
+        fx.target
+            .scale_in(2, &[TaskId::from(victim.as_str())])
+            .await,
+    );
+    assert!(
+        e.contains(&format!(
+            "{victim}: service {SERVICE} would run 4 tasks, below its minimum of 5"
+        )),
+        "{e}"
+    );
+
     // Minimum 50 % (3 of 6): the host goes, and the service never runs fewer than 3
     // tasks while its tasks move (checked at every simulated second).
     let mut s = setup(3, 6);

@@ -106,6 +106,9 @@ pub struct AsgTargetSpec {
     /// How long a host may take to drain before it is set ACTIVE again and kept
     /// (default 1 h).
     pub drain_timeout: Duration,
+    /// Per service (by name): the fewest running tasks it must keep on the other hosts
+    /// while a host drains, instead of its `minimumHealthyPercent` × desired count.
+    pub minimum_running: BTreeMap<String, u32>,
 }
 
 impl AsgTargetSpec {
@@ -121,6 +124,7 @@ impl AsgTargetSpec {
             group: group.to_owned(),
             warmup: Self::DEFAULT_WARMUP,
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
+            minimum_running: BTreeMap::new(),
         }
     }
 

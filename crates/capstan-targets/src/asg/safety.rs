@@ -10,8 +10,9 @@
 //! - their scale-in protection (`GetTaskProtection`): a host running a protected task
 //!   is not drained (ECS would keep the task and the host would never empty);
 //! - for each service with a task on a victim: its desired count, minimum healthy and
-//!   maximum percent (`DescribeServices`), and all its tasks (`ListTasks`,
-//!   `DescribeTasks`), so its running count on the other hosts is known.
+//!   maximum percent (`DescribeServices`; the target's `minimum_running` for the
+//!   service, if set, replaces minimum healthy percent × desired), and all its tasks
+//!   (`ListTasks`, `DescribeTasks`), so its running count on the other hosts is known.
 //!
 //! The room left on the other hosts is what their container instances report; the
 //! static ports in use on them are those of the tasks read (other services' ports on
@@ -154,7 +155,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
                 desired: s.desired,
                 minimum_healthy_percent: s.minimum_healthy_percent,
                 maximum_percent: s.maximum_percent,
-                minimum_override: None,
+                minimum_override: self.minimum_override(service),
             });
             let all = self
                 .ecs
@@ -174,6 +175,12 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
             protected,
             floors,
         })
+    }
+
+    /// The configured minimum of `service` (named by its name or its ARN).
+    fn minimum_override(&self, service: &str) -> Option<u32> {
+        let name = service.rsplit('/').next().unwrap_or(service);
+        self.spec.minimum_running.get(name).copied()
     }
 
     /// `DescribeTasks` in batches; tasks ECS no longer knows are left out.

@@ -1170,10 +1170,14 @@ fn compile_ec2_cluster_target(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<Ta
     let drain_timeout = t
         .opt_positive(ctx, "drain_timeout")
         .unwrap_or(AsgTargetSpec::DEFAULT_DRAIN_TIMEOUT);
+    let minimum_running = t
+        .opt::<BTreeMap<String, u32>>(ctx, "minimum_running")
+        .unwrap_or_default();
     let aws = super::aws::compile_aws(ctx, t);
     let mut target = AsgTargetSpec::new(&cluster?, &group?);
     target.warmup = warmup;
     target.drain_timeout = drain_timeout;
+    target.minimum_running = minimum_running;
     Some(TargetSpec::Ec2Cluster(Ec2ClusterSpec {
         target,
         region: aws.region,

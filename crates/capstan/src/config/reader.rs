@@ -472,16 +472,16 @@ impl Read for Vec<Str> {
     }
 }
 
-impl Read for BTreeMap<String, Str> {
+impl<T: Read> Read for BTreeMap<String, T> {
     fn read(ctx: &mut Ctx<'_>, path: &KeyPath, node: &Node<'_>) -> Option<Self> {
         let DeValue::Table(map) = node.get_ref() else {
-            type_error(ctx, path, node, "a table of strings");
+            type_error(ctx, path, node, "a table");
             return None;
         };
         let mut out = BTreeMap::new();
         let mut ok = true;
         for (k, v) in map.iter() {
-            match Str::read(ctx, &path.key(k.get_ref()), v) {
+            match T::read(ctx, &path.key(k.get_ref()), v) {
                 Some(s) => {
                     out.insert(k.get_ref().to_string(), s);
                 }

@@ -232,6 +232,7 @@ pub const TARGET_EC2_CLUSTER: &[&str] = &[
     "group",
     "warmup",
     "drain_timeout",
+    "minimum_running",
     "region",
     "endpoint_url",
     "profile",
