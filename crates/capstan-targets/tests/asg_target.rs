@@ -16,8 +16,8 @@ use capstan_core::victim;
 use capstan_targets::asg::{AsgTarget, AsgTargetSpec};
 use capstan_targets::{Observed, Target, TargetError};
 use capstan_world::{
-    AutoScalingGroupSpec, ClusterSpec, Event, FaultRule, LaunchType, ServiceSpec, World,
-    WorldConfig,
+    AutoScalingGroupSpec, ClusterSpec, Event, FaultRule, HookSpec, HookTransition, LaunchType,
+    ServiceSpec, World, WorldConfig,
 };
 
 const CLUSTER: &str = "default";
@@ -862,4 +862,49 @@ async fn aws_faults_surface_as_failed() {
         4,
         "3 failed, 1 done"
     );
+}
+
+/// Runs a termination capstan did not start (the group lowered by someone else) on a
+/// group with a 30 s termination hook, observing every 5 s for 10 minutes; gives the
+/// fixture after.
+async fn foreign_termination(hook_mode: bool) -> Fixture {
+    let mut s = setup(3, 4);
+    s.group.hooks = vec![HookSpec {
+        name: "drain".into(),
+        transition: HookTransition::Terminating,
+        heartbeat_timeout: Duration::from_secs(30),
+        default_continue: true,
+    }];
+    if hook_mode {
+        s.spec.termination_hook = Some("drain".into());
+        s.spec.hook_heartbeat_every = Duration::from_secs(20);
+    }
+    let mut fx = s.build();
+    fx.world.set_desired_capacity(GROUP, 2).await.unwrap();
+    for second in 0..600 {
+        fx.run(1);
+        if second % 5 == 0 {
+            fx.observe().await;
+        }
+    }
+    fx
+}
+
+/// Lifecycle-hook mode: a host terminated by someone else is drained first, its hook
+/// heartbeated past its 30 s timeout while its tasks move, then let go: no task dies
+/// with it. Without the mode, the hook times out and the host takes its tasks down.
+#[tokio::test]
+async fn a_termination_capstan_did_not_start_waits_for_the_host_to_drain() {
+    let fx = foreign_termination(true).await;
+    let terminated: Vec<&Event> = fx
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::InstanceTerminated { .. }))
+        .collect();
+    assert_eq!(terminated.len(), 1, "{terminated:?}");
+    assert_eq!(fx.killed_by_a_host(), 0, "no task died with its host");
+    assert_eq!(fx.running_tasks(), 4);
+
+    let fx = foreign_termination(false).await;
+    assert!(fx.killed_by_a_host() > 0, "without the hook mode tasks die");
 }

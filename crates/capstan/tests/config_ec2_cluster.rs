@@ -83,7 +83,7 @@ fn a_good_target_compiles_with_its_defaults() {
 #[test]
 fn every_key_is_read() {
     let config = compile(&text(
-        r#"{ kind = "ec2_cluster", cluster = "arn:aws:ecs:eu-west-1:123456789012:cluster/prod", group = "prod hosts", warmup = "0s", drain_timeout = "30m", minimum_running = { web = 10, worker = 2 }, region = "eu-west-1", endpoint_url = "http://127.0.0.1:5000", profile = "scaler" }"#,
+        r#"{ kind = "ec2_cluster", cluster = "arn:aws:ecs:eu-west-1:123456789012:cluster/prod", group = "prod hosts", warmup = "0s", drain_timeout = "30m", minimum_running = { web = 10, worker = 2 }, termination_hook = "drain", hook_heartbeat_every = "2m", region = "eu-west-1", endpoint_url = "http://127.0.0.1:5000", profile = "scaler" }"#,
         r#"scale_in = { order = ["oldest"] }"#,
     ))
     .unwrap();
@@ -100,6 +100,8 @@ fn every_key_is_read() {
         t.target.minimum_running,
         [("web".to_owned(), 10), ("worker".to_owned(), 2)].into()
     );
+    assert_eq!(t.target.termination_hook.as_deref(), Some("drain"));
+    assert_eq!(t.target.hook_heartbeat_every, Duration::from_secs(120));
     assert_eq!(t.region.as_deref(), Some("eu-west-1"));
     assert_eq!(t.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
     assert_eq!(t.profile.as_deref(), Some("scaler"));
@@ -159,6 +161,20 @@ fn a_bad_minimum_running_is_named() {
 }
 
 #[test]
+fn an_empty_hook_or_a_zero_heartbeat_is_named() {
+    let e = one_error(&text(
+        r#"{ kind = "ec2_cluster", cluster = "prod", group = "prod-asg", termination_hook = " " }"#,
+        "",
+    ));
+    assert_eq!(e.path, "services[0].target.termination_hook");
+    let e = one_error(&text(
+        r#"{ kind = "ec2_cluster", cluster = "prod", group = "prod-asg", termination_hook = "drain", hook_heartbeat_every = "0s" }"#,
+        "",
+    ));
+    assert_eq!(e.path, "services[0].target.hook_heartbeat_every");
+}
+
+#[test]
 fn a_zero_drain_timeout_is_named() {
     let e = one_error(&text(
         r#"{ kind = "ec2_cluster", cluster = "prod", group = "prod-asg", drain_timeout = "0s" }"#,
@@ -178,7 +194,7 @@ fn an_unknown_key_is_named_with_the_valid_ones() {
     assert_eq!(e.path, "services[0].target.service");
     assert_eq!(
         e.message,
-        "unknown key; valid keys here: `kind`, `cluster`, `group`, `warmup`, `drain_timeout`, `minimum_running`, `region`, `endpoint_url`, `profile`"
+        "unknown key; valid keys here: `kind`, `cluster`, `group`, `warmup`, `drain_timeout`, `minimum_running`, `termination_hook`, `hook_heartbeat_every`, `region`, `endpoint_url`, `profile`"
     );
     // A typo gets a suggestion.
     let e = one_error(&text(

@@ -68,11 +68,19 @@
 //! A scale-in asked while another one is in progress fails unless it asks for the
 //! same count. The removal lives in memory: see [`Target::shutdown`].
 //!
+//! # Terminations capstan did not start
+//!
+//! With `termination_hook`, capstan owns the group's `EC2_INSTANCE_TERMINATING`
+//! lifecycle hook: a host that Auto Scaling is terminating for anyone else is set
+//! DRAINING, its hook heartbeated while tasks remain, and completed with `CONTINUE`
+//! once it is empty (see `hook`).
+//!
 //! # Errors
 //!
 //! Every AWS error becomes [`TargetError::Failed`] naming the operation (e.g.
 //! `DescribeAutoScalingGroups: throttled: Rate exceeded`).
 
+mod hook;
 mod removal;
 mod safety;
 
@@ -109,6 +117,12 @@ pub struct AsgTargetSpec {
     /// Per service (by name): the fewest running tasks it must keep on the other hosts
     /// while a host drains, instead of its `minimumHealthyPercent` × desired count.
     pub minimum_running: BTreeMap<String, u32>,
+    /// The group's `EC2_INSTANCE_TERMINATING` lifecycle hook capstan completes once a
+    /// terminating host is drained (lifecycle-hook mode; see `hook`), if any.
+    pub termination_hook: Option<String>,
+    /// How often the hook's heartbeat is recorded while a host drains (default 5 min;
+    /// below the hook's `HeartbeatTimeout`).
+    pub hook_heartbeat_every: Duration,
 }
 
 impl AsgTargetSpec {
@@ -116,6 +130,8 @@ impl AsgTargetSpec {
     pub const DEFAULT_WARMUP: Duration = Duration::from_secs(300);
     /// The default `drain_timeout`.
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// The default `hook_heartbeat_every`.
+    pub const DEFAULT_HOOK_HEARTBEAT_EVERY: Duration = Duration::from_secs(300);
 
     /// Settings for `group` under `cluster`, with the defaults.
     pub fn new(cluster: &str, group: &str) -> Self {
@@ -125,6 +141,8 @@ impl AsgTargetSpec {
             warmup: Self::DEFAULT_WARMUP,
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             minimum_running: BTreeMap::new(),
+            termination_hook: None,
+            hook_heartbeat_every: Self::DEFAULT_HOOK_HEARTBEAT_EVERY,
         }
     }
 
@@ -138,6 +156,12 @@ impl AsgTargetSpec {
         }
         if self.drain_timeout.is_zero() {
             return Err("drain_timeout: must be above 0".into());
+        }
+        if self.termination_hook.as_deref() == Some("") {
+            return Err("termination_hook: must not be empty".into());
+        }
+        if self.hook_heartbeat_every.is_zero() {
+            return Err("hook_heartbeat_every: must be above 0".into());
         }
         Ok(())
     }
@@ -382,6 +406,7 @@ impl<E: Ecs, A: AutoScaling> Target for AsgTarget<E, A> {
         let mut state = self.state.lock().await;
         let snap = self.snapshot().await?;
         let done = self.advance(&mut state, &snap).await;
+        self.tend_hooked(&mut state, &snap).await;
         Ok(self.observed(&snap, &state, &done))
     }
 

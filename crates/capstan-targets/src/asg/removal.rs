@@ -21,6 +21,9 @@ pub(super) struct State {
     removal: Option<Removal>,
     /// Container instances (ARN → EC2 instance id) to set ACTIVE again.
     reactivate: BTreeMap<String, String>,
+    /// Instances held by the termination hook (EC2 instance id → when its wait began
+    /// or its heartbeat was last recorded).
+    pub(super) hooked: BTreeMap<String, Timestamp>,
 }
 
 impl State {

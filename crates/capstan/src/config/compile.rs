@@ -1173,11 +1173,24 @@ fn compile_ec2_cluster_target(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<Ta
     let minimum_running = t
         .opt::<BTreeMap<String, u32>>(ctx, "minimum_running")
         .unwrap_or_default();
+    let termination_hook = t.opt::<Str>(ctx, "termination_hook").and_then(|h| {
+        if h.value.trim().is_empty() {
+            ctx.error(&h.span, &t.path_of("termination_hook"), "must not be empty");
+            None
+        } else {
+            Some(h.value)
+        }
+    });
+    let hook_heartbeat_every = t
+        .opt_positive(ctx, "hook_heartbeat_every")
+        .unwrap_or(AsgTargetSpec::DEFAULT_HOOK_HEARTBEAT_EVERY);
     let aws = super::aws::compile_aws(ctx, t);
     let mut target = AsgTargetSpec::new(&cluster?, &group?);
     target.warmup = warmup;
     target.drain_timeout = drain_timeout;
     target.minimum_running = minimum_running;
+    target.termination_hook = termination_hook;
+    target.hook_heartbeat_every = hook_heartbeat_every;
     Some(TargetSpec::Ec2Cluster(Ec2ClusterSpec {
         target,
         region: aws.region,

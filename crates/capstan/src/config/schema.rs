@@ -233,6 +233,8 @@ pub const TARGET_EC2_CLUSTER: &[&str] = &[
     "warmup",
     "drain_timeout",
     "minimum_running",
+    "termination_hook",
+    "hook_heartbeat_every",
     "region",
     "endpoint_url",
     "profile",
