@@ -399,7 +399,9 @@ pub fn plan_removal(
 /// `limit`: each is checked as [`plan_removal`] checks a host, against the cluster as it
 /// will be once the hosts accepted before it are DRAINING (their tasks placed where
 /// planned, counted there for room and for `maximumPercent`, but not as running: ECS
-/// has yet to start them). Gives the removals accepted, in order, and each candidate
+/// has yet to start them). A task planned onto a host that is accepted later moves on
+/// with that host's tasks; each removal's moves are its own tasks, each at its final
+/// place (never a host that goes). Gives the removals accepted, in order, and each candidate
 /// refused with the first reason (one that is not in `hosts` is [`Blocker::Unknown`]).
 /// Candidates past `limit` are not looked at.
 pub fn plan_given(
@@ -433,20 +435,32 @@ pub fn plan_given(
             Err(why) => refused.push((id.to_owned(), why)),
             Ok(moves) => {
                 hosts[at].status = HostStatus::Draining;
-                for (task, to) in &moves {
-                    let Some(t) = tasks.iter_mut().find(|t| &t.id == task) else {
+                let mut own = Vec::with_capacity(moves.len());
+                for (task, to) in moves {
+                    let Some(t) = tasks.iter_mut().find(|t| t.id == task) else {
                         continue;
                     };
-                    if let Some(dest) = hosts.iter_mut().find(|h| h.id == *to) {
+                    if let Some(dest) = hosts.iter_mut().find(|h| h.id == to) {
                         dest.remaining = dest.remaining.minus(t.size);
                         dest.used_ports.extend(t.host_ports.iter().copied());
                     }
-                    t.host = Arc::clone(to);
+                    t.host = Arc::clone(&to);
                     t.running = false;
+                    // A task planned onto this host by an earlier removal moves on: that
+                    // removal's plan gets its final place (ECS never places a task on a
+                    // DRAINING host).
+                    match accepted
+                        .iter_mut()
+                        .flat_map(|r| r.moves.iter_mut())
+                        .find(|(id, _)| *id == task)
+                    {
+                        Some(earlier) => earlier.1 = to,
+                        None => own.push((task, to)),
+                    }
                 }
                 accepted.push(Removal {
                     host: Arc::clone(&hosts[at].id),
-                    moves,
+                    moves: own,
                 });
             }
         }
