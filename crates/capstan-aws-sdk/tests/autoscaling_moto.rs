@@ -25,33 +25,9 @@ fn client(moto: &Moto) -> SdkAutoScaling {
     SdkAutoScaling::new(SharedConfig::ready(config))
 }
 
-/// A launch configuration and a group of `min..=max` at `desired` made with moto's
-/// query API (capstan never creates groups): the group's name.
+/// A group of `min..=max` at `desired` in the test's zone: its name.
 fn create_group(moto: &Moto, name: &str, min: u32, max: u32, desired: u32) -> String {
-    let group = moto.name(name);
-    let config = moto.name(&format!("{name}-lc"));
-    let autoscaling = |params: &[(&str, &str)]| {
-        let mut all = vec![("Version", "2011-01-01")];
-        all.extend_from_slice(params);
-        moto.query("autoscaling", &all)
-    };
-    autoscaling(&[
-        ("Action", "CreateLaunchConfiguration"),
-        ("LaunchConfigurationName", &config),
-        ("ImageId", "ami-12c6146b"),
-        ("InstanceType", "t3.micro"),
-    ]);
-    let (min, max, desired) = (min.to_string(), max.to_string(), desired.to_string());
-    autoscaling(&[
-        ("Action", "CreateAutoScalingGroup"),
-        ("AutoScalingGroupName", &group),
-        ("LaunchConfigurationName", &config),
-        ("MinSize", &min),
-        ("MaxSize", &max),
-        ("DesiredCapacity", &desired),
-        ("AvailabilityZones.member.1", ZONE),
-    ]);
-    group
+    moto.autoscaling_group(name, ZONE, min, max, desired)
 }
 
 fn ids(group: &AutoScalingGroup) -> BTreeSet<String> {

@@ -113,6 +113,48 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// A launch configuration and an Auto Scaling group of `min..=max` instances at
+    /// `desired`, in `zone`, made with the query API (capstan never creates groups):
+    /// the group's name (`name` made unique, see [`Moto::name`]).
+    ///
+    /// # Panics
+    /// If moto refuses a call.
+    pub fn autoscaling_group(
+        &self,
+        name: &str,
+        zone: &str,
+        min: u32,
+        max: u32,
+        desired: u32,
+    ) -> String {
+        let group = self.name(name);
+        let launch = self.name(&format!("{name}-lc"));
+        let autoscaling = |params: &[(&str, &str)]| {
+            let mut all = vec![("Version", "2011-01-01")];
+            all.extend_from_slice(params);
+            self.query("autoscaling", &all)
+        };
+        autoscaling(&[
+            ("Action", "CreateLaunchConfiguration"),
+            ("LaunchConfigurationName", &launch),
+            ("ImageId", "ami-12c6146b"),
+            ("InstanceType", "t3.micro"),
+        ]);
+        let (min, max, desired) = (min.to_string(), max.to_string(), desired.to_string());
+        autoscaling(&[
+            ("Action", "CreateAutoScalingGroup"),
+            ("AutoScalingGroupName", &group),
+            ("LaunchConfigurationName", &launch),
+            ("MinSize", &min),
+            ("MaxSize", &max),
+            ("DesiredCapacity", &desired),
+            ("AvailabilityZones.member.1", zone),
+        ]);
+        group
+    }
+}
+
 /// An `Authorization` header line naming `service` in its credential scope (moto routes
 /// by it; it checks no signature).
 pub(crate) fn auth_header(service: &str) -> String {

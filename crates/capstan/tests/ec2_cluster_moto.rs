@@ -64,33 +64,9 @@ datapoints = {{ out = 1, in = 1 }}
     )
 }
 
-/// A launch configuration and a group of `min..=max` at `desired`, made with moto's
-/// query API (capstan never creates groups): the group's name.
+/// A group of `min..=max` at `desired` in the test's zone: its name.
 fn create_group(moto: &Moto, name: &str, min: u32, max: u32, desired: u32) -> String {
-    let group = moto.name(name);
-    let launch = moto.name(&format!("{name}-lc"));
-    let autoscaling = |params: &[(&str, &str)]| {
-        let mut all = vec![("Version", "2011-01-01")];
-        all.extend_from_slice(params);
-        moto.query("autoscaling", &all)
-    };
-    autoscaling(&[
-        ("Action", "CreateLaunchConfiguration"),
-        ("LaunchConfigurationName", &launch),
-        ("ImageId", "ami-12c6146b"),
-        ("InstanceType", "t3.micro"),
-    ]);
-    let (min, max, desired) = (min.to_string(), max.to_string(), desired.to_string());
-    autoscaling(&[
-        ("Action", "CreateAutoScalingGroup"),
-        ("AutoScalingGroupName", &group),
-        ("LaunchConfigurationName", &launch),
-        ("MinSize", &min),
-        ("MaxSize", &max),
-        ("DesiredCapacity", &desired),
-        ("AvailabilityZones.member.1", ZONE),
-    ]);
-    group
+    moto.autoscaling_group(name, ZONE, min, max, desired)
 }
 
 /// The test's own SDK clients on moto.
