@@ -580,47 +580,50 @@ async fn a_host_whose_tasks_do_not_fit_elsewhere_is_refused() {
     assert_eq!(fx.running_tasks(), 5);
 }
 
-/// A host goes only while the service keeps its minimum healthy count on the other
-/// hosts, or can start replacements first.
-#[tokio::test]
-async fn a_host_goes_only_while_its_service_keeps_its_minimum() {
-    // 6 tasks on 3 hosts (2 each); minimum 90 % (6 tasks), maximum 100 %: ECS can
-    // neither stop a task first nor start its replacement first, so no host may go.
+/// A scale-in of a host with 2 of the service's 6 tasks (2 per host on 3 hosts), the
+/// service at `minimum_percent` (maximum 100 %) and the target's `minimum_running` for
+/// it: the victim and the refusal, once checked that every host stayed ACTIVE.
+async fn refused_at_minimum(
+    minimum_percent: u32,
+    minimum_running: Option<u32>,
+) -> (String, String) {
     let mut s = setup(3, 6);
-    s.service.minimum_healthy_percent = 90;
+    s.service.minimum_healthy_percent = minimum_percent;
     s.service.maximum_percent = 100;
+    if let Some(n) = minimum_running {
+        s.spec.minimum_running.insert(SERVICE.into(), n);
+    }
     let fx = s.build();
     let victim = fx.host_with(2);
     let e = failed_reason(
         fx.target
             .scale_in(2, &[TaskId::from(victim.as_str())])
             .await,
-    );
-    assert!(
-        e.contains(&format!(
-            "{victim}: service {SERVICE} would run 4 tasks, below its minimum of 6"
-        )),
-        "{e}"
     );
     assert!(
         fx.hosts()
             .values()
             .all(|(s, _)| *s == ContainerInstanceStatus::Active)
     );
+    (victim, e)
+}
 
+/// A host goes only while the service keeps its minimum healthy count on the other
+/// hosts, or can start replacements first.
+#[tokio::test]
+async fn a_host_goes_only_while_its_service_keeps_its_minimum() {
+    // 6 tasks on 3 hosts (2 each); minimum 90 % (6 tasks), maximum 100 %: ECS can
+    // neither stop a task first nor start its replacement first, so no host may go.
+    let (victim, e) = refused_at_minimum(90, None).await;
+    assert!(
+        e.contains(&format!(
+            "{victim}: service {SERVICE} would run 4 tasks, below its minimum of 6"
+        )),
+        "{e}"
+    );
     // Minimum 50 % (3 of 6), but the target keeps at least 5 of this service running:
     // refused.
-    let mut s = setup(3, 6);
-    s.service.minimum_healthy_percent = 50;
-    s.service.maximum_percent = 100;
-    s.spec.minimum_running.insert(SERVICE.into(), 5);
-    let fx = s.build();
-    let victim = fx.host_with(2);
-    let e = failed_reason(
-        fx.target
-            .scale_in(2, &[TaskId::from(victim.as_str())])
-            .await,
-    );
+    let (victim, e) = refused_at_minimum(50, Some(5)).await;
     assert!(
         e.contains(&format!(
             "{victim}: service {SERVICE} would run 4 tasks, below its minimum of 5"
