@@ -1,7 +1,8 @@
 //! The scale-in workflow: the durable state machine that stops exactly the chosen
-//! victims of one scale-in, cutting nobody off.
+//! victims of one scale-in, cutting nobody off. It has two kinds ([`Kind`]): the
+//! tasks of an ECS service, and the hosts of an EC2 cluster.
 //!
-//! Steps, in order ([`Step`]):
+//! Steps of a task scale-in, in order ([`Step`]):
 //!
 //! 1. **mark draining**: the work registry refuses new sessions and workloads on the
 //!    victims (`409`), so the application routes new work elsewhere;
@@ -25,6 +26,24 @@
 //! to who is connected; `StopTask` alone makes ECS start replacements; and ECS refuses
 //! to protect more tasks than the desired count, so the others are protected before the
 //! count drops, and the victims (unprotected) are the only ones ECS may stop.
+//!
+//! Steps of a host removal ([`Kind::Hosts`], victims are EC2 instance ids):
+//!
+//! 1. **mark draining**: their container instances are set DRAINING, so ECS moves
+//!    their service tasks to the other hosts within each service's minimum healthy
+//!    percent;
+//! 2. **wait drained**: checked every `check_every` until every victim holds no task
+//!    and every service that had a task on them runs at least its minimum elsewhere,
+//!    at most `drain_timeout`;
+//! 3. **recheck**: a victim still holding tasks, gone, or set ACTIVE by someone else
+//!    is kept (set ACTIVE again when it was still DRAINING);
+//! 4. **terminate** each victim left through its Auto Scaling group, lowering the
+//!    desired capacity; a victim already terminating is not terminated again, and
+//!    one that cannot be proven empty at that moment is kept instead;
+//! 5. **done**.
+//!
+//! A scale-out cancels a host removal before **terminate**: **undo** sets its hosts
+//! ACTIVE again.
 //!
 //! Before **protect**, a scale-out cancels the workflow: the **undo** step registers
 //! the victims again and un-marks them, then the workflow is cancelled. From **protect**
@@ -64,6 +83,8 @@ pub enum Step {
     LowerDesired,
     /// The victims are stopped.
     StopTasks,
+    /// The host victims are terminated through their Auto Scaling group.
+    Terminate,
     /// The temporary protection is released.
     Release,
     /// A cancelled workflow puts its victims back (registered, not draining).
@@ -74,7 +95,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 11] = [
         Step::MarkDraining,
         Step::Deregister,
         Step::WaitDrained,
@@ -82,6 +103,7 @@ impl Step {
         Step::Protect,
         Step::LowerDesired,
         Step::StopTasks,
+        Step::Terminate,
         Step::Release,
         Step::Undo,
         Step::Done,
@@ -97,30 +119,51 @@ impl Step {
             Step::Protect => "protect",
             Step::LowerDesired => "lower_desired",
             Step::StopTasks => "stop_tasks",
+            Step::Terminate => "terminate",
             Step::Release => "release",
             Step::Undo => "undo",
             Step::Done => "done",
         }
     }
 
-    /// The step after this one on the way to done.
-    fn next(self) -> Step {
-        match self {
-            Step::MarkDraining => Step::Deregister,
-            Step::Deregister => Step::WaitDrained,
-            Step::WaitDrained => Step::Recheck,
-            Step::Recheck => Step::Protect,
-            Step::Protect => Step::LowerDesired,
-            Step::LowerDesired => Step::StopTasks,
-            Step::StopTasks => Step::Release,
-            Step::Release | Step::Undo | Step::Done => Step::Done,
+    /// The step after this one on the way to done, in a workflow of `kind`.
+    fn next(self, kind: Kind) -> Step {
+        match (kind, self) {
+            (Kind::Tasks, Step::MarkDraining) => Step::Deregister,
+            (Kind::Tasks, Step::Deregister) => Step::WaitDrained,
+            (Kind::Tasks, Step::WaitDrained) => Step::Recheck,
+            (Kind::Tasks, Step::Recheck) => Step::Protect,
+            (Kind::Tasks, Step::Protect) => Step::LowerDesired,
+            (Kind::Tasks, Step::LowerDesired) => Step::StopTasks,
+            (Kind::Tasks, Step::StopTasks) => Step::Release,
+            (Kind::Hosts, Step::MarkDraining | Step::Deregister) => Step::WaitDrained,
+            (Kind::Hosts, Step::WaitDrained) => Step::Recheck,
+            (Kind::Hosts, Step::Recheck | Step::Protect | Step::LowerDesired) => Step::Terminate,
+            (_, Step::StopTasks | Step::Terminate | Step::Release | Step::Undo | Step::Done) => {
+                Step::Done
+            }
         }
     }
 
-    /// Whether a scale-out may still cancel the workflow at this step.
-    pub fn cancellable(self) -> bool {
-        self < Step::Protect
+    /// Whether a scale-out may still cancel a workflow of `kind` at this step: a task
+    /// scale-in before **protect**, a host removal before **terminate**.
+    pub fn cancellable(self, kind: Kind) -> bool {
+        match kind {
+            Kind::Tasks => self < Step::Protect,
+            Kind::Hosts => self < Step::Terminate,
+        }
     }
+}
+
+/// What a workflow removes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The tasks of an ECS service (the victims are task ARNs).
+    #[default]
+    Tasks,
+    /// The hosts of an EC2 cluster (the victims are EC2 instance ids).
+    Hosts,
 }
 
 /// Where the workflow stands.
@@ -252,7 +295,10 @@ pub struct Event {
 pub struct Workflow {
     /// Unique id.
     pub id: String,
-    /// The service.
+    /// What it removes.
+    #[serde(default)]
+    pub kind: Kind,
+    /// The service (for a host removal, the EC2 cluster target).
     pub service: String,
     /// The desired count when it was decided.
     pub from: u32,
@@ -268,13 +314,17 @@ pub struct Workflow {
     pub attempts: u32,
     /// The current step runs no earlier than this (a wait or a retry backoff).
     pub not_before: Option<Timestamp>,
-    /// When the victims were deregistered.
+    /// When the victims were deregistered (a host removal: set DRAINING).
     pub deregistered_at: Option<Timestamp>,
     /// The tasks this workflow protected (to release at the end).
     #[serde(default)]
     pub protected: Vec<TaskId>,
     /// The desired count seen just before lowering it.
     pub lowered_from: Option<u32>,
+    /// A host removal: the services that had a task on the victims when they were
+    /// chosen (each must be back at its minimum before a host goes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
     /// When it was created.
     pub created_at: Timestamp,
 }
@@ -299,6 +349,7 @@ impl Workflow {
         );
         let w = Self {
             id,
+            kind: Kind::Tasks,
             service: service.to_owned(),
             from,
             to,
@@ -317,9 +368,29 @@ impl Workflow {
             deregistered_at: None,
             protected: Vec::new(),
             lowered_from: None,
+            services: Vec::new(),
             created_at: now,
         };
         let event = w.event(now, "created", detail);
+        (w, event)
+    }
+
+    /// A host removal of the EC2 cluster target `target`, from desired capacity `from`
+    /// to `to`, terminating `hosts` (EC2 instance ids) once drained; `services` had a
+    /// task on them.
+    pub fn hosts(
+        id: String,
+        target: &str,
+        from: u32,
+        to: u32,
+        hosts: Vec<TaskId>,
+        services: Vec<String>,
+        now: Timestamp,
+    ) -> (Self, Event) {
+        let (mut w, mut event) = Self::new(id, target, from, to, hosts, now);
+        w.kind = Kind::Hosts;
+        w.services = services;
+        event.detail = event.detail.replacen("victims", "hosts", 1);
         (w, event)
     }
 
@@ -388,17 +459,22 @@ impl Workflow {
                 let mut events = vec![self.event(now, "done", String::new())];
                 self.attempts = 0;
                 self.not_before = None;
-                if self.step == Step::Deregister && self.deregistered_at.is_none() {
+                let drain_starts = match self.kind {
+                    Kind::Tasks => Step::Deregister,
+                    Kind::Hosts => Step::MarkDraining,
+                };
+                if self.step == drain_starts && self.deregistered_at.is_none() {
                     self.deregistered_at = Some(now);
                 }
-                self.step = match self.step {
+                self.step = match (self.kind, self.step) {
                     // Nothing left to stop: release what was protected, if anything.
-                    Step::Recheck | Step::Protect | Step::LowerDesired | Step::StopTasks
-                        if self.remaining_count() == 0 =>
-                    {
-                        Step::Release
-                    }
-                    step => step.next(),
+                    (
+                        Kind::Tasks,
+                        Step::Recheck | Step::Protect | Step::LowerDesired | Step::StopTasks,
+                    ) if self.remaining_count() == 0 => Step::Release,
+                    // No host left to remove.
+                    (Kind::Hosts, _) if self.remaining_count() == 0 => Step::Done,
+                    (kind, step) => step.next(kind),
                 };
                 if self.step == Step::Done {
                     let undone = self.victims.iter().all(|v| v.kept.is_some());
@@ -504,7 +580,7 @@ impl Workflow {
     /// victim is kept and the **undo** step puts them back. Gives the journal line, or
     /// `None` when it is too late to cancel (or already over).
     pub fn cancel(&mut self, now: Timestamp) -> Option<Event> {
-        if !self.is_active() || !self.step.cancellable() {
+        if !self.is_active() || !self.step.cancellable(self.kind) {
             return None;
         }
         for v in &mut self.victims {
@@ -692,6 +768,92 @@ mod tests {
         let json = serde_json::to_string(&w).unwrap();
         let back: Workflow = serde_json::from_str(&json).unwrap();
         assert_eq!(back, w);
+    }
+
+    fn hosts() -> Workflow {
+        Workflow::hosts(
+            "hosts-1".into(),
+            "cluster",
+            4,
+            2,
+            vec!["i-1".into(), "i-2".into()],
+            vec!["api".into()],
+            t(0),
+        )
+        .0
+    }
+
+    #[test]
+    fn a_host_removal_drains_then_terminates() {
+        let s = WorkflowSettings::default();
+        let mut w = hosts();
+        assert_eq!(w.kind, Kind::Hosts);
+        let mut seen = vec![w.step];
+        while w.is_running() {
+            w.record(Outcome::Done, t(seen.len() as u64), &s);
+            seen.push(w.step);
+        }
+        assert_eq!(
+            seen,
+            vec![
+                Step::MarkDraining,
+                Step::WaitDrained,
+                Step::Recheck,
+                Step::Terminate,
+                Step::Done
+            ]
+        );
+        assert_eq!(w.status, Status::Done);
+        assert_eq!(
+            w.deregistered_at,
+            Some(t(1)),
+            "drain starts at mark draining"
+        );
+        assert_eq!(w.target_count(), 2);
+    }
+
+    #[test]
+    fn a_host_removal_with_every_host_kept_ends_without_terminating() {
+        let s = WorkflowSettings::default();
+        let mut w = hosts();
+        w.record(Outcome::Done, t(0), &s);
+        w.record(Outcome::Done, t(1), &s);
+        assert_eq!(w.step, Step::Recheck);
+        w.keep(&"i-1".into(), "still holds 2 tasks", t(2));
+        w.keep(&"i-2".into(), "gone", t(2));
+        w.record(Outcome::Done, t(2), &s);
+        assert_eq!((w.step, &w.status), (Step::Done, &Status::Done));
+        assert_eq!(w.target_count(), 4);
+    }
+
+    #[test]
+    fn a_host_removal_is_cancelled_before_terminate_only() {
+        let s = WorkflowSettings::default();
+        let mut w = hosts();
+        for i in 0..3 {
+            w.record(Outcome::Done, t(i), &s);
+        }
+        assert_eq!(w.step, Step::Terminate);
+        assert!(w.cancel(t(4)).is_none(), "terminating: runs to its end");
+        let mut w = hosts();
+        w.record(Outcome::Done, t(0), &s);
+        assert!(w.cancel(t(1)).is_some());
+        assert_eq!(w.step, Step::Undo);
+        w.record(Outcome::Done, t(2), &s);
+        assert_eq!(w.status, Status::Cancelled);
+    }
+
+    #[test]
+    fn a_task_workflow_stored_before_kinds_existed_reads_as_tasks() {
+        let mut json = serde_json::to_value(wf()).unwrap();
+        let obj = json.as_object_mut().unwrap();
+        assert_eq!(obj.remove("kind"), Some(serde_json::json!("tasks")));
+        assert!(!obj.contains_key("services"), "empty: not written");
+        let back: Workflow = serde_json::from_value(json).unwrap();
+        assert_eq!(back, wf());
+        let h = hosts();
+        let back: Workflow = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+        assert_eq!(back, h);
     }
 
     fn outcome() -> impl Strategy<Value = Outcome> {

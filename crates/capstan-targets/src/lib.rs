@@ -12,8 +12,10 @@
 //! - [`process`]: the local-process target.
 //! - [`ecs`]: the ECS service target (safe, session-aware scale-in).
 //! - [`asg`]: the EC2 cluster host target (safe host removal: drain, then terminate).
+//! - [`durable`]: the durable workflow engine both scale-ins run in.
 
 pub mod asg;
+pub mod durable;
 pub mod ecs;
 pub mod process;
 pub mod spec;

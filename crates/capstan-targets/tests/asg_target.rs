@@ -834,18 +834,28 @@ async fn aws_faults_surface_as_failed() {
     ));
     let e = failed_reason(fx.target.scale_in(2, &victims).await);
     assert!(
-        e.starts_with("UpdateContainerInstancesState: access denied"),
+        e.contains("failed at mark_draining: UpdateContainerInstancesState: access denied"),
         "{e}"
     );
-    assert!(fx.target.removal_in_progress().await.is_none());
+    // The failed removal holds the target, visible, until redriven.
+    let progress = fx.target.removal_in_progress().await.unwrap();
+    assert!(progress.error.unwrap().contains("access denied"));
     assert!(
         fx.hosts()
             .values()
             .all(|(s, _)| *s == ContainerInstanceStatus::Active)
     );
+    let e = failed_reason(fx.target.scale_in(2, &victims).await);
+    assert!(e.contains("failed at mark_draining"), "{e}");
 
-    // A failing termination is retried at the next observations; the host goes once.
-    fx.target.scale_in(2, &victims).await.unwrap();
+    // Redriven; a failing termination is retried at the next observations; the host
+    // goes once.
+    fx.target.redrive(&progress.workflow).await.unwrap();
+    fx.observe().await;
+    assert_eq!(
+        fx.hosts()[&*victims[0].0].0,
+        ContainerInstanceStatus::Draining
+    );
     fx.world.inject_fault(FaultRule::times(
         "TerminateInstanceInAutoScalingGroup",
         AwsErrorKind::Server,

@@ -99,7 +99,9 @@ use tokio::sync::Mutex;
 
 use crate::{Observed, Target, TargetError};
 
-use removal::{Advanced, State};
+use crate::durable::Durable;
+use capstan_core::workflow::WorkflowSettings;
+use removal::State;
 
 /// The settings of an EC2 cluster host target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,10 +174,14 @@ impl AsgTargetSpec {
 pub struct RemovalProgress {
     /// The desired capacity it scales in to.
     pub to: u32,
-    /// The hosts (EC2 instance ids) still draining.
+    /// The hosts (EC2 instance ids) it still removes.
     pub draining: Vec<TaskId>,
-    /// Hosts terminated by it so far.
-    pub terminated: u32,
+    /// Its workflow's id.
+    pub workflow: String,
+    /// Its current step.
+    pub step: &'static str,
+    /// Why it failed, if it did (it holds the target until redriven).
+    pub error: Option<String>,
 }
 
 /// Scales the hosts of one ECS cluster. See the [module docs](self).
@@ -190,9 +196,11 @@ pub struct AsgTarget<E, A> {
     asg: A,
     /// Where "now" comes from (warm-up, drain timeout).
     clock: Arc<dyn Clock>,
-    /// The removal in progress and the hosts still to set ACTIVE again. Held for the
-    /// whole of each operation, so operations on one target run one at a time.
+    /// What the termination hook waits on. Held for the whole of each operation, so
+    /// operations on one target run one at a time.
     state: Mutex<State>,
+    /// The host removal workflow (see `removal`).
+    durable: Durable,
 }
 
 impl<E, A> std::fmt::Debug for AsgTarget<E, A> {
@@ -206,7 +214,7 @@ impl<E, A> std::fmt::Debug for AsgTarget<E, A> {
 
 /// What one observation read.
 #[derive(Debug)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     /// The group.
     group: AutoScalingGroup,
     /// The cluster's container instances, by EC2 instance id.
@@ -281,6 +289,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
             asg,
             clock: Arc::new(SystemClock),
             state: Mutex::new(State::default()),
+            durable: Durable::in_memory(WorkflowSettings::default()),
         }
     }
 
@@ -296,9 +305,9 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
         &self.spec
     }
 
-    /// The host removal in progress, if any.
+    /// The host removal holding the target (running or failed), if any.
     pub async fn removal_in_progress(&self) -> Option<RemovalProgress> {
-        self.state.lock().await.progress()
+        self.progress()
     }
 
     /// A [`TargetError::Failed`] of this target.
@@ -345,14 +354,11 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
         Ok(Snapshot { group, hosts })
     }
 
-    /// The hosts and capacity to report, given what this observation's step of the
-    /// removal did after the snapshot was taken.
-    fn observed(&self, snap: &Snapshot, state: &State, done: &Advanced) -> Observed {
+    /// The hosts and capacity to report.
+    fn observed(&self, snap: &Snapshot) -> Observed {
         let now = self.clock.now();
         let mut capacity = Capacity {
-            desired: state
-                .reported_desired()
-                .unwrap_or_else(|| snap.group.desired.saturating_sub(done.terminated)),
+            desired: self.reported_desired().unwrap_or(snap.group.desired),
             running: 0,
             pending: 0,
         };
@@ -361,10 +367,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
             .instances
             .iter()
             .filter_map(|i| {
-                let mut state = snap.state(i)?;
-                if state == TaskState::Draining && done.reactivated.contains(&i.instance_id) {
-                    state = TaskState::Running;
-                }
+                let state = snap.state(i)?;
                 match state {
                     TaskState::Running => capacity.running += 1,
                     TaskState::Pending => capacity.pending += 1,
@@ -400,37 +403,40 @@ impl<E: Ecs, A: AutoScaling> Target for AsgTarget<E, A> {
         &self.name
     }
 
-    /// Reads the group and its hosts, and moves the removal in progress along (its
-    /// errors are logged and retried on the next observation).
+    /// Reads the group and its hosts, and runs the removal's due steps (read again
+    /// after a step ran, so what is reported follows it).
     async fn observe(&self) -> Result<Observed, TargetError> {
         let mut state = self.state.lock().await;
-        let snap = self.snapshot().await?;
-        let done = self.advance(&mut state, &snap).await;
+        let mut snap = self.snapshot().await?;
+        if self.drive_removal(&snap).await? {
+            snap = self.snapshot().await?;
+        }
         self.tend_hooked(&mut state, &snap).await;
-        Ok(self.observed(&snap, &state, &done))
+        Ok(self.observed(&snap))
     }
 
     /// Cancels a removal in progress, then raises the group's desired capacity to
     /// `desired` (at most its max), unless an instance is still warming up.
     async fn scale_out(&self, desired: u32) -> Result<(), TargetError> {
-        let mut state = self.state.lock().await;
-        self.scale_out_locked(&mut state, desired).await
+        let _state = self.state.lock().await;
+        self.scale_out_locked(desired).await
     }
 
     /// Starts the safe removal of `victims` (EC2 instance ids) of the module docs.
     /// Returns once they are DRAINING; the rest goes on at each observation.
     async fn scale_in(&self, desired: u32, victims: &[TaskId]) -> Result<(), TargetError> {
-        let mut state = self.state.lock().await;
-        self.scale_in_locked(&mut state, desired, victims).await
+        let _state = self.state.lock().await;
+        self.scale_in_locked(desired, victims).await
     }
 
-    /// Leaves the group as it is. A removal in progress lives only in memory, so its
-    /// hosts still DRAINING are set ACTIVE again (their tasks already moved stay where
-    /// they are); hosts already terminated stay terminated. Best effort: errors are
-    /// logged.
+    /// Leaves the group as it is. A removal kept in a durable journal is left for the
+    /// next capstan. One kept in memory would be lost: if it may still be cancelled,
+    /// its hosts still DRAINING are set ACTIVE again (their tasks already moved stay
+    /// where they are); one already terminating is left to finish. Best effort: errors
+    /// are logged.
     async fn shutdown(&self) {
-        let mut state = self.state.lock().await;
-        self.abandon(&mut state).await;
+        let _state = self.state.lock().await;
+        self.abandon().await;
     }
 }
 

@@ -1,109 +1,47 @@
-//! The host removal in progress of an EC2 cluster target, and the hosts it still owes
-//! an ACTIVE state: started by `scale_in`, moved along by each observation, cancelled
-//! by `scale_out` and by shutdown. In memory only.
+//! The host removal of an EC2 cluster target, as a durable workflow
+//! ([`Kind::Hosts`](capstan_core::workflow::Kind::Hosts) in the engine of
+//! [`crate::durable`]): `scale_in` checks the victims and starts it, each observation
+//! runs its due steps, `scale_out` cancels it while it may be cancelled, `redrive`
+//! resumes a failed one. Its state and journal are written before and after every
+//! step, so a capstan that crashes resumes it where it stopped (with a durable
+//! journal), and no step is done twice:
+//!
+//! - **mark draining** sets the victims' container instances DRAINING (those already
+//!   DRAINING are left; one ECS refuses is kept);
+//! - **wait drained** waits until every victim holds no task and every service that
+//!   had a task on them runs at least its minimum, at most `drain_timeout`;
+//! - **recheck** keeps (and sets ACTIVE again where it is still DRAINING) a victim
+//!   that is not empty, gone, terminated by someone else or set ACTIVE by someone
+//!   else; at the timeout with a service still below its minimum, every victim is kept
+//!   (the replacements may need their room);
+//! - **terminate** calls `TerminateInstanceInAutoScalingGroup` with
+//!   `ShouldDecrementDesiredCapacity` for each victim left, after checking it once
+//!   more: one already terminating (a retry after a crash) is not terminated again,
+//!   and one not proven empty (an ACTIVE or non-empty container instance, an instance
+//!   in service without one) is kept instead. A launching victim (no container
+//!   instance yet) holds no task and is terminated.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use capstan_aws_api::limits::UPDATE_CONTAINER_INSTANCES_STATE;
 use capstan_aws_api::{AutoScaling, ContainerInstanceStatus, Ecs, InstanceLifecycleState};
 use capstan_core::Timestamp;
-use capstan_core::clock::elapsed;
+use capstan_core::clock::{add, elapsed};
 use capstan_core::model::TaskId;
+use capstan_core::workflow::{Event, Outcome, Status, Step, Workflow, WorkflowSettings};
 
 use super::{AsgTarget, RemovalProgress, Snapshot, is_empty, tasks_on};
 use crate::TargetError;
 use crate::count;
+use crate::durable::{Durable, Failpoint, Journal, Steps, aws_outcome};
 
-/// What the target remembers between calls.
+/// What the target remembers between calls, besides its workflow.
 #[derive(Debug, Default)]
 pub(super) struct State {
-    /// The removal in progress.
-    removal: Option<Removal>,
-    /// Container instances (ARN → EC2 instance id) to set ACTIVE again.
-    reactivate: BTreeMap<String, String>,
     /// Instances held by the termination hook (EC2 instance id → when its wait began
     /// or its heartbeat was last recorded).
     pub(super) hooked: BTreeMap<String, Timestamp>,
-}
-
-impl State {
-    /// The removal in progress, as reported outside.
-    pub(super) fn progress(&self) -> Option<RemovalProgress> {
-        self.removal.as_ref().map(|r| RemovalProgress {
-            to: r.to(),
-            draining: r
-                .victims
-                .iter()
-                .map(|v| TaskId::from(v.instance_id.as_str()))
-                .collect(),
-            terminated: r.terminated,
-        })
-    }
-
-    /// The desired capacity to report while a removal is in progress.
-    pub(super) fn reported_desired(&self) -> Option<u32> {
-        self.removal.as_ref().map(Removal::to)
-    }
-}
-
-/// One removal in progress.
-#[derive(Debug)]
-struct Removal {
-    /// The desired capacity asked for.
-    requested: u32,
-    /// The group's desired capacity when it started.
-    base: u32,
-    /// The hosts still to terminate.
-    victims: Vec<Victim>,
-    /// Hosts it terminated so far.
-    terminated: u32,
-}
-
-impl Removal {
-    /// The desired capacity it scales in to: lowered by the hosts still in it and
-    /// those terminated, never below the count asked for.
-    fn to(&self) -> u32 {
-        self.base
-            .saturating_sub(count(self.victims.len()).saturating_add(self.terminated))
-            .max(self.requested)
-    }
-}
-
-/// One host being removed.
-#[derive(Debug)]
-struct Victim {
-    /// EC2 instance id.
-    instance_id: String,
-    /// Its container instance, set DRAINING by us; `None` for an instance still
-    /// launching (nothing to drain).
-    host: Option<String>,
-    /// When it was chosen.
-    since: Timestamp,
-}
-
-/// What to do with a victim after looking at it.
-#[derive(Debug)]
-enum Step {
-    /// Still draining.
-    Wait,
-    /// Terminated now.
-    Terminated,
-    /// Out of the removal, kept; `reactivate`: set its container instance ACTIVE again.
-    Drop {
-        /// Why.
-        why: String,
-        /// Whether to set it ACTIVE again.
-        reactivate: bool,
-    },
-}
-
-/// What one observation's step of the removal did (its snapshot predates it).
-#[derive(Debug, Default)]
-pub(super) struct Advanced {
-    /// Hosts terminated now.
-    pub terminated: u32,
-    /// Hosts (EC2 instance ids) set ACTIVE again now.
-    pub reactivated: BTreeSet<String>,
 }
 
 /// An instance of the group still warming up at `now`, and why. Its age is counted
@@ -156,29 +94,112 @@ struct Picked {
 }
 
 impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
+    /// The same target, keeping its host removals in `journal` with `settings`
+    /// (`check_every`, retries; the drain timeout is the spec's) instead of in memory;
+    /// an active removal of this target found there is resumed at the next
+    /// observation.
+    pub fn with_workflows(
+        mut self,
+        journal: Arc<dyn Journal>,
+        settings: WorkflowSettings,
+    ) -> Result<Self, String> {
+        let current = journal.active(&self.name)?.into_iter().next();
+        let failpoint = self.durable.failpoint.take();
+        self.durable = Durable::new(journal, false, settings, current);
+        self.durable.failpoint = failpoint;
+        Ok(self)
+    }
+
+    /// Installs a failpoint (tests: a crash at a step boundary).
+    #[must_use]
+    pub fn with_failpoint(mut self, failpoint: Failpoint) -> Self {
+        self.durable.failpoint = Some(failpoint);
+        self
+    }
+
+    /// The host removal holding the target (running or failed), if any.
+    pub fn workflow(&self) -> Option<Workflow> {
+        self.durable.current()
+    }
+
+    /// Resumes the failed host removal `id` from the step it failed at.
+    pub async fn redrive(&self, id: &str) -> Result<Workflow, TargetError> {
+        let d = self.live()?;
+        let _state = self.state.lock().await;
+        d.redrive(&self.name, id, self.clock.now())
+    }
+
+    /// The workflows, unless a failpoint stopped the target.
+    pub(super) fn live(&self) -> Result<&Durable, TargetError> {
+        if self.durable.is_dead() {
+            return Err(self.fail("stopped at a failpoint"));
+        }
+        Ok(&self.durable)
+    }
+
+    /// The removal in progress, as reported outside.
+    pub(super) fn progress(&self) -> Option<RemovalProgress> {
+        let w = self.durable.current()?;
+        Some(RemovalProgress {
+            to: w.target_count(),
+            draining: w.remaining().map(|v| v.task.clone()).collect(),
+            workflow: w.id.clone(),
+            step: w.step.as_str(),
+            error: match &w.status {
+                Status::Failed { error } => Some(error.clone()),
+                _ => None,
+            },
+        })
+    }
+
+    /// The desired capacity to report while a removal holds the target: what it will
+    /// leave (none while it is being undone).
+    pub(super) fn reported_desired(&self) -> Option<u32> {
+        self.durable
+            .current()
+            .filter(|w| w.step != Step::Undo)
+            .map(|w| w.target_count())
+    }
+
+    /// Runs the removal's due steps on `snap`; whether any step ran.
+    pub(super) async fn drive_removal(&self, snap: &Snapshot) -> Result<bool, TargetError> {
+        let d = self.live()?;
+        let before = d.current();
+        if before.as_ref().is_none_or(|w| !w.due(self.clock.now())) {
+            return Ok(false);
+        }
+        d.drive(self, snap).await?;
+        Ok(d.current() != before)
+    }
+
     /// `scale_out` with the state locked.
-    pub(super) async fn scale_out_locked(
-        &self,
-        state: &mut State,
-        desired: u32,
-    ) -> Result<(), TargetError> {
-        let snap = self.snapshot().await?;
-        let group = &snap.group;
-        let reported = state.reported_desired().unwrap_or(group.desired);
+    pub(super) async fn scale_out_locked(&self, desired: u32) -> Result<(), TargetError> {
+        let d = self.live()?;
+        let mut snap = self.snapshot().await?;
+        let reported = self.reported_desired().unwrap_or(snap.group.desired);
         if desired < reported {
             return Err(self.invalid(format!(
                 "scale out to {desired} is below the desired capacity {reported}; scale in instead"
             )));
         }
-        if let Some(r) = state.removal.take() {
-            tracing::info!(target_name = %self.name, to = desired, draining = r.victims.len(), "scale-out cancels the host removal in progress");
-            for v in r.victims {
-                if let Some(host) = v.host {
-                    state.reactivate.insert(host, v.instance_id);
-                }
+        if let Some(mut w) = d.current() {
+            if let Some(event) = w.cancel(self.clock.now()) {
+                tracing::info!(target_name = %self.name, workflow = %w.id, to = desired, "scale-out cancels the host removal in progress");
+                d.save(&self.name, &w, &[event])?;
+                d.set(Some(w));
             }
+            d.drive(self, &snap).await?;
+            if let Some(w) = d.current() {
+                return Err(self.fail(format!(
+                    "scale-out to {desired} waits: host removal {} ({} at {}) is past its last chance to cancel",
+                    w.id,
+                    w.status.as_str(),
+                    w.step.as_str()
+                )));
+            }
+            snap = self.snapshot().await?;
         }
-        self.flush(state).await;
+        let group = &snap.group;
         if desired <= group.desired {
             return Ok(());
         }
@@ -209,18 +230,21 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
     /// `scale_in` with the state locked.
     pub(super) async fn scale_in_locked(
         &self,
-        state: &mut State,
         desired: u32,
         victims: &[TaskId],
     ) -> Result<(), TargetError> {
         self.spec.validate().map_err(|e| self.invalid(e))?;
-        if let Some(r) = &state.removal {
-            if r.to() == desired {
+        let d = self.live()?;
+        if let Some(w) = d.current() {
+            if w.to == desired && w.is_running() {
                 return Ok(());
             }
             return Err(self.fail(format!(
-                "scale-in to {desired} waits: the host removal down to {} is still in progress",
-                r.to()
+                "scale-in to {desired} waits: the host removal {} down to {} is still in progress ({} at {})",
+                w.id,
+                w.target_count(),
+                w.status.as_str(),
+                w.step.as_str()
             )));
         }
         let snap = self.snapshot().await?;
@@ -242,16 +266,19 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
         }
         let drop = usize::try_from((current - desired).min(room)).unwrap_or(usize::MAX);
         let mut picked = self.pick(&snap, victims, drop);
-        let (fitting, refused) = self
+        let checked = self
             .safe_to_remove(&snap, std::mem::take(&mut picked.active))
             .await?;
-        picked
-            .refused
-            .extend(refused.into_iter().map(|(id, why)| format!("{id}: {why}")));
+        picked.refused.extend(
+            checked
+                .refused
+                .into_iter()
+                .map(|(id, why)| format!("{id}: {why}")),
+        );
         if !picked.refused.is_empty() {
             tracing::info!(target_name = %self.name, refused = ?picked.refused, "hosts not fit to remove are kept");
         }
-        if fitting.is_empty() && picked.launching.is_empty() {
+        if checked.fitting.is_empty() && picked.launching.is_empty() {
             let why = if picked.refused.is_empty() {
                 "no victim was given".to_owned()
             } else {
@@ -261,44 +288,50 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
                 "scale-in to {desired} not started: no host can be removed safely ({why})"
             )));
         }
-        let drained = self.drain(state, &fitting).await?;
+        let hosts: Vec<TaskId> = checked
+            .fitting
+            .iter()
+            .map(|(id, _)| TaskId::from(id.as_str()))
+            .chain(picked.launching.iter().map(|id| TaskId::from(id.as_str())))
+            .collect();
         let now = self.clock.now();
-        let mut chosen: Vec<Victim> = Vec::new();
-        for (id, host) in drained {
-            state.reactivate.remove(&host);
-            chosen.push(Victim {
-                instance_id: id,
-                host: Some(host),
-                since: now,
+        let id = d.next_id(&self.name, now);
+        // Asked for more than could go: the removal reaches only what it holds.
+        let to = current.saturating_sub(count(hosts.len())).max(desired);
+        let (w, created) =
+            Workflow::hosts(id, &self.name, current, to, hosts, checked.services, now);
+        let mut events = vec![created];
+        for refused in &picked.refused {
+            events.push(Event {
+                at: now,
+                step: w.step,
+                event: "refused".into(),
+                detail: refused.clone(),
             });
         }
-        chosen.extend(picked.launching.into_iter().map(|id| Victim {
-            instance_id: id,
-            host: None,
-            since: now,
-        }));
         tracing::info!(
             target_name = %self.name,
+            workflow = %w.id,
             from = current,
-            victims = ?chosen.iter().map(|v| v.instance_id.as_str()).collect::<Vec<_>>(),
+            to = w.to,
+            victims = ?w.victims.iter().map(|v| v.task.as_str()).collect::<Vec<_>>(),
             "host removal started"
         );
-        state.removal = Some(Removal {
-            requested: desired,
-            base: current,
-            victims: chosen,
-            terminated: 0,
-        });
-        // A fresh look: launching victims and hosts already empty go at once.
-        match self.snapshot().await {
-            Ok(snap) => {
-                self.advance(state, &snap).await;
-            }
-            Err(e) => {
-                tracing::warn!(target_name = %self.name, error = %e, "cannot look at the hosts being removed yet; trying again at the next observation");
-            }
+        d.save(&self.name, &w, &events)?;
+        d.set(Some(w));
+        d.drive(self, &snap).await?;
+        match d.current() {
+            Some(Workflow {
+                id,
+                step,
+                status: Status::Failed { error },
+                ..
+            }) => Err(self.fail(format!(
+                "host removal {id} failed at {}: {error} (redrive it, or scale out to cancel it)",
+                step.as_str()
+            ))),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Sorts the victims asked for: at most `drop`, in the group, not protected, and
@@ -343,220 +376,300 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
         picked
     }
 
-    /// Sets the hosts DRAINING (at most 10 per call): those ECS took. On an error,
-    /// the hosts already set DRAINING are set ACTIVE again (best effort).
-    async fn drain(
+    /// Sets the container instances `arns` to `status` (at most 10 per call): the ARNs
+    /// ECS refused, with its reason.
+    async fn set_status(
         &self,
-        state: &mut State,
-        hosts: &[(String, String)],
-    ) -> Result<Vec<(String, String)>, TargetError> {
-        let mut drained = Vec::with_capacity(hosts.len());
-        for batch in hosts.chunks(UPDATE_CONTAINER_INSTANCES_STATE) {
-            let arns: Vec<String> = batch.iter().map(|(_, arn)| arn.clone()).collect();
-            match self
+        arns: &[String],
+        status: ContainerInstanceStatus,
+    ) -> Result<BTreeMap<String, String>, Outcome> {
+        let mut refused = BTreeMap::new();
+        for batch in arns.chunks(UPDATE_CONTAINER_INSTANCES_STATE) {
+            let failures = self
                 .ecs
-                .update_container_instances_state(
-                    &self.spec.cluster,
-                    &arns,
-                    ContainerInstanceStatus::Draining,
-                )
+                .update_container_instances_state(&self.spec.cluster, batch, status)
                 .await
-            {
-                Ok(failures) => {
-                    let failed: BTreeMap<&str, &str> = failures
-                        .iter()
-                        .map(|f| (&*f.arn, f.reason.as_str()))
-                        .collect();
-                    for (id, arn) in batch {
-                        match failed.get(arn.as_str()) {
-                            None => drained.push((id.clone(), arn.clone())),
-                            Some(reason) => {
-                                tracing::info!(target_name = %self.name, instance = %id, reason, "ECS did not set the host DRAINING: kept");
+                .map_err(|e| aws_outcome(&e))?;
+            refused.extend(failures.into_iter().map(|f| (f.arn.to_string(), f.reason)));
+        }
+        Ok(refused)
+    }
+
+    /// Whether victim `id` is proven to hold no task: launching without a container
+    /// instance, or in service with a DRAINING container instance that holds nothing.
+    fn proven_empty(snap: &Snapshot, id: &str) -> Result<(), String> {
+        let Some(inst) = snap.instance(id) else {
+            return Err("no longer an instance of the group".into());
+        };
+        match (inst.lifecycle_state, snap.host(id)) {
+            (InstanceLifecycleState::Pending | InstanceLifecycleState::PendingWait, None) => Ok(()),
+            (InstanceLifecycleState::Pending | InstanceLifecycleState::PendingWait, Some(_)) => {
+                Err("registered with the cluster before it could be terminated".into())
+            }
+            (InstanceLifecycleState::InService, None) => {
+                Err("in service without a container instance: it cannot be proven drained".into())
+            }
+            (InstanceLifecycleState::InService, Some(h)) => match h.status {
+                ContainerInstanceStatus::Draining if is_empty(h) => Ok(()),
+                ContainerInstanceStatus::Draining => {
+                    Err(format!("still holds {} tasks", tasks_on(h)))
+                }
+                ContainerInstanceStatus::Active => {
+                    Err("its container instance was set ACTIVE again".into())
+                }
+                other => Err(format!("its container instance is {other:?}")),
+            },
+            (
+                InstanceLifecycleState::Terminating
+                | InstanceLifecycleState::TerminatingWait
+                | InstanceLifecycleState::Terminated,
+                _,
+            ) => Err("terminated by someone else".into()),
+            (InstanceLifecycleState::Other, _) => Err("left service (standby or detached)".into()),
+        }
+    }
+
+    /// The container instance of victim `id` if it is DRAINING and in service: one to
+    /// set ACTIVE again when the victim is kept.
+    fn still_draining(snap: &Snapshot, id: &str) -> Option<String> {
+        let inst = snap.instance(id)?;
+        let h = snap.host(id)?;
+        (matches!(
+            inst.lifecycle_state,
+            InstanceLifecycleState::InService | InstanceLifecycleState::Other
+        ) && h.status == ContainerInstanceStatus::Draining)
+            .then(|| h.arn.clone())
+    }
+
+    /// Keeps `kept` (victim, reason), after setting ACTIVE again those still DRAINING.
+    async fn keep_all(
+        &self,
+        w: &mut Workflow,
+        snap: &Snapshot,
+        kept: Vec<(TaskId, String)>,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
+        let arns: Vec<String> = kept
+            .iter()
+            .filter_map(|(id, _)| Self::still_draining(snap, id.as_str()))
+            .collect();
+        if let Err(o) = self
+            .set_status(&arns, ContainerInstanceStatus::Active)
+            .await
+        {
+            return o;
+        }
+        let now = self.clock.now();
+        for (id, why) in kept {
+            tracing::warn!(target_name = %self.name, instance = %id, why, "host dropped from the removal and kept");
+            events.extend(w.keep(&id, &why, now));
+        }
+        Outcome::Done
+    }
+
+    /// The effect of a host removal's current step.
+    async fn host_step(
+        &self,
+        d: &Durable,
+        w: &mut Workflow,
+        snap: &Snapshot,
+    ) -> Result<(Outcome, Vec<Event>), TargetError> {
+        let now = self.clock.now();
+        let mut events = Vec::new();
+        let outcome = match w.step {
+            Step::MarkDraining => {
+                let mut to_drain = Vec::new();
+                let mut by_arn = BTreeMap::new();
+                for v in w.remaining() {
+                    if let Some(h) = snap.host(v.task.as_str())
+                        && h.status == ContainerInstanceStatus::Active
+                    {
+                        to_drain.push(h.arn.clone());
+                        by_arn.insert(h.arn.clone(), v.task.clone());
+                    }
+                }
+                match self
+                    .set_status(&to_drain, ContainerInstanceStatus::Draining)
+                    .await
+                {
+                    Err(o) => o,
+                    Ok(refused) => {
+                        for (arn, reason) in refused {
+                            if let Some(id) = by_arn.get(&arn) {
+                                events.extend(w.keep(
+                                    id,
+                                    &format!("ECS did not set it DRAINING: {reason}"),
+                                    now,
+                                ));
+                            }
+                        }
+                        Outcome::Done
+                    }
+                }
+            }
+            Step::WaitDrained => {
+                let since = w.deregistered_at.unwrap_or(now);
+                let empty = w
+                    .remaining()
+                    .all(|v| Self::proven_empty(snap, v.task.as_str()).is_ok());
+                if elapsed(since, now) >= self.spec.drain_timeout {
+                    Outcome::Done
+                } else if !empty {
+                    Outcome::Wait {
+                        until: add(now, d.settings.check_every),
+                    }
+                } else {
+                    match self.below_minimum(&w.services).await {
+                        Err(e) => aws_outcome(&e),
+                        Ok(None) => Outcome::Done,
+                        Ok(Some(why)) => {
+                            tracing::debug!(target_name = %self.name, workflow = %w.id, why, "hosts drained, waiting for the services");
+                            Outcome::Wait {
+                                until: add(now, d.settings.check_every),
                             }
                         }
                     }
                 }
-                Err(e) => {
-                    for (id, arn) in drained {
-                        state.reactivate.insert(arn, id);
-                    }
-                    self.flush(state).await;
-                    return Err(TargetError::aws(&self.name, &e));
-                }
             }
-        }
-        Ok(drained)
-    }
-
-    /// Moves the removal in progress along, then sets ACTIVE again the hosts owed it.
-    /// Errors are logged; the step is tried again next time.
-    pub(super) async fn advance(&self, state: &mut State, snap: &Snapshot) -> Advanced {
-        let mut terminated_now = 0;
-        if let Some(mut r) = state.removal.take() {
-            let now = self.clock.now();
-            for v in std::mem::take(&mut r.victims) {
-                match self.step(&v, snap, now).await {
-                    Step::Wait => r.victims.push(v),
-                    Step::Terminated => {
-                        tracing::info!(target_name = %self.name, instance = %v.instance_id, "host drained and terminated");
-                        r.terminated += 1;
-                        terminated_now += 1;
+            Step::Recheck => {
+                let mut kept: Vec<(TaskId, String)> = w
+                    .remaining()
+                    .filter_map(|v| {
+                        Self::proven_empty(snap, v.task.as_str())
+                            .err()
+                            .map(|why| (v.task.clone(), why))
+                    })
+                    .collect();
+                let timeout = self.spec.drain_timeout.as_secs();
+                for (_, why) in &mut kept {
+                    if why.starts_with("still holds") {
+                        why.push_str(&format!(" after the drain timeout ({timeout} s)"));
                     }
-                    Step::Drop { why, reactivate } => {
-                        tracing::warn!(target_name = %self.name, instance = %v.instance_id, why, "host dropped from the removal and kept");
-                        if let (true, Some(host)) = (reactivate, v.host) {
-                            state.reactivate.insert(host, v.instance_id);
+                }
+                if kept.len() < w.remaining().count() {
+                    match self.below_minimum(&w.services).await {
+                        Err(e) => return Ok((aws_outcome(&e), events)),
+                        Ok(None) => {}
+                        Ok(Some(why)) => {
+                            let why = format!("after the drain timeout ({timeout} s), {why}");
+                            kept = w
+                                .remaining()
+                                .map(|v| (v.task.clone(), why.clone()))
+                                .collect();
                         }
                     }
                 }
+                self.keep_all(w, snap, kept, &mut events).await
             }
-            if r.victims.is_empty() {
-                tracing::info!(target_name = %self.name, to = r.to(), terminated = r.terminated, "host removal ended");
-            } else {
-                state.removal = Some(r);
-            }
-        }
-        let reactivated = self.flush(state).await;
-        Advanced {
-            terminated: terminated_now,
-            reactivated,
-        }
-    }
-
-    /// One look at a victim.
-    async fn step(&self, v: &Victim, snap: &Snapshot, now: Timestamp) -> Step {
-        let drop = |why: &str, reactivate: bool| Step::Drop {
-            why: why.to_owned(),
-            reactivate,
-        };
-        let Some(inst) = snap.instance(&v.instance_id) else {
-            return drop("no longer an instance of the group", false);
-        };
-        match inst.lifecycle_state {
-            InstanceLifecycleState::Pending | InstanceLifecycleState::PendingWait => {
-                return self.terminate(v).await;
-            }
-            InstanceLifecycleState::InService => {}
-            InstanceLifecycleState::Terminating
-            | InstanceLifecycleState::TerminatingWait
-            | InstanceLifecycleState::Terminated => {
-                return drop("terminated by someone else", false);
-            }
-            InstanceLifecycleState::Other => {
-                return drop("left service (standby or detached)", true);
-            }
-        }
-        let Some(h) = snap.host(&v.instance_id) else {
-            if v.host.is_none() {
-                // In service, but its container instance not registered: no task.
-                return self.terminate(v).await;
-            }
-            return drop(
-                "its container instance is gone: it cannot be proven drained",
-                false,
-            );
-        };
-        if v.host.is_none() {
-            return drop("registered before it could be terminated", false);
-        }
-        match h.status {
-            ContainerInstanceStatus::Draining => {}
-            ContainerInstanceStatus::Active => {
-                return drop("its container instance was set ACTIVE again", false);
-            }
-            other => {
-                return Step::Drop {
-                    why: format!("its container instance is {other:?}"),
-                    reactivate: false,
-                };
-            }
-        }
-        if is_empty(h) {
-            return self.terminate(v).await;
-        }
-        if elapsed(v.since, now) >= self.spec.drain_timeout {
-            return Step::Drop {
-                why: format!(
-                    "still holds {} tasks after the drain timeout ({} s)",
-                    tasks_on(h),
-                    self.spec.drain_timeout.as_secs()
-                ),
-                reactivate: true,
-            };
-        }
-        Step::Wait
-    }
-
-    /// Terminates a victim through the group, lowering its desired capacity.
-    async fn terminate(&self, v: &Victim) -> Step {
-        match self.asg.terminate_instance(&v.instance_id, true).await {
-            Ok(()) => Step::Terminated,
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(target_name = %self.name, instance = %v.instance_id, error = %e, "cannot terminate the drained host yet; trying again at the next observation");
-                Step::Wait
-            }
-            Err(e) => Step::Drop {
-                why: format!("cannot be terminated: {e}"),
-                reactivate: true,
-            },
-        }
-    }
-
-    /// Sets ACTIVE again the hosts owed it (at most 10 per call): the EC2 instance ids
-    /// set ACTIVE. What fails stays owed.
-    async fn flush(&self, state: &mut State) -> BTreeSet<String> {
-        let mut done = BTreeSet::new();
-        while !state.reactivate.is_empty() {
-            let batch: Vec<String> = state
-                .reactivate
-                .keys()
-                .take(UPDATE_CONTAINER_INSTANCES_STATE)
-                .cloned()
-                .collect();
-            match self
-                .ecs
-                .update_container_instances_state(
-                    &self.spec.cluster,
-                    &batch,
-                    ContainerInstanceStatus::Active,
-                )
-                .await
-            {
-                Ok(failures) => {
-                    // A failure is a host ECS no longer knows: nothing left to do.
-                    let gone: BTreeSet<&str> = failures.iter().map(|f| &*f.arn).collect();
-                    for f in &failures {
-                        tracing::info!(target_name = %self.name, host = %f.arn, reason = %f.reason, "host to set ACTIVE again is gone");
+            Step::Terminate => {
+                let mut result = Outcome::Done;
+                let mut kept = Vec::new();
+                for v in w.remaining() {
+                    let id = v.task.as_str();
+                    let gone = snap.instance(id).is_none_or(|i| {
+                        matches!(
+                            i.lifecycle_state,
+                            InstanceLifecycleState::Terminating
+                                | InstanceLifecycleState::TerminatingWait
+                        )
+                    });
+                    if gone {
+                        // Terminated already (by this step, before a crash): never twice.
+                        continue;
                     }
-                    for arn in &batch {
-                        if let Some(id) = state.reactivate.remove(arn)
-                            && !gone.contains(arn.as_str())
-                        {
-                            done.insert(id);
+                    if let Err(why) = Self::proven_empty(snap, id) {
+                        kept.push((v.task.clone(), why));
+                        continue;
+                    }
+                    match self.asg.terminate_instance(id, true).await {
+                        Ok(()) => {
+                            tracing::info!(target_name = %self.name, instance = id, "host drained and terminated");
+                        }
+                        Err(e) => {
+                            result = aws_outcome(&e);
+                            break;
                         }
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(target_name = %self.name, error = %e, hosts = batch.len(), "cannot set kept hosts ACTIVE again; trying again at the next observation");
-                    break;
+                if !kept.is_empty() {
+                    let o = self.keep_all(w, snap, kept, &mut events).await;
+                    if result == Outcome::Done {
+                        result = o;
+                    }
+                }
+                result
+            }
+            Step::Undo => {
+                let arns: Vec<String> = w
+                    .victims
+                    .iter()
+                    .filter_map(|v| Self::still_draining(snap, v.task.as_str()))
+                    .collect();
+                match self
+                    .set_status(&arns, ContainerInstanceStatus::Active)
+                    .await
+                {
+                    Ok(_) => Outcome::Done,
+                    Err(o) => o,
                 }
             }
-        }
-        done
+            Step::Deregister
+            | Step::Protect
+            | Step::LowerDesired
+            | Step::StopTasks
+            | Step::Release
+            | Step::Done => Outcome::Done,
+        };
+        Ok((outcome, events))
     }
 
-    /// Undoes what is safe to undo of the removal in progress (see `shutdown`).
-    pub(super) async fn abandon(&self, state: &mut State) {
-        if let Some(r) = state.removal.take() {
-            for v in r.victims {
-                if let Some(host) = v.host {
-                    state.reactivate.insert(host, v.instance_id);
-                }
-            }
+    /// At shutdown: a removal kept in memory would be lost, so one that may still be
+    /// cancelled is cancelled and undone (its hosts set ACTIVE again); one already
+    /// terminating is left to finish. One in a durable journal is left for the next
+    /// capstan to resume. Best effort: errors are logged.
+    pub(super) async fn abandon(&self) {
+        let Ok(d) = self.live() else { return };
+        let Some(mut w) = d.current() else { return };
+        if !d.in_memory {
+            tracing::info!(target_name = %self.name, workflow = %w.id, step = w.step.as_str(), "shutdown: the host removal stays in its journal and resumes at the next start");
+            return;
         }
-        self.flush(state).await;
-        if !state.reactivate.is_empty() {
-            tracing::warn!(target_name = %self.name, hosts = ?state.reactivate.values().collect::<Vec<_>>(), "shutdown: hosts left DRAINING");
+        let Some(event) = w.cancel(self.clock.now()) else {
+            tracing::info!(target_name = %self.name, workflow = %w.id, step = w.step.as_str(), "shutdown while hosts are being terminated: left as it is");
+            return;
+        };
+        let undone = async {
+            d.save(&self.name, &w, &[event])?;
+            d.set(Some(w));
+            let snap = self.snapshot().await?;
+            d.drive(self, &snap).await
+        };
+        if let Err(e) = undone.await {
+            tracing::warn!(target_name = %self.name, error = %e, "shutdown: cannot undo the host removal; hosts may be left DRAINING");
         }
+        if let Some(w) = d.current() {
+            tracing::warn!(target_name = %self.name, workflow = %w.id, step = w.step.as_str(), "shutdown: hosts left DRAINING");
+        }
+    }
+}
+
+impl<E: Ecs, A: AutoScaling> Steps for AsgTarget<E, A> {
+    type View = Snapshot;
+
+    fn target_name(&self) -> &str {
+        &self.name
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    async fn effect(
+        &self,
+        d: &Durable,
+        w: &mut Workflow,
+        snap: &Snapshot,
+    ) -> Result<(Outcome, Vec<Event>), TargetError> {
+        self.host_step(d, w, snap).await
     }
 }

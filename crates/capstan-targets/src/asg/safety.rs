@@ -47,6 +47,17 @@ struct Involved {
     floors: Vec<ServiceFloor>,
 }
 
+/// What the check found.
+#[derive(Debug, Default)]
+pub(super) struct Checked {
+    /// The victims that may go together (EC2 instance id, container instance ARN).
+    pub fitting: Vec<(String, String)>,
+    /// The refused ones, with why.
+    pub refused: Vec<(String, Blocker)>,
+    /// The services with a task on the fitting victims.
+    pub services: Vec<String>,
+}
+
 impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
     /// The victims (EC2 instance id, container instance ARN) that may go together, in
     /// order; each refused one with why.
@@ -54,9 +65,9 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
         &self,
         snap: &Snapshot,
         victims: Vec<(String, String)>,
-    ) -> Result<(Vec<(String, String)>, Vec<(String, Blocker)>), TargetError> {
+    ) -> Result<Checked, TargetError> {
         if victims.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(Checked::default());
         }
         let involved = self.involved(&victims).await?;
         let mut hosts = hosts(snap);
@@ -104,12 +115,51 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
             victims.len(),
         );
         let accepted: BTreeSet<&str> = ok.iter().map(|r| &*r.host).collect();
-        let keep = victims
+        let fitting = victims
             .iter()
             .filter(|(id, _)| accepted.contains(id.as_str()))
             .cloned()
             .collect();
-        Ok((keep, refused))
+        let services: BTreeSet<String> = tasks
+            .iter()
+            .filter(|t| accepted.contains(&*t.host))
+            .filter_map(|t| t.service.as_deref().map(str::to_owned))
+            .collect();
+        Ok(Checked {
+            fitting,
+            refused,
+            services: services.into_iter().collect(),
+        })
+    }
+
+    /// The first of `services` running fewer tasks than its minimum (the target's
+    /// `minimum_running` for it, else `minimumHealthyPercent` × desired), with why;
+    /// `None` when every one is at or above it.
+    pub(super) async fn below_minimum(
+        &self,
+        services: &[String],
+    ) -> Result<Option<String>, capstan_aws_api::AwsError> {
+        for service in services {
+            let s = self
+                .ecs
+                .describe_service(&self.spec.cluster, service)
+                .await?;
+            let floor = ServiceFloor {
+                service: Arc::from(service.as_str()),
+                desired: s.desired,
+                minimum_healthy_percent: s.minimum_healthy_percent,
+                maximum_percent: s.maximum_percent,
+                minimum_override: self.minimum_override(service),
+            };
+            if s.running < floor.minimum() {
+                return Ok(Some(format!(
+                    "service {service} runs {} tasks, below its minimum {}",
+                    s.running,
+                    floor.minimum()
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Reads the tasks on the victims, their protection, and their services.

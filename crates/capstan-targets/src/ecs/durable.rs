@@ -17,7 +17,7 @@
 //! until [`EcsTarget::redrive`].
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use capstan_aws_api::{AwsErrorKind, Ecs, Elb, TargetHealthState, TargetRef};
 use capstan_core::clock::add;
@@ -27,138 +27,32 @@ use capstan_core::workflow::{Event, LbTarget, Outcome, Status, Step, Workflow, W
 use super::calls::{self, TASK_NOT_VALID};
 use super::{EcsTarget, Snapshot};
 use crate::TargetError;
+pub use crate::durable::{Boundary, Failpoint, Journal, MemoryJournal};
+use crate::durable::{Durable, Steps, aws_outcome};
 
-/// Where workflows are kept: their latest state and their journal.
-pub trait Journal: Send + Sync + 'static {
-    /// Writes `workflow`'s state and appends `events`, durably, in one go.
-    fn save(&self, workflow: &Workflow, events: &[Event]) -> Result<(), String>;
+impl<E: Ecs, L: Elb> Steps for EcsTarget<E, L> {
+    type View = Snapshot;
 
-    /// The workflows of `service` still active (running or failed), oldest first.
-    fn active(&self, service: &str) -> Result<Vec<Workflow>, String>;
-}
-
-/// A [`Journal`] in memory (tests and the simulator): lost when dropped, kept across
-/// targets that share it (a "restart" of the target).
-#[derive(Debug, Default)]
-pub struct MemoryJournal {
-    inner: Mutex<HashMap<String, (Workflow, Vec<Event>)>>,
-}
-
-impl MemoryJournal {
-    /// Every workflow and its journal, by id.
-    pub fn all(&self) -> Vec<(Workflow, Vec<Event>)> {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut all: Vec<_> = inner.values().cloned().collect();
-        all.sort_by(|a, b| {
-            a.0.created_at
-                .cmp(&b.0.created_at)
-                .then(a.0.id.cmp(&b.0.id))
-        });
-        all
-    }
-}
-
-impl Journal for MemoryJournal {
-    fn save(&self, workflow: &Workflow, events: &[Event]) -> Result<(), String> {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = inner
-            .entry(workflow.id.clone())
-            .or_insert_with(|| (workflow.clone(), Vec::new()));
-        entry.0 = workflow.clone();
-        entry.1.extend_from_slice(events);
-        Ok(())
+    fn target_name(&self) -> &str {
+        &self.name
     }
 
-    fn active(&self, service: &str) -> Result<Vec<Workflow>, String> {
-        Ok(self
-            .all()
-            .into_iter()
-            .map(|(w, _)| w)
-            .filter(|w| w.service == service && w.is_active())
-            .collect())
-    }
-}
-
-/// Before or after a step's effect: where a failpoint can stop the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Boundary {
-    /// The step's start is journaled; its effect has not run.
-    Before,
-    /// The effect ran; its outcome is not journaled yet.
-    After,
-}
-
-/// A test hook: returns true to make the target stop dead at that boundary (as if the
-/// process were killed there): nothing more runs and every later call fails.
-pub type Failpoint = Arc<dyn Fn(Step, Boundary) -> bool + Send + Sync>;
-
-/// The durable scale-in's settings and state, inside the target.
-pub(super) struct Durable {
-    pub(super) journal: Arc<dyn Journal>,
-    /// Whether the journal is the target's own memory (made by [`EcsTarget::new`]):
-    /// lost with the target, so shutdown undoes what it safely can.
-    pub(super) in_memory: bool,
-    pub(super) settings: WorkflowSettings,
-    /// The workflow holding the service, if any.
-    pub(super) current: Mutex<Option<Workflow>>,
-    pub(super) failpoint: Option<Failpoint>,
-    /// Set once a failpoint fired: the target is "dead".
-    pub(super) dead: std::sync::atomic::AtomicBool,
-    /// Ids handed out by this target.
-    pub(super) next_id: std::sync::atomic::AtomicU64,
-}
-
-impl Durable {
-    /// Workflows kept in a journal in memory of the target's own.
-    pub(super) fn in_memory(settings: WorkflowSettings) -> Self {
-        Self::new(Arc::new(MemoryJournal::default()), true, settings, None)
+    fn now(&self) -> capstan_core::Timestamp {
+        self.clock.now()
     }
 
-    fn new(
-        journal: Arc<dyn Journal>,
-        in_memory: bool,
-        settings: WorkflowSettings,
-        current: Option<Workflow>,
-    ) -> Self {
-        Self {
-            journal,
-            in_memory,
-            settings,
-            current: Mutex::new(current),
-            failpoint: None,
-            dead: std::sync::atomic::AtomicBool::new(false),
-            next_id: std::sync::atomic::AtomicU64::new(0),
-        }
+    async fn effect(
+        &self,
+        d: &Durable,
+        w: &mut Workflow,
+        snap: &Snapshot,
+    ) -> Result<(Outcome, Vec<Event>), TargetError> {
+        self.step_effect(d, w, snap).await
     }
 
-    pub(super) fn current(&self) -> Option<Workflow> {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn set(&self, w: Option<Workflow>) {
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = w;
-    }
-}
-
-/// Whether an AWS error may pass on a retry.
-fn transient(kind: &AwsErrorKind) -> bool {
-    matches!(
-        kind,
-        AwsErrorKind::Throttling | AwsErrorKind::Server | AwsErrorKind::Transport
-    )
-}
-
-fn aws_outcome(e: &capstan_aws_api::AwsError) -> Outcome {
-    if transient(&e.kind) {
-        Outcome::Retry {
-            error: e.to_string(),
-        }
-    } else {
-        Outcome::Fail {
-            error: e.to_string(),
+    fn finished(&self, _w: &Workflow) {
+        if let Some(p) = &self.protector {
+            p.unpin();
         }
     }
 }
@@ -196,39 +90,19 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
     pub async fn redrive(&self, id: &str) -> Result<Workflow, TargetError> {
         let d = self.durable()?;
         let _busy = self.busy.lock().await;
-        let mut w = d
-            .current()
-            .filter(|w| w.id == id)
-            .ok_or_else(|| self.invalid(format!("no active workflow {id}")))?;
-        let event = w.redrive(self.clock.now()).map_err(|e| self.invalid(e))?;
-        d.journal
-            .save(&w, &[event])
-            .map_err(|e| self.fail(format!("workflow journal: {e}")))?;
-        d.set(Some(w.clone()));
-        Ok(w)
+        d.redrive(&self.name, id, self.clock.now())
     }
 
     /// The workflows, unless a failpoint stopped the target.
     pub(super) fn durable(&self) -> Result<&Durable, TargetError> {
-        let d = &self.durable;
-        if d.dead.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.durable.is_dead() {
             return Err(self.fail("stopped at a failpoint"));
         }
-        Ok(d)
+        Ok(&self.durable)
     }
 
     fn save(&self, d: &Durable, w: &Workflow, events: &[Event]) -> Result<(), TargetError> {
-        d.journal
-            .save(w, events)
-            .map_err(|e| self.fail(format!("workflow journal: {e}")))
-    }
-
-    fn crash_at(&self, d: &Durable, step: Step, at: Boundary) -> Result<(), TargetError> {
-        if d.failpoint.as_ref().is_some_and(|f| f(step, at)) {
-            d.dead.store(true, std::sync::atomic::Ordering::SeqCst);
-            return Err(self.fail(format!("stopped at a failpoint {at:?} {}", step.as_str())));
-        }
-        Ok(())
+        d.save(&self.name, w, events)
     }
 
     /// Starts a workflow stopping `victims` to reach `desired`.
@@ -260,8 +134,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             )));
         }
         let now = self.clock.now();
-        let n = d.next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let id = format!("{}-{}-{n}", self.name, now.as_millisecond());
+        let id = d.next_id(&self.name, now);
         let (w, created) = Workflow::new(
             id,
             &self.name,
@@ -291,41 +164,9 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         self.drive(d, &snap).await
     }
 
-    /// Runs the workflow's due steps, one after another, until it waits, retries,
-    /// fails or ends.
+    /// Runs the workflow's due steps (see [`Durable::drive`]).
     pub(super) async fn drive(&self, d: &Durable, snap: &Snapshot) -> Result<(), TargetError> {
-        for _ in 0..32 {
-            let now = self.clock.now();
-            let Some(mut w) = d.current() else {
-                return Ok(());
-            };
-            if !w.due(now) {
-                return Ok(());
-            }
-            let step = w.step;
-            self.save(d, &w, &[w.starting(now)])?;
-            self.crash_at(d, step, Boundary::Before)?;
-            let (outcome, mut events) = self.effect(d, &mut w, snap).await?;
-            self.crash_at(d, step, Boundary::After)?;
-            let now = self.clock.now();
-            events.extend(w.record(outcome, now, &d.settings));
-            self.save(d, &w, &events)?;
-            let finished = !w.is_active();
-            if finished {
-                tracing::info!(target_name = %self.name, workflow = %w.id, status = w.status.as_str(), "scale-in workflow finished");
-                if let Some(p) = &self.protector {
-                    p.unpin();
-                }
-                d.set(None);
-                return Ok(());
-            }
-            let going = w.is_running() && w.step != step;
-            d.set(Some(w));
-            if !going {
-                return Ok(());
-            }
-        }
-        Ok(())
+        d.drive(self, snap).await
     }
 
     /// Every target group the victims are drained from: the configured one and those
@@ -437,7 +278,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
 
     /// Runs the effect of `w`'s current step; the outcome and any journal lines of its
     /// own (victims kept).
-    async fn effect(
+    async fn step_effect(
         &self,
         d: &Durable,
         w: &mut Workflow,
@@ -668,7 +509,8 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                     Err(o) => o,
                 }
             }
-            Step::Done => Outcome::Done,
+            // Not a step of a task scale-in.
+            Step::Terminate | Step::Done => Outcome::Done,
         };
         Ok((outcome, events))
     }
@@ -799,7 +641,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             tracing::info!(target_name = %self.name, workflow = %w.id, step = w.step.as_str(), "shutdown: the scale-in workflow stays in its journal and resumes at the next start");
             return;
         }
-        if !w.step.cancellable() || !w.is_active() {
+        if !w.step.cancellable(w.kind) || !w.is_active() {
             tracing::info!(target_name = %self.name, workflow = %w.id, step = w.step.as_str(), protected = w.protected.len(), "shutdown during a scale-in: ECS is stopping the victims; the protection added lapses on its own");
             return;
         }

@@ -178,7 +178,7 @@ pub struct EcsTarget<E, L> {
     /// The task-protection manager of the service's workloads, when it manages them.
     protector: Option<Arc<protect::Protector<E>>>,
     /// The scale-in workflows and the journal they are kept in.
-    durable: durable::Durable,
+    durable: crate::durable::Durable,
 }
 
 impl<E, L> std::fmt::Debug for EcsTarget<E, L> {
@@ -219,7 +219,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
             clock: Arc::new(SystemClock),
             busy: Mutex::new(()),
             protector: None,
-            durable: durable::Durable::in_memory(settings),
+            durable: crate::durable::Durable::in_memory(settings),
         }
     }
 
@@ -410,7 +410,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
 
 /// What one observation read.
 #[derive(Debug)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     /// `DescribeServices`.
     service: EcsService,
     /// The tasks ECS wants running (`ListTasks` with desired status RUNNING).
