@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use capstan_aws_api::{
@@ -13,7 +15,9 @@ use capstan_aws_api::{
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::model::{TaskId, TaskState};
 use capstan_core::victim;
+use capstan_core::workflow::{Status, Step, WorkflowSettings};
 use capstan_targets::asg::{AsgTarget, AsgTargetSpec};
+use capstan_targets::durable::{Boundary, Failpoint, Journal, MemoryJournal};
 use capstan_targets::{Observed, Target, TargetError};
 use capstan_world::{
     AutoScalingGroupSpec, ClusterSpec, Event, FaultRule, HookSpec, HookTransition, LaunchType,
@@ -920,4 +924,143 @@ async fn a_termination_capstan_did_not_start_waits_for_the_host_to_drain() {
 
     let fx = foreign_termination(false).await;
     assert!(fx.killed_by_a_host() > 0, "without the hook mode tasks die");
+}
+
+/// A target on the fixture's world keeping its host removals in `journal`.
+fn durable_target(
+    fx: &Fixture,
+    journal: &Arc<MemoryJournal>,
+    failpoint: Option<Failpoint>,
+) -> AsgTarget<World, World> {
+    let mut t = AsgTarget::new(
+        GROUP,
+        AsgTargetSpec::new(CLUSTER, GROUP),
+        fx.world.clone(),
+        fx.world.clone(),
+    )
+    .with_clock(fx.clock.clone());
+    if let Some(f) = failpoint {
+        t = t.with_failpoint(f);
+    }
+    t.with_workflows(
+        Arc::clone(journal) as Arc<dyn Journal>,
+        WorkflowSettings::default(),
+    )
+    .unwrap()
+}
+
+/// capstan dies (as if SIGKILLed) before or after each step of a host removal, and a
+/// new target on the same journal resumes it: at every simulated second the service
+/// runs at least its minimum (4 of 4, minimum healthy 100 %), no task dies with the
+/// host, the host is terminated exactly once, and the group ends one lower.
+#[tokio::test]
+async fn a_host_removal_resumes_after_a_crash_at_any_step() {
+    let steps = [
+        Step::MarkDraining,
+        Step::WaitDrained,
+        Step::Recheck,
+        Step::Terminate,
+    ];
+    for step in steps {
+        for at in [Boundary::Before, Boundary::After] {
+            let case = format!("crash {at:?} {}", step.as_str());
+            let mut fx = setup(3, 4).build();
+            let journal = Arc::new(MemoryJournal::default());
+            let fired = Arc::new(AtomicBool::new(false));
+            let f = Arc::clone(&fired);
+            let failpoint: Failpoint =
+                Arc::new(move |s, b| s == step && b == at && !f.swap(true, Ordering::SeqCst));
+            let first = durable_target(&fx, &journal, Some(failpoint));
+            let victim = fx.host_with(1);
+            let victims = [TaskId::from(victim.as_str())];
+            // The crash may come within scale_in itself (mark draining runs there).
+            let _ = first.scale_in(2, &victims).await;
+            let mut seconds = 0;
+            while !fired.load(Ordering::SeqCst) {
+                fx.run(1);
+                seconds += 1;
+                assert!(seconds < 900, "{case}: the failpoint never fired");
+                assert!(fx.running_tasks() >= 4, "{case}: below 4 at {seconds} s");
+                let _ = first.observe().await;
+            }
+            assert!(
+                first.observe().await.is_err(),
+                "{case}: dead after the crash"
+            );
+            drop(first);
+            // The restart: the removal is found in the journal and finished.
+            let second = durable_target(&fx, &journal, None);
+            assert!(
+                second.workflow().is_some(),
+                "{case}: resumed from the journal"
+            );
+            while second.workflow().is_some() {
+                fx.run(1);
+                seconds += 1;
+                assert!(seconds < 1800, "{case}: not finished");
+                assert!(fx.running_tasks() >= 4, "{case}: below 4 at {seconds} s");
+                second.observe().await.unwrap();
+            }
+            fx.run(300);
+            assert_eq!(fx.terminated(&victim), 1, "{case}: terminated exactly once");
+            assert_eq!(
+                fx.world
+                    .api_stats()
+                    .calls("TerminateInstanceInAutoScalingGroup"),
+                1,
+                "{case}: one termination call"
+            );
+            assert_eq!(fx.killed_by_a_host(), 0, "{case}: no task died with it");
+            assert_eq!(fx.group_desired().await, 2, "{case}");
+            assert_eq!(fx.running_tasks(), 4, "{case}");
+            let (w, events) = journal.all().pop().unwrap();
+            assert_eq!(w.status, Status::Done, "{case}: {events:#?}");
+            assert_eq!(w.remaining_count(), 1, "{case}: the host was not kept");
+        }
+    }
+}
+
+/// A host terminated by someone else while it drains is dropped from the removal,
+/// never terminated again; a group that does not exist is named in the error.
+#[tokio::test]
+async fn a_host_gone_mid_drain_is_skipped_and_a_missing_group_is_named() {
+    let mut fx = slow_replacements().build();
+    let victim = fx.host_with(1);
+    fx.target
+        .scale_in(1, &[TaskId::from(victim.as_str())])
+        .await
+        .unwrap();
+    fx.run(20);
+    fx.observe().await;
+    // Someone terminates it (with its task) before it drained.
+    fx.world.terminate_instance(&victim, false).await.unwrap();
+    for _ in 0..120 {
+        fx.run(1);
+        fx.observe().await;
+    }
+    assert!(fx.target.removal_in_progress().await.is_none());
+    assert_eq!(
+        fx.world
+            .api_stats()
+            .calls("TerminateInstanceInAutoScalingGroup"),
+        1,
+        "only the other party's call"
+    );
+    assert_eq!(fx.terminated(&victim), 1);
+
+    let missing = AsgTarget::new(
+        "hosts",
+        AsgTargetSpec::new(CLUSTER, "no-such-group"),
+        fx.world.clone(),
+        fx.world.clone(),
+    )
+    .with_clock(fx.clock.clone());
+    let e = match missing.observe().await {
+        Err(e) => e.to_string(),
+        Ok(o) => panic!("a missing group observed: {o:?}"),
+    };
+    assert!(
+        e.contains("DescribeAutoScalingGroups") && e.contains("no-such-group"),
+        "{e}"
+    );
 }

@@ -509,12 +509,35 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
             }
             Step::WaitDrained => {
                 let since = w.deregistered_at.unwrap_or(now);
-                let empty = w
+                // The first check comes after ECS has taken the DRAINING state (and
+                // never on the snapshot read before it was set); launching victims
+                // alone have nothing to drain.
+                let first = add(
+                    since,
+                    d.settings
+                        .first_check_after
+                        .max(std::time::Duration::from_secs(1)),
+                );
+                let registered = w.remaining().any(|v| snap.host(v.task.as_str()).is_some());
+                if now < first && registered {
+                    return Ok((Outcome::Wait { until: first }, events));
+                }
+                // Still draining: worth waiting for. A victim gone, re-activated or
+                // left service never will be: the recheck keeps it.
+                let draining = w.remaining().any(|v| {
+                    let id = v.task.as_str();
+                    snap.instance(id)
+                        .is_some_and(|i| i.lifecycle_state == InstanceLifecycleState::InService)
+                        && snap.host(id).is_some_and(|h| {
+                            h.status == ContainerInstanceStatus::Draining && !is_empty(h)
+                        })
+                });
+                let any_empty = w
                     .remaining()
-                    .all(|v| Self::proven_empty(snap, v.task.as_str()).is_ok());
-                if elapsed(since, now) >= self.spec.drain_timeout {
+                    .any(|v| Self::proven_empty(snap, v.task.as_str()).is_ok());
+                if elapsed(since, now) >= self.spec.drain_timeout || !(draining || any_empty) {
                     Outcome::Done
-                } else if !empty {
+                } else if draining {
                     Outcome::Wait {
                         until: add(now, d.settings.check_every),
                     }

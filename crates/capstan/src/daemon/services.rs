@@ -15,9 +15,10 @@
 //! its tasks, the scale-in workflow journal (durable workflows, redrive) and, with
 //! `protection`, a place in its cluster's task-protection driver; a process target
 //! gets the work registry's counts. An `ec2_cluster` target (the hosts of a cluster)
-//! gets none of them: the work registry knows tasks, not hosts (the service is not
-//! declared there, so reports to it are refused), its host removal is kept in memory
-//! by the target, and it protects no task.
+//! gets the workflow journal for its host removals (durable, redrive; each observation
+//! runs their due steps), but neither work counts (the work registry knows tasks, not
+//! hosts: the service is not declared there, so reports to it are refused) nor task
+//! protection.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -229,7 +230,7 @@ impl AnyTarget {
                 }
                 Ok(Self::Ecs(Arc::new(target)))
             }
-            // No work counts, journal or task protection: see the module docs.
+            // The journal, but no work counts or task protection: see the module docs.
             TargetSpec::Ec2Cluster(spec) => {
                 spec.target
                     .validate()
@@ -242,8 +243,19 @@ impl AnyTarget {
                     spec.endpoint_url.as_ref(),
                     spec.profile.as_ref(),
                 ));
-                let target = AsgTarget::new(service, spec.target.clone(), ecs, autoscaling)
+                let mut target = AsgTarget::new(service, spec.target.clone(), ecs, autoscaling)
                     .with_clock(Arc::clone(clock));
+                if let Some(journal) = journal {
+                    target = target
+                        .with_workflows(
+                            journal,
+                            capstan_core::workflow::WorkflowSettings::default(),
+                        )
+                        .map_err(|reason| TargetError::Failed {
+                            target: service.to_owned(),
+                            reason: format!("cannot read its host removal workflows: {reason}"),
+                        })?;
+                }
                 Ok(Self::Ec2Cluster(Arc::new(target)))
             }
             TargetSpec::Process(spec) => Ok(Self::Process(ProcessTarget::with_work(
@@ -270,10 +282,7 @@ impl AnyTarget {
                 target: t.name().to_owned(),
                 reason: "a process target runs no durable workflows".into(),
             }),
-            Self::Ec2Cluster(t) => Err(TargetError::Invalid {
-                target: t.name().to_owned(),
-                reason: "an ec2_cluster target runs no durable workflows (its host removal is kept in memory)".into(),
-            }),
+            Self::Ec2Cluster(t) => t.redrive(id).await,
         }
     }
 }
@@ -561,7 +570,8 @@ pub struct Services {
     drivers: ProtectionDrivers,
     /// The running services' targets (for the workflow API).
     targets: TargetBoard,
-    /// Where the `ecs` targets journal their scale-in workflows; `None`: in memory.
+    /// Where the `ecs` and `ec2_cluster` targets journal their scale-in workflows;
+    /// `None`: in memory.
     journal: Option<Arc<dyn capstan_targets::ecs::durable::Journal>>,
 }
 
@@ -689,7 +699,7 @@ impl Services {
             .as_ref()
             .filter(|_| uses_work_registry(spec))
             .map(|w| w.counts_for(&spec.name));
-        let journal = self.journal.clone().filter(|_| uses_work_registry(spec));
+        let journal = self.journal.clone();
         let parts = TargetParts {
             work: work.clone(),
             journal: journal.clone(),
