@@ -866,17 +866,26 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the outcomes: steps only move forward (undo aside), a failed
-        /// workflow moved on only through a redrive, protect is never left behind by a
-        /// cancel, and the count reported stays between `to` and `from`.
+        /// Whatever the outcomes, for both kinds: steps only move forward (undo
+        /// aside), a failed workflow moved on only through a redrive, the point of no
+        /// return (protect, terminate) is never left behind by a cancel, a host removal
+        /// never visits a task step (nor a task scale-in a host one), and the count
+        /// reported stays between `to` and `from`.
         #[test]
         fn steps_only_move_forward(
+            hosts_kind in any::<bool>(),
             outcomes in prop::collection::vec(outcome(), 1..60),
             cancel_at in 0usize..60,
             keep_at in 0usize..60,
         ) {
             let s = WorkflowSettings { max_attempts: 3, ..WorkflowSettings::default() };
-            let mut w = wf();
+            let mut w = if hosts_kind { hosts() } else { wf() };
+            let victim = w.victims[0].task.clone();
+            let (no_return, foreign) = if hosts_kind {
+                (Step::Terminate, vec![Step::Deregister, Step::Protect, Step::LowerDesired, Step::StopTasks, Step::Release])
+            } else {
+                (Step::Protect, vec![Step::Terminate])
+            };
             let mut protect_reached = false;
             for (i, o) in outcomes.into_iter().enumerate() {
                 let before = w.step;
@@ -885,16 +894,17 @@ mod tests {
                     prop_assert!(!cancelled || !protect_reached);
                 }
                 if i == keep_at {
-                    w.keep(&"a".into(), "busy", t(i as u64));
+                    w.keep(&victim, "busy", t(i as u64));
                 }
                 if !w.is_running() && w.is_active() {
                     w.redrive(t(i as u64)).unwrap();
                 }
                 let step = w.step;
                 w.record(o, t(i as u64), &s);
-                if w.step >= Step::Protect && w.step != Step::Undo && w.step != Step::Done {
+                if w.step >= no_return && w.step != Step::Undo && w.step != Step::Done {
                     protect_reached = true;
                 }
+                prop_assert!(!foreign.contains(&w.step), "{:?} in a {:?} workflow", w.step, w.kind);
                 prop_assert!(w.step >= step || w.step == Step::Done, "{before:?} → {step:?} → {:?}", w.step);
                 prop_assert!(w.target_count() >= w.to && w.target_count() <= w.from);
                 if w.status == Status::Cancelled {

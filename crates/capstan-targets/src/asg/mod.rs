@@ -56,17 +56,24 @@
 //!    (`minimumHealthyPercent` × desired) on the other hosts, or have room above its
 //!    desired count (`maximumPercent`) to start the replacements first. A victim that
 //!    may not go is kept, and the scale-in's error or log says why for each;
-//! 3. `UpdateContainerInstancesState` DRAINING (at most 10 per call): ECS replaces
-//!    their service tasks elsewhere within each service's minimum healthy percent;
-//! 4. at each observation, a victim with no task left (running, pending or still
-//!    stopping) is terminated with `TerminateInstanceInAutoScalingGroup` and
-//!    `ShouldDecrementDesiredCapacity`, so the group does not replace it. A victim
-//!    still holding tasks after `drain_timeout` is set ACTIVE again and kept; so is one
-//!    whose container instance someone set ACTIVE again or that disappeared (it cannot
-//!    be proven drained).
+//! 3. the rest is a durable workflow (see `removal`), journaled like the ECS
+//!    target's task scale-in: **mark draining** (`UpdateContainerInstancesState`
+//!    DRAINING, at most 10 per call: ECS replaces their service tasks elsewhere
+//!    within each service's minimum healthy percent) → **wait drained** (every victim
+//!    holds no task, running, pending or still stopping, and every service that had
+//!    a task on them runs at least its minimum again) → **recheck** (a victim still
+//!    holding tasks after `drain_timeout` is set ACTIVE again and kept; so is one
+//!    whose container instance someone set ACTIVE again or that disappeared: it cannot
+//!    be proven drained) → **terminate** (`TerminateInstanceInAutoScalingGroup` with
+//!    `ShouldDecrementDesiredCapacity`, so the group does not replace it; never twice,
+//!    never an instance not proven empty) → done. Each observation runs its due
+//!    steps. A step that keeps failing leaves it failed, holding the target, until
+//!    [`AsgTarget::redrive`] or a scale-out cancels it.
 //!
 //! A scale-in asked while another one is in progress fails unless it asks for the
-//! same count. The removal lives in memory: see [`Target::shutdown`].
+//! same count. With [`AsgTarget::with_workflows`] the removal is kept in a durable
+//! journal and a restarted capstan resumes it; by default it lives in memory (see
+//! [`Target::shutdown`]).
 //!
 //! # Terminations capstan did not start
 //!
