@@ -5,7 +5,8 @@
 //! in two steps; a low one removes the empty hosts safely: set DRAINING, then
 //! terminated through the group with its desired capacity lowered. A host left DRAINING
 //! (as by a capstan killed during a removal) is refused by the next scale-in until it is
-//! set ACTIVE again.
+//! set ACTIVE again, with a store in memory; with the SQLite store, a capstan killed
+//! with SIGKILL during the removal is resumed by the next one from its journal.
 //!
 //! moto facts this lives with: instances appear and go at once, every one `InService`;
 //! a container instance stays registered after its EC2 instance is terminated.
@@ -25,19 +26,19 @@ use capstan_testkit::moto::{self, ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY
 use capstan_testkit::servers::free_port;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{client, start};
+use support::{client, sigkill, start};
 use tokio::time::Instant;
 
 const ZONE: &str = "us-east-1a";
 
-fn config(port: u16, cluster: &str, group: &str, endpoint: &str) -> String {
+fn config(port: u16, cluster: &str, group: &str, endpoint: &str, store: &str) -> String {
     format!(
         r#"
 [server]
 listen = "127.0.0.1:{port}"
 
 [store]
-kind = "memory"
+{store}
 
 [sources.load]
 kind = "push"
@@ -241,7 +242,7 @@ async fn stop(mut child: tokio::process::Child) {
 fn write_config(dir: &Path, port: u16, cluster: &str, group: &str, endpoint: &str) {
     std::fs::write(
         dir.join("capstan.toml"),
-        config(port, cluster, group, endpoint),
+        config(port, cluster, group, endpoint, "kind = \"memory\""),
     )
     .unwrap();
 }
@@ -361,4 +362,85 @@ async fn a_host_left_draining_is_refused_until_set_active_again() {
     assert_eq!(group_now.instances.len(), 1);
 
     stop(capstan).await;
+}
+
+/// The host removal is a journaled workflow: capstan is killed with SIGKILL while its
+/// victim is DRAINING (before the first drain check), and the next capstan on the same
+/// SQLite store resumes that removal: the host is terminated once, the group lowered
+/// once, and the workflow API shows the one host workflow done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_removal_killed_mid_drain_is_resumed_from_the_store() {
+    let moto = moto::moto();
+    let cluster = moto.name("resume");
+    moto.ecs("CreateCluster", &json!({ "clusterName": cluster }));
+    let group = create_group(&moto, "resume", 1, 4, 2);
+    let aws = Aws::new(&moto, &cluster, &group);
+    assert_eq!(aws.register_new_instances(&moto).await.len(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    std::fs::write(
+        dir.path().join("capstan.toml"),
+        config(
+            port,
+            &cluster,
+            &group,
+            &moto.endpoint_url(),
+            "path = \"capstan.db\"",
+        ),
+    )
+    .unwrap();
+    let mut first = start(dir.path());
+    let http = client();
+    push(&http, &base, 5.0).await;
+    // A victim set DRAINING: the removal is under way; kill capstan there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let victim = loop {
+        let hosts = aws.hosts().await;
+        if let Some((id, _)) = hosts
+            .iter()
+            .find(|(_, s)| **s == ContainerInstanceStatus::Draining)
+        {
+            break id.clone();
+        }
+        assert!(Instant::now() < deadline, "no host set DRAINING: {hosts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    sigkill(&mut first).await;
+    let group_now = aws.group().await;
+    assert_eq!(group_now.desired, 2, "killed before the termination");
+
+    // The next capstan: the same removal, resumed (no second DRAINING, no new pick).
+    let second = start(dir.path());
+    let group_now = aws.until_desired(1, "the resumed removal").await;
+    let left: Vec<&str> = group_now
+        .instances
+        .iter()
+        .map(|i| i.instance_id.as_str())
+        .collect();
+    assert_eq!(left.len(), 1, "{group_now:?}");
+    assert_ne!(left[0], victim, "the victim went, not the other host");
+    let workflows: serde_json::Value = http
+        .get(format!("{base}/api/v1/workflows?service=hosts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = workflows["workflows"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "one removal, resumed: {workflows}");
+    assert_eq!(list[0]["status"], "done", "{workflows}");
+    assert_eq!(list[0]["kind"], "hosts", "{workflows}");
+    assert_eq!(
+        list[0]["victims"][0]["task"],
+        victim.as_str(),
+        "{workflows}"
+    );
+    // Held a little longer: nothing else is removed or lowered.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let group_now = aws.group().await;
+    assert_eq!((group_now.desired, group_now.instances.len()), (1, 1));
+    stop(second).await;
 }

@@ -69,6 +69,7 @@ pub fn workflow_json(s: &StoredWorkflow, w: Option<&Workflow>) -> Value {
     };
     json!({
         "id": w.id,
+        "kind": w.kind,
         "service": w.service,
         "status": w.status.as_str(),
         "step": w.step.as_str(),
