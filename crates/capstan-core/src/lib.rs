@@ -23,6 +23,8 @@
 //! - [`workflow`]: the durable scale-in workflow's state machine (drain, then stop).
 //! - [`protection`]: task scale-in protection: which tasks to protect, extend and
 //!   release, in batches for the ECS API.
+//! - [`rotation`]: the state of a blue/green host rotation of an EC2 cluster (from one
+//!   Auto Scaling group to another).
 //! - [`carry`]: which engine state survives a live reload.
 //! - [`restore`]: the planner state rebuilt from stored decisions after a restart.
 //! - `testing` (feature `test-support`, off by default): builders shared by the tests
@@ -40,6 +42,7 @@ pub mod planner;
 pub mod policy;
 pub mod protection;
 pub mod restore;
+pub mod rotation;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod victim;

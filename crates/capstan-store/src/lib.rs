@@ -7,16 +7,19 @@
 //! [`open`], which opens the store a [`StoreSpec`] (the config's `[store]`) names.
 //! It also holds the work registry's durable entries ([`work`]: the [`WorkLog`] trait,
 //! in the same SQLite file) and the scale-in workflows with their journals
-//! ([`workflow`]: the [`WorkflowStore`] trait, fenced).
+//! ([`workflow`]: the [`WorkflowStore`] trait, fenced), and the blue/green host
+//! rotations ([`rotation`]: the [`RotationStore`] trait).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
+pub mod rotation;
 pub mod sqlite;
 pub mod work;
 pub mod workflow;
 
+pub use rotation::{MemoryRotationStore, RotationStore, SqliteRotationStore, open_rotations};
 pub use sqlite::{DEFAULT_RETENTION, SqliteStore};
 pub use work::{MemoryWorkLog, SqliteWorkLog, WorkLog, open_work};
 pub use workflow::{

@@ -18,6 +18,7 @@ pub mod asg;
 pub mod durable;
 pub mod ecs;
 pub mod process;
+pub mod rotate;
 pub mod spec;
 
 use std::future::Future;

@@ -130,6 +130,24 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// The EC2 hosts of an ECS cluster on a running capstan, through its HTTP API:
+    /// `rotate` (blue/green: move the hosts from one Auto Scaling group to another,
+    /// following it with a progress bar; run it again to resume following), `rotations`
+    /// (the newest ones). The token, if the daemon needs one, comes from `--token-file`
+    /// or `CAPSTAN_TOKEN`.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+        /// The daemon's address.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9120")]
+        url: String,
+        /// A file holding the daemon's API token.
+        #[arg(long, global = true)]
+        token_file: Option<PathBuf>,
+        /// Print the API's JSON answer.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Play a scenario in accelerated real time and watch capstan and AWS's own scaling
     /// decide, side by side: on a terminal a live table (one row per run, the latest
     /// actions below), elsewhere one line per action or change of decision; then the
@@ -159,6 +177,77 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+}
+
+/// `capstan cluster` subcommands.
+#[derive(Debug, Subcommand)]
+enum ClusterAction {
+    /// Blue/green host rotation: raise group TO to FROM's size, wait for its instances
+    /// to be ACTIVE in the cluster, remove FROM's hosts one at a time through the safe
+    /// removal (drain, then terminate), then set FROM to 0. Exits 0 when done, 1 when
+    /// it failed.
+    Rotate {
+        /// The ECS cluster.
+        #[arg(long)]
+        cluster: String,
+        /// The Auto Scaling group whose hosts go.
+        #[arg(long)]
+        from: String,
+        /// The Auto Scaling group whose hosts replace them.
+        #[arg(long)]
+        to: String,
+        /// Return once the rotation is started, without following it.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// The newest host rotations.
+    Rotations {
+        /// At most this many (1 to 500).
+        #[arg(long, default_value = "20")]
+        limit: usize,
+    },
+}
+
+fn cluster_command(action: ClusterAction, target: capstan::workflows_cli::Target) -> ExitCode {
+    use capstan::rotate_cli::{Action, run};
+    let action = match action {
+        ClusterAction::Rotate {
+            cluster,
+            from,
+            to,
+            detach,
+        } => Action::Rotate {
+            cluster,
+            from,
+            to,
+            detach,
+        },
+        ClusterAction::Rotations { limit } => Action::List { limit },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("capstan cluster: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&action, &target)) {
+        Ok(outcome) => {
+            print!("{}", outcome.text);
+            if outcome.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("capstan cluster: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `capstan workflows` subcommands.
@@ -216,6 +305,19 @@ fn workflows_command(action: WorkflowsAction, target: capstan::workflows_cli::Ta
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Cluster {
+            action,
+            url,
+            token_file,
+            json,
+        } => cluster_command(
+            action,
+            capstan::workflows_cli::Target {
+                url,
+                token_file,
+                json,
+            },
+        ),
         Command::Workflows {
             action,
             url,

@@ -34,6 +34,7 @@ use crate::daemon::reload::{ReloadError, ReloadHandle, Trigger};
 
 pub mod api;
 pub mod exporter;
+pub mod rotations;
 pub mod webhooks;
 pub mod work;
 pub mod workflows;

@@ -65,7 +65,7 @@ fn token(target: &Target) -> Result<Option<String>, String> {
 
 /// Percent-encodes a path segment (workflow ids hold only safe characters, but a
 /// user may type anything).
-fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -97,13 +97,40 @@ pub async fn run(action: &Action, target: &Target) -> Result<String, String> {
             format!("{base}/api/v1/workflows/{}/redrive", segment(id)),
         ),
     };
+    let body = call(target, method, &url, None).await?;
+    if target.json {
+        return serde_json::to_string_pretty(&body).map_err(|e| e.to_string());
+    }
+    Ok(match action {
+        Action::List { .. } => list_text(&body),
+        Action::Show { .. } => show_text(&body),
+        Action::Redrive { id } => format!(
+            "workflow {id} resumed at {} ({})\n",
+            body["step"].as_str().unwrap_or("?"),
+            body["status"].as_str().unwrap_or("?")
+        ),
+    })
+}
+
+/// Sends `method url` (with `body` as JSON, if any) to the daemon with `target`'s
+/// token: the JSON answer, or an error naming the URL, the status and the daemon's
+/// reason. Shared by the CLI commands that talk to a running capstan.
+pub(crate) async fn call(
+    target: &Target,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<Value, String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-    let mut request = client.request(method, &url);
+    let mut request = client.request(method, url);
     if let Some(token) = token(target)? {
         request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
     }
     let response = request
         .send()
@@ -118,18 +145,7 @@ pub async fn run(action: &Action, target: &Target) -> Result<String, String> {
         let message = body["error"].as_str().unwrap_or("no reason given");
         return Err(format!("{url}: {status}: {message}"));
     }
-    if target.json {
-        return serde_json::to_string_pretty(&body).map_err(|e| e.to_string());
-    }
-    Ok(match action {
-        Action::List { .. } => list_text(&body),
-        Action::Show { .. } => show_text(&body),
-        Action::Redrive { id } => format!(
-            "workflow {id} resumed at {} ({})\n",
-            body["step"].as_str().unwrap_or("?"),
-            body["status"].as_str().unwrap_or("?")
-        ),
-    })
+    Ok(body)
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {

@@ -40,6 +40,10 @@
 //! terminated), and a capstan killed mid-removal leaves them DRAINING (see
 //! [`capstan_targets::asg`] and `docs/config.md`).
 //!
+//! Host rotations ([`rotations`]: `POST /api/v1/rotations`, `capstan cluster rotate`) run
+//! on a task of their own, kept in the store and resumed after a restart; at the stop,
+//! a host still draining for one is set ACTIVE again.
+//!
 //! A control loop that ends on its own (a bug: loops only end when cancelled) is an
 //! error: everything is shut down the same way and [`run`] returns
 //! [`DaemonError::LoopEnded`], so the process exits non-zero and a supervisor restarts
@@ -47,6 +51,7 @@
 
 pub mod protection;
 pub mod reload;
+pub mod rotations;
 pub mod services;
 pub mod sources;
 
@@ -221,6 +226,12 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     // Scale-in workflows: journaled in the same store, resumed after a restart; this
     // capstan takes the store's fencing token.
     let journal = StoreJournal::acquire(capstan_store::open_workflows(&config.store)?)?;
+    // Blue/green host rotations: kept in the same store, resumed after a restart.
+    let rotations = rotations::Rotations::new(
+        capstan_store::open_rotations(&config.store)?,
+        Arc::clone(&clock),
+        &config,
+    );
     exporter.export_work(work.clone());
     let protection = services::ProtectionBoard::default();
     exporter.export_protection(Arc::clone(&protection));
@@ -291,10 +302,12 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
                     .with_workflows(server::workflows::Workflows {
                         store: Arc::clone(journal.store()),
                         redrive: services::redriver(Arc::clone(&target_board)),
-                    }),
+                    })
+                    .with_rotations(rotations.clone()),
             ),
     );
     let sweeper = tokio::spawn(sweep_work(work.clone(), stop.clone()));
+    let rotator = (!once).then(|| tokio::spawn(rotations.clone().run(stop.clone())));
     let listening = stop.clone();
     let listener_task = tokio::spawn(async move {
         if let Err(e) = server::serve(listener, app, listening).await {
@@ -328,6 +341,7 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
         exporter,
         sources,
         config: config.clone(),
+        rotations,
     };
     if once {
         wait_for_first_reads(&obs, &daemon.config, clock.as_ref(), &cancel).await;
@@ -373,6 +387,9 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
     shippers.finish().await;
     services.stop_all().await;
     let _ = sweeper.await;
+    if let Some(rotator) = rotator {
+        let _ = rotator.await;
+    }
     tracing::info!("capstan stopped");
     outcome
 }
@@ -411,6 +428,8 @@ struct Daemon {
     sources: Sources,
     /// The configuration in force.
     config: Config,
+    /// The host rotations (they follow the configuration's `ec2_cluster` targets).
+    rotations: rotations::Rotations,
 }
 
 impl Daemon {
@@ -555,6 +574,7 @@ impl Daemon {
                 summary.services_updated.push(spec.name.clone());
             }
         }
+        self.rotations.configure(&new);
         self.config = new;
         Ok(summary)
     }

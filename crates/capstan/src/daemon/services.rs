@@ -18,7 +18,8 @@
 //! gets the workflow journal for its host removals (durable, redrive; each observation
 //! runs their due steps), but neither work counts (the work registry knows tasks, not
 //! hosts: the service is not declared there, so reports to it are refused) nor task
-//! protection.
+//! protection. It does not scale while a host rotation moves hosts from or to its
+//! group ([`super::rotations`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -117,7 +118,7 @@ impl AwsClients {
 
 /// The SDK settings of a target with these connection keys: connections time out after
 /// 5 s, each call after [`AWS_CALL_TIMEOUT`].
-fn aws_settings(
+pub(crate) fn aws_settings(
     region: Option<&String>,
     endpoint_url: Option<&String>,
     profile: Option<&String>,
@@ -363,6 +364,18 @@ pub const WORKFLOW_PUMP: Duration = Duration::from_secs(1);
 pub type ProtectionStatsFn =
     Arc<dyn Fn() -> capstan_core::protection::ProtectionStats + Send + Sync>;
 
+/// Refuses to scale the hosts of a group a host rotation is moving hosts from or to
+/// (see [`super::rotations`]): the refusal names the rotation.
+fn hold(t: &AsgTarget<SdkEcs, SdkAutoScaling>) -> Result<(), TargetError> {
+    match super::rotations::held(&t.spec().cluster, &t.spec().group) {
+        Some(why) => Err(TargetError::Failed {
+            target: t.name().to_owned(),
+            reason: why,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Target for AnyTarget {
     fn name(&self) -> &str {
         match self {
@@ -386,7 +399,10 @@ impl Target for AnyTarget {
         match self {
             Self::Process(t) => t.scale_out(desired).await,
             Self::Ecs(t) => t.scale_out(desired).await,
-            Self::Ec2Cluster(t) => t.scale_out(desired).await,
+            Self::Ec2Cluster(t) => {
+                hold(t)?;
+                t.scale_out(desired).await
+            }
             Self::EcsWorld(t) => t.scale_out(desired).await,
         }
     }
@@ -395,7 +411,10 @@ impl Target for AnyTarget {
         match self {
             Self::Process(t) => t.scale_in(desired, victims).await,
             Self::Ecs(t) => t.scale_in(desired, victims).await,
-            Self::Ec2Cluster(t) => t.scale_in(desired, victims).await,
+            Self::Ec2Cluster(t) => {
+                hold(t)?;
+                t.scale_in(desired, victims).await
+            }
             Self::EcsWorld(t) => t.scale_in(desired, victims).await,
         }
     }

@@ -11,7 +11,9 @@
 //! - `POST /api/v1/services/{name}/pause` and `.../resume` (`{"direction": "in" | "out" |
 //!   "both"}`, default both);
 //! - `PUT /api/v1/services/{name}/override` (`{"min": 2, "max": 10, "for": "30m"}`) and
-//!   `DELETE .../override`.
+//!   `DELETE .../override`;
+//! - the scale-in workflows (`/api/v1/workflows...`, see `workflows`) and the host
+//!   rotations (`/api/v1/rotations...`, see `rotations`).
 //!
 //! The controls are written into the service's [`ServiceHandle`]; its loop reads them
 //! at its next tick. Every error is `{"error": ..., "field": ...}` (`field` when one is
@@ -38,7 +40,7 @@ use capstan_core::decision::Decision;
 use capstan_store::{DecisionLog, StoreError};
 use serde_json::{Map, Value, json};
 
-use super::{ServerState, error, json_type, require_token, work, workflows};
+use super::{ServerState, error, json_type, require_token, rotations, work, workflows};
 use crate::config::duration;
 
 /// The OpenAPI 3.1 document of every route, as checked in at `docs/openapi.json`.
@@ -74,6 +76,8 @@ pub struct Services {
     pub work: Option<WorkRegistry>,
     /// The scale-in workflows; without them those routes answer 503.
     pub workflows: Option<workflows::Workflows>,
+    /// The blue/green host rotations; without them those routes answer 503.
+    pub rotations: Option<crate::daemon::rotations::Rotations>,
 }
 
 impl Services {
@@ -85,6 +89,7 @@ impl Services {
             clock,
             work: None,
             workflows: None,
+            rotations: None,
         }
     }
 
@@ -92,6 +97,13 @@ impl Services {
     #[must_use]
     pub fn with_workflows(mut self, workflows: workflows::Workflows) -> Self {
         self.workflows = Some(workflows);
+        self
+    }
+
+    /// Serves the host rotation routes from `rotations`.
+    #[must_use]
+    pub fn with_rotations(mut self, rotations: crate::daemon::rotations::Rotations) -> Self {
+        self.rotations = Some(rotations);
         self
     }
 
@@ -217,6 +229,9 @@ pub fn routes() -> Vec<ApiRoute> {
             true,
             post(workflows::redrive),
         ),
+        route("POST", "/api/v1/rotations", true, post(rotations::start)),
+        route("GET", "/api/v1/rotations", true, get(rotations::list)),
+        route("GET", "/api/v1/rotations/{id}", true, get(rotations::show)),
     ]
 }
 
