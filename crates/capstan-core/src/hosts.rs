@@ -469,6 +469,23 @@ pub fn plan_given(
 }
 
 /// `a` before `b` by `order` (ties left to the caller).
+/// The ACTIVE `hosts` in the order [`plan_removal`] tries them (its `order`, then id,
+/// with `tasks_on` giving a host's task count), as host ids.
+pub fn removal_order(
+    hosts: &[Host],
+    tasks_on: impl Fn(&Host) -> usize,
+    order: HostOrder,
+) -> Vec<Arc<str>> {
+    let mut active: Vec<&Host> = hosts
+        .iter()
+        .filter(|h| h.status == HostStatus::Active)
+        .collect();
+    active.sort_by(|a, b| {
+        compare(order, a, b, tasks_on(a), tasks_on(b)).then_with(|| a.id.cmp(&b.id))
+    });
+    active.into_iter().map(|h| Arc::clone(&h.id)).collect()
+}
+
 fn compare(
     order: HostOrder,
     a: &Host,
@@ -872,6 +889,28 @@ mod tests {
         tasks[5].service = None; // t6 on c: standalone
         let r = plan_removal(&hosts, &tasks, &[], HostOrder::LeastReserved, false).unwrap();
         assert_ne!(&*r.host, "c");
+    }
+
+    #[test]
+    fn removal_order_follows_each_order_and_skips_hosts_not_active() {
+        let (mut hosts, tasks) = fixture();
+        hosts.push(host("d", 4));
+        hosts.push(Host {
+            status: HostStatus::Draining,
+            ..host("e", 0)
+        });
+        let n = |h: &Host| tasks.iter().filter(|t| *t.host == *h.id).count();
+        let ids = |order| -> Vec<String> {
+            removal_order(&hosts, n, order)
+                .iter()
+                .map(|id| id.to_string())
+                .collect()
+        };
+        // d is empty; c reserves the least of the others, a the most.
+        assert_eq!(ids(HostOrder::LeastReserved), ["d", "c", "b", "a"]);
+        assert_eq!(ids(HostOrder::EmptyFirst), ["d", "c", "b", "a"]);
+        assert_eq!(ids(HostOrder::Oldest), ["a", "b", "c", "d"]);
+        assert_eq!(ids(HostOrder::Newest), ["d", "c", "b", "a"]);
     }
 
     #[test]

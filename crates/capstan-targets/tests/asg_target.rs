@@ -240,9 +240,20 @@ async fn observe_maps_the_groups_instances_to_tasks() {
         assert_eq!(t.state, TaskState::Running);
         assert_eq!(t.started_at, fx.clock.now(), "launched at the start");
         assert!(!t.protected);
-        assert_eq!(t.sessions as usize, hosts[&*t.id.0].1, "tasks on the host");
     }
-    assert_eq!(o.tasks.iter().map(|t| t.sessions).sum::<u32>(), 4);
+    // A host's "sessions" is its place in host_order (least reserved first): 0, 1, 2,
+    // the emptiest host first.
+    let mut by_rank: Vec<_> = o
+        .tasks
+        .iter()
+        .map(|t| (t.sessions, hosts[&*t.id.0].1))
+        .collect();
+    by_rank.sort();
+    assert_eq!(
+        by_rank.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert!(by_rank.windows(2).all(|w| w[0].1 <= w[1].1), "{by_rank:?}");
     let mut zones: Vec<_> = o.tasks.iter().map(|t| t.zone.clone().unwrap()).collect();
     zones.dedup();
     assert_eq!(zones.len(), 3, "one host per zone");

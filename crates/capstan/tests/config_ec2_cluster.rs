@@ -175,6 +175,38 @@ fn an_empty_hook_or_a_zero_heartbeat_is_named() {
 }
 
 #[test]
+fn host_order_is_read_and_a_bad_one_is_named_with_the_accepted_ones() {
+    let config = compile(&text(
+        r#"{ kind = "ec2_cluster", cluster = "prod", group = "prod-asg", host_order = "oldest" }"#,
+        "",
+    ))
+    .unwrap();
+    assert_eq!(
+        ec2_cluster(&config).target.host_order,
+        capstan_core::hosts::HostOrder::Oldest
+    );
+    let config = compile(&text(
+        r#"{ kind = "ec2_cluster", cluster = "prod", group = "prod-asg" }"#,
+        "",
+    ))
+    .unwrap();
+    assert_eq!(
+        ec2_cluster(&config).target.host_order,
+        capstan_core::hosts::HostOrder::LeastReserved,
+        "the default"
+    );
+    let e = one_error(&text(
+        r#"{ kind = "ec2_cluster", cluster = "prod", group = "prod-asg", host_order = "biggest" }"#,
+        "",
+    ));
+    assert_eq!(e.path, "services[0].target.host_order");
+    assert_eq!(
+        e.message,
+        "unknown host order \"biggest\"; accepted: least_reserved, empty_first, oldest, newest"
+    );
+}
+
+#[test]
 fn a_zero_drain_timeout_is_named() {
     let e = one_error(&text(
         r#"{ kind = "ec2_cluster", cluster = "prod", group = "prod-asg", drain_timeout = "0s" }"#,
@@ -194,7 +226,7 @@ fn an_unknown_key_is_named_with_the_valid_ones() {
     assert_eq!(e.path, "services[0].target.service");
     assert_eq!(
         e.message,
-        "unknown key; valid keys here: `kind`, `cluster`, `group`, `warmup`, `drain_timeout`, `minimum_running`, `termination_hook`, `hook_heartbeat_every`, `region`, `endpoint_url`, `profile`"
+        "unknown key; valid keys here: `kind`, `cluster`, `group`, `warmup`, `drain_timeout`, `minimum_running`, `termination_hook`, `hook_heartbeat_every`, `host_order`, `region`, `endpoint_url`, `profile`"
     );
     // A typo gets a suggestion.
     let e = one_error(&text(

@@ -14,17 +14,15 @@
 //!   by the step (3 → 5), not before;
 //! - CPU below its min but memory inside its band → two hours without a change;
 //! - both below their mins for 10 datapoints → exactly one host removed (drained, then
-//!   terminated, its tasks moved first), the one the victim choice picks: the host
-//!   running the fewest tasks (here also the least reserved, and neither the oldest nor
-//!   the newest); among hosts with as many tasks, `scale_in.order` decides (newest by
-//!   default, or `oldest`);
+//!   terminated, its tasks moved first), the one the target's `host_order` puts first:
+//!   by default `least_reserved` (here the host with the fewest tasks, neither the
+//!   oldest nor the newest), with `host_order = "oldest"` the oldest although it runs
+//!   more tasks, and among hosts that reserve as much, `oldest` and `newest` pick the
+//!   oldest and the newest;
 //! - a reloaded threshold applies at the next evaluation, on the samples already held.
 //!
-//! The host strategies of `capstan_core::hosts::plan_removal` (`least_reserved`,
-//! `empty_first`, `oldest`, `newest`) are checked against the same world state: no
-//! config key selects them for a service (the loop chooses victims with
-//! `scale_in.order`), so the test shows where they agree with the loop's choice and
-//! where they would not.
+//! Core's host strategies (`capstan_core::hosts::plan_removal`) are checked against
+//! the same world state, so the test shows the loop's choice is theirs.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -59,11 +57,11 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 /// The service scaling the cluster's hosts: docs/config.md's EC2 example with a
 /// `threshold` policy on both reservations (memory's max is `memory_max`), and
-/// `scale_in` holding `order` if given. Stabilization is off so that the scale-in
+/// the target's `host_order` if given. Stabilization is off so that the scale-in
 /// datapoints alone decide when a host goes (with the example's 10 minutes the first
 /// removal would come 10 minutes after the last evaluation that held).
 fn config_text(memory_max: u32, order: Option<&str>) -> String {
-    let order = order.map_or(String::new(), |o| format!(", order = [\"{o}\"]"));
+    let order = order.map_or(String::new(), |o| format!(", host_order = \"{o}\""));
     format!(
         r#"
 [sources.cpu_reservation]
@@ -85,9 +83,9 @@ name = "{HOSTS}"
 min = 2
 max = 20
 interval = "1m"
-target = {{ kind = "ec2_cluster", cluster = "{CLUSTER}", group = "{GROUP}", warmup = "5m", drain_timeout = "1h", region = "eu-west-1" }}
+target = {{ kind = "ec2_cluster", cluster = "{CLUSTER}", group = "{GROUP}", warmup = "5m", drain_timeout = "1h", region = "eu-west-1"{order} }}
 cooldown = {{ out = "1m", in = "5m" }}
-scale_in = {{ stabilization = "0s"{order} }}
+scale_in = {{ stabilization = "0s" }}
 
 [[services.policies]]
 kind = "threshold"
@@ -597,8 +595,8 @@ async fn both_below_their_mins_for_10_datapoints_remove_the_emptiest_host() {
         assert_eq!(rig.desired().await, 3);
         assert_eq!(rig.layout(), layout, "minute {n}");
     }
-    // The tenth: one host, B, the one with the fewest tasks (the default order's
-    // newest, C, has more), set DRAINING; the others stay ACTIVE.
+    // The tenth: one host, B, the least reserved (and the one with the fewest tasks;
+    // neither the oldest nor the newest), set DRAINING; the others stay ACTIVE.
     let d = rig.minute().await.unwrap();
     assert_eq!(
         d.action,
@@ -647,9 +645,13 @@ async fn both_below_their_mins_for_10_datapoints_remove_the_emptiest_host() {
 }
 
 #[tokio::test]
-async fn the_fewest_tasks_win_over_the_order() {
-    // `order = ["oldest"]` does not take A over B: a host with fewer tasks goes first.
+async fn host_order_oldest_takes_the_oldest_host_although_it_runs_more_tasks() {
+    // `host_order = "oldest"`: A, not the least reserved B.
     let rig = b_emptiest(Some("oldest")).await;
+    let a = rig.hosts[0].clone();
+    assert_eq!(removed(rig).await, a);
+    // `empty_first` as `least_reserved` here (no host is empty): B.
+    let rig = b_emptiest(Some("empty_first")).await;
     let b = rig.hosts[1].clone();
     assert_eq!(removed(rig).await, b);
 }
@@ -681,12 +683,10 @@ async fn removed(mut rig: Rig) -> String {
 }
 
 #[tokio::test]
-async fn among_hosts_with_as_many_tasks_the_order_decides() {
-    let rig = even(None).await;
+async fn among_hosts_that_reserve_as_much_oldest_and_newest_decide() {
+    let rig = even(Some("newest")).await;
     let (a, c) = (rig.hosts[0].clone(), rig.hosts[2].clone());
     assert!(rig.layout().values().all(|h| h.tasks == 1));
-    // The default order (zone balance, then newest): C.
     assert_eq!(removed(rig).await, c);
-    // `order = ["oldest"]`: A.
     assert_eq!(removed(even(Some("oldest")).await).await, a);
 }

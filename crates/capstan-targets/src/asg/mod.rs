@@ -101,6 +101,7 @@ use capstan_aws_api::{
     Ecs, InstanceLifecycleState,
 };
 use capstan_core::clock::{Clock, SystemClock};
+use capstan_core::hosts::HostOrder;
 use capstan_core::model::{Capacity, Task, TaskId, TaskState};
 use tokio::sync::Mutex;
 
@@ -132,6 +133,9 @@ pub struct AsgTargetSpec {
     /// How often the hook's heartbeat is recorded while a host drains (default 5 min;
     /// below the hook's `HeartbeatTimeout`).
     pub hook_heartbeat_every: Duration,
+    /// Which ACTIVE hosts go first on scale-in (default `least_reserved`): reported as
+    /// each host's place in this order (see the module docs).
+    pub host_order: HostOrder,
 }
 
 impl AsgTargetSpec {
@@ -152,6 +156,7 @@ impl AsgTargetSpec {
             minimum_running: BTreeMap::new(),
             termination_hook: None,
             hook_heartbeat_every: Self::DEFAULT_HOOK_HEARTBEAT_EVERY,
+            host_order: HostOrder::default(),
         }
     }
 
@@ -364,6 +369,20 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
     /// The hosts and capacity to report.
     fn observed(&self, snap: &Snapshot) -> Observed {
         let now = self.clock.now();
+        // Each ACTIVE host's place in `host_order`, reported as its "sessions", so the
+        // victim choice (fewest first) takes hosts in that order.
+        let rank: BTreeMap<String, u32> = capstan_core::hosts::removal_order(
+            &safety::hosts(snap)
+                .into_iter()
+                .filter(|h| snap.instance(&h.id).is_some())
+                .collect::<Vec<_>>(),
+            |h| snap.host(&h.id).map_or(0, |c| tasks_on(c) as usize),
+            self.spec.host_order,
+        )
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| (id.to_string(), u32::try_from(i).unwrap_or(u32::MAX)))
+        .collect();
         let mut capacity = Capacity {
             desired: self.reported_desired().unwrap_or(snap.group.desired),
             running: 0,
@@ -390,7 +409,11 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
                         .unwrap_or(now),
                     zone: Some(i.availability_zone.as_str().into()),
                     state,
-                    sessions: snap.host(&i.instance_id).map_or(0, tasks_on),
+                    sessions: match state {
+                        TaskState::Running => rank.get(&i.instance_id).copied(),
+                        _ => None,
+                    }
+                    .unwrap_or_else(|| snap.host(&i.instance_id).map_or(0, tasks_on)),
                     // In service without a container instance: the ECS agent has
                     // not registered yet, or it is not a container instance at all.
                     // Not proven empty of work, so never a victim (pick refuses it).

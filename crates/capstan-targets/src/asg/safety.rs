@@ -253,8 +253,9 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
 
 /// The cluster's container instances as core hosts (id = EC2 instance id). An
 /// instance of this group that is not in service takes no task for long: it is not
-/// counted as ACTIVE room. Launch times are not needed (the order is the scale-in's).
-fn hosts(snap: &Snapshot) -> Vec<Host> {
+/// counted as ACTIVE room. A host's launch is its instance's launch time when the group
+/// reports one, else its registration with the cluster.
+pub(super) fn hosts(snap: &Snapshot) -> Vec<Host> {
     snap.hosts
         .iter()
         .map(|(id, h)| {
@@ -274,7 +275,10 @@ fn hosts(snap: &Snapshot) -> Vec<Host> {
                 status,
                 registered: Resources::new(h.registered_cpu, h.registered_memory),
                 remaining: Resources::new(h.remaining_cpu, h.remaining_memory),
-                launched_at: None,
+                launched_at: snap
+                    .instance(id)
+                    .and_then(|i| i.launched_at)
+                    .or(Some(h.registered_at)),
                 protected: snap.instance(id).is_some_and(|i| i.protected_from_scale_in),
                 used_ports: BTreeSet::new(),
             }

@@ -1184,8 +1184,21 @@ fn compile_ec2_cluster_target(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<Ta
     let hook_heartbeat_every = t
         .opt_positive(ctx, "hook_heartbeat_every")
         .unwrap_or(AsgTargetSpec::DEFAULT_HOOK_HEARTBEAT_EVERY);
+    let host_order = t
+        .opt::<Str>(ctx, "host_order")
+        .and_then(
+            |o| match o.value.parse::<capstan_core::hosts::HostOrder>() {
+                Ok(order) => Some(order),
+                Err(e) => {
+                    ctx.error(&o.span, &t.path_of("host_order"), e.to_string());
+                    None
+                }
+            },
+        )
+        .unwrap_or_default();
     let aws = super::aws::compile_aws(ctx, t);
     let mut target = AsgTargetSpec::new(&cluster?, &group?);
+    target.host_order = host_order;
     target.warmup = warmup;
     target.drain_timeout = drain_timeout;
     target.minimum_running = minimum_running;

@@ -235,6 +235,7 @@ pub const TARGET_EC2_CLUSTER: &[&str] = &[
     "minimum_running",
     "termination_hook",
     "hook_heartbeat_every",
+    "host_order",
     "region",
     "endpoint_url",
     "profile",
