@@ -580,6 +580,35 @@ impl WorkRegistry {
             service: Arc::from(service),
         })
     }
+
+    /// The live work of tasks by ARN, whichever service reported them (for the EC2
+    /// host target, which sees the tasks of every service on a host).
+    pub fn counts_any(&self) -> Arc<dyn WorkCounts> {
+        Arc::new(AnyServiceWork {
+            registry: self.clone(),
+        })
+    }
+}
+
+/// The live work of any service's tasks, by task ARN, read from the registry: what
+/// the EC2 host target asks about the tasks on a host.
+struct AnyServiceWork {
+    registry: WorkRegistry,
+}
+
+impl WorkCounts for AnyServiceWork {
+    fn work(&self, task_arn: &str) -> u32 {
+        self.work_many(&[task_arn]).into_iter().sum()
+    }
+
+    fn work_many(&self, task_arns: &[&str]) -> Vec<u32> {
+        let now = self.registry.shared.clock.now();
+        let book = self.registry.book();
+        task_arns
+            .iter()
+            .map(|arn| book.count_any(&TaskId::from(*arn), now))
+            .collect()
+    }
 }
 
 /// The live work of one service's tasks, read from the registry.
@@ -863,6 +892,11 @@ mod tests {
         );
         let counts = reg.counts_for("api");
         assert_eq!(counts.work_many(&["t1", "t2"]), vec![0, 1]);
+        // By ARN alone (the EC2 host target's view): the same counts, and none for a
+        // task no service reported.
+        let any = reg.counts_any();
+        assert_eq!(any.work_many(&["t1", "t2", "t9"]), vec![0, 1, 0]);
+        assert_eq!(any.work("t2"), 1);
     }
 
     #[tokio::test]

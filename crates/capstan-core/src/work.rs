@@ -374,6 +374,17 @@ impl WorkBook {
     }
 
     /// The live work of `task` of `service` at `now`.
+    /// The live work of `task` at `now`, whichever service it was reported under (a
+    /// task id is the task's ARN: one service's).
+    pub fn count_any(&self, task: &TaskId, now: Timestamp) -> u32 {
+        self.services
+            .values()
+            .filter_map(|tasks| tasks.get(task))
+            .map(|w| w.count(now).total())
+            .sum()
+    }
+
+    /// The live work of `task` of `service` at `now`.
     pub fn count(&self, service: &str, task: &TaskId, now: Timestamp) -> WorkCount {
         self.services
             .get(service)

@@ -18,7 +18,7 @@ use capstan_core::victim;
 use capstan_core::workflow::{Status, Step, WorkflowSettings};
 use capstan_targets::asg::{AsgTarget, AsgTargetSpec};
 use capstan_targets::durable::{Boundary, Failpoint, Journal, MemoryJournal};
-use capstan_targets::{Observed, Target, TargetError};
+use capstan_targets::{Observed, Target, TargetError, WorkCounts};
 use capstan_world::{
     AutoScalingGroupSpec, ClusterSpec, Event, FaultRule, HookSpec, HookTransition, LaunchType,
     ServiceSpec, World, WorldConfig,
@@ -691,6 +691,52 @@ async fn a_host_running_a_protected_task_is_refused() {
         e.contains(&format!("{victim}: task {arn} is protected")),
         "{e}"
     );
+}
+
+/// The live work of the world's tasks, as the work registry would report it.
+struct WorldWork(World);
+
+impl WorkCounts for WorldWork {
+    fn work(&self, task_arn: &str) -> u32 {
+        self.0.work(task_arn).unwrap_or(0)
+    }
+}
+
+/// A host running a task with live sessions is refused (its task would be stopped with
+/// them); once the task is idle, the host goes.
+#[tokio::test]
+async fn a_host_running_a_task_with_live_work_is_refused_until_it_is_idle() {
+    let mut fx = setup(3, 4).build();
+    fx.target = AsgTarget::new(
+        GROUP,
+        AsgTargetSpec::new(CLUSTER, GROUP),
+        fx.world.clone(),
+        fx.world.clone(),
+    )
+    .with_clock(fx.clock.clone())
+    .with_work(Arc::new(WorldWork(fx.world.clone())));
+    let victim = fx.host_with(1);
+    let arn = fx.hosts_tasks(&victim).await.into_iter().next().unwrap();
+    fx.world.set_work(&arn, 3);
+    let e = failed_reason(
+        fx.target
+            .scale_in(2, &[TaskId::from(victim.as_str())])
+            .await,
+    );
+    assert!(
+        e.contains(&format!(
+            "{victim}: task {arn} has 3 live sessions or workloads"
+        )),
+        "{e}"
+    );
+    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Active);
+    fx.world.set_work(&arn, 0);
+    fx.target
+        .scale_in(2, &[TaskId::from(victim.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(fx.hosts()[&victim].0, ContainerInstanceStatus::Draining);
+    fx.run(1);
 }
 
 #[tokio::test]

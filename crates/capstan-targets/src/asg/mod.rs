@@ -54,8 +54,10 @@
 //!    on the remaining ACTIVE hosts, none may be protected or standalone, and every
 //!    service with a task on them must keep its minimum healthy count
 //!    (`minimumHealthyPercent` × desired) on the other hosts, or have room above its
-//!    desired count (`maximumPercent`) to start the replacements first. A victim that
-//!    may not go is kept, and the scale-in's error or log says why for each;
+//!    desired count (`maximumPercent`) to start the replacements first; with
+//!    [`AsgTarget::with_work`], no task on them may have live sessions or workloads
+//!    (the work registry's, by task ARN). A victim that may not go is kept, and the
+//!    scale-in's error or log says why for each;
 //! 3. the rest is a durable workflow (see `removal`), journaled like the ECS
 //!    target's task scale-in: **mark draining** (`UpdateContainerInstancesState`
 //!    DRAINING, at most 10 per call: ECS replaces their service tasks elsewhere
@@ -213,6 +215,9 @@ pub struct AsgTarget<E, A> {
     state: Mutex<State>,
     /// The host removal workflow (see `removal`).
     durable: Durable,
+    /// The live work of the tasks on the hosts (the work registry's), if known: a host
+    /// running a task with live work is never removed.
+    work: Option<Arc<dyn crate::WorkCounts>>,
 }
 
 impl<E, A> std::fmt::Debug for AsgTarget<E, A> {
@@ -302,7 +307,17 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
             clock: Arc::new(SystemClock),
             state: Mutex::new(State::default()),
             durable: Durable::in_memory(WorkflowSettings::default()),
+            work: None,
         }
+    }
+
+    /// The same target, reading the live work of the tasks on its hosts from `work`
+    /// (by task ARN): a host running a task with live sessions or workloads is never
+    /// chosen for removal.
+    #[must_use]
+    pub fn with_work(mut self, work: Arc<dyn crate::WorkCounts>) -> Self {
+        self.work = Some(work);
+        self
     }
 
     /// The same target, reading time from `clock`.

@@ -17,8 +17,9 @@
 //! The room left on the other hosts is what their container instances report; the
 //! static ports in use on them are those of the tasks read (other services' ports on
 //! them are not read).
-//! Sessions and workloads are not known here (they are reported to the services'
-//! targets), so a host is never refused for live work.
+//! Sessions and workloads come from the work registry when the target has it
+//! (`with_work`, by task ARN, whichever service reported them): a host running a task
+//! with live work is refused (its tasks would be stopped with their work).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -94,7 +95,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
                         .collect(),
                     running: t.last_status == TaskStatus::Running,
                     protected: involved.protected.contains(&t.arn),
-                    live_work: 0,
+                    live_work: self.work.as_ref().map_or(0, |w| w.work(&t.arn)),
                 })
             })
             .collect();

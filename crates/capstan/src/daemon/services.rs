@@ -16,10 +16,11 @@
 //! `protection`, a place in its cluster's task-protection driver; a process target
 //! gets the work registry's counts. An `ec2_cluster` target (the hosts of a cluster)
 //! gets the workflow journal for its host removals (durable, redrive; each observation
-//! runs their due steps), but neither work counts (the work registry knows tasks, not
-//! hosts: the service is not declared there, so reports to it are refused) nor task
-//! protection. It does not scale while a host rotation moves hosts from or to its
-//! group ([`super::rotations`]).
+//! runs their due steps) and the live work of every service's tasks (a host running a
+//! task with live work is never removed), but is not declared in the work registry
+//! itself (its "tasks" are hosts: reports to it are refused) and protects no task. It
+//! does not scale while a host rotation moves hosts from or to its group
+//! ([`super::rotations`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -246,6 +247,9 @@ impl AnyTarget {
                 ));
                 let mut target = AsgTarget::new(service, spec.target.clone(), ecs, autoscaling)
                     .with_clock(Arc::clone(clock));
+                if let Some(work) = work {
+                    target = target.with_work(work);
+                }
                 if let Some(journal) = journal {
                     target = target
                         .with_workflows(
@@ -713,11 +717,15 @@ impl Services {
 
     /// Builds the target of `spec` (nothing started if it fails).
     pub fn build_target(&self, spec: &ServiceSpec) -> Result<AnyTarget, TargetError> {
-        let work = self
-            .work
-            .as_ref()
-            .filter(|_| uses_work_registry(spec))
-            .map(|w| w.counts_for(&spec.name));
+        // An ec2_cluster target reads the live work of every service's tasks on its
+        // hosts; the others their own service's.
+        let work = self.work.as_ref().map(|w| {
+            if uses_work_registry(spec) {
+                w.counts_for(&spec.name)
+            } else {
+                w.counts_any()
+            }
+        });
         let journal = self.journal.clone();
         let parts = TargetParts {
             work: work.clone(),
