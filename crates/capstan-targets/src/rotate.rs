@@ -150,6 +150,14 @@ impl<E: Ecs + Clone, A: AutoScaling + Clone> Rotator<E, A> {
         self
     }
 
+    /// The same driver, whose removals read the live work of the tasks on A's hosts
+    /// from `work` (by task ARN): a host running a task with live work waits.
+    #[must_use]
+    pub fn with_work(mut self, work: Arc<dyn crate::WorkCounts>) -> Self {
+        self.target = self.target.with_work(work);
+        self
+    }
+
     /// Whether this driver is for `r` (same cluster, A and B).
     pub fn drives(&self, r: &Rotation) -> bool {
         r.is_for(&self.spec.cluster, &self.spec.group, &self.to)

@@ -17,6 +17,7 @@ use capstan_aws_api::{
 };
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::rotation::{Phase, Rotation, Status};
+use capstan_targets::WorkCounts;
 use capstan_targets::asg::AsgTargetSpec;
 use capstan_targets::rotate::Rotator;
 use capstan_world::{
@@ -302,6 +303,18 @@ impl Fixture {
     }
 
     /// EC2 instance id → (group, container instance status, tasks on it).
+    /// The ARNs of the tasks on the host behind EC2 instance `id`.
+    fn tasks_on(&self, id: &str) -> Vec<String> {
+        self.world
+            .cluster_state(CLUSTER)
+            .unwrap()
+            .instances
+            .into_iter()
+            .find(|i| i.ec2_instance_id == id)
+            .map(|i| i.tasks)
+            .unwrap_or_default()
+    }
+
     fn hosts(&self) -> BTreeMap<String, (String, ContainerInstanceStatus, usize)> {
         self.world
             .cluster_state(CLUSTER)
@@ -397,6 +410,59 @@ async fn a_rotation_moves_every_host_and_keeps_the_service_above_its_minimum() {
         "the floor was exercised: {}",
         fx.fewest_running
     );
+}
+
+/// The live work of the world's tasks, as the work registry would report it.
+struct WorldWork(World);
+
+impl WorkCounts for WorldWork {
+    fn work(&self, task_arn: &str) -> u32 {
+        self.0.work(task_arn).unwrap_or(0)
+    }
+}
+
+/// A host of A running a task with live sessions waits (the rotation says why) while
+/// the others go; once the task is idle, it goes too.
+#[tokio::test]
+async fn a_host_with_live_work_waits_until_its_tasks_are_idle() {
+    let mut fx = build(0, 10).await;
+    let rotator = fx
+        .rotator()
+        .with_work(Arc::new(WorldWork(fx.world.clone())));
+    let mut r = fx.rotation();
+    let busy_host = fx.blue_hosts[0].clone();
+    let arns = fx.tasks_on(&busy_host);
+    let busy = arns[0].clone();
+    fx.world.set_work(&busy, 2);
+    let mut reasons = Vec::new();
+    let ended = fx
+        .drive(&rotator, &mut r, 3000, |r, _| {
+            if let Some(w) = &r.waiting
+                && reasons.last() != Some(w)
+            {
+                reasons.push(w.clone());
+            }
+            false
+        })
+        .await;
+    assert!(!ended, "it waits for the busy host: {}", r.summary());
+    assert!(
+        reasons
+            .iter()
+            .any(|w| w.contains(&format!("task {busy} has 2 live sessions or workloads"))),
+        "{reasons:#?}"
+    );
+    assert!(!fx.terminations().contains_key(&busy_host));
+    assert_eq!(r.removed.len(), 3, "the other hosts went: {}", r.summary());
+    fx.world.set_work(&busy, 0);
+    let ended = fx.drive(&rotator, &mut r, 3000, |_, _| false).await;
+    assert!(ended, "not done once idle: {}", r.summary());
+    assert_eq!(r.status, Status::Done, "{r:#?}");
+    for _ in 0..120 {
+        fx.tick();
+    }
+    assert_eq!(fx.terminations().get(&busy_host), Some(&1));
+    fx.all_on_green();
 }
 
 /// A host removal that fails (ECS refuses DRAINING once: access denied) holds the A

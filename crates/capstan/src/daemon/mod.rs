@@ -231,6 +231,7 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
         capstan_store::open_rotations(&config.store)?,
         Arc::clone(&clock),
         &config,
+        Some(work.counts_any()),
     );
     exporter.export_work(work.clone());
     let protection = services::ProtectionBoard::default();

@@ -101,6 +101,9 @@ struct Inner {
     starting: Mutex<u64>,
     /// Wakes the driver (a rotation started).
     wake: Notify,
+    /// The live work of every service's tasks (the work registry's, by task ARN): a
+    /// host running a task with live work is not removed.
+    work: Option<Arc<dyn capstan_targets::WorkCounts>>,
 }
 
 impl std::fmt::Debug for Rotations {
@@ -111,8 +114,13 @@ impl std::fmt::Debug for Rotations {
 
 impl Rotations {
     /// Rotations kept in `store`, dated by `clock`, for the `ec2_cluster` targets of
-    /// `config`.
-    pub fn new(store: Arc<dyn RotationStore>, clock: Arc<dyn Clock>, config: &Config) -> Self {
+    /// `config`; their host removals read the tasks' live work from `work`.
+    pub fn new(
+        store: Arc<dyn RotationStore>,
+        clock: Arc<dyn Clock>,
+        config: &Config,
+        work: Option<Arc<dyn capstan_targets::WorkCounts>>,
+    ) -> Self {
         let r = Self {
             inner: Arc::new(Inner {
                 store,
@@ -121,6 +129,7 @@ impl Rotations {
                 clusters: RwLock::default(),
                 starting: Mutex::new(0),
                 wake: Notify::new(),
+                work,
             }),
         };
         r.configure(config);
@@ -263,8 +272,11 @@ impl Rotations {
                                 aws.endpoint_url.as_ref(),
                                 aws.profile.as_ref(),
                             ));
-                            let rotator = Rotator::new(spec, &r.to, ecs, asg)
+                            let mut rotator = Rotator::new(spec, &r.to, ecs, asg)
                                 .with_clock(Arc::clone(&self.inner.clock));
+                            if let Some(work) = &self.inner.work {
+                                rotator = rotator.with_work(Arc::clone(work));
+                            }
                             tracing::info!(rotation = %r.id, cluster = %r.cluster, from = %r.from, to = %r.to, phase = r.phase.as_str(), "driving host rotation");
                             drivers.insert(r.id.clone(), (rotator, now));
                         }
