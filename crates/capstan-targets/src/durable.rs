@@ -144,6 +144,32 @@ impl Durable {
         }
     }
 
+    /// Keeps the workflows of target `name` in `journal` with `settings` from now on
+    /// (the failpoint stays), resuming the oldest active one found there.
+    pub(crate) fn use_journal(
+        &mut self,
+        name: &str,
+        journal: Arc<dyn Journal>,
+        settings: WorkflowSettings,
+    ) -> Result<(), String> {
+        let current = journal.active(name)?.into_iter().next();
+        let failpoint = self.failpoint.take();
+        *self = Self::new(journal, false, settings, current);
+        self.failpoint = failpoint;
+        Ok(())
+    }
+
+    /// These workflows, unless a failpoint stopped target `name`.
+    pub(crate) fn alive(&self, name: &str) -> Result<&Self, TargetError> {
+        if self.is_dead() {
+            return Err(TargetError::Failed {
+                target: name.to_owned(),
+                reason: "stopped at a failpoint".into(),
+            });
+        }
+        Ok(self)
+    }
+
     /// The workflow holding the target, if any.
     pub(crate) fn current(&self) -> Option<Workflow> {
         self.current

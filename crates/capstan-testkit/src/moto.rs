@@ -153,6 +153,22 @@ impl Moto {
         ]);
         group
     }
+
+    /// Registers EC2 instance `instance_id` with `cluster` as a container instance, as
+    /// the ECS agent does when the instance boots (moto starts no agent).
+    ///
+    /// # Panics
+    /// If moto refuses the call.
+    pub fn register_container_instance(&self, cluster: &str, instance_id: &str) {
+        let document = serde_json::json!({ "instanceId": instance_id, "region": REGION });
+        self.ecs(
+            "RegisterContainerInstance",
+            &serde_json::json!({
+                "cluster": cluster,
+                "instanceIdentityDocument": document.to_string(),
+            }),
+        );
+    }
 }
 
 /// An `Authorization` header line naming `service` in its credential scope (moto routes

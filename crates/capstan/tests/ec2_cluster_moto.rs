@@ -150,11 +150,7 @@ impl Aws {
             if known.contains_key(&i.instance_id) {
                 continue;
             }
-            let document = json!({ "instanceId": i.instance_id, "region": REGION }).to_string();
-            moto.ecs(
-                "RegisterContainerInstance",
-                &json!({ "cluster": self.cluster, "instanceIdentityDocument": document }),
-            );
+            moto.register_container_instance(&self.cluster, &i.instance_id);
             registered.push(i.instance_id);
         }
         registered

@@ -109,11 +109,7 @@ impl Aws {
             if known.contains(&i.instance_id) {
                 continue;
             }
-            let document = json!({ "instanceId": i.instance_id, "region": REGION }).to_string();
-            moto.ecs(
-                "RegisterContainerInstance",
-                &json!({ "cluster": self.cluster, "instanceIdentityDocument": document }),
-            );
+            moto.register_container_instance(&self.cluster, &i.instance_id);
             n += 1;
         }
         n

@@ -103,10 +103,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
         journal: Arc<dyn Journal>,
         settings: WorkflowSettings,
     ) -> Result<Self, String> {
-        let current = journal.active(&self.name)?.into_iter().next();
-        let failpoint = self.durable.failpoint.take();
-        self.durable = Durable::new(journal, false, settings, current);
-        self.durable.failpoint = failpoint;
+        self.durable.use_journal(&self.name, journal, settings)?;
         Ok(self)
     }
 
@@ -131,10 +128,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
 
     /// The workflows, unless a failpoint stopped the target.
     pub(super) fn live(&self) -> Result<&Durable, TargetError> {
-        if self.durable.is_dead() {
-            return Err(self.fail("stopped at a failpoint"));
-        }
-        Ok(&self.durable)
+        self.durable.alive(&self.name)
     }
 
     /// The removal in progress, as reported outside.

@@ -66,11 +66,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
         journal: Arc<dyn Journal>,
         settings: WorkflowSettings,
     ) -> Result<Self, String> {
-        let active = journal.active(&self.name)?;
-        let current = active.into_iter().next();
-        let failpoint = self.durable.failpoint.take();
-        self.durable = Durable::new(journal, false, settings, current);
-        self.durable.failpoint = failpoint;
+        self.durable.use_journal(&self.name, journal, settings)?;
         Ok(self)
     }
 
@@ -95,10 +91,7 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
 
     /// The workflows, unless a failpoint stopped the target.
     pub(super) fn durable(&self) -> Result<&Durable, TargetError> {
-        if self.durable.is_dead() {
-            return Err(self.fail("stopped at a failpoint"));
-        }
-        Ok(&self.durable)
+        self.durable.alive(&self.name)
     }
 
     fn save(&self, d: &Durable, w: &Workflow, events: &[Event]) -> Result<(), TargetError> {
