@@ -363,6 +363,7 @@ async fn a_rotation_moves_every_host_and_keeps_the_service_above_its_minimum() {
     let mut fx = build(0, 10).await;
     let rotator = fx.rotator();
     let mut r = fx.rotation();
+    let start = fx.clock.now();
     let mut phases = vec![r.phase];
     let ended = fx
         .drive(&rotator, &mut r, 4000, |r, _| {
@@ -374,6 +375,11 @@ async fn a_rotation_moves_every_host_and_keeps_the_service_above_its_minimum() {
         .await;
     assert!(ended, "not done in time: {}", r.summary());
     assert_eq!(r.status, Status::Done, "{r:#?}");
+    eprintln!(
+        "rotation of 4 hosts: {} s simulated, fewest running {} of 20 (floor {FLOOR})",
+        capstan_core::clock::elapsed(start, fx.clock.now()).as_secs(),
+        fx.fewest_running
+    );
     assert_eq!(
         phases,
         [
