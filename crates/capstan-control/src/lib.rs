@@ -3,7 +3,9 @@
 //!
 //! [`ServiceLoop::tick`] is one evaluation: observe the target → evaluate the pure
 //! engine on the shared metric windows → carry the decision out through the target →
-//! record it in the decision log → log its sentence. [`ServiceLoop::run`] repeats it
+//! record it in the decision log → log its sentence. With a [`ServiceHandle`], each
+//! tick also publishes the observed tasks there and adds a sample (counts, each
+//! policy's metric and target) to the service's bounded history. [`ServiceLoop::run`] repeats it
 //! every interval until cancelled. The daemon runs it on the system clock against real
 //! targets; the simulator drives the same `tick` on virtual time against its world
 //! model. The loop touches the outside world only through the [`Target`], the
@@ -15,6 +17,7 @@ use std::time::Duration;
 use capstan_core::clock::Clock;
 use capstan_core::controls::Controls;
 use capstan_core::decision::{Action, Decision, Step as DecisionStep, StepKind};
+use capstan_core::history::{self, Reading, Tick};
 use capstan_core::metrics::SharedObservations;
 use capstan_core::model::TaskState;
 use capstan_core::planner::{Engine, EngineState};
@@ -258,14 +261,30 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
             }
         }
         let now = self.clock.now();
+        if let Some(handle) = &self.handle {
+            handle.publish_tasks(Arc::from(observed.tasks.as_slice()), now);
+        }
         let controls = self
             .handle
             .as_ref()
             .map_or(Controls::NONE, |h| h.controls_at(now));
-        let mut decision = {
+        let (mut decision, readings) = {
             let obs = self.obs.lock().unwrap_or_else(PoisonError::into_inner);
-            self.engine
-                .evaluate_with(&mut self.state, observed.capacity, &obs, now, &controls)
+            let decision =
+                self.engine
+                    .evaluate_with(&mut self.state, observed.capacity, &obs, now, &controls);
+            // What each policy read, for the history (only when someone reads it).
+            let readings: Vec<Reading> = if self.handle.is_some() {
+                self.engine
+                    .policies
+                    .iter()
+                    .zip(&self.state.policies)
+                    .map(|(p, s)| history::reading(&p.policy, s, &obs, observed.capacity.desired))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (decision, readings)
         };
         // A scale-in stops only tasks that may go (idle, unless busy ones are allowed):
         // with fewer of them than the drop asks, it is shortened and says why.
@@ -344,6 +363,25 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
         self.state.applied(&decision, now);
         if let Some(handle) = &self.handle {
             handle.record_decision(&decision, now);
+            let policies: Vec<(&str, Reading)> = self
+                .engine
+                .policies
+                .iter()
+                .map(|p| p.name.as_str())
+                .zip(readings)
+                .collect();
+            handle.record_history(&Tick {
+                at: now,
+                // A dry run changes nothing: the target keeps its desired count.
+                desired: if decision.dry_run {
+                    observed.capacity.desired
+                } else {
+                    decision.action.desired()
+                },
+                running: observed.capacity.running,
+                pending: observed.capacity.pending,
+                policies: &policies,
+            });
         }
 
         if let Err(e) = self.log.record(&decision) {

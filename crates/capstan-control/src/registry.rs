@@ -5,7 +5,12 @@
 //! - the operator's [`Controls`] (pause, override of min/max), written by the API and
 //!   read by the loop at the start of each tick;
 //! - a [`ServiceStatus`] snapshot, written by the loop after each tick (or failed tick)
-//!   and read by the API.
+//!   and read by the API;
+//! - the service's bounded [`History`] (counts and each policy's metric against its
+//!   target, tick by tick; see [`capstan_core::history`] for its memory bound), written
+//!   by the loop after each tick and downsampled for the API;
+//! - the tasks of the latest observation, published by the loop as one `Arc` swapped
+//!   in (the API clones the `Arc`, never the tasks, under the lock).
 //!
 //! The [`Registry`] maps names to handles under a read-mostly lock taken only to find
 //! or list handles (a list clones the `Arc`s out and releases it), so 10,000 services
@@ -19,7 +24,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use capstan_core::Timestamp;
 use capstan_core::controls::{Controls, Direction, Override};
 use capstan_core::decision::{Action, Decision};
-use capstan_core::model::{Bounds, Capacity};
+use capstan_core::history::{Downsampled, History, Tick};
+use capstan_core::model::{Bounds, Capacity, Task};
 
 /// Every service's handle, by name.
 #[derive(Debug, Default)]
@@ -152,6 +158,20 @@ pub struct ServiceHandle {
     controls: Mutex<Controls>,
     /// Written by the loop after each tick, read by the API.
     status: Mutex<ServiceStatus>,
+    /// Written by the loop after each tick, downsampled for the API.
+    history: Mutex<History>,
+    /// The tasks of the latest observation and when it was made.
+    tasks: Mutex<ObservedTasks>,
+}
+
+/// The tasks of a service's latest observation, as the loop published them.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedTasks {
+    /// When they were observed; `None` before the first observation.
+    pub at: Option<Timestamp>,
+    /// The tasks, their sessions being the larger of the target's count and the work
+    /// registry's total at that time.
+    pub tasks: Arc<[Task]>,
 }
 
 impl ServiceHandle {
@@ -172,6 +192,8 @@ impl ServiceHandle {
                 last_tick: None,
                 last_error: None,
             }),
+            history: Mutex::new(History::new()),
+            tasks: Mutex::new(ObservedTasks::default()),
         }
     }
 
@@ -265,6 +287,44 @@ impl ServiceHandle {
         status.last_decision = Some(summary);
         status.last_tick = Some(now);
         status.last_error = None;
+    }
+
+    /// Adds a tick to the service's history.
+    pub fn record_history(&self, tick: &Tick<'_>) {
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(tick);
+    }
+
+    /// The history over `window` ending at `now`, in at most `max_points` points (see
+    /// [`History::points`]).
+    pub fn history(
+        &self,
+        now: Timestamp,
+        window: std::time::Duration,
+        max_points: usize,
+    ) -> Downsampled {
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .points(now, window, max_points)
+    }
+
+    /// Publishes the tasks observed at `at` (replacing the previous ones).
+    pub fn publish_tasks(&self, tasks: Arc<[Task]>, at: Timestamp) {
+        *self.tasks.lock().unwrap_or_else(PoisonError::into_inner) = ObservedTasks {
+            at: Some(at),
+            tasks,
+        };
+    }
+
+    /// The tasks of the latest observation.
+    pub fn tasks(&self) -> ObservedTasks {
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Records a tick that failed at `now` with `error`.

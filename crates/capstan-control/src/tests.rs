@@ -353,3 +353,29 @@ async fn run_ticks_every_interval_survives_errors_and_stops_on_cancel() {
     assert_eq!(service.service(), "svc");
     assert_eq!(r.fake.calls().len(), 3, "no tick after cancel");
 }
+
+#[tokio::test]
+async fn a_handle_gets_the_tasks_and_a_history_sample_per_tick() {
+    let mut r = rig(FakeTarget::with_tasks(2), false);
+    let handle = Arc::new(super::ServiceHandle::new("svc"));
+    r.service = r.service.with_handle(Arc::clone(&handle));
+    assert!(handle.tasks().at.is_none());
+    r.queue(35.0);
+    r.service.tick().await.unwrap();
+    let seen = handle.tasks();
+    assert_eq!(seen.at, Some(r.clock.now()));
+    assert_eq!(seen.tasks.len(), 2);
+    r.queue(35.0);
+    r.service.tick().await.unwrap();
+    let h = handle.history(r.clock.now(), Duration::from_secs(3600), 3600);
+    assert_eq!(h.points.len(), 2);
+    // Desired after each decision; the running count the tick observed.
+    let counts: Vec<_> = h.points.iter().map(|p| (p.desired, p.running)).collect();
+    assert_eq!(counts, [(4, 2), (4, 4)]);
+    // The total is shown per task (35 over 2, then 4 desired) against 10 per task.
+    let cpu: Vec<_> = h.points.iter().map(|p| p.policies[0].1).collect();
+    assert_eq!(cpu[0].value, Some(17.5));
+    assert_eq!(cpu[1].value, Some(8.75));
+    assert_eq!(cpu[1].target, Some(10.0));
+    assert_eq!(&*h.points[0].policies[0].0, "queue");
+}

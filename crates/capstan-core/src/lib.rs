@@ -17,6 +17,8 @@
 //! - [`controls`]: an operator's pause and temporary override of min/max.
 //! - [`decision`]: the record of a decision and its one-line explanation.
 //! - [`victim`]: which tasks to stop on scale-in.
+//! - [`history`]: a service's bounded history (raw samples for an hour, minute buckets
+//!   for a day), downsampled for charts.
 //! - [`hosts`]: EC2 cluster hosts: CPU and memory reservation, and which host may be
 //!   removed without a service dropping below its minimum.
 //! - [`work`]: the live sessions and workloads each task reports, with their expiry.
@@ -35,6 +37,7 @@ pub mod carry;
 pub mod clock;
 pub mod controls;
 pub mod decision;
+pub mod history;
 pub mod hosts;
 pub mod metrics;
 pub mod model;

@@ -1121,3 +1121,43 @@ async fn a_host_gone_mid_drain_is_skipped_and_a_missing_group_is_named() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn the_hosts_view_shows_reservation_and_draining_hosts() {
+    let fx = setup(3, 4).build();
+    assert!(fx.target.hosts_view().is_none(), "nothing before observing");
+    let o = fx.observe().await;
+    let view = fx.target.hosts_view().unwrap();
+    assert_eq!(
+        (view.cluster.as_str(), view.group.as_str()),
+        (CLUSTER, GROUP)
+    );
+    assert_eq!(view.at, fx.clock.now());
+    assert_eq!(view.hosts.len(), 3);
+    let hosts = fx.hosts();
+    for h in &view.hosts {
+        assert_eq!(h.state, TaskState::Running);
+        // Each task reserves 1024 CPU and 2048 MiB (see `Setup::build`).
+        let tasks = u32::try_from(hosts[&h.id].1).unwrap();
+        assert_eq!(h.tasks, tasks);
+        assert_eq!((h.cpu_registered, h.cpu_reserved), (4096, 1024 * tasks));
+        assert_eq!(h.memory_reserved, 2048 * tasks);
+        assert!(h.memory_registered >= h.memory_reserved);
+        assert!(!h.zone.is_empty());
+    }
+    assert_eq!(view.hosts.iter().map(|h| h.tasks).sum::<u32>(), 4);
+    // A host being removed shows as draining, with the removal in progress.
+    let victims = victim::choose(&o.tasks, 1);
+    fx.target.scale_in(2, &victims).await.unwrap();
+    fx.observe().await;
+    let view = fx.target.hosts_view().unwrap();
+    let draining: Vec<_> = view
+        .hosts
+        .iter()
+        .filter(|h| h.state == TaskState::Draining)
+        .map(|h| h.id.clone())
+        .collect();
+    assert_eq!(draining, [victims[0].to_string()]);
+    let removal = fx.target.removal_in_progress().await.unwrap();
+    assert_eq!(removal.draining, victims);
+}

@@ -9,7 +9,10 @@
 //!   naming the field for a bad body; 404 for a name that is no push source; a refused
 //!   push changes nothing.
 //!
-//! Auth: with a token configured, every route but `/healthz` needs
+//! - `GET /` (and `/app.js`, `/app.css`): the [`web`] page, never authenticated itself
+//!   (the API calls it makes carry the token).
+//!
+//! Auth: with a token configured, every route but `/healthz` and the page needs
 //! `Authorization: Bearer TOKEN`, compared in constant time; otherwise 401. The config
 //! refuses a listener beyond loopback without a token. The token is never logged.
 
@@ -35,6 +38,7 @@ use crate::daemon::reload::{ReloadError, ReloadHandle, Trigger};
 pub mod api;
 pub mod exporter;
 pub mod rotations;
+pub mod web;
 pub mod webhooks;
 pub mod work;
 pub mod workflows;
@@ -178,6 +182,7 @@ pub fn router(state: ServerState) -> Router {
         .merge(protected)
         .merge(api::router(&state))
         .merge(webhooks::router())
+        .merge(web::router())
         .with_state(state)
 }
 

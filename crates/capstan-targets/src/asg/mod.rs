@@ -198,6 +198,41 @@ pub struct RemovalProgress {
     pub error: Option<String>,
 }
 
+/// One host of the group as the latest observation saw it (for the API's host view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostView {
+    /// EC2 instance id.
+    pub id: String,
+    /// Its scaling state (running, draining, pending, stopping).
+    pub state: TaskState,
+    /// Availability zone.
+    pub zone: String,
+    /// CPU units registered by its container instance (0 before it registers).
+    pub cpu_registered: u32,
+    /// CPU units reserved by tasks on it.
+    pub cpu_reserved: u32,
+    /// Memory registered, MiB (0 before it registers).
+    pub memory_registered: u32,
+    /// Memory reserved by tasks on it, MiB.
+    pub memory_reserved: u32,
+    /// Tasks on it (running and pending).
+    pub tasks: u32,
+}
+
+/// The hosts of the group as the latest observation saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostsView {
+    /// When they were observed.
+    pub at: capstan_core::Timestamp,
+    /// The ECS cluster.
+    pub cluster: String,
+    /// The Auto Scaling group.
+    pub group: String,
+    /// One per instance of the group (terminated ones and those in states capstan does
+    /// not act on left out), in the group's order.
+    pub hosts: Vec<HostView>,
+}
+
 /// Scales the hosts of one ECS cluster. See the [module docs](self).
 pub struct AsgTarget<E, A> {
     /// The target's name.
@@ -218,6 +253,8 @@ pub struct AsgTarget<E, A> {
     /// The live work of the tasks on the hosts (the work registry's), if known: a host
     /// running a task with live work is never removed.
     work: Option<Arc<dyn crate::WorkCounts>>,
+    /// The hosts of the latest observation (swapped in whole, read by the API).
+    view: std::sync::Mutex<Option<Arc<HostsView>>>,
 }
 
 impl<E, A> std::fmt::Debug for AsgTarget<E, A> {
@@ -308,6 +345,7 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
             state: Mutex::new(State::default()),
             durable: Durable::in_memory(WorkflowSettings::default()),
             work: None,
+            view: std::sync::Mutex::new(None),
         }
     }
 
@@ -330,6 +368,51 @@ impl<E: Ecs, A: AutoScaling> AsgTarget<E, A> {
     /// The settings.
     pub fn spec(&self) -> &AsgTargetSpec {
         &self.spec
+    }
+
+    /// The hosts as the latest successful observation saw them, with their CPU and
+    /// memory reservation; `None` before the first one. Cheap: clones an `Arc`.
+    pub fn hosts_view(&self) -> Option<Arc<HostsView>> {
+        self.view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps the hosts of `snap` for [`hosts_view`](Self::hosts_view).
+    fn keep_view(&self, snap: &Snapshot) {
+        let hosts = snap
+            .group
+            .instances
+            .iter()
+            .filter_map(|i| {
+                let state = snap.state(i)?;
+                let host = snap.host(&i.instance_id);
+                Some(HostView {
+                    id: i.instance_id.clone(),
+                    state,
+                    zone: i.availability_zone.clone(),
+                    cpu_registered: host.map_or(0, |h| h.registered_cpu),
+                    cpu_reserved: host
+                        .map_or(0, |h| h.registered_cpu.saturating_sub(h.remaining_cpu)),
+                    memory_registered: host.map_or(0, |h| h.registered_memory),
+                    memory_reserved: host.map_or(0, |h| {
+                        h.registered_memory.saturating_sub(h.remaining_memory)
+                    }),
+                    tasks: host.map_or(0, tasks_on),
+                })
+            })
+            .collect();
+        let view = HostsView {
+            at: self.clock.now(),
+            cluster: self.spec.cluster.clone(),
+            group: self.spec.group.clone(),
+            hosts,
+        };
+        *self
+            .view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(view));
     }
 
     /// The host removal holding the target (running or failed), if any.
@@ -457,6 +540,7 @@ impl<E: Ecs, A: AutoScaling> Target for AsgTarget<E, A> {
             snap = self.snapshot().await?;
         }
         self.tend_hooked(&mut state, &snap).await;
+        self.keep_view(&snap);
         Ok(self.observed(&snap))
     }
 

@@ -304,7 +304,8 @@ pub async fn run_with(options: RunOptions, cancel: CancellationToken) -> Result<
                         store: Arc::clone(journal.store()),
                         redrive: services::redriver(Arc::clone(&target_board)),
                     })
-                    .with_rotations(rotations.clone()),
+                    .with_rotations(rotations.clone())
+                    .with_targets(Arc::clone(&target_board)),
             ),
     );
     let sweeper = tokio::spawn(sweep_work(work.clone(), stop.clone()));

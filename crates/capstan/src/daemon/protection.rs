@@ -62,7 +62,9 @@ impl ProtectionDrivers {
                 join_in(&mut self.world, p.cluster().to_owned(), p, &self.stop)
             }
             // An ec2_cluster target protects no task.
-            AnyTarget::Process(_) | AnyTarget::Ec2Cluster(_) => None,
+            AnyTarget::Process(_) | AnyTarget::Ec2Cluster(_) | AnyTarget::Ec2ClusterWorld(_) => {
+                None
+            }
         }
     }
 
@@ -81,7 +83,7 @@ impl ProtectionDrivers {
                     leave_in(&mut self.world, &p.cluster().to_owned(), p);
                 }
             }
-            AnyTarget::Process(_) | AnyTarget::Ec2Cluster(_) => {}
+            AnyTarget::Process(_) | AnyTarget::Ec2Cluster(_) | AnyTarget::Ec2ClusterWorld(_) => {}
         }
     }
 

@@ -63,6 +63,9 @@ pub enum AnyTarget {
     /// An ECS service of the simulator's world model (behaviour tests run the daemon
     /// against it through [`super::RunOptions::targets`]; no configuration builds it).
     EcsWorld(Arc<EcsTarget<World, World>>),
+    /// The EC2 hosts of a cluster of the simulator's world model (behaviour tests; no
+    /// configuration builds it).
+    Ec2ClusterWorld(Arc<AsgTarget<World, World>>),
 }
 
 /// How long one AWS call of a target may take, retries excluded: a hung call fails the
@@ -288,6 +291,38 @@ impl AnyTarget {
                 reason: "a process target runs no durable workflows".into(),
             }),
             Self::Ec2Cluster(t) => t.redrive(id).await,
+            Self::Ec2ClusterWorld(t) => t.redrive(id).await,
+        }
+    }
+}
+
+/// What the API shows of an `ec2_cluster` target's hosts.
+#[derive(Debug, Clone)]
+pub struct HostsReport {
+    /// The ECS cluster.
+    pub cluster: String,
+    /// The latest observation's hosts; `None` before the first one.
+    pub view: Option<Arc<capstan_targets::asg::HostsView>>,
+    /// The host removal in progress (running or failed), if any.
+    pub removal: Option<capstan_targets::asg::RemovalProgress>,
+}
+
+impl AnyTarget {
+    /// The hosts and the removal in progress of an `ec2_cluster` target; `None` for
+    /// any other kind.
+    pub async fn hosts(&self) -> Option<HostsReport> {
+        match self {
+            Self::Ec2Cluster(t) => Some(HostsReport {
+                cluster: t.spec().cluster.clone(),
+                view: t.hosts_view(),
+                removal: t.removal_in_progress().await,
+            }),
+            Self::Ec2ClusterWorld(t) => Some(HostsReport {
+                cluster: t.spec().cluster.clone(),
+                view: t.hosts_view(),
+                removal: t.removal_in_progress().await,
+            }),
+            Self::Process(_) | Self::Ecs(_) | Self::EcsWorld(_) => None,
         }
     }
 }
@@ -370,7 +405,9 @@ pub type ProtectionStatsFn =
 
 /// Refuses to scale the hosts of a group a host rotation is moving hosts from or to
 /// (see [`super::rotations`]): the refusal names the rotation.
-fn hold(t: &AsgTarget<SdkEcs, SdkAutoScaling>) -> Result<(), TargetError> {
+fn hold<E: capstan_aws_api::Ecs, A: capstan_aws_api::AutoScaling>(
+    t: &AsgTarget<E, A>,
+) -> Result<(), TargetError> {
     match super::rotations::held(&t.spec().cluster, &t.spec().group) {
         Some(why) => Err(TargetError::Failed {
             target: t.name().to_owned(),
@@ -386,6 +423,7 @@ impl Target for AnyTarget {
             Self::Process(t) => t.name(),
             Self::Ecs(t) => t.name(),
             Self::Ec2Cluster(t) => t.name(),
+            Self::Ec2ClusterWorld(t) => t.name(),
             Self::EcsWorld(t) => t.name(),
         }
     }
@@ -395,6 +433,7 @@ impl Target for AnyTarget {
             Self::Process(t) => t.observe().await,
             Self::Ecs(t) => t.observe().await,
             Self::Ec2Cluster(t) => t.observe().await,
+            Self::Ec2ClusterWorld(t) => t.observe().await,
             Self::EcsWorld(t) => t.observe().await,
         }
     }
@@ -404,6 +443,10 @@ impl Target for AnyTarget {
             Self::Process(t) => t.scale_out(desired).await,
             Self::Ecs(t) => t.scale_out(desired).await,
             Self::Ec2Cluster(t) => {
+                hold(t)?;
+                t.scale_out(desired).await
+            }
+            Self::Ec2ClusterWorld(t) => {
                 hold(t)?;
                 t.scale_out(desired).await
             }
@@ -419,6 +462,10 @@ impl Target for AnyTarget {
                 hold(t)?;
                 t.scale_in(desired, victims).await
             }
+            Self::Ec2ClusterWorld(t) => {
+                hold(t)?;
+                t.scale_in(desired, victims).await
+            }
             Self::EcsWorld(t) => t.scale_in(desired, victims).await,
         }
     }
@@ -428,6 +475,7 @@ impl Target for AnyTarget {
             Self::Process(t) => t.shutdown().await,
             Self::Ecs(t) => t.shutdown().await,
             Self::Ec2Cluster(t) => t.shutdown().await,
+            Self::Ec2ClusterWorld(t) => t.shutdown().await,
             Self::EcsWorld(t) => t.shutdown().await,
         }
     }

@@ -12,6 +12,9 @@
 //!   "both"}`, default both);
 //! - `PUT /api/v1/services/{name}/override` (`{"min": 2, "max": 10, "for": "30m"}`) and
 //!   `DELETE .../override`;
+//! - `GET /api/v1/services/{name}/history?window=1h|6h|24h&points=N`,
+//!   `GET .../tasks` and `GET .../hosts` (`ec2_cluster` services): what the web page
+//!   charts and lists (see `views`);
 //! - the scale-in workflows (`/api/v1/workflows...`, see `workflows`) and the host
 //!   rotations (`/api/v1/rotations...`, see `rotations`).
 //!
@@ -42,6 +45,8 @@ use serde_json::{Map, Value, json};
 
 use super::{ServerState, error, json_type, require_token, rotations, work, workflows};
 use crate::config::duration;
+
+mod views;
 
 /// The OpenAPI 3.1 document of every route, as checked in at `docs/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
@@ -78,6 +83,9 @@ pub struct Services {
     pub workflows: Option<workflows::Workflows>,
     /// The blue/green host rotations; without them those routes answer 503.
     pub rotations: Option<crate::daemon::rotations::Rotations>,
+    /// The running services' targets (the hosts of `ec2_cluster` services); without
+    /// them `GET .../hosts` answers 404 for every service.
+    pub targets: Option<crate::daemon::services::TargetBoard>,
 }
 
 impl Services {
@@ -90,7 +98,15 @@ impl Services {
             work: None,
             workflows: None,
             rotations: None,
+            targets: None,
         }
+    }
+
+    /// Shows the hosts of the `ec2_cluster` services among the targets on `board`.
+    #[must_use]
+    pub fn with_targets(mut self, board: crate::daemon::services::TargetBoard) -> Self {
+        self.targets = Some(board);
+        self
     }
 
     /// Serves the workflow routes from `workflows`.
@@ -178,6 +194,24 @@ pub fn routes() -> Vec<ApiRoute> {
             "/api/v1/services/{name}/override",
             true,
             delete(clear_override),
+        ),
+        route(
+            "GET",
+            "/api/v1/services/{name}/history",
+            true,
+            get(views::history),
+        ),
+        route(
+            "GET",
+            "/api/v1/services/{name}/tasks",
+            true,
+            get(views::tasks),
+        ),
+        route(
+            "GET",
+            "/api/v1/services/{name}/hosts",
+            true,
+            get(views::hosts),
         ),
         route(
             "PUT",
