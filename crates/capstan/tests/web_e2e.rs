@@ -17,8 +17,10 @@
 //!   completes.
 //!
 //! Without chromedriver the browser test skips (loudly), unless `CI` is set: in CI it
-//! fails. With `CAPSTAN_WEB_SCREENSHOTS=1` it also writes the screenshots of
-//! `docs/img/web-overview.png` and `docs/img/web-service.png`.
+//! fails. With `CAPSTAN_WEB_SCREENSHOTS=1` it also plays two minutes of changing load
+//! and writes the screenshots `docs/img/web-overview.png` and
+//! `docs/img/web-service.png` (run it with `cargo test`: it takes longer than nextest's
+//! limit).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -69,7 +71,6 @@ value = "any"
 name = "api"
 min = 1
 max = 10
-# Not faster: the world model's ECS API throttles, and a throttled workflow step backs off.
 interval = "250ms"
 # Replaced by the world model's ECS service in this test.
 target = {{ kind = "process", command = ["true"] }}
@@ -87,7 +88,6 @@ datapoints = {{ out = 1, in = 1 }}
 name = "worker"
 min = 2
 max = 20
-# Slower: fewer calls to the world model's rate-limited ECS API.
 interval = "1s"
 target = {{ kind = "process", command = ["true"] }}
 
@@ -592,6 +592,20 @@ async fn the_page_follows_scaling_pauses_and_redrives_a_failed_workflow() {
         d.get("/api/v1/services/api").await["paused"]["in"] == false
     })
     .await;
+
+    // For the screenshots only: two minutes of changing load, so the service view's
+    // chart has a history to show; then back to 6 tasks.
+    if std::env::var_os("CAPSTAN_WEB_SCREENSHOTS").is_some() {
+        for load in [20, 35, 50, 70, 90, 80, 60, 45, 30, 40, 55, 60] {
+            d.push("load", load).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        until("back at 6 running", async || {
+            let c = world.service_counts(CLUSTER, "api").unwrap();
+            c.desired == 6 && c.running == 6
+        })
+        .await;
+    }
 
     // A scale-in whose deregistration is refused: its workflow fails.
     world.inject_fault(FaultRule::always(
