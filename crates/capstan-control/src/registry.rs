@@ -143,6 +143,9 @@ pub struct ServiceStatus {
     pub dry_run: bool,
     /// The latest decision.
     pub last_decision: Option<DecisionSummary>,
+    /// The latest decision that changed the desired count (a scale-out or scale-in):
+    /// why the service last scaled.
+    pub last_change: Option<DecisionSummary>,
     /// When the latest tick ended (successful or not).
     pub last_tick: Option<Timestamp>,
     /// Why the latest tick failed, if it did (cleared by a successful one).
@@ -189,6 +192,7 @@ impl ServiceHandle {
                 desired: None,
                 dry_run: false,
                 last_decision: None,
+                last_change: None,
                 last_tick: None,
                 last_error: None,
             }),
@@ -284,6 +288,9 @@ impl ServiceHandle {
         status.capacity = Some(decision.capacity);
         status.desired = Some(decision.action.desired());
         status.dry_run = decision.dry_run;
+        if !matches!(decision.action, capstan_core::decision::Action::Hold { .. }) {
+            status.last_change = Some(summary.clone());
+        }
         status.last_decision = Some(summary);
         status.last_tick = Some(now);
         status.last_error = None;

@@ -285,7 +285,9 @@ async fn list_and_detail_show_bounds_counts_and_the_last_decision() {
     assert_eq!(w["dry_run"], false);
     assert_eq!(w["last_decision"]["action"]["action"], "scale_out");
     assert_eq!(w["last_decision"]["sentence"], d.sentence());
+    assert_eq!(w["last_change"], w["last_decision"], "it scaled");
     assert_eq!(w["last_tick"], rig.clock.now().to_string());
+    assert_eq!(idle["last_change"], Value::Null);
 
     let (status, detail) = rig.get("/api/v1/services/w").await;
     assert_eq!(status, 200);
@@ -301,6 +303,15 @@ async fn list_and_detail_show_bounds_counts_and_the_last_decision() {
             .is_empty()
     );
     assert_eq!(decisions[0]["rule"], "largest_scale_out");
+
+    // A hold after it: the last decision is the hold, the last change still the
+    // scale-out.
+    let hold = rig.tick(5.0).await;
+    assert!(matches!(hold.action, Action::Hold { .. }), "{hold:?}");
+    let (_, body) = rig.get("/api/v1/services").await;
+    let w = &body["services"][1];
+    assert_eq!(w["last_decision"]["action"]["action"], "hold");
+    assert_eq!(w["last_change"]["sentence"], d.sentence());
 }
 
 #[tokio::test]

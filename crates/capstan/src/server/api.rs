@@ -395,6 +395,7 @@ fn service_json(name: &str, status: &ServiceStatus, controls: &Controls, now: Ti
         "paused": { "in": controls.paused.scale_in, "out": controls.paused.scale_out },
         "override": controls.bounds_override.map(|o| override_json(&o, now)),
         "last_decision": status.last_decision.as_ref().map(summary_json),
+        "last_change": status.last_change.as_ref().map(summary_json),
         "last_tick": status.last_tick.map(|t| t.to_string()),
         "last_error": status.last_error,
     })

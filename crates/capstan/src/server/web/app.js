@@ -227,6 +227,7 @@
     $('workflows').replaceChildren();
     $('rotations').replaceChildren();
     $('chart').replaceChildren();
+    delete $('chart').dataset.window;
     if (state.svc) state.svc.chartKey = '';
   }
 
@@ -390,8 +391,15 @@
         setAttr(c[4], 'title', eff.max !== conf.max ? 'configured ' + conf.max : null);
         setText(c[5], pausedText(s.paused) + (s.dry_run ? ' · dry run' : ''));
         setAttr(c[5], 'class', s.paused && (s.paused.in || s.paused.out) ? 'warn' : null);
-        setText(c[6], lastDecisionText(s.last_decision));
-        setAttr(c[6], 'title', s.last_decision ? s.last_decision.sentence : null);
+        // Why it last scaled (the last change), and what it decided since if that
+        // was a hold.
+        const shown = s.last_change || s.last_decision;
+        let text = lastDecisionText(shown);
+        if (s.last_change && s.last_decision && actionKind(s.last_decision.action) === 'hold') {
+          text += ' · now ' + actionText(s.last_decision.action);
+        }
+        setText(c[6], text);
+        setAttr(c[6], 'title', shown ? shown.sentence : null);
         healthCell(c[7], s);
       },
     );
@@ -598,6 +606,8 @@
     svc.chartKey = key;
     setText($('chart-note'), note + (note ? ' ' : '') + 'Hover or focus a marker for the decision\'s reason.');
     drawChart(data, detail);
+    // The window drawn (tests and the web_load bench wait on it).
+    chartEl.dataset.window = svc.window;
   }
 
   function fromHistory(hd, windowS) {
