@@ -284,6 +284,18 @@ impl<T: Target, C: Clock> ServiceLoop<T, C> {
             } else {
                 Vec::new()
             };
+            // How usable each source was (for the API's health), in policy order.
+            if let Some(handle) = &self.handle {
+                let mut sources: Vec<(String, capstan_core::metrics::Freshness)> = Vec::new();
+                for p in &self.engine.policies {
+                    for name in p.policy.sources() {
+                        if !sources.iter().any(|(n, _)| n == name) {
+                            sources.push((name.to_owned(), obs.view(name, now).freshness()));
+                        }
+                    }
+                }
+                handle.publish_sources(sources);
+            }
             (decision, readings)
         };
         // A scale-in stops only tasks that may go (idle, unless busy ones are allowed):

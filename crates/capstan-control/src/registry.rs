@@ -146,6 +146,9 @@ pub struct ServiceStatus {
     /// The latest decision that changed the desired count (a scale-out or scale-in):
     /// why the service last scaled.
     pub last_change: Option<DecisionSummary>,
+    /// How usable each source its policies read was at the latest evaluation, by
+    /// source name.
+    pub sources: Vec<(String, capstan_core::metrics::Freshness)>,
     /// When the latest tick ended (successful or not).
     pub last_tick: Option<Timestamp>,
     /// Why the latest tick failed, if it did (cleared by a successful one).
@@ -193,6 +196,7 @@ impl ServiceHandle {
                 dry_run: false,
                 last_decision: None,
                 last_change: None,
+                sources: Vec::new(),
                 last_tick: None,
                 last_error: None,
             }),
@@ -316,6 +320,12 @@ impl ServiceHandle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .points(now, window, max_points)
+    }
+
+    /// Publishes how usable each source the policies read was at the latest
+    /// evaluation.
+    pub fn publish_sources(&self, sources: Vec<(String, capstan_core::metrics::Freshness)>) {
+        self.lock_status().sources = sources;
     }
 
     /// Publishes the tasks observed at `at` (replacing the previous ones).

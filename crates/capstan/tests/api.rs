@@ -312,6 +312,22 @@ async fn list_and_detail_show_bounds_counts_and_the_last_decision() {
     let w = &body["services"][1];
     assert_eq!(w["last_decision"]["action"]["action"], "hold");
     assert_eq!(w["last_change"]["sentence"], d.sentence());
+    assert_eq!(w["sources"], json!([{"name": "q", "status": "fresh"}]));
+
+    // A source whose read fails: the service's sources say so, with the reason.
+    rig.clock.advance(Duration::from_secs(1));
+    let at = rig.clock.now();
+    rig.obs.lock().unwrap().fail("q", at, "connection refused");
+    rig.service.tick().await.unwrap();
+    let (_, body) = rig.get("/api/v1/services").await;
+    let q = &body["services"][1]["sources"][0];
+    assert_eq!(
+        (&q["name"], &q["status"]),
+        (&json!("q"), &json!("failing")),
+        "{q}"
+    );
+    assert_eq!(q["failure"]["reason"], "connection refused");
+    assert_eq!(q["failure"]["streak"], 1);
 }
 
 #[tokio::test]

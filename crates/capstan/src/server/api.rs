@@ -396,6 +396,13 @@ fn service_json(name: &str, status: &ServiceStatus, controls: &Controls, now: Ti
         "override": controls.bounds_override.map(|o| override_json(&o, now)),
         "last_decision": status.last_decision.as_ref().map(summary_json),
         "last_change": status.last_change.as_ref().map(summary_json),
+        "sources": status.sources.iter().map(|(name, freshness)| {
+            let mut v = serde_json::to_value(freshness).unwrap_or(Value::Null);
+            if let Value::Object(map) = &mut v {
+                map.insert("name".into(), name.as_str().into());
+            }
+            v
+        }).collect::<Vec<_>>(),
         "last_tick": status.last_tick.map(|t| t.to_string()),
         "last_error": status.last_error,
     })

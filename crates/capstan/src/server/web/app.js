@@ -342,9 +342,28 @@
     return parts.join(' · ') + (d.dry_run ? ' (dry run)' : '');
   }
 
+  // The sources a service's policies read that are not fresh, as text.
+  function sourceTrouble(s) {
+    return (s.sources || [])
+      .filter((src) => src.status && src.status !== 'fresh')
+      .map((src) => {
+        if (src.status === 'failing') {
+          const f = src.failure || {};
+          return 'source ' + src.name + ' failing' + (f.streak ? ' (' + f.streak + ' reads)' : '') +
+            (f.reason ? ': ' + f.reason : '');
+        }
+        if (src.status === 'stale') return 'source ' + src.name + ' stale (' + Math.round(src.age_s || 0) + ' s old)';
+        return 'source ' + src.name + ' has no data yet';
+      });
+  }
+
   function healthCell(td, s) {
+    const trouble = sourceTrouble(s);
     if (s.last_error) {
       setText(td, '⚠ failing: ' + s.last_error);
+      setAttr(td, 'class', 'bad');
+    } else if (trouble.length) {
+      setText(td, '⚠ ' + trouble.join('; '));
       setAttr(td, 'class', 'bad');
     } else if (!s.last_tick) {
       setText(td, '… no evaluation yet');
