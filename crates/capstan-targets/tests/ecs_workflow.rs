@@ -247,6 +247,59 @@ async fn exactly_the_idle_tasks_are_drained_and_stopped() {
     assert!(prot.protected.iter().all(|p| !p.enabled), "{prot:?}");
 }
 
+/// A deployment that starts after the workflow did holds it before the count is
+/// lowered (AWS holds scale-in during a deployment): nothing is lowered or stopped
+/// while it rolls.
+#[tokio::test]
+async fn a_deployment_started_mid_workflow_holds_it_until_it_is_over() {
+    let f = fixture(1);
+    let target = f.target();
+    target.observe().await.unwrap();
+    target.scale_in(3, &f.idle()).await.unwrap();
+    f.world.start_deployment(CLUSTER, SERVICE).unwrap();
+    let mut held = 0;
+    for _ in 0..12 {
+        f.clock.advance(Duration::from_secs(5));
+        target.observe().await.unwrap();
+        let w = target.workflow().unwrap();
+        if w.step == capstan_core::workflow::Step::Recheck {
+            held += 1;
+        }
+        assert!(
+            w.step <= capstan_core::workflow::Step::Recheck,
+            "{:?}",
+            w.step
+        );
+        assert_eq!(f.desired(), 6, "not lowered during the deployment");
+    }
+    assert!(
+        held > 0,
+        "the workflow reached the recheck and waited there"
+    );
+    // The deployment replaces every task, the victims too: once it is over, the
+    // recheck finds them gone and keeps them; nothing is lowered or stopped by the
+    // workflow (the next evaluation decides again on the new tasks).
+    f.run_to_end(&target).await;
+    let (w, journal) = f.journal.all().pop().unwrap();
+    assert_eq!(w.status, Status::Done);
+    assert!(
+        w.victims
+            .iter()
+            .all(|v| v.kept.as_deref() == Some("no longer running")),
+        "{:?}",
+        w.victims
+    );
+    assert_eq!(f.desired(), 6);
+    assert_eq!(f.world.api_stats().calls("UpdateService"), 0);
+    assert_eq!(f.world.api_stats().calls("StopTask"), 0);
+    assert!(
+        journal
+            .iter()
+            .any(|e| e.event == "held" && e.detail.contains("deployment")),
+        "{journal:#?}"
+    );
+}
+
 #[tokio::test]
 async fn a_victim_that_gets_a_session_while_draining_is_kept() {
     let f = fixture(2);

@@ -13,8 +13,10 @@
 //! `desiredCount` → `StopTask` the victims → release the protection it added → done.
 //! One workflow per service at a time; the observation drives it along. A scale-out
 //! cancels it before the protect step (the victims are registered again); after that it
-//! runs to its end. A step that keeps failing leaves the workflow failed at that step
-//! until [`EcsTarget::redrive`].
+//! runs to its end. A deployment that starts while the workflow runs holds it at the
+//! recheck (still cancellable) and before the count is lowered, until it is over. A step
+//! that keeps failing leaves the workflow failed at that step until
+//! [`EcsTarget::redrive`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -324,6 +326,23 @@ impl<E: Ecs, L: Elb> EcsTarget<E, L> {
                 }
             },
             Step::WaitDrained => self.wait_drained(d, w, snap).await,
+            // A deployment that started after the workflow did: AWS holds scale-in
+            // while one rolls (AWS-SEMANTICS §1), so the workflow waits here, where a
+            // scale-out may still cancel it, and again before lowering the count.
+            Step::Recheck | Step::LowerDesired
+                if snap.service.deployment_in_progress()
+                    && (w.step == Step::Recheck || w.lowered_from.is_none()) =>
+            {
+                events.push(Event {
+                    at: now,
+                    step: w.step,
+                    event: "held".into(),
+                    detail: "a deployment is in progress".into(),
+                });
+                Outcome::Wait {
+                    until: add(now, d.settings.check_every),
+                }
+            }
             Step::Recheck => {
                 let arns: Vec<&str> = w.remaining().map(|v| v.task.as_str()).collect();
                 let work = self.work.as_ref().map(|c| c.work_many(&arns));
