@@ -25,10 +25,13 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "support/browser.rs"]
+mod browser;
+
+use std::path::Path;
 use std::time::Duration;
 
+use browser::{browser, chromedriver_for_test, text_of, wait_js};
 use capstan::config;
 use capstan::daemon::services::world_targets;
 use capstan::daemon::{self, RunOptions};
@@ -36,9 +39,8 @@ use capstan_aws_api::{AwsErrorKind, TaskStatus};
 use capstan_core::clock::SystemClock;
 use capstan_testkit::servers::free_port;
 use capstan_world::{FaultRule, ServiceSpec, TargetGroupSpec, World, WorldConfig};
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -226,130 +228,6 @@ fn running(world: &World) -> usize {
         .count()
 }
 
-/// chromedriver on a free port, killed when dropped.
-struct ChromeDriver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `name` on the PATH.
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// chromedriver, started; None (the test skips) when it is not installed and `CI` is
-/// unset. In CI a missing chromedriver fails the test.
-async fn chromedriver() -> Option<ChromeDriver> {
-    let binary = std::env::var_os("CHROMEDRIVER")
-        .map(PathBuf::from)
-        .or_else(|| on_path("chromedriver"));
-    let Some(binary) = binary else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromedriver is not installed: scripts/test installs it (Debian packages \
-             chromium and chromium-driver); the web page's end-to-end test cannot be \
-             skipped in CI"
-        );
-        eprintln!(
-            "SKIPPED: the web page's end-to-end test needs chromedriver (apt-get install \
-             chromium chromium-driver); it is not on the PATH"
-        );
-        return None;
-    };
-    let port = free_port();
-    let child = Command::new(&binary)
-        .arg(format!("--port={port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let driver = ChromeDriver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver does not listen on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Some(driver)
-}
-
-async fn browser(driver: &ChromeDriver) -> Client {
-    let mut options = json!({
-        "args": [
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--window-size=1360,900",
-            "--force-device-scale-factor=1",
-            "--lang=en-US",
-        ],
-    });
-    if let Some(bin) = std::env::var_os("CHROME_BIN") {
-        options["binary"] = json!(bin.to_string_lossy());
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), json!("chrome"));
-    caps.insert("goog:chromeOptions".into(), options);
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .unwrap()
-}
-
-/// Polls `check` (a JavaScript expression evaluated in the page) until it is truthy;
-/// its last value in the failure message.
-async fn wait_js(page: &Client, what: &str, check: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let script = format!("return ({check});");
-    loop {
-        let value = page.execute(&script, vec![]).await.unwrap();
-        let truthy = match &value {
-            Value::Null => false,
-            Value::Bool(b) => *b,
-            Value::Number(n) => n.as_f64() != Some(0.0),
-            Value::String(s) => !s.is_empty(),
-            _ => true,
-        };
-        if truthy {
-            return value;
-        }
-        if Instant::now() >= deadline {
-            let body = page
-                .execute("return document.body.innerText;", vec![])
-                .await
-                .unwrap_or(Value::Null);
-            panic!("never: {what} ({check} = {value})\npage text:\n{body}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The text of the element `css` selects (empty when there is none).
-fn text_of(css: &str) -> String {
-    format!(
-        "(document.querySelector({css:?}) || {{}}).textContent || ''",
-        css = css
-    )
-}
-
 async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done().await {
@@ -420,7 +298,7 @@ async fn the_page_is_served_without_the_token_and_the_api_is_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_follows_scaling_pauses_and_redrives_a_failed_workflow() {
-    let Some(driver) = chromedriver().await else {
+    let Some(driver) = chromedriver_for_test("the web page's end-to-end test").await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
