@@ -14,6 +14,9 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/day.rs"]
+mod day;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +25,6 @@ use capstan::server::{self, Exporter, ServerState};
 use capstan_control::Registry;
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::decision::{Action, Decision, Rule};
-use capstan_core::history::{Reading, Tick};
 use capstan_core::model::{Bounds, Capacity};
 use capstan_sources::PushStore;
 use capstan_store::{DecisionLog, MemoryStore};
@@ -105,34 +107,7 @@ async fn main() {
     let filling = Instant::now();
     let ticks = DAY_S / tick_s;
     for h in &handles {
-        for k in 0..ticks {
-            let at = capstan_core::clock::add(start, Duration::from_secs(k * tick_s));
-            let desired = 3 + u32::try_from((k * tick_s / 1800) % 5).unwrap();
-            let wave = f64::from(u32::try_from(k % 600).unwrap()) / 10.0;
-            let policies = [
-                (
-                    "cpu",
-                    Reading {
-                        value: Some(30.0 + wave),
-                        target: Some(60.0),
-                    },
-                ),
-                (
-                    "queue",
-                    Reading {
-                        value: Some(wave * 3.0),
-                        target: Some(100.0),
-                    },
-                ),
-            ];
-            h.record_history(&Tick {
-                at,
-                desired,
-                running: desired,
-                pending: 0,
-                policies: &policies,
-            });
-        }
+        day::fill(h, start, ticks, tick_s);
     }
     let filled = filling.elapsed();
     let after = rss();

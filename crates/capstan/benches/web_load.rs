@@ -26,6 +26,9 @@
 #[path = "../tests/support/browser.rs"]
 mod browser;
 
+#[path = "support/day.rs"]
+mod day;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +37,6 @@ use capstan::server::{self, Exporter, ServerState};
 use capstan_control::Registry;
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::decision::{Action, Decision, Rule};
-use capstan_core::history::{Reading, Tick};
 use capstan_core::model::{Bounds, Capacity};
 use capstan_sources::PushStore;
 use capstan_store::{DecisionLog, MemoryStore};
@@ -97,34 +99,7 @@ async fn serve(tick_s: u64, cancel: &CancellationToken) -> String {
         .map(|i| registry.register(&format!("svc-{i:03}"), Bounds { min: 1, max: 20 }, false))
         .collect();
     for h in &handles {
-        for k in 0..ticks {
-            let at = capstan_core::clock::add(start, Duration::from_secs(k * tick_s));
-            let desired = 3 + u32::try_from((k * tick_s / 1800) % 5).unwrap();
-            let wave = f64::from(u32::try_from(k % 600).unwrap()) / 10.0;
-            let policies = [
-                (
-                    "cpu",
-                    Reading {
-                        value: Some(30.0 + wave),
-                        target: Some(60.0),
-                    },
-                ),
-                (
-                    "queue",
-                    Reading {
-                        value: Some(wave * 3.0),
-                        target: Some(100.0),
-                    },
-                ),
-            ];
-            h.record_history(&Tick {
-                at,
-                desired,
-                running: desired,
-                pending: 0,
-                policies: &policies,
-            });
-        }
+        day::fill(h, start, ticks, tick_s);
     }
     clock.set(end);
     for h in &handles {
