@@ -16,6 +16,8 @@
 
 #[path = "support/browser.rs"]
 mod browser;
+#[path = "support/in_process.rs"]
+mod in_process;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,7 +27,6 @@ use std::time::Duration;
 use browser::{browser, chromedriver_for_test, text_of, wait_js};
 use capstan::config::{self, ServiceSpec};
 use capstan::daemon::services::{AnyTarget, TargetFactory, TargetParts};
-use capstan::daemon::{self, RunOptions};
 use capstan_aws_api::ContainerInstanceStatus;
 use capstan_core::clock::SystemClock;
 use capstan_core::workflow::WorkflowSettings;
@@ -35,9 +36,9 @@ use capstan_testkit::servers::free_port;
 use capstan_world::{AutoScalingGroupSpec, ClusterSpec, LaunchType, ServiceSpec as WorldService};
 use capstan_world::{World, WorldConfig};
 use fantoccini::Locator;
-use serde_json::{Value, json};
+use in_process::Daemon;
+use serde_json::json;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 const CLUSTER: &str = "prod";
 const GROUP: &str = "prod-asg";
@@ -146,72 +147,15 @@ fn cluster_targets(world: World) -> TargetFactory {
     })
 }
 
-struct Daemon {
-    base: String,
-    http: reqwest::Client,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
-}
-
-impl Daemon {
-    fn start(world: &World, store: &Path) -> Self {
-        let port = free_port();
-        let cancel = CancellationToken::new();
-        let options = RunOptions {
-            targets: Some(cluster_targets(world.clone())),
-            ..RunOptions::new(config(port, store))
-        };
-        let task = tokio::spawn(daemon::run_with(options, cancel.clone()));
-        Self {
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-            cancel,
-            task,
-        }
-    }
-
-    /// `path`, once the listener answers.
-    async fn get(&self, path: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match self.http.get(format!("{}{path}", self.base)).send().await {
-                Ok(r) if r.status().is_success() => return r.json().await.unwrap(),
-                Ok(r) => {
-                    let status = r.status();
-                    assert!(
-                        Instant::now() < deadline,
-                        "{path}: {status} {}",
-                        r.text().await.unwrap_or_default()
-                    );
-                }
-                Err(e) => assert!(Instant::now() < deadline, "{path}: {e}"),
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn push(&self, source: &str, value: u32) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ok = self
-                .http
-                .post(format!("{}/api/v1/metrics/{source}", self.base))
-                .json(&json!({ "value": value }))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                return;
-            }
-            assert!(Instant::now() < deadline, "capstan does not take the push");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        self.task.await.unwrap().unwrap();
-    }
+/// The daemon on `world`, its store at `store`.
+fn start(world: &World, store: &Path) -> Daemon {
+    let port = free_port();
+    Daemon::start(
+        config(port, store),
+        port,
+        cluster_targets(world.clone()),
+        None,
+    )
 }
 
 /// Host (EC2 instance id) → the text of its CPU and memory bars, as the world's
@@ -262,7 +206,7 @@ async fn the_cluster_view_shows_reservation_and_a_host_removal() {
     let world = world();
     let expected = expected_bars(&world);
     assert_eq!(expected.len(), 3, "{expected:?}");
-    let d = Daemon::start(&world, &dir.path().join("capstan.db"));
+    let d = start(&world, &dir.path().join("capstan.db"));
     // 30 / 10: 3 hosts, as many as there are.
     d.push("load", 30).await;
     let deadline = Instant::now() + Duration::from_secs(30);

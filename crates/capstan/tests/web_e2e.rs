@@ -27,6 +27,8 @@
 
 #[path = "support/browser.rs"]
 mod browser;
+#[path = "support/in_process.rs"]
+mod in_process;
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,15 +36,14 @@ use std::time::Duration;
 use browser::{browser, chromedriver_for_test, text_of, wait_js};
 use capstan::config;
 use capstan::daemon::services::world_targets;
-use capstan::daemon::{self, RunOptions};
 use capstan_aws_api::{AwsErrorKind, TaskStatus};
 use capstan_core::clock::SystemClock;
 use capstan_testkit::servers::free_port;
 use capstan_world::{FaultRule, ServiceSpec, TargetGroupSpec, World, WorldConfig};
 use fantoccini::{Client, Locator};
-use serde_json::{Value, json};
+use in_process::Daemon;
+use serde_json::json;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 const CLUSTER: &str = "prod";
 const TOKEN: &str = "web-e2e-token-1f3a";
@@ -145,79 +146,15 @@ fn world() -> World {
     world
 }
 
-struct Daemon {
-    base: String,
-    http: reqwest::Client,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
-}
-
-impl Daemon {
-    fn start(world: &World, store: &Path) -> Self {
-        let port = free_port();
-        let cancel = CancellationToken::new();
-        let options = RunOptions {
-            targets: Some(world_targets(world.clone(), CLUSTER)),
-            ..RunOptions::new(config(port, store))
-        };
-        let task = tokio::spawn(daemon::run_with(options, cancel.clone()));
-        Self {
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-            cancel,
-            task,
-        }
-    }
-
-    /// `path` with the token, once the listener answers.
-    async fn get(&self, path: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match self
-                .http
-                .get(format!("{}{path}", self.base))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => return r.json().await.unwrap(),
-                Ok(r) => {
-                    let status = r.status();
-                    assert!(
-                        Instant::now() < deadline,
-                        "{path}: {status} {}",
-                        r.text().await.unwrap_or_default()
-                    );
-                }
-                Err(e) => assert!(Instant::now() < deadline, "{path}: {e}"),
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn push(&self, source: &str, value: u32) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ok = self
-                .http
-                .post(format!("{}/api/v1/metrics/{source}", self.base))
-                .bearer_auth(TOKEN)
-                .json(&json!({ "value": value }))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                return;
-            }
-            assert!(Instant::now() < deadline, "capstan does not take the push");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        self.task.await.unwrap().unwrap();
-    }
+/// The daemon on `world`, its store at `store`.
+fn start(world: &World, store: &Path) -> Daemon {
+    let port = free_port();
+    Daemon::start(
+        config(port, store),
+        port,
+        world_targets(world.clone(), CLUSTER),
+        Some(TOKEN),
+    )
 }
 
 fn running(world: &World) -> usize {
@@ -258,7 +195,7 @@ async fn screenshot(page: &Client, file: &str, width: u32, height: u32) {
 async fn the_page_is_served_without_the_token_and_the_api_is_not() {
     let dir = tempfile::tempdir().unwrap();
     let world = world();
-    let d = Daemon::start(&world, &dir.path().join("capstan.db"));
+    let d = start(&world, &dir.path().join("capstan.db"));
     d.get("/api/v1/services").await;
     for (path, kind) in [
         ("/", "text/html"),
@@ -303,7 +240,7 @@ async fn the_page_follows_scaling_pauses_and_redrives_a_failed_workflow() {
     };
     let dir = tempfile::tempdir().unwrap();
     let world = world();
-    let d = Daemon::start(&world, &dir.path().join("capstan.db"));
+    let d = start(&world, &dir.path().join("capstan.db"));
     d.push("load", 20).await;
     d.push("jobs", 250).await;
     until("api decided", async || {
