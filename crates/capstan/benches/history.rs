@@ -24,8 +24,7 @@ use capstan::server::api::Services;
 use capstan::server::{self, Exporter, ServerState};
 use capstan_control::Registry;
 use capstan_core::clock::{Clock, VirtualClock};
-use capstan_core::decision::{Action, Decision, Rule};
-use capstan_core::model::{Bounds, Capacity};
+use capstan_core::model::Bounds;
 use capstan_sources::PushStore;
 use capstan_store::{DecisionLog, MemoryStore};
 use tokio::time::Instant;
@@ -33,13 +32,6 @@ use tokio_util::sync::CancellationToken;
 
 const SERVICES: usize = 500;
 const DAY_S: u64 = 24 * 3600;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Resident memory of this process, bytes.
 fn rss() -> u64 {
@@ -50,31 +42,6 @@ fn rss() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     pages * 4096
-}
-
-fn decision(service: &str, at: capstan_core::Timestamp, from: u32, to: u32) -> Decision {
-    Decision {
-        service: service.to_owned(),
-        at,
-        capacity: Capacity {
-            desired: from,
-            running: from,
-            pending: 0,
-        },
-        asks: Vec::new(),
-        rule: Rule::LargestScaleOut,
-        winner: Some("cpu".into()),
-        combined: to,
-        min: 1,
-        max: 20,
-        steps: Vec::new(),
-        action: if to > from {
-            Action::ScaleOut { from, to }
-        } else {
-            Action::ScaleIn { from, to }
-        },
-        dry_run: false,
-    }
 }
 
 async fn timed(client: &reqwest::Client, url: &str, rounds: u64) -> (Duration, Duration, usize) {
@@ -93,8 +60,8 @@ async fn timed(client: &reqwest::Client, url: &str, rounds: u64) -> (Duration, D
 
 #[tokio::main]
 async fn main() {
-    let tick_s = env_or("CAPSTAN_BENCH_TICK_S", 1).max(1);
-    let rounds = env_or("CAPSTAN_BENCH_ROUNDS", 50).max(1);
+    let tick_s = day::env_or("CAPSTAN_BENCH_TICK_S", 1).max(1);
+    let rounds = day::env_or("CAPSTAN_BENCH_ROUNDS", 50).max(1);
     let start = capstan_core::Timestamp::from_second(1_800_000_000).unwrap();
     let clock = Arc::new(VirtualClock::new(start));
     let registry = Arc::new(Registry::new());
@@ -117,9 +84,9 @@ async fn main() {
         for j in 0..48u32 {
             let at = capstan_core::clock::add(start, Duration::from_secs(u64::from(j) * 1800));
             let (from, to) = (3 + j % 5, 3 + (j + 1) % 5);
-            log.record(&decision(h.name(), at, from, to)).unwrap();
+            log.record(&day::decision(h.name(), at, from, to)).unwrap();
         }
-        h.record_decision(&decision(h.name(), end, 3, 4), end);
+        h.record_decision(&day::decision(h.name(), end, 3, 4), end);
     }
 
     let dyn_clock: Arc<dyn Clock> = clock.clone();

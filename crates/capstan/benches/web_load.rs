@@ -36,8 +36,7 @@ use capstan::server::api::Services;
 use capstan::server::{self, Exporter, ServerState};
 use capstan_control::Registry;
 use capstan_core::clock::{Clock, VirtualClock};
-use capstan_core::decision::{Action, Decision, Rule};
-use capstan_core::model::{Bounds, Capacity};
+use capstan_core::model::Bounds;
 use capstan_sources::PushStore;
 use capstan_store::{DecisionLog, MemoryStore};
 use fantoccini::{Client, Locator};
@@ -49,38 +48,6 @@ const SERVICES: usize = 500;
 const DAY_S: u64 = 24 * 3600;
 const SERVICE: &str = "svc-250";
 const POLL: Duration = Duration::from_millis(5);
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn decision(service: &str, at: capstan_core::Timestamp, from: u32, to: u32) -> Decision {
-    Decision {
-        service: service.to_owned(),
-        at,
-        capacity: Capacity {
-            desired: from,
-            running: from,
-            pending: 0,
-        },
-        asks: Vec::new(),
-        rule: Rule::LargestScaleOut,
-        winner: Some("cpu".into()),
-        combined: to,
-        min: 1,
-        max: 20,
-        steps: Vec::new(),
-        action: if to > from {
-            Action::ScaleOut { from, to }
-        } else {
-            Action::ScaleIn { from, to }
-        },
-        dry_run: false,
-    }
-}
 
 /// The API of 500 services with a day of history each, served on loopback: its base URL.
 async fn serve(tick_s: u64, cancel: &CancellationToken) -> String {
@@ -106,9 +73,9 @@ async fn serve(tick_s: u64, cancel: &CancellationToken) -> String {
         for j in 0..48u32 {
             let at = capstan_core::clock::add(start, Duration::from_secs(u64::from(j) * 1800));
             let (from, to) = (3 + j % 5, 3 + (j + 1) % 5);
-            log.record(&decision(h.name(), at, from, to)).unwrap();
+            log.record(&day::decision(h.name(), at, from, to)).unwrap();
         }
-        h.record_decision(&decision(h.name(), end, 3, 4), end);
+        h.record_decision(&day::decision(h.name(), end, 3, 4), end);
     }
 
     let dyn_clock: Arc<dyn Clock> = clock.clone();
@@ -160,8 +127,8 @@ async fn main() {
         );
         return;
     };
-    let tick_s = env_or("CAPSTAN_BENCH_TICK_S", 1).max(1);
-    let rounds = env_or("CAPSTAN_BENCH_ROUNDS", 10).max(1);
+    let tick_s = day::env_or("CAPSTAN_BENCH_TICK_S", 1).max(1);
+    let rounds = day::env_or("CAPSTAN_BENCH_ROUNDS", 10).max(1);
     let cancel = CancellationToken::new();
     let filling = Instant::now();
     let base = serve(tick_s, &cancel).await;

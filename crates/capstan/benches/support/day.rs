@@ -1,4 +1,4 @@
-//! A day of synthetic history for the benches that need many services with a full
+//! A day of synthetic history (and decisions) for the benches that need many services with a full
 //! 24 h window (`history`, `web_load`): the same shape everywhere, so their figures
 //! compare.
 
@@ -6,7 +6,44 @@ use std::time::Duration;
 
 use capstan_control::registry::ServiceHandle;
 use capstan_core::Timestamp;
+use capstan_core::decision::{Action, Decision, Rule};
 use capstan_core::history::{Reading, Tick};
+use capstan_core::model::Capacity;
+
+/// The environment variable `name` as a number, else `default`.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A change of `service` from `from` to `to` at `at`, won by policy `cpu` (what the
+/// benches put in the decision log).
+pub fn decision(service: &str, at: Timestamp, from: u32, to: u32) -> Decision {
+    Decision {
+        service: service.to_owned(),
+        at,
+        capacity: Capacity {
+            desired: from,
+            running: from,
+            pending: 0,
+        },
+        asks: Vec::new(),
+        rule: Rule::LargestScaleOut,
+        winner: Some("cpu".into()),
+        combined: to,
+        min: 1,
+        max: 20,
+        steps: Vec::new(),
+        action: if to > from {
+            Action::ScaleOut { from, to }
+        } else {
+            Action::ScaleIn { from, to }
+        },
+        dry_run: false,
+    }
+}
 
 /// Records `ticks` samples `tick_s` apart from `start` into `h`: desired (= running)
 /// stepping between 3 and 7 every half hour, and two policies (`cpu` against 60,
