@@ -1,7 +1,7 @@
 //! The poller on paused Tokio time with a scripted source (a stand-in implementing our
 //! own `Source` trait), plus one run with the real `command` source in real time.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

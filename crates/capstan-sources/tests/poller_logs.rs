@@ -1,7 +1,7 @@
 //! The poller's logging, in its own test binary: `tracing`'s per-thread subscriber is
 //! reliable only when no other test emits the same events concurrently.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

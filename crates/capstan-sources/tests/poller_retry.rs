@@ -1,7 +1,7 @@
 //! The poller's retries within an interval (transient classes only, backoff with full
 //! jitter, never past the interval, every attempt observed) on paused time.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

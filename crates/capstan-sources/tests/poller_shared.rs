@@ -1,7 +1,7 @@
 //! Sources identical except their name share one read per interval, against a real
 //! HTTP server that counts its requests.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! pushed value is sampled until its ttl, then every read fails `not_found`, and the
 //! observer sees every outcome.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -48,12 +48,12 @@ use capstan_world::{
     AutoScalingGroupSpec, ClusterSpec, Event, LaunchType, ServiceSpec, World, WorldConfig,
 };
 
-const CLUSTER: &str = "prod";
-const GROUP: &str = "prod-asg";
-const HOSTS: &str = "prod-hosts";
+pub(crate) const CLUSTER: &str = "prod";
+pub(crate) const GROUP: &str = "prod-asg";
+pub(crate) const HOSTS: &str = "prod-hosts";
 
 /// One evaluation (and one read of each source) a minute.
-const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);
 
 /// The service scaling the cluster's hosts: docs/config.md's EC2 example with a
 /// `threshold` policy on both reservations (memory's max is `memory_max`), and
@@ -107,14 +107,14 @@ fn compile(memory_max: u32, order: Option<&str>) -> Config {
 
 /// What each service of the cluster runs: 256 CPU units per task, and much memory.
 #[derive(Clone, Copy)]
-struct Tasks {
-    name: &'static str,
-    count: u32,
-    memory: u32,
+pub(crate) struct Tasks {
+    pub(crate) name: &'static str,
+    pub(crate) count: u32,
+    pub(crate) memory: u32,
 }
 
 /// 2048 MiB a task: four fill a host's memory, sixteen of them its CPU.
-fn cache(count: u32) -> Tasks {
+pub(crate) fn cache(count: u32) -> Tasks {
     Tasks {
         name: "cache",
         count,
@@ -123,7 +123,7 @@ fn cache(count: u32) -> Tasks {
 }
 
 /// 512 MiB a task.
-fn web(count: u32) -> Tasks {
+pub(crate) fn web(count: u32) -> Tasks {
     Tasks {
         name: "web",
         count,
@@ -131,14 +131,15 @@ fn web(count: u32) -> Tasks {
     }
 }
 
-/// The world, its clock, the control loop of `prod-hosts` and its sources.
-struct Rig {
-    world: World,
-    clock: VirtualClock,
+/// The world, its clock, the control loop of `prod-hosts` (the config's `ec2_cluster`
+/// service) and its `ecs_cluster` sources.
+pub(crate) struct Rig {
+    pub(crate) world: World,
+    pub(crate) clock: VirtualClock,
     /// Every world event so far.
-    events: Vec<Event>,
+    pub(crate) events: Vec<Event>,
     /// The hosts' EC2 instance ids, oldest first (A, B, C).
-    hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     sources: Vec<(String, EcsClusterSource<World>)>,
     obs: SharedObservations,
     service_loop: ServiceLoop<AsgTarget<World, World>, VirtualClock>,
@@ -147,7 +148,7 @@ struct Rig {
 impl Rig {
     /// Three hosts launched a minute apart, every one ACTIVE and past its warm-up;
     /// `place` puts the services' tasks on them; then the loop of `config` starts.
-    async fn new(config: &Config, place: impl AsyncFnOnce(&mut Self)) -> Self {
+    pub(crate) async fn new(config: &Config, place: impl AsyncFnOnce(&mut Self)) -> Self {
         let clock = VirtualClock::at_epoch();
         let world = World::new(
             WorldConfig {
@@ -171,17 +172,23 @@ impl Rig {
                 }],
             })
             .unwrap();
-        let service = &config.services[0];
-        let TargetSpec::Ec2Cluster(spec) = &service.target else {
-            panic!("an ec2_cluster target expected");
-        };
+        // The config's (first) service scaling hosts; other services are not run.
+        let (service, spec) = config
+            .services
+            .iter()
+            .find_map(|s| match &s.target {
+                TargetSpec::Ec2Cluster(spec) => Some((s, spec)),
+                _ => None,
+            })
+            .expect("an ec2_cluster service");
         let target = AsgTarget::new(HOSTS, spec.target.clone(), world.clone(), world.clone())
             .with_clock(clock.clone());
         let mut obs = Observations::new();
         let mut sources = Vec::new();
         for s in &config.sources {
+            // Only the cluster's own sources: the hosts' policies read nothing else.
             let SourceKind::EcsCluster(e) = &s.kind else {
-                panic!("ecs_cluster sources expected");
+                continue;
             };
             obs.declare(&s.name, s.retention, s.max_age);
             sources.push((
@@ -235,7 +242,7 @@ impl Rig {
     }
 
     /// Lets `d` pass, one second at a time.
-    fn run(&mut self, d: Duration) {
+    pub(crate) fn run(&mut self, d: Duration) {
         for _ in 0..d.as_secs() {
             self.clock.advance(Duration::from_secs(1));
             self.events.extend(self.world.advance());
@@ -243,7 +250,7 @@ impl Rig {
     }
 
     /// Adds an EC2 service with `tasks` (warm, placed by the world's scheduler).
-    fn add(&self, tasks: Tasks) {
+    pub(crate) fn add(&self, tasks: Tasks) {
         self.world
             .add_service(ServiceSpec {
                 cluster: CLUSTER.into(),
@@ -260,7 +267,7 @@ impl Rig {
     }
 
     /// Sets host `host` (EC2 instance id) `status`, as an operator would.
-    async fn set_status(&self, host: &str, status: ContainerInstanceStatus) {
+    pub(crate) async fn set_status(&self, host: &str, status: ContainerInstanceStatus) {
         let arn = self.container_instance(host);
         let failures = self
             .world
@@ -270,7 +277,7 @@ impl Rig {
         assert!(failures.is_empty(), "{failures:?}");
     }
 
-    fn container_instance(&self, host: &str) -> String {
+    pub(crate) fn container_instance(&self, host: &str) -> String {
         let state = self.world.cluster_state(CLUSTER).unwrap();
         state
             .instances
@@ -281,7 +288,7 @@ impl Rig {
     }
 
     /// The registered container instances by EC2 instance id.
-    fn layout(&self) -> BTreeMap<String, HostView> {
+    pub(crate) fn layout(&self) -> BTreeMap<String, HostView> {
         self.world
             .cluster_state(CLUSTER)
             .unwrap()
@@ -301,12 +308,12 @@ impl Rig {
     }
 
     /// The group's desired capacity.
-    async fn desired(&self) -> u32 {
+    pub(crate) async fn desired(&self) -> u32 {
         self.world.describe_group(GROUP).await.unwrap().desired
     }
 
     /// The group's instances that are not terminated, by lifecycle state.
-    async fn lifecycle(&self) -> BTreeMap<String, InstanceLifecycleState> {
+    pub(crate) async fn lifecycle(&self) -> BTreeMap<String, InstanceLifecycleState> {
         self.world
             .describe_group(GROUP)
             .await
@@ -319,7 +326,7 @@ impl Rig {
     }
 
     /// (CPU, memory) reservation, percent, as the world reports it.
-    fn reservation(&self) -> (f64, f64) {
+    pub(crate) fn reservation(&self) -> (f64, f64) {
         let s = self.world.cluster_state(CLUSTER).unwrap();
         (s.cpu_reservation_percent, s.memory_reservation_percent)
     }
@@ -327,7 +334,7 @@ impl Rig {
     /// One minute: the world moves on, each source is read once into its window, and
     /// the loop evaluates (observe, policy, planner, victims, target). A failed tick
     /// comes back as its message.
-    async fn minute(&mut self) -> Result<Decision, String> {
+    pub(crate) async fn minute(&mut self) -> Result<Decision, String> {
         self.run(MINUTE);
         let now = self.clock.now();
         for (name, source) in &self.sources {
@@ -344,7 +351,7 @@ impl Rig {
     /// The hosts' removal order by each of core's host strategies on the cluster as
     /// it is now: the host each one would remove (its tasks' exact sizes checked to fit
     /// on the others).
-    async fn strategies(&self) -> HashMap<HostOrder, String> {
+    pub(crate) async fn strategies(&self) -> HashMap<HostOrder, String> {
         let group = self.world.describe_group(GROUP).await.unwrap();
         let state = self.world.cluster_state(CLUSTER).unwrap();
         let by_arn: BTreeMap<&str, &str> = state
@@ -400,7 +407,7 @@ impl Rig {
     }
 
     /// Tasks stopped because their host was terminated under them.
-    fn killed_with_a_host(&self) -> usize {
+    pub(crate) fn killed_with_a_host(&self) -> usize {
         self.events
             .iter()
             .filter(
@@ -409,7 +416,7 @@ impl Rig {
             .count()
     }
 
-    fn terminated(&self) -> Vec<String> {
+    pub(crate) fn terminated(&self) -> Vec<String> {
         self.events
             .iter()
             .filter_map(|e| match e {
@@ -420,16 +427,16 @@ impl Rig {
     }
 
     /// RUNNING tasks of `service`.
-    fn running(&self, service: &str) -> u32 {
+    pub(crate) fn running(&self, service: &str) -> u32 {
         self.world.service_counts(CLUSTER, service).unwrap().running
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct HostView {
-    status: ContainerInstanceStatus,
-    tasks: usize,
-    memory: u32,
+pub(crate) struct HostView {
+    pub(crate) status: ContainerInstanceStatus,
+    pub(crate) tasks: usize,
+    pub(crate) memory: u32,
 }
 
 fn held(decision: &Decision) -> bool {

@@ -81,15 +81,23 @@ fn called() -> BTreeSet<String> {
 
 /// The actions the shipped policy allows.
 fn allowed() -> BTreeSet<String> {
-    let text = std::fs::read_to_string(root().join("deploy/iam-policy.json")).unwrap();
+    policy_actions("deploy/iam-policy.json")
+}
+
+/// The actions of the IAM policy at `path` (from the repository's root).
+fn policy_actions(path: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
     let policy: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut actions = BTreeSet::new();
     for statement in policy["Statement"].as_array().unwrap() {
-        assert_eq!(statement["Effect"], "Allow", "{statement}");
+        assert_eq!(statement["Effect"], "Allow", "{path}: {statement}");
         for action in statement["Action"].as_array().unwrap() {
             let action = action.as_str().unwrap();
-            assert!(!action.contains('*'), "no wildcard actions: {action}");
-            assert!(actions.insert(action.to_owned()), "{action} twice");
+            assert!(
+                !action.contains('*'),
+                "{path}: no wildcard actions: {action}"
+            );
+            assert!(actions.insert(action.to_owned()), "{path}: {action} twice");
         }
     }
     actions
@@ -122,4 +130,77 @@ fn snake_case_operations_become_iam_actions() {
         "TerminateInstanceInAutoScalingGroup"
     );
     assert_eq!(pascal("get_queue_url"), "GetQueueUrl");
+}
+
+/// The actions of every IAM policy in `text` (a README): its fenced ```json blocks that
+/// hold a `Statement`.
+fn readme_policies(text: &str) -> Vec<BTreeSet<String>> {
+    let mut out = Vec::new();
+    for block in text.split("```json").skip(1) {
+        let body = block.split("```").next().unwrap();
+        let Ok(policy) = serde_json::from_str::<serde_json::Value>(body) else {
+            continue;
+        };
+        let Some(statements) = policy["Statement"].as_array() else {
+            continue;
+        };
+        let mut actions = BTreeSet::new();
+        for statement in statements {
+            match &statement["Action"] {
+                serde_json::Value::String(a) => actions.insert(a.clone()),
+                other => other
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|a| actions.insert(a.as_str().unwrap().to_owned())),
+            };
+        }
+        out.push(actions);
+    }
+    out
+}
+
+/// Every recipe gives the IAM policy capstan's role needs for it, in its README (a
+/// ```json block) or as `examples/<recipe>/iam-policy*.json` (each of its actions named
+/// in the README): only operations capstan calls, so none is misspelled or unused.
+#[test]
+fn every_recipe_gives_an_iam_policy_of_calls_capstan_makes() {
+    let allowed = allowed();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let dir = entry.unwrap().path();
+        let Ok(readme) = std::fs::read_to_string(dir.join("README.md")) else {
+            continue;
+        };
+        let recipe = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let mut policies = readme_policies(&readme);
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let name = file.unwrap().file_name().to_string_lossy().into_owned();
+            if name.starts_with("iam-policy") && name.ends_with(".json") {
+                let actions = policy_actions(&format!("examples/{recipe}/{name}"));
+                let unlisted: Vec<_> = actions
+                    .iter()
+                    .filter(|a| {
+                        let (_, op) = a.split_once(':').unwrap();
+                        !readme.contains(a.as_str()) && !readme.contains(&format!("`{op}`"))
+                    })
+                    .collect();
+                assert!(
+                    unlisted.is_empty(),
+                    "examples/{recipe}/README.md does not name {unlisted:?} of {name}"
+                );
+                policies.push(actions);
+            }
+        }
+        assert!(!policies.is_empty(), "examples/{recipe}: no IAM policy");
+        for policy in policies {
+            let unknown: Vec<_> = policy.difference(&allowed).collect();
+            assert!(
+                unknown.is_empty(),
+                "examples/{recipe}: a policy allows actions capstan never calls: {unknown:?}"
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 5, "recipes with a README");
 }

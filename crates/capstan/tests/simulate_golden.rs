@@ -2,7 +2,7 @@
 //! golden files in `fixtures/sim/`), and what the scenarios claim holds.
 //!
 //! Regenerate the golden files after an intended change with
-//! `UPDATE_EXPECT=1 cargo test -p capstan --test simulate_golden`, and read the diff.
+//! `UPDATE_EXPECT=1 cargo test -p capstan --test integration simulate_golden::`, and read the diff.
 
 #![allow(clippy::unwrap_used)]
 
@@ -42,13 +42,13 @@ fn check(name: &str) -> Summary {
     }
     let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}; create it with UPDATE_EXPECT=1 cargo test -p capstan --test simulate_golden",
+            "{}: {e}; create it with UPDATE_EXPECT=1 cargo test -p capstan --test integration simulate_golden::",
             path.display()
         )
     });
     assert_eq!(
         json, want,
-        "{name}: the summary changed; if intended, regenerate with UPDATE_EXPECT=1 cargo test -p capstan --test simulate_golden"
+        "{name}: the summary changed; if intended, regenerate with UPDATE_EXPECT=1 cargo test -p capstan --test integration simulate_golden::"
     );
     summary
 }

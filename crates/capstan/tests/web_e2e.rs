@@ -25,10 +25,8 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/browser.rs"]
-mod browser;
-#[path = "support/in_process.rs"]
-mod in_process;
+use crate::browser;
+use crate::in_process;
 
 use std::path::Path;
 use std::time::Duration;

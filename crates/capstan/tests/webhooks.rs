@@ -343,7 +343,7 @@ async fn auth_accepts_the_listener_token_or_the_webhooks_own() {
 
 /// A notification that changes the state calls the wake hook before the answer leaves:
 /// the round trip bounds the time from the webhook to the hook. 200 changes, p99 printed
-/// (`cargo test -p capstan --test webhooks -- --nocapture`); the bound asserted is loose
+/// (`cargo test -p capstan --test integration webhooks:: -- --nocapture`); the bound asserted is loose
 /// (debug build, shared machine), the goal is under 10 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_reaches_the_wake_hook_within_milliseconds() {

@@ -190,6 +190,29 @@ async fn workflows(d: &Daemon) -> Vec<Value> {
         .clone()
 }
 
+/// Every step of a scale-in behind a target group, in order.
+pub(crate) const SCALE_IN_STEPS: [&str; 8] = [
+    "mark_draining",
+    "deregister",
+    "wait_drained",
+    "recheck",
+    "protect",
+    "lower_desired",
+    "stop_tasks",
+    "release",
+];
+
+/// The steps a workflow (as the API shows it) finished, in order.
+pub(crate) fn done_steps(shown: &Value) -> Vec<&str> {
+    shown["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "done")
+        .map(|e| e["step"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_in_runs_as_a_journaled_workflow_and_a_failed_one_is_redriven() {
     let dir = tempfile::tempdir().unwrap();
@@ -219,27 +242,7 @@ async fn scale_in_runs_as_a_journaled_workflow_and_a_failed_one_is_redriven() {
     .await;
     let id = listed[0]["id"].as_str().unwrap().to_owned();
     let shown = d.get(&format!("/api/v1/workflows/{id}")).await;
-    let done: Vec<&str> = shown["journal"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["event"] == "done")
-        .map(|e| e["step"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        done,
-        vec![
-            "mark_draining",
-            "deregister",
-            "wait_drained",
-            "recheck",
-            "protect",
-            "lower_desired",
-            "stop_tasks",
-            "release"
-        ],
-        "{shown:#}"
-    );
+    assert_eq!(done_steps(&shown), SCALE_IN_STEPS, "{shown:#}");
 
     // The CLI reads the same.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))

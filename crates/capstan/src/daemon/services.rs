@@ -158,6 +158,66 @@ pub struct TargetParts {
     pub journal: Option<Arc<dyn capstan_targets::ecs::durable::Journal>>,
 }
 
+/// A factory putting every `ecs` and `ec2_cluster` service on the world model as
+/// configured: an `ecs` service on the model's service of its configured cluster and
+/// name, with its target group, drain timeout, task protection and workflow timings;
+/// an `ec2_cluster` service on the model's cluster and Auto Scaling group, with its
+/// host removal workflows. Both on `clock` (the world's), their workflows in the
+/// daemon's journal. Other kinds are built as configured. The recipes' end-to-end tests
+/// run their shipped configurations this way.
+pub fn world_targets_as_configured(world: World, clock: Arc<dyn Clock>) -> TargetFactory {
+    Arc::new(
+        move |spec: &ServiceSpec, parts: TargetParts| match &spec.target {
+            TargetSpec::Ecs(ecs) => {
+                let mut target = EcsTarget::new(
+                    &spec.name,
+                    ecs.target.clone(),
+                    world.clone(),
+                    Some(world.clone()),
+                    parts.work,
+                )
+                .with_clock(Arc::clone(&clock));
+                if let Some(journal) = parts.journal {
+                    let settings = capstan_core::workflow::WorkflowSettings {
+                        first_check_after: ecs.first_check_after,
+                        check_every: ecs.check_every,
+                        drain_timeout: ecs.target.drain_timeout,
+                        cut_after: ecs.drain_deadline,
+                        ..capstan_core::workflow::WorkflowSettings::default()
+                    };
+                    target = target.with_workflows(journal, settings).ok()?;
+                }
+                if let Some(settings) = ecs.protection {
+                    target = target.with_protection(settings).ok()?;
+                }
+                Some(AnyTarget::EcsWorld(Arc::new(target)))
+            }
+            TargetSpec::Ec2Cluster(hosts) => {
+                let mut target = AsgTarget::new(
+                    &spec.name,
+                    hosts.target.clone(),
+                    world.clone(),
+                    world.clone(),
+                )
+                .with_clock(Arc::clone(&clock));
+                if let Some(work) = parts.work {
+                    target = target.with_work(work);
+                }
+                if let Some(journal) = parts.journal {
+                    target = target
+                        .with_workflows(
+                            journal,
+                            capstan_core::workflow::WorkflowSettings::default(),
+                        )
+                        .ok()?;
+                }
+                Some(AnyTarget::Ec2ClusterWorld(Arc::new(target)))
+            }
+            TargetSpec::Process(_) | TargetSpec::Simulated(_) => None,
+        },
+    )
+}
+
 /// A factory putting every service on the world model's ECS service of the same name
 /// in `cluster` (no target group configured; the work registry's counts; durable
 /// scale-in workflows when the daemon keeps a journal), on the system clock.

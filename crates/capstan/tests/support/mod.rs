@@ -5,6 +5,8 @@
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod recipe;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,11 +22,23 @@ use tokio::time::Instant;
 /// # Panics
 /// If the binary does not start.
 pub fn start(dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_capstan"))
+    moto_credentials(&mut Command::new(env!("CARGO_BIN_EXE_capstan")), dir)
         .arg("run")
         .arg("--config")
         .arg(dir.join("capstan.toml"))
         .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("capstan starts")
+}
+
+/// Gives `command` moto's credentials from the environment, as in production, and
+/// keeps it from reading anything of the machine's AWS set-up (the shared files, taken
+/// to be under `dir` where there are none, a profile, instance metadata).
+pub fn moto_credentials<'a>(command: &'a mut Command, dir: &Path) -> &'a mut Command {
+    command
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
         .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
@@ -35,11 +49,6 @@ pub fn start(dir: &Path) -> Child {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("capstan starts")
 }
 
 /// An HTTP client for capstan's API: every request times out after 10 s (a request
