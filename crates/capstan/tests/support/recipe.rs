@@ -47,7 +47,11 @@ impl Recipe {
     }
 
     /// Divides every duration in the file by `factor` (at least 1 ms each): `"1m"` at
-    /// 60 becomes `"1s"`. Strings that are not durations are left alone.
+    /// 60 becomes `"1s"`. Strings that are not durations are left alone. Only what the
+    /// file writes is divided: a default it leaves out (say a target's
+    /// `first_check_after`) keeps its length, so a recipe writes out the ones its test
+    /// needs faster; and a read `timeout` divided this far may be shorter than a
+    /// loaded test server answers in (set it back with [`Recipe::set`]).
     #[must_use]
     pub fn accelerate(mut self, factor: u32) -> Self {
         fn walk(value: &mut toml::Value, factor: u32) {
