@@ -1,5 +1,5 @@
 # capstan's container image: one static binary (musl, OpenSSL built in) on an empty
-# base, plus the CA certificates its TLS clients read. About 30 MB.
+# base, plus the CA certificates its TLS clients read. About 52 MB.
 #
 #   docker build -t capstan .
 #   docker run --rm -p 9120:9120 -v "$PWD/capstan.toml:/etc/capstan/capstan.toml:ro" \
