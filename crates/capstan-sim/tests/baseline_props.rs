@@ -1,8 +1,7 @@
 //! Properties of both AWS baselines over random settings and random metric histories:
 //! they never set a count outside `[min, max]`, and never scale in on missing data.
 
-#[path = "baseline/support.rs"]
-mod support;
+use crate::support;
 
 use capstan_sim::baseline::BaselineSpec;
 use proptest::prelude::*;

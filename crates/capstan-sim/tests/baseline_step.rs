@@ -2,8 +2,7 @@
 //! inclusive/exclusive ends, adjustment types and percent rounding, aggregation, M of N
 //! with missing data, cooldowns, re-firing and clamping.
 
-#[path = "baseline/support.rs"]
-mod support;
+use crate::support;
 
 use capstan_sim::baseline::BaselineSpec;
 use serde_json::{Value, json};

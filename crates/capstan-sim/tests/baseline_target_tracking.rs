@@ -2,8 +2,7 @@
 //! AlarmHigh stays in ALARM, running-count capacity, cooldowns, clamping, missing data,
 //! scale-in disabled, and the start from zero.
 
-#[path = "baseline/support.rs"]
-mod support;
+use crate::support;
 
 use capstan_sim::baseline::AlarmState;
 use serde_json::{Value, json};

@@ -4,8 +4,7 @@
 //! than that plus the publishing delay and one period; after load drops, the first
 //! scale-in comes no earlier than 15 minutes later (AlarmLow, 15 of 15).
 
-#[path = "baseline/support.rs"]
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::{Sim, spec};

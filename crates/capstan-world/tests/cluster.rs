@@ -1,7 +1,7 @@
 //! Container instances and EC2 Auto Scaling groups (AWS-SEMANTICS §6).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

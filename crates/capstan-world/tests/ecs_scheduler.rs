@@ -1,7 +1,7 @@
 //! The ECS service scheduler and task lifecycle (AWS-SEMANTICS §4).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 

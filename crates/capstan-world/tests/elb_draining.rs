@@ -1,7 +1,7 @@
 //! Target groups, DEACTIVATING and the stop path (AWS-SEMANTICS §4 E11–E13, §5).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! for the deregistration delay while busy, at once (after the routing lag) when idle.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! service settles at its desired count.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

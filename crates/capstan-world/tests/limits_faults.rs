@@ -1,7 +1,7 @@
 //! API rate limits (AWS-SEMANTICS §8) and injected faults.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

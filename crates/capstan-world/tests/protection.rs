@@ -1,7 +1,7 @@
 //! Task scale-in protection and deployments (AWS-SEMANTICS §4, E6–E10).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
