@@ -351,6 +351,24 @@ pub async fn push_value(http: &reqwest::Client, push: &Push, value: f64) -> bool
     matches!(request.send().await, Ok(r) if r.status().is_success())
 }
 
+/// Cancels `cancel` on SIGINT or SIGTERM (the binaries' orderly stop: the job in hand
+/// is finished first).
+pub async fn stop_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    cancel.cancel();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use aws_config::BehaviorVersion;
-use capstan_example_sqs::{ProcessingTime, ProducerSettings, produce};
+use capstan_example_sqs::{ProcessingTime, ProducerSettings, produce, stop_on_signal};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -55,21 +55,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Cancels `cancel` on SIGINT or SIGTERM.
-async fn stop_on_signal(cancel: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    cancel.cancel();
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
-use capstan_example_sqs::{Push, WorkerSettings, work};
+use capstan_example_sqs::{Push, WorkerSettings, stop_on_signal, work};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -76,21 +76,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Cancels `cancel` on SIGINT or SIGTERM.
-async fn stop_on_signal(cancel: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    cancel.cancel();
 }
