@@ -59,29 +59,46 @@ mode = "total"
 target = 1
 "#;
 
-/// A target whose tasks start and stop at once.
+/// A target whose tasks start and stop at once: in `zone` when set, the first task
+/// protected with `protect_first` (the API views show both).
 #[derive(Debug, Clone, Default)]
-struct InstantTarget(Arc<Mutex<Vec<Task>>>, Arc<AtomicI64>);
+pub(crate) struct InstantTarget {
+    tasks: Arc<Mutex<Vec<Task>>>,
+    started: Arc<AtomicI64>,
+    zone: Option<String>,
+    protect_first: bool,
+}
 
 impl InstantTarget {
-    fn set(&self, n: usize) {
-        let mut tasks = self.0.lock().unwrap();
+    /// Tasks in `zone`, the first one protected.
+    pub(crate) fn zoned_with_first_protected(zone: &str) -> Self {
+        Self {
+            zone: Some(zone.to_owned()),
+            protect_first: true,
+            ..Self::default()
+        }
+    }
+
+    /// Starts or stops tasks until there are `n`.
+    pub(crate) fn set(&self, n: usize) {
+        let mut tasks = self.tasks.lock().unwrap();
         tasks.truncate(n);
         while tasks.len() < n {
-            let seq = self.1.fetch_add(1, Ordering::Relaxed) + 1;
+            let seq = self.started.fetch_add(1, Ordering::Relaxed) + 1;
             tasks.push(Task {
                 id: TaskId::from(format!("t-{seq}")),
                 started_at: capstan_core::Timestamp::from_second(seq).unwrap(),
-                zone: None,
+                zone: self.zone.as_deref().map(Into::into),
                 state: TaskState::Running,
                 sessions: 0,
-                protected: false,
+                protected: self.protect_first && seq == 1,
                 healthy: true,
             });
         }
     }
+
     fn count(&self) -> u32 {
-        u32::try_from(self.0.lock().unwrap().len()).unwrap()
+        u32::try_from(self.tasks.lock().unwrap().len()).unwrap()
     }
 }
 
@@ -90,7 +107,7 @@ impl Target for InstantTarget {
         "instant"
     }
     async fn observe(&self) -> Result<Observed, TargetError> {
-        let tasks = self.0.lock().unwrap().clone();
+        let tasks = self.tasks.lock().unwrap().clone();
         let n = u32::try_from(tasks.len()).unwrap();
         Ok(Observed {
             capacity: Capacity {
@@ -106,7 +123,10 @@ impl Target for InstantTarget {
         Ok(())
     }
     async fn scale_in(&self, _desired: u32, victims: &[TaskId]) -> Result<(), TargetError> {
-        self.0.lock().unwrap().retain(|t| !victims.contains(&t.id));
+        self.tasks
+            .lock()
+            .unwrap()
+            .retain(|t| !victims.contains(&t.id));
         Ok(())
     }
     async fn shutdown(&self) {}

@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,15 +17,17 @@ use capstan_control::{Registry, ServiceLoop, WorkRegistry};
 use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::decision::{Action, Decision};
 use capstan_core::metrics::{Observations, SharedObservations};
-use capstan_core::model::{Capacity, Sample, Task, TaskId, TaskState};
+use capstan_core::model::Sample;
 use capstan_sources::PushStore;
 use capstan_store::{DecisionLog, MemoryStore, MemoryWorkLog};
 use capstan_targets::asg::{AsgTarget, AsgTargetSpec};
-use capstan_targets::{EcsTarget, EcsTargetSpec, Observed, Target, TargetError};
+use capstan_targets::{EcsTarget, EcsTargetSpec, Target};
 use capstan_world::{
     AutoScalingGroupSpec, ClusterSpec, LaunchType, ServiceSpec, World, WorldConfig,
 };
 use serde_json::{Value, json};
+
+use crate::api::InstantTarget;
 use tokio_util::sync::CancellationToken;
 
 /// Service `w`: one task per unit of `q`, bounds 1..=10, no cooldowns; `hosts` is
@@ -65,56 +66,6 @@ mode = "total"
 target = 1
 "#;
 
-/// A target whose tasks start and stop at once.
-#[derive(Debug, Clone, Default)]
-struct InstantTarget(Arc<Mutex<Vec<Task>>>, Arc<AtomicI64>);
-
-impl InstantTarget {
-    fn set(&self, n: usize) {
-        let mut tasks = self.0.lock().unwrap();
-        tasks.truncate(n);
-        while tasks.len() < n {
-            let seq = self.1.fetch_add(1, Ordering::Relaxed) + 1;
-            tasks.push(Task {
-                id: TaskId::from(format!("t-{seq}")),
-                started_at: capstan_core::Timestamp::from_second(seq).unwrap(),
-                zone: Some("eu-west-1a".into()),
-                state: TaskState::Running,
-                sessions: 0,
-                protected: seq == 1,
-                healthy: true,
-            });
-        }
-    }
-}
-
-impl Target for InstantTarget {
-    fn name(&self) -> &str {
-        "instant"
-    }
-    async fn observe(&self) -> Result<Observed, TargetError> {
-        let tasks = self.0.lock().unwrap().clone();
-        let n = u32::try_from(tasks.len()).unwrap();
-        Ok(Observed {
-            capacity: Capacity {
-                desired: n,
-                running: n,
-                pending: 0,
-            },
-            tasks,
-        })
-    }
-    async fn scale_out(&self, desired: u32) -> Result<(), TargetError> {
-        self.set(desired as usize);
-        Ok(())
-    }
-    async fn scale_in(&self, _desired: u32, victims: &[TaskId]) -> Result<(), TargetError> {
-        self.0.lock().unwrap().retain(|t| !victims.contains(&t.id));
-        Ok(())
-    }
-    async fn shutdown(&self) {}
-}
-
 const CLUSTER: &str = "default";
 const GROUP: &str = "asg";
 
@@ -148,7 +99,7 @@ async fn start() -> Rig {
         .declare("q", Duration::from_secs(900), Duration::from_secs(3600));
     let work = WorkRegistry::open(Arc::new(MemoryWorkLog), Arc::clone(&dyn_clock)).unwrap();
     work.configure("w", Some(Duration::from_secs(3600)));
-    let target = InstantTarget::default();
+    let target = InstantTarget::zoned_with_first_protected("eu-west-1a");
     target.set(2);
     let mut service = None;
     for spec in &config.services {
