@@ -70,16 +70,17 @@ fn create_group(moto: &Moto, name: &str, min: u32, max: u32, desired: u32) -> St
     moto.autoscaling_group(name, ZONE, min, max, desired)
 }
 
-/// The test's own SDK clients on moto.
-struct Aws {
-    ecs: SdkEcs,
-    asg: SdkAutoScaling,
+/// The test's own SDK clients on moto, for one cluster and its group (the rotation
+/// and recipe tests use them too).
+pub(crate) struct Aws {
+    pub(crate) ecs: SdkEcs,
+    pub(crate) asg: SdkAutoScaling,
     cluster: String,
     group: String,
 }
 
 impl Aws {
-    fn new(moto: &Moto, cluster: &str, group: &str) -> Self {
+    pub(crate) fn new(moto: &Moto, cluster: &str, group: &str) -> Self {
         let config = SharedConfig::ready(static_config(
             &moto.endpoint_url(),
             REGION,
@@ -94,12 +95,12 @@ impl Aws {
         }
     }
 
-    async fn group(&self) -> AutoScalingGroup {
+    pub(crate) async fn group(&self) -> AutoScalingGroup {
         self.asg.describe_group(&self.group).await.unwrap()
     }
 
     /// The cluster's container instances' status, by EC2 instance id.
-    async fn hosts(&self) -> BTreeMap<String, ContainerInstanceStatus> {
+    pub(crate) async fn hosts(&self) -> BTreeMap<String, ContainerInstanceStatus> {
         self.container_instances()
             .await
             .into_iter()
@@ -143,10 +144,16 @@ impl Aws {
 
     /// Registers every instance of the group not registered yet with the cluster, as
     /// the ECS agent does when an instance boots: the ids registered now.
-    async fn register_new_instances(&self, moto: &Moto) -> Vec<String> {
+    pub(crate) async fn register_new_instances(&self, moto: &Moto) -> Vec<String> {
+        self.register(moto, &self.group).await
+    }
+
+    /// Registers every instance of group `group` not registered yet with the cluster:
+    /// the ids registered now.
+    pub(crate) async fn register(&self, moto: &Moto, group: &str) -> Vec<String> {
         let known = self.hosts().await;
         let mut registered = Vec::new();
-        for i in self.group().await.instances {
+        for i in self.asg.describe_group(group).await.unwrap().instances {
             if known.contains_key(&i.instance_id) {
                 continue;
             }

@@ -26,6 +26,7 @@ use capstan_testkit::servers::free_port;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::ec2_cluster_moto::Aws;
 use crate::ec2_cluster_policy::{CLUSTER, MINUTE, Rig, cache, web};
 use crate::support::recipe::Recipe;
 use crate::support::{client, start};
@@ -147,33 +148,9 @@ async fn the_shipped_file_reads_a_cluster_on_the_wire() {
     let cluster = moto.name("prod");
     moto.ecs("CreateCluster", &json!({ "clusterName": cluster }));
     let group = moto.autoscaling_group(&moto.name("prod-asg"), "us-east-1a", 2, 4, 2);
-    let ecs = capstan_aws_sdk::SdkEcs::new(capstan_aws_sdk::SharedConfig::ready(
-        capstan_aws_sdk::static_config(
-            &moto.endpoint_url(),
-            REGION,
-            moto::ACCESS_KEY_ID,
-            moto::SECRET_ACCESS_KEY,
-        ),
-    ));
-    let asg = capstan_aws_sdk::SdkAutoScaling::new(capstan_aws_sdk::SharedConfig::ready(
-        capstan_aws_sdk::static_config(
-            &moto.endpoint_url(),
-            REGION,
-            moto::ACCESS_KEY_ID,
-            moto::SECRET_ACCESS_KEY,
-        ),
-    ));
-    use capstan_aws_api::AutoScaling;
-    for instance in asg.describe_group(&group).await.unwrap().instances {
-        moto.register_container_instance(&cluster, &instance.instance_id);
-    }
-    assert_eq!(
-        ecs.list_container_instances(&cluster, None)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    let aws = Aws::new(&moto, &cluster, &group);
+    assert_eq!(aws.register_new_instances(&moto).await.len(), 2);
+    assert_eq!(aws.hosts().await.len(), 2);
 
     let port = free_port();
     let endpoint = moto.endpoint_url();

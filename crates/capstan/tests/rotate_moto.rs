@@ -12,16 +12,15 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+use crate::ec2_cluster_moto::Aws;
 use crate::support;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use capstan_aws_api::{AutoScaling, Ecs};
-use capstan_aws_sdk::{SdkAutoScaling, SdkEcs, SharedConfig, static_config};
-use capstan_testkit::moto::{self, ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
+use capstan_aws_api::AutoScaling;
+use capstan_testkit::moto::{self, REGION};
 use capstan_testkit::servers::free_port;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -61,59 +60,6 @@ target = 10
 datapoints = {{ out = 1, in = 1 }}
 "#
     )
-}
-
-struct Aws {
-    ecs: SdkEcs,
-    asg: SdkAutoScaling,
-    cluster: String,
-}
-
-impl Aws {
-    fn new(moto: &Moto, cluster: &str) -> Self {
-        let config = SharedConfig::ready(static_config(
-            &moto.endpoint_url(),
-            REGION,
-            ACCESS_KEY_ID,
-            SECRET_ACCESS_KEY,
-        ));
-        Self {
-            ecs: SdkEcs::new(config.clone()),
-            asg: SdkAutoScaling::new(config),
-            cluster: cluster.to_owned(),
-        }
-    }
-
-    async fn registered(&self) -> BTreeSet<String> {
-        let arns = self
-            .ecs
-            .list_container_instances(&self.cluster, None)
-            .await
-            .unwrap();
-        if arns.is_empty() {
-            return BTreeSet::new();
-        }
-        let (found, _) = self
-            .ecs
-            .describe_container_instances(&self.cluster, &arns)
-            .await
-            .unwrap();
-        found.into_iter().map(|h| h.ec2_instance_id).collect()
-    }
-
-    /// Registers the instances of `group` not registered yet, as the ECS agent does.
-    async fn register(&self, moto: &Moto, group: &str) -> usize {
-        let known = self.registered().await;
-        let mut n = 0;
-        for i in self.asg.describe_group(group).await.unwrap().instances {
-            if known.contains(&i.instance_id) {
-                continue;
-            }
-            moto.register_container_instance(&self.cluster, &i.instance_id);
-            n += 1;
-        }
-        n
-    }
 }
 
 /// Runs `capstan ARGS` (the CLI), at most 60 s.
@@ -176,8 +122,8 @@ async fn the_cli_rotates_a_cluster_from_one_group_to_another() {
     moto.ecs("CreateCluster", &json!({ "clusterName": cluster }));
     let blue = moto.autoscaling_group("blue", ZONE, 0, 2, 1);
     let green = moto.autoscaling_group("green", ZONE, 0, 2, 0);
-    let aws = Aws::new(&moto, &cluster);
-    assert_eq!(aws.register(&moto, &blue).await, 1);
+    let aws = Aws::new(&moto, &cluster, &blue);
+    assert_eq!(aws.register_new_instances(&moto).await.len(), 1);
     let blue_host = aws.asg.describe_group(&blue).await.unwrap().instances[0]
         .instance_id
         .clone();
@@ -249,7 +195,7 @@ async fn the_cli_rotates_a_cluster_from_one_group_to_another() {
 
     // The ECS agent of green's new host registers it; the rotation goes on.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while aws.register(&moto, &green).await == 0 && aws.registered().await.len() < 2 {
+    while aws.register(&moto, &green).await.is_empty() && aws.hosts().await.len() < 2 {
         assert!(Instant::now() < deadline, "green never got a host");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
