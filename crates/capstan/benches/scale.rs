@@ -186,7 +186,7 @@ fn main() {
                     Some(world.clone()),
                     parts.work,
                 );
-                Some(AnyTarget::EcsWorld(Arc::new(target)))
+                Some(Ok(AnyTarget::EcsWorld(Arc::new(target))))
             },
         );
         let cancel = CancellationToken::new();

@@ -159,7 +159,9 @@ async fn a_prometheus_alert_scales_an_ecs_service_out_through_the_sdk() {
                 Some(capstan_aws_sdk::SdkElb::new(sdk.clone())),
                 parts.work,
             );
-            Some(capstan::daemon::services::AnyTarget::Ecs(Arc::new(target)))
+            Some(Ok(capstan::daemon::services::AnyTarget::Ecs(Arc::new(
+                target,
+            ))))
         });
     let port = free_port();
     let target = format!(

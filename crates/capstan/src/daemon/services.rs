@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use capstan_aws_api::{AutoScaling, Ecs, Elb};
 use capstan_aws_sdk::{AwsSettings, SdkAutoScaling, SdkEcs, SdkElb, SharedConfig};
 use capstan_control::registry::Registry;
 use capstan_control::{ServiceLoop, WorkRegistry};
@@ -38,9 +39,10 @@ use capstan_core::victim::VictimPolicy;
 use capstan_sources::retry::Backoff;
 use capstan_sources::{ReadError, ReadObserver};
 use capstan_store::DecisionLog;
+use capstan_targets::spec::Ec2ClusterSpec;
 use capstan_targets::{
-    AsgTarget, EcsTarget, EcsTargetSpec, Observed, ProcessTarget, Target, TargetError, TargetSpec,
-    WorkCounts,
+    AsgTarget, EcsServiceSpec, EcsTarget, EcsTargetSpec, Observed, ProcessTarget, Target,
+    TargetError, TargetSpec, WorkCounts,
 };
 use capstan_world::World;
 use tokio::sync::{Notify, watch};
@@ -143,10 +145,12 @@ fn uses_work_registry(spec: &ServiceSpec) -> bool {
 }
 
 /// Builds the target of a service instead of its configured one when it returns
-/// `Some` (tests put the world model behind ECS services this way).
+/// `Some`: the target, or why it cannot be built (tests put the world model behind ECS
+/// services this way).
 /// It is given the live work of the service's tasks (the work registry's), for the
 /// target's drain-then-stop scale-in.
-pub type TargetFactory = Arc<dyn Fn(&ServiceSpec, TargetParts) -> Option<AnyTarget> + Send + Sync>;
+pub type TargetFactory =
+    Arc<dyn Fn(&ServiceSpec, TargetParts) -> Option<Result<AnyTarget, TargetError>> + Send + Sync>;
 
 /// What the daemon gives a target it builds: the tasks' live work and where scale-in
 /// workflows are journaled.
@@ -169,7 +173,7 @@ pub fn world_targets_as_configured(world: World, clock: Arc<dyn Clock>) -> Targe
     Arc::new(
         move |spec: &ServiceSpec, parts: TargetParts| match &spec.target {
             TargetSpec::Ecs(ecs) => {
-                let mut target = EcsTarget::new(
+                let target = EcsTarget::new(
                     &spec.name,
                     ecs.target.clone(),
                     world.clone(),
@@ -177,41 +181,23 @@ pub fn world_targets_as_configured(world: World, clock: Arc<dyn Clock>) -> Targe
                     parts.work,
                 )
                 .with_clock(Arc::clone(&clock));
-                if let Some(journal) = parts.journal {
-                    let settings = capstan_core::workflow::WorkflowSettings {
-                        first_check_after: ecs.first_check_after,
-                        check_every: ecs.check_every,
-                        drain_timeout: ecs.target.drain_timeout,
-                        cut_after: ecs.drain_deadline,
-                        ..capstan_core::workflow::WorkflowSettings::default()
-                    };
-                    target = target.with_workflows(journal, settings).ok()?;
-                }
-                if let Some(settings) = ecs.protection {
-                    target = target.with_protection(settings).ok()?;
-                }
-                Some(AnyTarget::EcsWorld(Arc::new(target)))
+                Some(
+                    configure_ecs(&spec.name, ecs, target, parts.journal)
+                        .map(|t| AnyTarget::EcsWorld(Arc::new(t))),
+                )
             }
             TargetSpec::Ec2Cluster(hosts) => {
-                let mut target = AsgTarget::new(
+                let target = AsgTarget::new(
                     &spec.name,
                     hosts.target.clone(),
                     world.clone(),
                     world.clone(),
                 )
                 .with_clock(Arc::clone(&clock));
-                if let Some(work) = parts.work {
-                    target = target.with_work(work);
-                }
-                if let Some(journal) = parts.journal {
-                    target = target
-                        .with_workflows(
-                            journal,
-                            capstan_core::workflow::WorkflowSettings::default(),
-                        )
-                        .ok()?;
-                }
-                Some(AnyTarget::Ec2ClusterWorld(Arc::new(target)))
+                Some(
+                    configure_hosts(&spec.name, hosts, target, parts.work, parts.journal)
+                        .map(|t| AnyTarget::Ec2ClusterWorld(Arc::new(t))),
+                )
             }
             TargetSpec::Process(_) | TargetSpec::Simulated(_) => None,
         },
@@ -238,10 +224,88 @@ pub fn world_targets(world: World, cluster: &str) -> TargetFactory {
                 check_every: Duration::from_millis(200),
                 ..capstan_core::workflow::WorkflowSettings::default()
             };
-            target = target.with_workflows(journal, settings).ok()?;
+            target = match target.with_workflows(journal, settings) {
+                Ok(target) => target,
+                Err(reason) => return Some(Err(unreadable_workflows(&spec.name, reason))),
+            };
         }
-        Some(AnyTarget::EcsWorld(Arc::new(target)))
+        Some(Ok(AnyTarget::EcsWorld(Arc::new(target))))
     })
+}
+
+/// `target` (an `ecs` service's, on any ECS and ELB) as `spec` configures it: checked,
+/// its scale-in workflows journaled in `journal` with the configured timings, its task
+/// protection. The daemon's targets and the world model's are built the same way.
+fn configure_ecs<E: Ecs + Clone, L: Elb>(
+    service: &str,
+    spec: &EcsServiceSpec,
+    mut target: EcsTarget<E, L>,
+    journal: Option<Arc<dyn capstan_targets::ecs::durable::Journal>>,
+) -> Result<EcsTarget<E, L>, TargetError> {
+    spec.target
+        .validate()
+        .map_err(|reason| TargetError::Invalid {
+            target: service.to_owned(),
+            reason,
+        })?;
+    if let Some(journal) = journal {
+        let settings = capstan_core::workflow::WorkflowSettings {
+            first_check_after: spec.first_check_after,
+            check_every: spec.check_every,
+            drain_timeout: spec.target.drain_timeout,
+            cut_after: spec.drain_deadline,
+            ..capstan_core::workflow::WorkflowSettings::default()
+        };
+        target = target
+            .with_workflows(journal, settings)
+            .map_err(|reason| unreadable_workflows(service, reason))?;
+    }
+    if let Some(settings) = spec.protection {
+        target = target
+            .with_protection(settings)
+            .map_err(|reason| TargetError::Invalid {
+                target: service.to_owned(),
+                reason: format!("protection: {reason}"),
+            })?;
+    }
+    Ok(target)
+}
+
+/// `target` (an `ec2_cluster` service's) as `spec` configures it: checked, reading the
+/// live work of every task on its hosts, its host removals journaled in `journal`.
+fn configure_hosts<E: Ecs, A: AutoScaling>(
+    service: &str,
+    spec: &Ec2ClusterSpec,
+    mut target: AsgTarget<E, A>,
+    work: Option<Arc<dyn WorkCounts>>,
+    journal: Option<Arc<dyn capstan_targets::ecs::durable::Journal>>,
+) -> Result<AsgTarget<E, A>, TargetError> {
+    spec.target
+        .validate()
+        .map_err(|reason| TargetError::Invalid {
+            target: service.to_owned(),
+            reason,
+        })?;
+    if let Some(work) = work {
+        target = target.with_work(work);
+    }
+    if let Some(journal) = journal {
+        target = target
+            .with_workflows(journal, capstan_core::workflow::WorkflowSettings::default())
+            .map_err(|reason| TargetError::Failed {
+                target: service.to_owned(),
+                reason: format!("cannot read its host removal workflows: {reason}"),
+            })?;
+    }
+    Ok(target)
+}
+
+/// The error of a target whose journaled scale-in workflows cannot be read.
+fn unreadable_workflows(service: &str, reason: String) -> TargetError {
+    TargetError::Failed {
+        target: service.to_owned(),
+        reason: format!("cannot read its scale-in workflows: {reason}"),
+    }
 }
 
 impl AnyTarget {
@@ -257,74 +321,26 @@ impl AnyTarget {
     ) -> Result<Self, TargetError> {
         match spec {
             TargetSpec::Ecs(spec) => {
-                spec.target
-                    .validate()
-                    .map_err(|reason| TargetError::Invalid {
-                        target: service.to_owned(),
-                        reason,
-                    })?;
                 let (ecs, elb) = aws.get(aws_settings(
                     spec.region.as_ref(),
                     spec.endpoint_url.as_ref(),
                     spec.profile.as_ref(),
                 ));
-                let mut target = EcsTarget::new(service, spec.target.clone(), ecs, Some(elb), work)
+                let target = EcsTarget::new(service, spec.target.clone(), ecs, Some(elb), work)
                     .with_clock(Arc::clone(clock));
-                if let Some(journal) = journal {
-                    let settings = capstan_core::workflow::WorkflowSettings {
-                        first_check_after: spec.first_check_after,
-                        check_every: spec.check_every,
-                        drain_timeout: spec.target.drain_timeout,
-                        cut_after: spec.drain_deadline,
-                        ..capstan_core::workflow::WorkflowSettings::default()
-                    };
-                    target = target.with_workflows(journal, settings).map_err(|reason| {
-                        TargetError::Failed {
-                            target: service.to_owned(),
-                            reason: format!("cannot read its scale-in workflows: {reason}"),
-                        }
-                    })?;
-                }
-                if let Some(settings) = spec.protection {
-                    target = target.with_protection(settings).map_err(|reason| {
-                        TargetError::Invalid {
-                            target: service.to_owned(),
-                            reason: format!("protection: {reason}"),
-                        }
-                    })?;
-                }
-                Ok(Self::Ecs(Arc::new(target)))
+                configure_ecs(service, spec, target, journal).map(|t| Self::Ecs(Arc::new(t)))
             }
             // The journal, but no work counts or task protection: see the module docs.
             TargetSpec::Ec2Cluster(spec) => {
-                spec.target
-                    .validate()
-                    .map_err(|reason| TargetError::Invalid {
-                        target: service.to_owned(),
-                        reason,
-                    })?;
                 let (ecs, autoscaling) = aws.hosts(aws_settings(
                     spec.region.as_ref(),
                     spec.endpoint_url.as_ref(),
                     spec.profile.as_ref(),
                 ));
-                let mut target = AsgTarget::new(service, spec.target.clone(), ecs, autoscaling)
+                let target = AsgTarget::new(service, spec.target.clone(), ecs, autoscaling)
                     .with_clock(Arc::clone(clock));
-                if let Some(work) = work {
-                    target = target.with_work(work);
-                }
-                if let Some(journal) = journal {
-                    target = target
-                        .with_workflows(
-                            journal,
-                            capstan_core::workflow::WorkflowSettings::default(),
-                        )
-                        .map_err(|reason| TargetError::Failed {
-                            target: service.to_owned(),
-                            reason: format!("cannot read its host removal workflows: {reason}"),
-                        })?;
-                }
-                Ok(Self::Ec2Cluster(Arc::new(target)))
+                configure_hosts(service, spec, target, work, journal)
+                    .map(|t| Self::Ec2Cluster(Arc::new(t)))
             }
             TargetSpec::Process(spec) => Ok(Self::Process(ProcessTarget::with_work(
                 service,
@@ -840,7 +856,7 @@ impl Services {
             journal: journal.clone(),
         };
         if let Some(target) = self.factory.as_ref().and_then(|f| f(spec, parts)) {
-            return Ok(target);
+            return target;
         }
         AnyTarget::build(
             &spec.name,
