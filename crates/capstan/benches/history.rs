@@ -20,13 +20,10 @@ mod day;
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan::server::api::Services;
-use capstan::server::{self, Exporter, ServerState};
 use capstan_control::Registry;
-use capstan_core::clock::{Clock, VirtualClock};
+use capstan_core::clock::VirtualClock;
 use capstan_core::model::Bounds;
-use capstan_sources::PushStore;
-use capstan_store::{DecisionLog, MemoryStore};
+use capstan_store::MemoryStore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -80,31 +77,9 @@ async fn main() {
     let after = rss();
     let end = capstan_core::clock::add(start, Duration::from_secs((ticks - 1) * tick_s));
     clock.set(end);
-    for h in &handles {
-        for j in 0..48u32 {
-            let at = capstan_core::clock::add(start, Duration::from_secs(u64::from(j) * 1800));
-            let (from, to) = (3 + j % 5, 3 + (j + 1) % 5);
-            log.record(&day::decision(h.name(), at, from, to)).unwrap();
-        }
-        h.record_decision(&day::decision(h.name(), end, 3, 4), end);
-    }
-
-    let dyn_clock: Arc<dyn Clock> = clock.clone();
-    let exporter = Arc::new(Exporter::new(&[], Arc::clone(&dyn_clock)));
-    let state = ServerState::new(None, exporter, PushStore::new(Arc::clone(&dyn_clock)))
-        .with_services(Services::new(
-            Arc::clone(&registry),
-            log as Arc<dyn DecisionLog>,
-            dyn_clock,
-        ));
-    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    day::decisions(&handles, &log, start, end);
     let cancel = CancellationToken::new();
-    tokio::spawn(server::serve(
-        listener,
-        server::router(state),
-        cancel.clone(),
-    ));
+    let base = day::serve_api(&registry, log, clock, &cancel).await;
     let client = reqwest::Client::new();
 
     println!(

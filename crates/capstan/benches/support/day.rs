@@ -2,13 +2,21 @@
 //! 24 h window (`history`, `web_load`): the same shape everywhere, so their figures
 //! compare.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use capstan::server::api::Services;
+use capstan::server::{self, Exporter, ServerState};
+use capstan_control::Registry;
 use capstan_control::registry::ServiceHandle;
 use capstan_core::Timestamp;
+use capstan_core::clock::{Clock, VirtualClock};
 use capstan_core::decision::{Action, Decision, Rule};
 use capstan_core::history::{Reading, Tick};
 use capstan_core::model::Capacity;
+use capstan_sources::PushStore;
+use capstan_store::{DecisionLog, MemoryStore};
+use tokio_util::sync::CancellationToken;
 
 /// The environment variable `name` as a number, else `default`.
 pub fn env_or(name: &str, default: u64) -> u64 {
@@ -77,4 +85,47 @@ pub fn fill(h: &ServiceHandle, start: Timestamp, ticks: u64, tick_s: u64) {
             policies: &policies,
         });
     }
+}
+
+/// A day of decisions for each service of `handles`: one every 30 minutes from `start`
+/// in `log` (the decision list's pages), and the last one, at `end`, on the handle (the
+/// overview's).
+pub fn decisions(
+    handles: &[Arc<ServiceHandle>],
+    log: &MemoryStore,
+    start: Timestamp,
+    end: Timestamp,
+) {
+    for h in handles {
+        for j in 0..48u32 {
+            let at = capstan_core::clock::add(start, Duration::from_secs(u64::from(j) * 1800));
+            let (from, to) = (3 + j % 5, 3 + (j + 1) % 5);
+            log.record(&decision(h.name(), at, from, to)).unwrap();
+        }
+        h.record_decision(&decision(h.name(), end, 3, 4), end);
+    }
+}
+
+/// The API (and the page) over `registry` and `log` on `clock`, served on loopback until
+/// `cancel`: its base URL.
+pub async fn serve_api(
+    registry: &Arc<Registry>,
+    log: Arc<MemoryStore>,
+    clock: Arc<VirtualClock>,
+    cancel: &CancellationToken,
+) -> String {
+    let dyn_clock: Arc<dyn Clock> = clock;
+    let exporter = Arc::new(Exporter::new(&[], Arc::clone(&dyn_clock)));
+    let state =
+        ServerState::new(None, exporter, PushStore::new(Arc::clone(&dyn_clock))).with_services(
+            Services::new(Arc::clone(registry), log as Arc<dyn DecisionLog>, dyn_clock),
+        );
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server::serve(
+        listener,
+        server::router(state),
+        cancel.clone(),
+    ));
+    base
 }
